@@ -1,0 +1,53 @@
+"""The `oppu` command line. Each command group lives in its own module with `register()`."""
+
+import argparse
+import importlib
+import sys
+
+from oppu.storage.privacy import go_offline
+
+COMMAND_MODULES = [
+    "oppu.core.cli.writing_commands",
+]
+
+
+class CommandError(Exception):
+    """A failure to report as one line, exit status 1."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="oppu", description="OPPU desktop: a private assistant that learns from your writing.")
+    parser.add_argument("--profile", default=None,
+                        help="whose data to use (default: the 'default' profile)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(commands)
+    return parser
+
+
+def open_profile(args):
+    from oppu.core.profile import Profile
+    from oppu.storage.paths import DEFAULT_PROFILE
+
+    return Profile(args.profile or DEFAULT_PROFILE)
+
+
+def main(argv: list[str] | None = None) -> int:
+    go_offline()
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except (CommandError, ValueError) as error:
+        print(f"oppu: {error}", file=sys.stderr)
+        return 1
+    except Exception as error:  # a library's failure still reads as one line
+        from oppu.storage.errors import StorageError
+
+        if isinstance(error, StorageError):
+            print(f"oppu: {error}", file=sys.stderr)
+            return 1
+        raise

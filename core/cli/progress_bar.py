@@ -1,0 +1,30 @@
+"""A one-line progress bar on stderr for the command line."""
+
+import sys
+
+from oppu.core.progress import Progress
+
+
+class ProgressBar:
+    def __init__(self, stream=sys.stderr, width: int = 30):
+        self.stream = stream
+        self.width = width
+        self.interactive = stream.isatty()
+
+    def __call__(self, progress: Progress) -> None:
+        filled = int(self.width * progress.fraction)
+        bar = "#" * filled + "-" * (self.width - filled)
+        extras = [progress.message] if progress.message else []
+        if progress.loss is not None:
+            extras.append(f"loss {progress.loss:.3f}")
+        if progress.eta_s is not None:
+            extras.append(f"ETA {int(progress.eta_s) // 60}:{int(progress.eta_s) % 60:02d}")
+        line = (f"{progress.phase:<10} [{bar}] {progress.done}/{progress.total} "
+                + "  ".join(extras))
+        if self.interactive:
+            self.stream.write("\r\033[K" + line[:200])
+            if progress.total and progress.done >= progress.total:
+                self.stream.write("\n")
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()

@@ -1,0 +1,116 @@
+"""`oppu note | add | list | search | forget | stats | config`: the user's writing."""
+
+from pathlib import Path
+
+from oppu.core.cli import open_profile
+from oppu.core.cli.progress_bar import ProgressBar
+from oppu.core.progress import Progress
+
+
+def register(commands) -> None:
+    note = commands.add_parser("note", help="store a note as your writing")
+    note.add_argument("text", nargs="+")
+    note.add_argument("--title", default="")
+    note.set_defaults(run=run_note)
+
+    add = commands.add_parser("add", help="import files or folders (.txt .md .eml .mbox)")
+    add.add_argument("paths", nargs="+", type=Path)
+    add.set_defaults(run=run_add)
+
+    listing = commands.add_parser("list", help="list your stored writing")
+    listing.add_argument("--filter", default="", help="only documents containing this text")
+    listing.add_argument("--source", choices=["note", "chat", "file", "mail"])
+    listing.set_defaults(run=run_list)
+
+    search = commands.add_parser("search", help="find passages of your writing")
+    search.add_argument("query", nargs="+")
+    search.add_argument("-k", type=int, default=5)
+    search.set_defaults(run=run_search)
+
+    forget = commands.add_parser("forget", help="delete a document, its passages and vectors")
+    forget.add_argument("ids", nargs="+", type=int)
+    forget.set_defaults(run=run_forget)
+
+    stats = commands.add_parser("stats", help="documents, words, words since the last adapter")
+    stats.set_defaults(run=run_stats)
+
+    config = commands.add_parser("config", help="show or change settings")
+    config.add_argument("key", nargs="?")
+    config.add_argument("value", nargs="?")
+    config.set_defaults(run=run_config)
+
+
+def run_note(args) -> int:
+    with open_profile(args) as profile:
+        document_id, new = profile.writing.add_text(
+            "note", " ".join(args.text), args.title or " ".join(args.text)[:60])
+    print(f"{'stored' if new else 'already stored'} as document {document_id}")
+    return 0
+
+
+def run_add(args) -> int:
+    bar = ProgressBar()
+
+    def report(done, total, result):
+        bar(Progress("import", done, total, Path(result.path).name))
+
+    with open_profile(args) as profile:
+        results = profile.writing.add_paths(args.paths, report)
+    for result in results:
+        print(result.line())
+    counts = {s: sum(r.status == s for r in results) for s in ("added", "duplicate", "skipped")}
+    print(", ".join(f"{n} {s}" for s, n in counts.items()))
+    return 1 if results and counts["skipped"] == len(results) else 0
+
+
+def run_list(args) -> int:
+    with open_profile(args) as profile:
+        documents = profile.writing.documents(args.filter, args.source)
+    for d in documents:
+        print(f"{d.id:>6}  {d.source:<5} {d.created_at:%Y-%m-%d %H:%M}  {d.words:>7} words  "
+              f"{d.title}")
+    if not documents:
+        print("nothing stored yet: try `oppu note` or `oppu add`")
+    return 0
+
+
+def run_search(args) -> int:
+    with open_profile(args) as profile:
+        passages = profile.writing.search(" ".join(args.query), args.k)
+    for p in passages:
+        print(f"[{p.score:.3f}] {p.title} (document {p.document_id})")
+        print("    " + " ".join(p.text.split())[:300])
+    if not passages:
+        print("no passages found")
+    return 0
+
+
+def run_forget(args) -> int:
+    with open_profile(args) as profile:
+        for document_id in args.ids:
+            profile.writing.forget(document_id)
+            print(f"forgot document {document_id}")
+    return 0
+
+
+def run_stats(args) -> int:
+    with open_profile(args) as profile:
+        stats = profile.writing.stats()
+    print(f"documents: {stats.documents}\nwords: {stats.words}\n"
+          f"words since the last adapter: {stats.words_since_adapter}")
+    return 0
+
+
+def run_config(args) -> int:
+    with open_profile(args) as profile:
+        if args.key and args.value is not None:
+            profile.set(args.key, args.value)
+        helps = profile.settings.help()
+        keys = [args.key] if args.key else list(helps)
+        for key in keys:
+            if key not in helps:
+                raise ValueError(f"unknown setting {key!r}")
+            value = getattr(profile.settings, key)
+            shown = ",".join(value) if isinstance(value, tuple) else value
+            print(f"{key} = {shown}    # {helps[key]}")
+    return 0

@@ -1,0 +1,59 @@
+"""`Profile`: one user's world: their store, index, adapters, runs and settings."""
+
+from functools import cached_property
+from pathlib import Path
+
+from oppu.core.settings import Settings, load_settings, save_settings
+from oppu.storage.db import Store
+from oppu.storage.index import Embedder, Index
+from oppu.storage.paths import DEFAULT_PROFILE, private_dir, profile_dir
+from oppu.storage.writing import ReconcileReport, Writing
+
+
+class Profile:
+    def __init__(self, name: str = DEFAULT_PROFILE, root: Path | None = None,
+                 embedder: Embedder | None = None):
+        self.name = name
+        self.folder = profile_dir(name, root)
+        self.store = Store(self.folder / "oppu.db")
+        (self.folder / "oppu.db").chmod(0o600)
+        self.settings = load_settings(self.store)
+        self._embedder = embedder
+        self.last_reconcile: ReconcileReport | None = None
+
+    @property
+    def adapters_dir(self) -> Path:
+        return private_dir(self.folder / "adapters")
+
+    @property
+    def runs_dir(self) -> Path:
+        return private_dir(self.folder / "runs")
+
+    @cached_property
+    def index(self) -> Index:
+        return Index(private_dir(self.folder / "chroma"), self._embedder)
+
+    @cached_property
+    def writing(self) -> Writing:
+        """The user's writing; opening it first makes the index match the store."""
+        writing = Writing(self.store, self.index,
+                          max_file_bytes=int(self.settings.max_file_mb * 2**20),
+                          mail_addresses=frozenset(a.lower() for a in self.settings.mail_addresses))
+        self.last_reconcile = writing.reconcile()
+        return writing
+
+    def set(self, key: str, value) -> Settings:
+        """Change one setting, validated and saved."""
+        self.settings = self.settings.with_value(key, value)
+        save_settings(self.store, self.settings)
+        self.__dict__.pop("writing", None)  # limits and addresses are read when it is built
+        return self.settings
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> "Profile":
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()

@@ -1,0 +1,76 @@
+"""A profile's settings: typed defaults with help text, stored as JSON rows in SQLite."""
+
+from dataclasses import dataclass, field, fields, replace
+
+from sqlalchemy import select
+
+from oppu.storage.db import Store
+from oppu.storage.models import Setting
+
+
+def _setting(default, help: str):
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    mail_addresses: tuple[str, ...] = _setting(
+        (), "your own email addresses: only mail sent from them is imported")
+    max_file_mb: float = _setting(20.0, "files larger than this are skipped on import")
+    retrieval_k: int = _setting(4, "passages of your writing put into each chat prompt")
+    retrieval_min_score: float = _setting(0.2, "passages less similar than this are left out")
+    temperature: float = _setting(0.7, "sampling temperature for chat replies")
+    top_p: float = _setting(0.9, "nucleus sampling for chat replies")
+    max_reply_tokens: int = _setting(512, "longest chat reply, in tokens")
+    adapter_scale: float = _setting(1.0, "strength of the personal adapter in chat")
+    base_model: str = _setting("bundled", "'bundled' or a path to a GGUF file")
+    auto_retrain: bool = _setting(True, "retrain in the background when enough is new")
+    retrain_min_words: int = _setting(2000, "new words needed before a retrain is due")
+    retrain_min_hours: float = _setting(24.0, "hours between automatic retrains")
+    retrain_only_idle: bool = _setting(True, "start automatic retrains only when idle")
+    training_preset: str = _setting("balanced", "quick, balanced or thorough")
+    training_device: str = _setting("auto", "auto, cpu or cuda")
+
+    @classmethod
+    def help(cls) -> dict[str, str]:
+        return {f.name: f.metadata["help"] for f in fields(cls)}
+
+    def with_value(self, key: str, raw) -> "Settings":
+        """A copy with `key` set, the value converted to the field's type, or ValueError."""
+        types = {f.name: type(getattr(self, f.name)) for f in fields(self)}
+        if key not in types:
+            raise ValueError(f"unknown setting {key!r}; known: {', '.join(types)}")
+        kind = types[key]
+        if kind is tuple:
+            value = tuple(raw) if isinstance(raw, (list, tuple)) else tuple(
+                s.strip() for s in str(raw).split(",") if s.strip())
+        elif kind is bool and isinstance(raw, str):
+            if raw.lower() not in {"true", "false", "1", "0", "yes", "no", "on", "off"}:
+                raise ValueError(f"{key} must be true or false, not {raw!r}")
+            value = raw.lower() in {"true", "1", "yes", "on"}
+        else:
+            try:
+                value = kind(raw)
+            except (TypeError, ValueError):
+                raise ValueError(f"{key} must be a {kind.__name__}, not {raw!r}") from None
+        return replace(self, **{key: value})
+
+
+def load_settings(store: Store) -> Settings:
+    with store.read() as session:
+        stored = dict(session.execute(select(Setting.key, Setting.value)).all())
+    settings = Settings()
+    for key, value in stored.items():
+        try:
+            settings = settings.with_value(key, value)
+        except ValueError:
+            continue  # a setting from an older or newer version; keep the default
+    return settings
+
+
+def save_settings(store: Store, settings: Settings) -> None:
+    with store.write() as session:
+        for f in fields(settings):
+            value = getattr(settings, f.name)
+            session.merge(Setting(key=f.name, value=list(value) if isinstance(value, tuple)
+                                  else value))

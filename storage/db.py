@@ -1,0 +1,73 @@
+"""The SQLite store: WAL mode, migrations on open, short read and write transactions.
+
+Write transactions start with BEGIN IMMEDIATE. A deferred transaction that later wants
+to write cannot wait for another process's lock (SQLite answers "database is locked" at
+once); an immediate one waits up to the busy timeout instead.
+"""
+
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from oppu.storage.migrations import migrate
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+def _engine(path: Path, begin: str):
+    engine = create_engine(
+        f"sqlite:///{path}",
+        connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "isolation_level": None},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        dbapi_connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        dbapi_connection.execute("PRAGMA foreign_keys = ON")
+        dbapi_connection.execute("PRAGMA synchronous = NORMAL")
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection):
+        connection.exec_driver_sql(begin)
+
+    return engine
+
+
+class Store:
+    """One profile's SQLite database."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        raw = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        try:
+            raw.execute("PRAGMA journal_mode = WAL")
+            self.applied_migrations = migrate(raw)
+        finally:
+            raw.close()
+        self._read_engine = _engine(self.path, "BEGIN")
+        self._write_engine = _engine(self.path, "BEGIN IMMEDIATE")
+        self._reader = sessionmaker(self._read_engine, expire_on_commit=False)
+        self._writer = sessionmaker(self._write_engine, expire_on_commit=False)
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with self._reader() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A transaction that commits on success and rolls back on any exception."""
+        with self._writer() as session, session.begin():
+            yield session
+
+    def schema_version(self) -> int:
+        with self._read_engine.connect() as conn:
+            return conn.exec_driver_sql("SELECT MAX(version) FROM schema_version").scalar() or 0
+
+    def close(self) -> None:
+        self._read_engine.dispose()
+        self._write_engine.dispose()

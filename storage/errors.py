@@ -1,0 +1,42 @@
+"""Typed errors of the store. Each message is one line a person can act on."""
+
+
+class StorageError(Exception):
+    pass
+
+
+class IngestError(StorageError):
+    """A file or text that cannot become a document. `reason` is the one-line report."""
+
+    def __init__(self, path, reason: str):
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}" if path else reason)
+
+
+class EmptyInput(IngestError):
+    pass
+
+
+class BinaryFile(IngestError):
+    pass
+
+
+class FileTooLarge(IngestError):
+    pass
+
+
+class UnsupportedType(IngestError):
+    pass
+
+
+class UnreadablePath(IngestError):
+    pass
+
+
+class BrokenMailbox(IngestError):
+    pass
+
+
+class DocumentNotFound(StorageError):
+    pass

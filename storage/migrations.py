@@ -1,0 +1,111 @@
+"""Numbered, forward-only schema migrations. Never edit one that has shipped: add the next."""
+
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (
+        1,
+        "initial schema",
+        [
+            """CREATE TABLE documents (
+                id INTEGER PRIMARY KEY,
+                source VARCHAR(16) NOT NULL,
+                title VARCHAR(500) NOT NULL DEFAULT '',
+                text TEXT NOT NULL,
+                content_hash VARCHAR(64) NOT NULL UNIQUE,
+                origin TEXT,
+                words INTEGER NOT NULL DEFAULT 0,
+                created_at DATETIME NOT NULL,
+                deleted BOOLEAN NOT NULL DEFAULT 0)""",
+            "CREATE INDEX ix_documents_created ON documents (created_at)",
+            """CREATE TABLE chunks (
+                id VARCHAR(80) PRIMARY KEY,
+                document_id INTEGER NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
+                ordinal INTEGER NOT NULL,
+                text TEXT NOT NULL)""",
+            "CREATE INDEX ix_chunks_document ON chunks (document_id)",
+            """CREATE TABLE conversations (
+                id INTEGER PRIMARY KEY,
+                title VARCHAR(200) NOT NULL,
+                created_at DATETIME NOT NULL,
+                updated_at DATETIME NOT NULL)""",
+            """CREATE TABLE messages (
+                id INTEGER PRIMARY KEY,
+                conversation_id INTEGER NOT NULL
+                    REFERENCES conversations (id) ON DELETE CASCADE,
+                role VARCHAR(16) NOT NULL,
+                text TEXT NOT NULL,
+                adapter_version VARCHAR(32),
+                adapter_scale FLOAT,
+                retrieved_chunk_ids JSON NOT NULL,
+                created_at DATETIME NOT NULL)""",
+            "CREATE INDEX ix_messages_conversation ON messages (conversation_id)",
+            """CREATE TABLE training_runs (
+                id INTEGER PRIMARY KEY,
+                status VARCHAR(16) NOT NULL,
+                config JSON NOT NULL,
+                metrics JSON NOT NULL,
+                loss_curve JSON NOT NULL,
+                error TEXT,
+                pid INTEGER,
+                adapter_version VARCHAR(32),
+                promoted BOOLEAN NOT NULL DEFAULT 0,
+                decision TEXT,
+                started_at DATETIME NOT NULL,
+                finished_at DATETIME)""",
+            """CREATE TABLE adapters (
+                id INTEGER PRIMARY KEY,
+                version VARCHAR(32) NOT NULL UNIQUE,
+                path TEXT NOT NULL,
+                base_name VARCHAR(200) NOT NULL,
+                base_sha256 VARCHAR(64) NOT NULL,
+                origin VARCHAR(16) NOT NULL,
+                metrics JSON NOT NULL,
+                words_trained INTEGER NOT NULL DEFAULT 0,
+                is_active BOOLEAN NOT NULL DEFAULT 0,
+                trained_on_deleted BOOLEAN NOT NULL DEFAULT 0,
+                run_id INTEGER,
+                created_at DATETIME NOT NULL)""",
+            """CREATE TABLE adapter_documents (
+                adapter_id INTEGER NOT NULL REFERENCES adapters (id) ON DELETE CASCADE,
+                document_id INTEGER NOT NULL,
+                PRIMARY KEY (adapter_id, document_id))""",
+            "CREATE INDEX ix_adapter_documents_doc ON adapter_documents (document_id)",
+            "CREATE TABLE settings (key VARCHAR(100) PRIMARY KEY, value JSON)",
+        ],
+    ),
+]
+
+LATEST = MIGRATIONS[-1][0]
+
+
+def migrate(connection) -> list[int]:
+    """Apply every migration newer than the database, each in its own transaction.
+
+    `connection` is a raw DB-API sqlite3 connection in autocommit mode. Returns the
+    versions applied.
+    """
+    connection.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version "
+        "(version INTEGER PRIMARY KEY, description TEXT, applied_at DATETIME)"
+    )
+    applied = []
+    for version, description, statements in MIGRATIONS:
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            done = connection.execute(
+                "SELECT 1 FROM schema_version WHERE version = ?", (version,)
+            ).fetchone()
+            if done:
+                connection.execute("ROLLBACK")
+                continue
+            for statement in statements:
+                connection.execute(statement)
+            connection.execute(
+                "INSERT INTO schema_version VALUES (?, ?, datetime('now'))",
+                (version, description),
+            )
+            connection.execute("COMMIT")
+            applied.append(version)
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+    return applied

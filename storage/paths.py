@@ -1,0 +1,44 @@
+"""Where a user's data lives: one private root, one folder per profile."""
+
+import os
+import re
+from pathlib import Path
+
+import platformdirs
+
+PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
+DEFAULT_PROFILE = "default"
+
+
+class InvalidProfileName(ValueError):
+    pass
+
+
+def data_root() -> Path:
+    """`OPPU_HOME` if set, else the platform's user data folder."""
+    override = os.environ.get("OPPU_HOME")
+    root = Path(override).expanduser() if override else Path(platformdirs.user_data_dir("oppu"))
+    return private_dir(root)
+
+
+def private_dir(path: Path) -> Path:
+    """Create `path` (and parents) readable by the owner only."""
+    os.umask(0o077)  # every file the app creates afterwards is 0600, folders 0700
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.chmod(0o700)
+    return path
+
+
+def profile_dir(name: str, root: Path | None = None) -> Path:
+    if not PROFILE_NAME.match(name) or name in {".", ".."}:
+        raise InvalidProfileName(
+            f"invalid profile name {name!r}: use letters, digits, space, '_', '.', '-'"
+        )
+    return private_dir((root or data_root()) / "profiles" / name)
+
+
+def list_profiles(root: Path | None = None) -> list[str]:
+    folder = (root or data_root()) / "profiles"
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if (p / "oppu.db").exists())

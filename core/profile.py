@@ -1,9 +1,11 @@
 """`Profile`: one user's world: their store, index, adapters, runs and settings."""
 
+import shutil
 from functools import cached_property
 from pathlib import Path
 
 from oppu.core.settings import Settings, load_settings, save_settings
+from oppu.core.training import recover_interrupted
 from oppu.storage.db import Store
 from oppu.storage.index import Embedder, Index
 from oppu.storage.paths import DEFAULT_PROFILE, private_dir, profile_dir
@@ -18,6 +20,7 @@ class Profile:
         self.store = Store(self.folder / "oppu.db")
         (self.folder / "oppu.db").chmod(0o600)
         self.settings = load_settings(self.store)
+        recover_interrupted(self)  # runs killed mid-way are marked failed, their files cleared
         self._embedder = embedder
         self.last_reconcile: ReconcileReport | None = None
 
@@ -57,3 +60,15 @@ class Profile:
 
     def __exit__(self, *_exc) -> None:
         self.close()
+
+
+def delete_profile_data(profile: Profile) -> None:
+    """Delete everything `profile` holds: writing, chats, vectors, adapters, runs, settings.
+
+    The profile is closed first (Chroma too, or its cache would outlive the files);
+    opening the same name afterwards makes a fresh, empty profile.
+    """
+    if "index" in profile.__dict__:
+        profile.index.close()
+    profile.close()
+    shutil.rmtree(profile.folder)

@@ -23,6 +23,8 @@ class Settings:
     top_p: float = _setting(0.9, "nucleus sampling for chat replies")
     max_reply_tokens: int = _setting(512, "longest chat reply, in tokens")
     adapter_scale: float = _setting(1.0, "strength of the personal adapter in chat")
+    context_tokens: int = _setting(
+        4096, "chat context window in tokens (capped at what the model was trained for)")
     base_model: str = _setting("bundled", "'bundled' or a path to a GGUF file")
     auto_retrain: bool = _setting(True, "retrain in the background when enough is new")
     retrain_min_words: int = _setting(2000, "new words needed before a retrain is due")

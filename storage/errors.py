@@ -38,5 +38,9 @@ class BrokenMailbox(IngestError):
     pass
 
 
+class MailAddressNotSet(IngestError):
+    pass
+
+
 class DocumentNotFound(StorageError):
     pass

@@ -2,6 +2,7 @@
 
 import importlib.util
 import logging
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -10,6 +11,10 @@ from oppu.storage.privacy import go_offline
 
 COLLECTION = "writing"
 EMBED_BATCH = 64
+# Chroma refuses larger writes in one call (its max_batch_size is 5461 with SQLite).
+WRITE_BATCH = 4096
+# A search for passages of earlier documents first looks at this many times k passages.
+OVERFETCH = 8
 
 
 def _minilm_dir() -> Path:
@@ -19,6 +24,23 @@ def _minilm_dir() -> Path:
     return Path(spec.submodule_search_locations[0]) / "model"
 
 
+def _load_quietly(model_dir: Path):
+    """The sentence-transformers model, without transformers' "Loading weights" bar.
+
+    That bar would print on every command; warnings and errors still go to the log.
+    """
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as transformers_logging
+
+    bars_were_on = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        return SentenceTransformer(str(model_dir), device="cpu")
+    finally:
+        if bars_were_on:
+            transformers_logging.enable_progress_bar()
+
+
 class Embedder:
     """Sentence embeddings from a local sentence-transformers folder, loaded on first use."""
 
@@ -26,13 +48,15 @@ class Embedder:
         self.model_dir = model_dir or _minilm_dir()
         self.id = model_id
         self._model = None
+        self._loading = threading.Lock()  # the app may embed from two threads at once
 
     def embed(self, texts: list[str]):
+        """Unit-length vectors (numpy, float32), one row per text."""
         if self._model is None:
-            go_offline()
-            from sentence_transformers import SentenceTransformer
-
-            self._model = SentenceTransformer(str(self.model_dir), device="cpu")
+            with self._loading:
+                if self._model is None:
+                    go_offline()
+                    self._model = _load_quietly(self.model_dir)
         return self._model.encode(
             texts, batch_size=EMBED_BATCH, normalize_embeddings=True, convert_to_numpy=True
         )
@@ -60,7 +84,7 @@ class Index:
         logging.getLogger("chromadb.telemetry").setLevel(logging.CRITICAL)
         self.embedder = embedder or default_embedder()
         self._client = chromadb.PersistentClient(
-            path=str(folder), settings=Settings(anonymized_telemetry=False, allow_reset=True)
+            path=str(folder), settings=Settings(anonymized_telemetry=False)
         )
         self.rebuilt = False
         self._collection = self._open_collection()
@@ -79,20 +103,24 @@ class Index:
         )
 
     def add(self, ids: list[str], texts: list[str], document_ids: list[int], vectors=None) -> None:
+        """Write passages under `ids`, replacing any with the same id; embeds unless given."""
         if not ids:
             return
         if vectors is None:
             vectors = self.embedder.embed(texts)
-        self._collection.upsert(
-            ids=ids,
-            embeddings=vectors,
-            documents=texts,
-            metadatas=[{"document_id": d} for d in document_ids],
-        )
+        for start in range(0, len(ids), WRITE_BATCH):
+            end = start + WRITE_BATCH
+            self._collection.upsert(
+                ids=list(ids[start:end]),
+                embeddings=vectors[start:end],
+                documents=list(texts[start:end]),
+                metadatas=[{"document_id": int(d)} for d in document_ids[start:end]],
+            )
 
-    def delete(self, ids: list[str]) -> None:
-        if ids:
-            self._collection.delete(ids=list(ids))
+    def delete(self, ids) -> None:
+        ids = list(ids)
+        for start in range(0, len(ids), WRITE_BATCH):
+            self._collection.delete(ids=ids[start:start + WRITE_BATCH])
 
     def ids(self) -> set[str]:
         return set(self._collection.get(include=[])["ids"])
@@ -100,25 +128,48 @@ class Index:
     def count(self) -> int:
         return self._collection.count()
 
+    def close(self) -> None:
+        """Release Chroma's in-process system, so a later client at this path starts afresh."""
+        self._client.close()
+
     def search(
         self, query: str, k: int = 4, min_score: float = 0.0, before_document: int | None = None
     ) -> list[Hit]:
         """The `k` passages most similar to `query`, optionally only from earlier documents."""
+        if k <= 0 or not query.strip() or self.count() == 0:
+            return []
+        return self.search_vector(self.embedder.embed([query])[0], k, min_score, before_document)
+
+    def search_vector(
+        self, vector, k: int = 4, min_score: float = 0.0, before_document: int | None = None
+    ) -> list[Hit]:
+        """Like `search`, for a query already embedded (a unit vector)."""
         total = self.count()
         if total == 0 or k <= 0:
             return []
-        where = {"document_id": {"$lt": before_document}} if before_document is not None else None
+        if before_document is None:
+            hits = self._query(vector, min(k, total))
+        else:
+            # Chroma's filtered search costs more the more passages pass the filter, and for
+            # a late document (most of them, in training) nearly all do. So first take the
+            # nearest passages unfiltered and keep the earlier ones; filter in Chroma only
+            # when too few of them are earlier.
+            fetched = self._query(vector, min(total, k * OVERFETCH))
+            hits = [hit for hit in fetched if hit.document_id < before_document][:k]
+            if len(hits) < k and len(fetched) < total:
+                hits = self._query(vector, min(k, total),
+                                   {"document_id": {"$lt": before_document}})
+        return [hit for hit in hits if hit.score >= min_score]
+
+    def _query(self, vector, n: int, where: dict | None = None) -> list[Hit]:
         result = self._collection.query(
-            query_embeddings=self.embedder.embed([query]),
-            n_results=min(k, total),
-            where=where,
+            query_embeddings=[vector], n_results=n, where=where,
             include=["documents", "metadatas", "distances"],
         )
-        hits = [
+        return [
             Hit(chunk_id=cid, document_id=int(meta["document_id"]), text=text, score=1.0 - dist)
             for cid, text, meta, dist in zip(
                 result["ids"][0], result["documents"][0], result["metadatas"][0],
                 result["distances"][0],
             )
         ]
-        return [hit for hit in hits if hit.score >= min_score]

@@ -1,9 +1,11 @@
 """Reading the user's own sent mail out of .eml and .mbox files."""
 
 import email
+import email.errors
 import email.policy
 import mailbox
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import getaddresses
@@ -11,10 +13,14 @@ from pathlib import Path
 
 from oppu.storage.errors import BrokenMailbox
 
-# "On Tue, 3 Jan 2023, Ann wrote:" and its localized cousins, up to the quoted block.
-REPLY_HEADER = re.compile(r"^(On .{0,200}wrote:|-----\s*Original Message\s*-----|From: .+)$",
-                          re.IGNORECASE | re.MULTILINE)
+# "On Tue, 3 Jan 2023, Ann wrote:" (mail clients may wrap it onto a second line), Outlook's
+# "-----Original Message-----", or a forwarded message's "From:" header: the quoted rest.
+REPLY_HEADER = re.compile(
+    r"^(On\b[^\n]{0,200}(\n[^\n]{0,100})?wrote:[ \t]*"
+    r"|-{2,}\s*(Original|Forwarded) Message\s*-{2,}|From: .+)$",
+    re.IGNORECASE | re.MULTILINE)
 SIGNATURE = re.compile(r"^(-- ?|__+|Sent from my .+)$", re.MULTILINE)
+PARSE_ERRORS = (ValueError, LookupError, email.errors.MessageError)
 
 
 @dataclass(frozen=True)
@@ -22,6 +28,14 @@ class MailText:
     title: str
     text: str
     message_id: str
+
+
+@contextmanager
+def _broken_mail_is_reported(path: Path, what: str):
+    try:
+        yield
+    except PARSE_ERRORS as error:
+        raise BrokenMailbox(path, f"broken {what}: {error}") from error
 
 
 def _body_text(message: EmailMessage) -> str:
@@ -33,7 +47,7 @@ def _body_text(message: EmailMessage) -> str:
         return re.sub(r"<[^>]+>", " ", html.get_content())
     try:
         return part.get_content()
-    except (LookupError, UnicodeError):
+    except (LookupError, UnicodeError):  # an unknown or lying charset
         return part.get_payload(decode=True).decode("utf-8", errors="replace")
 
 
@@ -56,34 +70,35 @@ def sent_by(message: EmailMessage, addresses: set[str]) -> bool:
 
 def _to_text(message: EmailMessage) -> MailText:
     return MailText(
-        title=str(message.get("Subject", "") or "(no subject)").strip(),
+        title=" ".join(str(message.get("Subject", "") or "(no subject)").split()),
         text=own_words(_body_text(message)),
-        message_id=str(message.get("Message-ID", "") or ""),
+        message_id=str(message.get("Message-ID", "") or "").strip(),
     )
 
 
+def _parse(handle) -> EmailMessage:
+    return email.message_from_binary_file(handle, policy=email.policy.default)
+
+
 def read_eml(path: Path, addresses: set[str]) -> list[MailText]:
-    message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-    if not message.keys():
-        raise BrokenMailbox(path, "not an email message (no headers)")
-    return [_to_text(message)] if sent_by(message, addresses) else []
+    with _broken_mail_is_reported(path, "email"), path.open("rb") as handle:
+        message = _parse(handle)
+        if not message.keys():
+            raise BrokenMailbox(path, "not an email message (no headers)")
+        return [_to_text(message)] if sent_by(message, addresses) else []
 
 
 def read_mbox(path: Path, addresses: set[str]) -> list[MailText]:
     with path.open("rb") as handle:
         if not handle.read(5) == b"From ":
             raise BrokenMailbox(path, "not an mbox file (it must start with a 'From ' line)")
-    box = mailbox.mbox(path, factory=lambda f: email.message_from_binary_file(
-        f, policy=email.policy.default), create=False)
+    box = mailbox.mbox(path, factory=_parse, create=False)
     texts = []
     try:
-        for message in box:
-            if message is None or not message.keys():
-                continue
-            if sent_by(message, addresses):
-                texts.append(_to_text(message))
-    except (ValueError, IndexError, email.errors.MessageError) as error:
-        raise BrokenMailbox(path, f"broken mbox: {error}") from error
+        with _broken_mail_is_reported(path, "mbox"):
+            for message in box:
+                if message.keys() and sent_by(message, addresses):
+                    texts.append(_to_text(message))
     finally:
         box.close()
     return texts

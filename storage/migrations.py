@@ -72,23 +72,60 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "CREATE TABLE settings (key VARCHAR(100) PRIMARY KEY, value JSON)",
         ],
     ),
+    (
+        2,
+        "never reuse the id of a forgotten document",
+        # Without AUTOINCREMENT SQLite hands the largest freed id out again, and the new
+        # document would inherit the old one's adapter_documents rows. Table rebuild as in
+        # https://sqlite.org/lang_altertable.html (foreign keys are off while migrating).
+        [
+            """CREATE TABLE documents_new (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                source VARCHAR(16) NOT NULL,
+                title VARCHAR(500) NOT NULL DEFAULT '',
+                text TEXT NOT NULL,
+                content_hash VARCHAR(64) NOT NULL UNIQUE,
+                origin TEXT,
+                words INTEGER NOT NULL DEFAULT 0,
+                created_at DATETIME NOT NULL,
+                deleted BOOLEAN NOT NULL DEFAULT 0)""",
+            # Ids of forgotten documents that an adapter was trained on stay used.
+            """INSERT INTO sqlite_sequence (name, seq)
+               SELECT 'documents_new', MAX(document_id) FROM adapter_documents
+               HAVING MAX(document_id) IS NOT NULL""",
+            """INSERT INTO documents_new (id, source, title, text, content_hash, origin, words,
+                                          created_at, deleted)
+               SELECT id, source, title, text, content_hash, origin, words, created_at, deleted
+               FROM documents""",
+            "DROP TABLE documents",
+            "ALTER TABLE documents_new RENAME TO documents",
+            "CREATE INDEX ix_documents_created ON documents (created_at)",
+        ],
+    ),
+    (
+        3,
+        "when each adapter was last made active, so a rollback knows the previous one",
+        ["ALTER TABLE adapters ADD COLUMN activated_at DATETIME"],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]
 
 
-def migrate(connection) -> list[int]:
+def migrate(connection, migrations=MIGRATIONS) -> list[int]:
     """Apply every migration newer than the database, each in its own transaction.
 
     `connection` is a raw DB-API sqlite3 connection in autocommit mode. Returns the
-    versions applied.
+    versions applied. Foreign keys are off meanwhile, so rebuilding a table does not
+    cascade into its children; each migration must leave none dangling.
     """
+    connection.execute("PRAGMA foreign_keys = OFF")
     connection.execute(
         "CREATE TABLE IF NOT EXISTS schema_version "
         "(version INTEGER PRIMARY KEY, description TEXT, applied_at DATETIME)"
     )
     applied = []
-    for version, description, statements in MIGRATIONS:
+    for version, description, statements in migrations:
         connection.execute("BEGIN IMMEDIATE")
         try:
             done = connection.execute(
@@ -99,6 +136,9 @@ def migrate(connection) -> list[int]:
                 continue
             for statement in statements:
                 connection.execute(statement)
+            dangling = connection.execute("PRAGMA foreign_key_check").fetchall()
+            if dangling:
+                raise RuntimeError(f"migration {version} left dangling references: {dangling}")
             connection.execute(
                 "INSERT INTO schema_version VALUES (?, ?, datetime('now'))",
                 (version, description),

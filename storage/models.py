@@ -1,13 +1,13 @@
 """SQLAlchemy models of one profile's store. The schema itself is in `migrations.py`."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class Base(DeclarativeBase):
@@ -18,6 +18,7 @@ class Document(Base):
     """A piece of the user's own writing."""
 
     __tablename__ = "documents"
+    __table_args__ = ({"sqlite_autoincrement": True},)  # a forgotten id is never reused
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     source: Mapped[str] = mapped_column(String(16))  # chat | note | file | mail
     title: Mapped[str] = mapped_column(String(500), default="")
@@ -102,6 +103,8 @@ class Adapter(Base):
     trained_on_deleted: Mapped[bool] = mapped_column(Boolean, default=False)
     run_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Set on activation, cleared when a rollback leaves it: the activation history.
+    activated_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class AdapterDocument(Base):

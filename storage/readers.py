@@ -1,6 +1,7 @@
 """Turning a file on disk into the texts it holds, or a typed error that says why not."""
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from oppu.storage.errors import (
     EmptyInput,
     FileTooLarge,
     IngestError,
+    MailAddressNotSet,
     UnreadablePath,
     UnsupportedType,
 )
@@ -52,10 +54,23 @@ def decode(data: bytes) -> tuple[str, int]:
         return text, text.count("\ufffd") - data.count("\ufffd".encode())
 
 
+def human_size(size: int) -> str:
+    for unit, scale in (("GB", 2**30), ("MB", 2**20), ("KB", 2**10)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}".replace(".0 ", " ")
+    return f"{size} bytes"
+
+
 def _check_file(path: Path, max_bytes: int) -> int:
-    if not path.exists():
-        raise UnreadablePath(path, "no such file")
-    if not path.is_file():
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise UnreadablePath(path, "no such file") from None
+    except OSError as error:
+        raise UnreadablePath(path, f"cannot read: {error.strerror or error}") from error
+    if stat.S_ISDIR(info.st_mode):
+        raise UnreadablePath(path, "a folder, not a file")
+    if not stat.S_ISREG(info.st_mode):
         raise UnreadablePath(path, "not a regular file")
     if path.suffix.lower() not in SUPPORTED_SUFFIXES:
         raise UnsupportedType(
@@ -63,44 +78,43 @@ def _check_file(path: Path, max_bytes: int) -> int:
         )
     if not os.access(path, os.R_OK):
         raise UnreadablePath(path, "permission denied")
-    size = path.stat().st_size
-    if size == 0:
+    if info.st_size == 0:
         raise EmptyInput(path, "empty file")
-    if size > max_bytes:
-        raise FileTooLarge(
-            path, f"file is {size / 2**20:.1f} MB, over the {max_bytes / 2**20:.0f} MB limit"
-        )
-    return size
+    if info.st_size > max_bytes:
+        raise FileTooLarge(path, f"file is {human_size(info.st_size)}, over the "
+                                 f"{human_size(max_bytes)} limit")
+    return info.st_size
 
 
 def read_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES,
               mail_addresses: set[str] | frozenset[str] = frozenset()) -> FileContents:
+    """The texts in one file, or an `IngestError` subclass saying in one line why not."""
     path = Path(path)
     _check_file(path, max_bytes)
     try:
-        with path.open("rb") as handle:
-            head = handle.read(8192)
+        return _read_checked(path, {a.lower() for a in mail_addresses})
     except OSError as error:
         raise UnreadablePath(path, f"cannot read: {error.strerror or error}") from error
+
+
+def _read_checked(path: Path, mail_addresses: set[str]) -> FileContents:
+    with path.open("rb") as handle:
+        head = handle.read(8192)
     if looks_binary(head):
         raise BinaryFile(path, "binary file, not text")
     suffix = path.suffix.lower()
     if suffix in MAIL_SUFFIXES:
         if not mail_addresses:
-            raise IngestError(
-                path, "set your own email address first, so only mail you wrote is imported"
-            )
+            raise MailAddressNotSet(
+                path, "set your own email address first (oppu config mail_addresses YOU@HOST), "
+                "so only mail you wrote is imported")
         reader = mail.read_eml if suffix == ".eml" else mail.read_mbox
-        messages = reader(path, {a.lower() for a in mail_addresses})
         texts = [FileText(m.title, m.text, f"{path}#{m.message_id or i}")
-                 for i, m in enumerate(messages) if m.text.strip()]
+                 for i, m in enumerate(reader(path, mail_addresses)) if m.text.strip()]
         if not texts:
             raise EmptyInput(path, "no mail sent by you with text of your own")
         return FileContents(texts)
-    try:
-        text, replaced = decode(path.read_bytes())
-    except OSError as error:
-        raise UnreadablePath(path, f"cannot read: {error.strerror or error}") from error
+    text, replaced = decode(path.read_bytes())
     if not text.strip():
         raise EmptyInput(path, "file holds only whitespace")
     warnings = [f"{replaced} undecodable bytes replaced (file is not valid UTF-8)"] if replaced else []
@@ -108,13 +122,38 @@ def read_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES,
 
 
 def walk(paths: list[Path]) -> list[Path]:
-    """Files under `paths`, folders expanded recursively in a stable order; hidden ones skipped."""
+    """Files under `paths`, folders expanded recursively in a stable order; hidden ones skipped.
+
+    A folder that holds no files, or cannot be opened, is listed itself, to be reported
+    (see `folder_problem`).
+    """
     found = []
     for path in map(Path, paths):
-        if path.is_dir():
-            for root, dirs, files in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                found += [Path(root) / f for f in sorted(files) if not f.startswith(".")]
-        else:
-            found.append(path)
+        found += (_files_in(path) or [path]) if _is_folder(path) else [path]
     return found
+
+
+def _files_in(folder: Path) -> list[Path]:
+    """The files under `folder`, and any folder below it that could not be listed."""
+    found: list[Path] = []
+    unlisted = found.append
+    for root, dirs, files in os.walk(folder, onerror=lambda error: unlisted(Path(error.filename))):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found.extend(Path(root) / f for f in sorted(files) if not f.startswith("."))
+    return found
+
+
+def _is_folder(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(path.stat().st_mode)
+    except OSError:
+        return False  # reading it as a file says why it cannot be read
+
+
+def folder_problem(path: Path) -> IngestError | None:
+    """Why a folder that `walk` listed itself yields nothing; None if `path` is no folder."""
+    if not _is_folder(path):
+        return None
+    if not os.access(path, os.R_OK | os.X_OK):
+        return UnreadablePath(path, "cannot open this folder: permission denied")
+    return EmptyInput(path, "no files in this folder")

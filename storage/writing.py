@@ -5,21 +5,34 @@ SQLite transaction and removed again if it fails to commit; a crash in between l
 orphan vectors or tombstones that `reconcile()` settles on the next open.
 """
 
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
-from sqlalchemy import func, select, update
+import numpy as np
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import selectinload
 
 from oppu.storage.chunking import chunk_id, content_hash, split_passages, word_count
+from oppu.storage.db import Store
 from oppu.storage.errors import DocumentNotFound, EmptyInput, IngestError
 from oppu.storage.index import Index
-from oppu.storage.models import AdapterDocument, Adapter, Chunk, Document
-from oppu.storage.db import Store
-from oppu.storage.readers import DEFAULT_MAX_BYTES, read_file, walk
+from oppu.storage.models import Adapter, AdapterDocument, Chunk, Document
+from oppu.storage.readers import (
+    DEFAULT_MAX_BYTES,
+    MAIL_SUFFIXES,
+    FileContents,
+    folder_problem,
+    read_file,
+    walk,
+)
 
 SOURCES = ("note", "chat", "file", "mail")
+# add_paths embeds the passages of several files in one call once this many are waiting:
+# small files then cost one model call per group instead of one each.
+EMBED_GROUP = 256
 
 
 @dataclass
@@ -69,6 +82,37 @@ class ReconcileReport:
     purged_documents: int
 
 
+@dataclass(frozen=True)
+class Draft:
+    """A text ready to store: checked, hashed and cut into passages, not yet embedded."""
+
+    source: str
+    title: str
+    text: str
+    origin: str | None
+    digest: str
+    passages: list[str]
+
+    @property
+    def chunk_ids(self) -> list[str]:
+        return [chunk_id(self.digest, i) for i in range(len(self.passages))]
+
+
+def make_draft(source: str, text: str, title: str = "", origin: str | None = None) -> Draft:
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}")
+    if not text or not text.strip():
+        raise EmptyInput(origin, "nothing to store: the text is empty")
+    return Draft(source, title[:500], text, origin, content_hash(text), split_passages(text))
+
+
+@dataclass(frozen=True)
+class _ReadFile:
+    path: Path
+    contents: FileContents
+    drafts: list[Draft]
+
+
 class Writing:
     def __init__(self, store: Store, index: Index, max_file_bytes: int = DEFAULT_MAX_BYTES,
                  mail_addresses: frozenset[str] = frozenset()):
@@ -82,75 +126,150 @@ class Writing:
     def add_text(self, source: str, text: str, title: str = "", origin: str | None = None
                  ) -> tuple[int, bool]:
         """Store one text as a document. Returns its id and whether it is new."""
-        if source not in SOURCES:
-            raise ValueError(f"unknown source {source!r}")
-        if not text or not text.strip():
-            raise EmptyInput(origin, "nothing to store: the text is empty")
-        digest = content_hash(text)
-        with self.store.read() as session:
-            existing = session.scalar(select(Document).where(Document.content_hash == digest))
-        if existing is not None and existing.deleted:
-            self._purge(existing.id)
-        elif existing is not None:
-            return existing.id, False
-        passages = split_passages(text)
-        ids = [chunk_id(digest, i) for i in range(len(passages))]
-        vectors = self.index.embedder.embed(passages)  # the slow part, outside the lock
-        wrote_vectors = False
-        try:
-            with self.store.write() as session:
-                document = Document(source=source, title=title[:500], text=text,
-                                    content_hash=digest, origin=origin, words=word_count(text))
-                document.chunks = [Chunk(id=cid, ordinal=i, text=p)
-                                   for i, (cid, p) in enumerate(zip(ids, passages))]
-                session.add(document)
-                session.flush()
-                wrote_vectors = True
-                self.index.add(ids, passages, [document.id] * len(ids), vectors)
-            return document.id, True
-        except BaseException:
-            if wrote_vectors:
-                self.index.delete(ids)  # compensate: the SQLite side did not commit
-            raise
+        draft = make_draft(source, text, title, origin)
+        return self._store([draft], self._embed(self._unstored([draft])))[0]
 
     def add_note(self, text: str, title: str = "") -> int:
-        return self.add_text("note", text, title or _title_from(text))[0]
+        return self.add_text("note", text, title or title_from(text))[0]
 
     def add_chat_message(self, text: str) -> int:
-        return self.add_text("chat", text, _title_from(text))[0]
+        return self.add_text("chat", text, title_from(text))[0]
 
     def add_file(self, path: Path) -> IngestResult:
         """Ingest one file. Raises an `IngestError` subclass for input that cannot be used."""
-        contents = read_file(Path(path), self.max_file_bytes, self.mail_addresses)
-        source = "mail" if Path(path).suffix.lower() in {".eml", ".mbox"} else "file"
-        result = IngestResult(str(path), "duplicate", "; ".join(contents.warnings))
-        for item in contents.texts:
-            document_id, new = self.add_text(source, item.text, item.title, item.origin)
-            if new:
-                result.status = "added"
-                result.words += word_count(item.text)
-            result.document_ids.append(document_id)
-        return result
+        contents, drafts = self._read(Path(path))
+        return self._store_file(Path(path), contents, drafts,
+                                self._embed(self._unstored(drafts)))
 
     def add_paths(self, paths: list[Path], report: Callable[[int, int, IngestResult], None]
                   | None = None, should_stop: Callable[[], bool] = lambda: False
                   ) -> list[IngestResult]:
-        """Ingest files and folders (recursively); one result per file, never raising for one."""
+        """Ingest files and folders (recursively); one result per file, never raising for one.
+
+        Files are read ahead and their passages embedded together, but each is stored in a
+        transaction of its own and reported in order. Files read but not yet stored when
+        `should_stop()` turns true are left out of the results.
+        """
         files = walk(paths)
-        results = []
-        for done, path in enumerate(files, 1):
+        results: list[IngestResult] = []
+        waiting: list[_ReadFile | IngestResult] = []  # read, not yet embedded and stored
+        waiting_passages = 0
+
+        def store_waiting() -> None:
+            read = [w for w in waiting if isinstance(w, _ReadFile)]
+            vectors = self._embed(self._unstored([d for r in read for d in r.drafts]))
+            for item in waiting:
+                results.append(item if isinstance(item, IngestResult) else self._store_file(
+                    item.path, item.contents, item.drafts, vectors))
+                if report:
+                    report(len(results), len(files), results[-1])
+            waiting.clear()
+
+        for path in files:
             if should_stop():
-                break
+                return results
             try:
-                result = self.add_file(path)
+                if problem := folder_problem(path):
+                    raise problem
+                waiting.append(_ReadFile(path, *self._read(path)))
+                waiting_passages += sum(len(d.passages) for d in waiting[-1].drafts)
             except IngestError as error:
-                result = IngestResult(str(path), "skipped", error.reason)
-            except OSError as error:
-                result = IngestResult(str(path), "skipped", f"cannot read: {error}")
-            results.append(result)
-            if report:
-                report(done, len(files), result)
+                waiting.append(IngestResult(str(path), "skipped", error.reason))
+            if waiting_passages >= EMBED_GROUP:
+                store_waiting()
+                waiting_passages = 0
+        store_waiting()
         return results
+
+    def _read(self, path: Path) -> tuple[FileContents, list[Draft]]:
+        contents = read_file(path, self.max_file_bytes, self.mail_addresses)
+        source = "mail" if path.suffix.lower() in MAIL_SUFFIXES else "file"
+        return contents, [make_draft(source, t.text, t.title, t.origin) for t in contents.texts]
+
+    def _store_file(self, path: Path, contents: FileContents, drafts: list[Draft],
+                    vectors: dict[str, np.ndarray]) -> IngestResult:
+        result = IngestResult(str(path), "duplicate", "; ".join(contents.warnings))
+        for draft, (document_id, new) in zip(drafts, self._store(drafts, vectors)):
+            if new:
+                result.status = "added"
+                result.words += word_count(draft.text)
+            result.document_ids.append(document_id)
+        return result
+
+    def _unstored(self, drafts: list[Draft]) -> list[Draft]:
+        """The drafts whose text is not stored yet, each text once: those that need vectors."""
+        with self.store.read() as session:
+            stored = set(session.scalars(select(Document.content_hash).where(
+                Document.content_hash.in_({d.digest for d in drafts}),
+                Document.deleted.is_(False))))
+        unique = {d.digest: d for d in reversed(drafts) if d.digest not in stored}
+        return [d for d in drafts if unique.get(d.digest) is d]
+
+    def _embed(self, drafts: list[Draft]) -> dict[str, np.ndarray]:
+        """Vectors of each draft's passages, by content hash, from one model call."""
+        passages = [p for d in drafts for p in d.passages]
+        if not passages:
+            return {}
+        vectors = self.index.embedder.embed(passages)
+        by_digest, start = {}, 0
+        for draft in drafts:
+            by_digest[draft.digest] = vectors[start:start + len(draft.passages)]
+            start += len(draft.passages)
+        return by_digest
+
+    def _store(self, drafts: list[Draft], vectors: dict[str, np.ndarray]
+               ) -> list[tuple[int, bool]]:
+        """Store drafts in one transaction, with their vectors; (id, is new) for each.
+
+        Duplicates are decided under the write lock, so two processes adding the same text
+        cannot both store it. The vectors go to Chroma just before the commit; if the commit
+        does not happen they are deleted again.
+        """
+        outcome: list[tuple[int, bool]] = []
+        written: list[str] = []
+        stale: list[str] = []
+        try:
+            with self.store.write() as session:
+                added: list[tuple[Draft, Document]] = []
+                for draft in drafts:
+                    existing = session.execute(select(Document.id, Document.deleted).where(
+                        Document.content_hash == draft.digest)).one_or_none()
+                    if existing is not None and not existing.deleted:
+                        outcome.append((existing.id, False))
+                        continue
+                    if existing is not None:  # forgotten, but not yet purged: finish that now
+                        stale += session.scalars(select(Chunk.id).where(
+                            Chunk.document_id == existing.id))
+                        session.execute(delete(Document).where(Document.id == existing.id))
+                    document = Document(source=draft.source, title=draft.title,
+                                        text=draft.text, content_hash=draft.digest,
+                                        origin=draft.origin, words=word_count(draft.text))
+                    document.chunks = [Chunk(id=cid, ordinal=i, text=p) for i, (cid, p)
+                                       in enumerate(zip(draft.chunk_ids, draft.passages))]
+                    session.add(document)
+                    session.flush()
+                    added.append((draft, document))
+                    outcome.append((document.id, True))
+                if added:
+                    ids = [cid for draft, _ in added for cid in draft.chunk_ids]
+                    written = ids
+                    self.index.add(
+                        ids, [p for draft, _ in added for p in draft.passages],
+                        [doc.id for draft, doc in added for _ in draft.passages],
+                        np.concatenate([self._vectors(draft, vectors) for draft, _ in added]))
+        except BaseException:
+            # Compensate: the SQLite side did not commit. Should Chroma fail here too, the
+            # orphans go at the next reconcile; the first error is the one to report.
+            with suppress(Exception):
+                self.index.delete(written)
+            raise
+        self.index.delete(set(stale) - set(written))
+        return outcome
+
+    def _vectors(self, draft: Draft, vectors: dict[str, np.ndarray]) -> np.ndarray:
+        found = vectors.get(draft.digest)
+        # Absent only if the text was forgotten by another process since it was checked.
+        return found if found is not None else self.index.embedder.embed(draft.passages)
 
     # -- reading ------------------------------------------------------------------------
 
@@ -168,8 +287,10 @@ class Writing:
                                     " ".join(d.text.split())[:200]) for d in rows]
 
     def get(self, document_id: int) -> Document:
+        """A document with its chunks loaded (usable after the session closes)."""
         with self.store.read() as session:
-            document = session.get(Document, document_id)
+            document = session.scalar(select(Document).options(selectinload(Document.chunks))
+                                      .where(Document.id == document_id))
             if document is None or document.deleted:
                 raise DocumentNotFound(f"no document with id {document_id}")
             return document
@@ -222,9 +343,8 @@ class Writing:
             ids = list(session.scalars(select(Chunk.id).where(Chunk.document_id == document_id)))
         self.index.delete(ids)
         with self.store.write() as session:
-            document = session.get(Document, document_id)
-            if document is not None:
-                session.delete(document)
+            session.execute(delete(Document).where(Document.id == document_id,
+                                                   Document.deleted.is_(True)))
 
     # -- consistency --------------------------------------------------------------------
 
@@ -239,9 +359,9 @@ class Writing:
         present = self.index.ids()
         orphans = present - expected.keys()
         missing = sorted(expected.keys() - present)
-        self.index.delete(list(orphans))
-        for start in range(0, len(missing), 256):
-            batch = missing[start:start + 256]
+        self.index.delete(orphans)
+        for start in range(0, len(missing), EMBED_GROUP):
+            batch = missing[start:start + EMBED_GROUP]
             with self.store.read() as session:
                 texts = dict(session.execute(select(Chunk.id, Chunk.text)
                                              .where(Chunk.id.in_(batch))).all())
@@ -249,6 +369,7 @@ class Writing:
         return ReconcileReport(len(missing), len(orphans), len(tombstones))
 
 
-def _title_from(text: str, limit: int = 60) -> str:
+def title_from(text: str, limit: int = 60) -> str:
+    """A title for untitled writing: its first line, shortened with an ellipsis."""
     first = " ".join(text.strip().split("\n", 1)[0].split())
     return first if len(first) <= limit else first[: limit - 1].rstrip() + "…"

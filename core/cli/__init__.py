@@ -8,6 +8,10 @@ from oppu.storage.privacy import go_offline
 
 COMMAND_MODULES = [
     "oppu.core.cli.writing_commands",
+    "oppu.core.cli.training_commands",
+    "oppu.core.cli.chat_commands",
+    "oppu.core.cli.adapter_file_commands",
+    "oppu.core.cli.eval_commands",
 ]
 
 

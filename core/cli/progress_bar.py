@@ -6,10 +6,10 @@ from oppu.core.progress import Progress
 
 
 class ProgressBar:
-    def __init__(self, stream=sys.stderr, width: int = 30):
-        self.stream = stream
+    def __init__(self, stream=None, width: int = 30):
+        self.stream = stream or sys.stderr  # looked up now: tests and tools swap sys.stderr
         self.width = width
-        self.interactive = stream.isatty()
+        self.interactive = self.stream.isatty()
 
     def __call__(self, progress: Progress) -> None:
         filled = int(self.width * progress.fraction)

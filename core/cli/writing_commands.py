@@ -41,9 +41,11 @@ def register(commands) -> None:
 
 
 def run_note(args) -> int:
+    from oppu.storage.writing import title_from
+
+    text = " ".join(args.text)
     with open_profile(args) as profile:
-        document_id, new = profile.writing.add_text(
-            "note", " ".join(args.text), args.title or " ".join(args.text)[:60])
+        document_id, new = profile.writing.add_text("note", text, args.title or title_from(text))
     print(f"{'stored' if new else 'already stored'} as document {document_id}")
     return 0
 

@@ -1,0 +1,109 @@
+"""The base model selector: the bundled model, a GGUF file the user has, or a download."""
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QComboBox, QFileDialog, QFrame, QHBoxLayout, QProgressBar
+
+from oppu.app.widgets import button, card_layout, hint
+
+LOCAL_FILE = "\0local"
+
+
+class BaseModelCard(QFrame):
+    baseModelRequested = Signal(str)  # the `base_model` setting: 'bundled' or a path
+    downloadRequested = Signal(str)  # a curated model's key
+    cancelDownloadRequested = Signal()
+
+    def __init__(self):
+        super().__init__()
+        box = card_layout(self, "Base model")
+        self._current = ""
+        box.addWidget(hint("Your personal adapter plugs into this shared model. Changing it "
+                           "means your next retrain starts fresh on the new one."))
+        row = QHBoxLayout()
+        self.choices = QComboBox()
+        self.choices.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.choices.setMinimumContentsLength(16)
+        self.choices.activated.connect(self._chosen)
+        row.addWidget(self.choices, 1)
+        box.addLayout(row)
+
+        download_row = QHBoxLayout()
+        self.downloads = QComboBox()
+        self.downloads.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.downloads.setMinimumContentsLength(16)
+        self.downloads.setToolTip("Small instruct models from the Hugging Face hub; the only "
+                                  "time OPPU uses the network")
+        self.download = button("Download")
+        self.download.clicked.connect(
+            lambda: self.downloadRequested.emit(self.downloads.currentData()))
+        self.cancel_download = button("Stop")
+        self.cancel_download.clicked.connect(self.cancelDownloadRequested)
+        self.cancel_download.hide()
+        download_row.addWidget(self.downloads, 1)
+        download_row.addWidget(self.download)
+        download_row.addWidget(self.cancel_download)
+        box.addLayout(download_row)
+        self.progress = QProgressBar()
+        self.progress.hide()
+        box.addWidget(self.progress)
+
+    # -- what the controller calls ------------------------------------------------------
+
+    def set_choices(self, choices: list, current: str) -> None:
+        """`choices`: core's `BaseChoice`s; `current`: the profile's `base_model` setting."""
+        self.choices.blockSignals(True)
+        self.choices.clear()
+        for choice in choices:
+            self.choices.addItem(choice.name, choice.setting)
+            self.choices.setItemData(self.choices.count() - 1, str(choice.path),
+                                     Qt.ItemDataRole.ToolTipRole)
+        if current not in [c.setting for c in choices]:
+            self.choices.addItem(Path(current).name, current)
+        self.choices.addItem("Choose a GGUF file…", LOCAL_FILE)
+        self.choices.setCurrentIndex(max(self.choices.findData(current), 0))
+        self.choices.blockSignals(False)
+        self._current = current
+
+    def set_downloads(self, entries: list) -> None:
+        """`entries`: core's `CuratedEntry`s (a model, and its path once downloaded)."""
+        self.downloads.clear()
+        for entry in entries:
+            done = " — downloaded" if entry.path else f" — {entry.model.size_mb:,} MB"
+            self.downloads.addItem(entry.model.description.split(":")[0] + done, entry.model.key)
+            self.downloads.setItemData(self.downloads.count() - 1, entry.model.description,
+                                       Qt.ItemDataRole.ToolTipRole)
+
+    def download_started(self) -> None:
+        self.download.hide()
+        self.cancel_download.show()
+        self.progress.setRange(0, 0)
+        self.progress.show()
+
+    def download_progress(self, progress) -> None:
+        if progress.total:
+            self.progress.setRange(0, progress.total)
+            self.progress.setValue(progress.done)
+        mb = progress.done / 2**20
+        self.progress.setFormat(f"{progress.message or progress.phase} {mb:,.0f} MB  %p%")
+
+    def download_finished(self) -> None:
+        self.download.show()
+        self.cancel_download.hide()
+        self.progress.hide()
+
+    # -- user actions -------------------------------------------------------------------
+
+    def _chosen(self, index: int) -> None:
+        setting = self.choices.itemData(index)
+        if setting == LOCAL_FILE:
+            path, _filter = QFileDialog.getOpenFileName(
+                self, "Choose a base model", str(Path.home()), "GGUF models (*.gguf)")
+            self.choices.setCurrentIndex(max(self.choices.findData(self._current), 0))
+            if path:
+                self.baseModelRequested.emit(path)
+        elif setting != self._current:
+            self.baseModelRequested.emit(setting)

@@ -1,0 +1,193 @@
+"""Wires the Chat page to core's `ChatSession`: streaming off the GUI thread, toggles, history."""
+
+from PySide6.QtCore import QObject, Signal
+
+from oppu.app.chat_page import ChatPage
+from oppu.core.chat import ChatOptions, ChatSession, Models
+from oppu.core.conversations import delete_conversation
+
+
+class ChatController(QObject):
+    changed = Signal()  # the user's messages were added to their writing
+
+    def __init__(self, app, page: ChatPage, models: Models | None = None):
+        super().__init__(app)
+        self.app = app
+        self.page = page
+        self.models = models or Models()
+        self.session: ChatSession | None = None
+        self.job = None
+        self.bubble = None
+        self.model_loaded = False
+        page.sendRequested.connect(self.send)
+        page.stopRequested.connect(self.stop)
+        page.regenerateRequested.connect(self.regenerate)
+        page.newConversationRequested.connect(self.new_conversation)
+        page.conversationSelected.connect(self.open_conversation)
+        page.renameRequested.connect(self.rename)
+        page.deleteRequested.connect(self.delete)
+        page.adapterToggled.connect(lambda on: self._set_option("use_adapter", on))
+        page.retrievalToggled.connect(lambda on: self._set_option("use_retrieval", on))
+        page.adapterScaleChanged.connect(lambda scale: app.change_setting("adapter_scale", scale))
+        page.incognitoToggled.connect(self.set_incognito)
+        app.profileOpened.connect(self._profile_opened)
+
+    def _profile_opened(self, profile) -> None:
+        self.session = ChatSession(profile, self.models, ChatOptions())
+        self.page.transcript.clear()
+        self._show_options()
+        self.refresh_list()
+
+    def _show_options(self) -> None:
+        options = self.session.options
+        self.page.show_options(options.use_adapter, self.app.profile.settings.adapter_scale,
+                               options.use_retrieval, options.incognito)
+
+    def _set_option(self, name: str, value) -> None:
+        setattr(self.session.options, name, value)
+
+    def refresh_list(self) -> None:
+        try:
+            conversations = self.session.conversations.summaries()
+        except Exception as error:  # noqa: BLE001
+            self.app.report_error(self.page.banner, error)
+            return
+        self.page.set_conversations(conversations, self.session.conversation_id)
+
+    # -- one message --------------------------------------------------------------------
+
+    def send(self, text: str) -> None:
+        if self.job is not None:
+            return
+        if not self.app.writing_open:
+            self.page.composer.setPlainText(text)
+            self.page.banner.show_message("Your writing is still being opened; send again in a "
+                                          "moment.", "info", 4)
+            return
+        self.page.transcript.add("user", text)
+        self._generate(lambda report, stop: self.session.send(text, report, stop))
+
+    def regenerate(self) -> None:
+        """Answer the last message again, replacing the reply shown for it."""
+        history = self.session.history if self.session else []
+        if self.job is not None or len(history) < 2 or history[-1]["role"] != "assistant":
+            return
+        text = history[-2]["content"]
+        self.session.history = history[:-2]  # the old reply is not context for the new one
+        self.page.transcript.remove_last()
+        self._generate(lambda report, stop: self.session.send(text, report, stop))
+
+    def _generate(self, work) -> None:
+        self.bubble = self.page.transcript.add("assistant")
+        self.bubble.set_waiting("Thinking…" if self.model_loaded else "Loading your model…")
+        self.bubble.regenerateRequested.connect(self.regenerate)
+        self.page.set_generating(True)
+        self.page.set_status("")
+        self.job = self.app.jobs.start("chat", work, self._replied,
+                                       progress=self._token, failed=self._failed)
+
+    def _token(self, piece: str) -> None:
+        if self.bubble is None:
+            return
+        if not self.bubble.text and self.session.conversation_id is not None:
+            self.refresh_list()  # a new conversation is stored by now: list it at once
+        self.bubble.append(piece)
+
+    def _replied(self, reply) -> None:
+        self.model_loaded = True
+        bubble, self.job, self.bubble = self.bubble, None, None
+        bubble.finish(reply.text, reply.sources, reply.adapter_version, reply.notices,
+                      stopped=reply.stop_reason == "stopped")
+        bubble.regenerate.show()
+        self.page.set_generating(False)
+        stats = reply.stats
+        speed = getattr(stats, "decode_tokens_per_s", None)
+        self.page.set_status(f"{speed:.1f} tokens/s" if speed else "")
+        if reply.conversation_id is not None:
+            self.refresh_list()
+            self.changed.emit()
+
+    def _failed(self, message: str) -> None:
+        job, bubble = self.job, self.bubble
+        self.job, self.bubble = None, None
+        if bubble is not None and not bubble.text.strip():
+            self.page.transcript.remove_last()
+        elif bubble is not None:
+            bubble.finish(bubble.text, stopped=True)
+        self.page.set_generating(False)
+        fallback = getattr(job.error, "bundled_fallback", None) if job else None
+        action = (("Use the bundled model", lambda: self.app.model.use_base("bundled"))
+                  if fallback else None)
+        self.page.banner.show_message(f"No reply: {message}", "error", action=action)
+
+    def stop(self) -> None:
+        if self.job is not None:
+            self.job.stop()
+
+    # -- conversations ------------------------------------------------------------------
+
+    def new_conversation(self) -> None:
+        if self.job is None:
+            self.session.reset()
+            self.page.transcript.clear()
+            self.page.select_conversation(None)
+            self.page.composer.setFocus()
+
+    def set_incognito(self, on: bool) -> None:
+        if self.job is not None:
+            self._show_options()
+            return
+        self.session.set_incognito(on)
+        self.page.transcript.clear()
+        self.page.select_conversation(None)
+
+    def open_conversation(self, conversation_id: int) -> None:
+        if self.job is not None:
+            return
+        try:
+            self.session.resume(conversation_id)
+            messages = self.session.conversations.messages(conversation_id)
+        except Exception as error:  # noqa: BLE001 - e.g. deleted from the command line
+            self.app.report_error(self.page.banner, error)
+            self.refresh_list()
+            return
+        self._show_options()  # resuming a stored conversation ends incognito
+        self.page.transcript.clear()
+        bubble = None
+        for message in messages:
+            bubble = self.page.transcript.add(message.role, message.text)
+            if message.role == "assistant":
+                used = len(message.retrieved_chunk_ids)
+                bubble.finish(message.text, (), message.adapter_version,
+                              [f"{used} passages of your writing were used"] if used else [])
+                bubble.regenerateRequested.connect(self.regenerate)
+        if bubble is not None and bubble.role == "assistant":
+            bubble.regenerate.show()
+
+    def rename(self, conversation_id: int, title: str) -> None:
+        try:
+            self.session.conversations.rename(conversation_id, title)
+        except Exception as error:  # noqa: BLE001
+            self.app.report_error(self.page.banner, error)
+        self.refresh_list()
+
+    def delete(self, conversation_id: int) -> None:
+        profile = self.app.profile
+
+        def done(forgotten: int) -> None:
+            if self.session.conversation_id == conversation_id:
+                self.session.reset()
+                self.page.transcript.clear()
+            self.refresh_list()
+            added = (f", with the {forgotten} message{'s' if forgotten != 1 else ''} it added "
+                     "to your writing" if forgotten else "")
+            self.page.banner.show_message(f"Conversation deleted{added}.", "success", 5)
+            self.changed.emit()
+
+        self.app.jobs.start("delete-conversation", lambda _r, _s: delete_conversation(
+            profile, conversation_id, forget_writing=True), done,
+            failed=lambda message: self.page.banner.show_message(message, "error"))
+
+    def shutdown(self) -> None:
+        self.stop()
+        self.models.close()

@@ -1,0 +1,237 @@
+"""Chat: conversations, the streaming transcript, the composer and the toolbar toggles."""
+
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtGui import QKeyEvent, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QListView,
+    QPlainTextEdit,
+    QSlider,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from oppu.app import widgets
+from oppu.app.chat_view import Transcript
+from oppu.app.list_models import conversations_model
+from oppu.app.widgets import button, hint, page_layout
+
+EMPTY_CHAT = ("Ask anything. Your model answers in your voice, and quotes your own writing "
+              "when it helps.")
+EMPTY_INCOGNITO = "Incognito: nothing from this conversation is stored, not even your messages."
+
+
+class ChatPage(QWidget):
+    sendRequested = Signal(str)
+    stopRequested = Signal()
+    regenerateRequested = Signal()
+    newConversationRequested = Signal()
+    conversationSelected = Signal(int)
+    renameRequested = Signal(int, str)
+    deleteRequested = Signal(int)
+    adapterToggled = Signal(bool)
+    adapterScaleChanged = Signal(float)
+    retrievalToggled = Signal(bool)
+    incognitoToggled = Signal(bool)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        layout, self.banner = page_layout(self, "Chat")
+        layout.addLayout(self._toolbar())
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(self._conversation_column())
+        splitter.addWidget(self._chat_column())
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([230, 800])
+        layout.addWidget(splitter, 1)
+        self.generating = False
+
+    # -- building -----------------------------------------------------------------------
+
+    def _conversation_column(self) -> QWidget:
+        column, box = widgets.column(right=8)
+        self.new_chat = button("New chat", primary=True)
+        self.new_chat.clicked.connect(self.newConversationRequested)
+        box.addWidget(self.new_chat)
+        self.model = conversations_model(self)
+        self.conversations = QListView()
+        self.conversations.setModel(self.model)
+        self.conversations.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.conversations.setObjectName("Conversations")
+        self.conversations.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.conversations.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.conversations.clicked.connect(
+            lambda index: self.conversationSelected.emit(self.model.item(index.row()).id))
+        box.addWidget(self.conversations, 1)
+        row = QHBoxLayout()
+        self.rename = button("Rename")
+        self.rename.clicked.connect(self._rename)
+        self.delete = button("Delete", danger=True)
+        self.delete.clicked.connect(self._delete)
+        row.addWidget(self.rename)
+        row.addWidget(self.delete)
+        box.addLayout(row)
+        return column
+
+    def _chat_column(self) -> QWidget:
+        column, box = widgets.column(left=8)
+        self.transcript = Transcript()
+        self.transcript.set_empty_text(EMPTY_CHAT)
+        box.addWidget(self.transcript, 1)
+
+        composer = QHBoxLayout()
+        self.composer = QPlainTextEdit(placeholderText="Write a message…  (Ctrl+Enter sends)")
+        self.composer.setFixedHeight(84)
+        self.composer.installEventFilter(self)
+        self.send = button("Send", primary=True, tooltip="Send (Ctrl+Enter)")
+        self.send.clicked.connect(self._send)
+        self.stop = button("Stop", tooltip="Stop the reply (Esc)")
+        self.stop.clicked.connect(self.stopRequested)
+        self.stop.hide()
+        composer.addWidget(self.composer, 1)
+        buttons = QVBoxLayout()
+        buttons.addWidget(self.send)
+        buttons.addWidget(self.stop)
+        buttons.addStretch()
+        composer.addLayout(buttons)
+        box.addLayout(composer)
+        self.status = hint("")
+        box.addWidget(self.status)
+        escape = QShortcut(QKeySequence(Qt.Key.Key_Escape), self)
+        escape.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        escape.activated.connect(self._escape)
+        return column
+
+    def _toolbar(self) -> QHBoxLayout:
+        row = QHBoxLayout()
+        self.use_adapter = QCheckBox("Personal model")
+        self.use_adapter.setToolTip("Answer with your personal adapter (off: the plain base model)")
+        self.use_adapter.setChecked(True)
+        self.use_adapter.toggled.connect(self._adapter_toggled)
+        self.strength = QSlider(Qt.Orientation.Horizontal)
+        self.strength.setRange(0, 200)
+        self.strength.setSingleStep(5)
+        self.strength.setPageStep(25)
+        self.strength.setFixedWidth(100)
+        self.strength.setToolTip("How strongly your personal adapter shapes replies")
+        self.strength_label = QLabel()
+        self.strength.valueChanged.connect(
+            lambda v: self.strength_label.setText(f"strength {v / 100:.2f}"))
+        self.strength.sliderReleased.connect(self._strength_chosen)
+        self.strength.valueChanged.connect(
+            lambda _v: None if self.strength.isSliderDown() else self._strength_chosen())
+        self.use_writing = QCheckBox("Use my writing")
+        self.use_writing.setToolTip("Put the most relevant passages of your writing into the "
+                                    "prompt, and show them under each reply")
+        self.use_writing.setChecked(True)
+        self.use_writing.toggled.connect(self.retrievalToggled)
+        self.incognito = QCheckBox("Incognito")
+        self.incognito.setToolTip("Store nothing from this conversation")
+        self.incognito.toggled.connect(self._incognito_toggled)
+        for widget in (self.use_adapter, self.strength, self.strength_label, self.use_writing,
+                       self.incognito):
+            row.addWidget(widget)
+        row.insertSpacing(3, 12)
+        row.addStretch()
+        return row
+
+    # -- what the controller calls ------------------------------------------------------
+
+    def set_conversations(self, conversations: list, current: int | None) -> None:
+        self.model.set_items(conversations)
+        self.select_conversation(current)
+
+    def select_conversation(self, conversation_id: int | None) -> None:
+        row = self.model.row_of(lambda c: c.id == conversation_id)
+        if row >= 0:
+            self.conversations.setCurrentIndex(self.model.index(row, 0))
+        else:
+            self.conversations.clearSelection()
+            self.conversations.setCurrentIndex(self.model.index(-1, 0))
+
+    def show_options(self, use_adapter: bool, scale: float, use_retrieval: bool,
+                     incognito: bool) -> None:
+        for widget, value in ((self.use_adapter, use_adapter), (self.use_writing, use_retrieval),
+                              (self.incognito, incognito)):
+            widget.blockSignals(True)
+            widget.setChecked(value)
+            widget.blockSignals(False)
+        self.strength.blockSignals(True)
+        self.strength.setValue(round(scale * 100))
+        self.strength.blockSignals(False)
+        self.strength_label.setText(f"strength {scale:.2f}")
+        self.strength.setEnabled(use_adapter)
+        self.transcript.set_empty_text(EMPTY_INCOGNITO if incognito else EMPTY_CHAT)
+
+    def set_generating(self, on: bool) -> None:
+        self.generating = on
+        self.send.setVisible(not on)
+        self.stop.setVisible(on)
+        for widget in (self.new_chat, self.rename, self.delete, self.conversations):
+            widget.setEnabled(not on)
+
+    def set_status(self, text: str) -> None:
+        self.status.setText(text)
+
+    # -- user actions -------------------------------------------------------------------
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.composer and event.type() == QEvent.Type.KeyPress:
+            key_event: QKeyEvent = event
+            if (key_event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
+                    and key_event.modifiers() & Qt.KeyboardModifier.ControlModifier):
+                self._send()
+                return True
+            if key_event.key() == Qt.Key.Key_Escape and self.generating:
+                self.stopRequested.emit()
+                return True
+        return super().eventFilter(watched, event)
+
+    def _send(self) -> None:
+        text = self.composer.toPlainText().strip()
+        if text and not self.generating:
+            self.composer.clear()
+            self.sendRequested.emit(text)
+
+    def _escape(self) -> None:
+        if self.generating:
+            self.stopRequested.emit()
+
+    def _adapter_toggled(self, on: bool) -> None:
+        self.strength.setEnabled(on)
+        self.adapterToggled.emit(on)
+
+    def _strength_chosen(self) -> None:
+        self.adapterScaleChanged.emit(self.strength.value() / 100)
+
+    def _incognito_toggled(self, on: bool) -> None:
+        self.transcript.set_empty_text(EMPTY_INCOGNITO if on else EMPTY_CHAT)
+        self.incognitoToggled.emit(on)
+
+    def _selected(self):
+        index = self.conversations.currentIndex()
+        return self.model.item(index.row()) if index.isValid() else None
+
+    def _rename(self) -> None:
+        conversation = self._selected()
+        if conversation is None:
+            self.banner.show_message("Select a conversation to rename.", "info", 4)
+            return
+        title, ok = QInputDialog.getText(self, "Rename conversation", "New title:",
+                                         text=conversation.title)
+        if ok and title.strip():
+            self.renameRequested.emit(conversation.id, title.strip())
+
+    def _delete(self) -> None:
+        conversation = self._selected()
+        if conversation is None:
+            self.banner.show_message("Select a conversation to delete.", "info", 4)
+            return
+        if widgets.ask(self, "Delete conversation",
+                       f"Delete “{conversation.title}” and all its messages?", "Delete"):
+            self.deleteRequested.emit(conversation.id)

@@ -1,0 +1,221 @@
+"""The chat transcript: message bubbles rendering markdown, with sources under each reply."""
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QScrollArea,
+    QSizePolicy,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+RENDER_EVERY_MS = 40  # re-render streaming markdown at most this often
+ROLE_NAMES = {"user": "You", "assistant": "Your model"}
+
+
+class SourcesPanel(QWidget):
+    """A collapsed "Sources from your writing (N)" line that opens to show the passages."""
+
+    def __init__(self, passages, parent: QWidget | None = None):
+        super().__init__(parent)
+        box = QVBoxLayout(self)
+        box.setContentsMargins(0, 4, 0, 0)
+        box.setSpacing(4)
+        self.toggle = QToolButton()
+        self.toggle.setObjectName("SourcesToggle")
+        self.toggle.setCheckable(True)
+        self.toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.toggle.setArrowType(Qt.ArrowType.RightArrow)
+        self.toggle.setText(f"Sources from your writing ({len(passages)})")
+        self.toggle.toggled.connect(self.set_open)
+        box.addWidget(self.toggle)
+        self.entries = []
+        for passage in passages:
+            text = " ".join(passage.text.split())
+            entry = QLabel(f"<b>{_escape(passage.title or 'Untitled')}</b> "
+                           f"<span style='color:#6b7287'>· similarity {passage.score:.2f}</span>"
+                           f"<br>{_escape(text[:400])}{'…' if len(text) > 400 else ''}")
+            entry.setObjectName("Source")
+            entry.setWordWrap(True)
+            entry.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            entry.hide()
+            box.addWidget(entry)
+            self.entries.append(entry)
+
+    def set_open(self, on: bool) -> None:
+        self.toggle.setArrowType(Qt.ArrowType.DownArrow if on else Qt.ArrowType.RightArrow)
+        for entry in self.entries:
+            entry.setVisible(on)
+
+
+class Bubble(QFrame):
+    """One message. An assistant bubble can stream: `append` text, then `finish`."""
+
+    regenerateRequested = Signal()
+
+    def __init__(self, role: str, text: str = "", parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("Bubble")
+        self.setProperty("role", role)
+        self.role = role
+        self.text = text
+        self.sources: SourcesPanel | None = None
+        box = QVBoxLayout(self)
+        box.setContentsMargins(14, 8, 14, 8)
+        box.setSpacing(4)
+        self.header = QLabel(ROLE_NAMES.get(role, role))
+        self.header.setObjectName("BubbleRole")
+        box.addWidget(self.header)
+        self.body = QLabel()
+        self.body.setTextFormat(Qt.TextFormat.MarkdownText)
+        self.body.setWordWrap(True)
+        self.body.setOpenExternalLinks(False)
+        self.body.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse
+                                          | Qt.TextInteractionFlag.LinksAccessibleByMouse)
+        self.body.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
+        box.addWidget(self.body)
+        self.notice = QLabel()
+        self.notice.setProperty("hint", True)
+        self.notice.setWordWrap(True)
+        self.notice.hide()
+        box.addWidget(self.notice)
+        self.actions = QHBoxLayout()
+        self.actions.setContentsMargins(0, 0, 0, 0)
+        self.actions.addStretch()
+        self.copy = self._action("Copy", "Copy this message", self._copy)
+        self.regenerate = self._action("Regenerate", "Write this reply again",
+                                       self.regenerateRequested.emit)
+        self.regenerate.hide()
+        box.addLayout(self.actions)
+        self._render_timer = QTimer(self, singleShot=True, interval=RENDER_EVERY_MS)
+        self._render_timer.timeout.connect(self._render)
+        self._render()
+
+    def _action(self, text: str, tooltip: str, slot) -> QToolButton:
+        widget = QToolButton()
+        widget.setObjectName("BubbleAction")
+        widget.setText(text)
+        widget.setToolTip(tooltip)
+        widget.clicked.connect(slot)
+        self.actions.addWidget(widget)
+        return widget
+
+    def append(self, piece: str) -> None:
+        self.text += piece
+        if not self._render_timer.isActive():
+            self._render_timer.start()
+
+    def set_waiting(self, text: str) -> None:
+        self.body.setText(f"*{text}*")
+
+    def finish(self, text: str, sources=(), adapter_version: str | None = None,
+               notices=(), stopped: bool = False) -> None:
+        self.text = text
+        self._render_timer.stop()
+        self._render()
+        used = f"with {adapter_version}" if adapter_version else "base model, no adapter"
+        self.header.setText(f"{ROLE_NAMES['assistant']} · {used}" + (" · stopped" if stopped
+                                                                      else ""))
+        self.set_notices(notices)
+        self.set_sources(sources)
+
+    def set_notices(self, notices) -> None:
+        self.notice.setText("\n".join(notices))
+        self.notice.setVisible(bool(notices))
+
+    def set_sources(self, sources) -> None:
+        if self.sources is not None:
+            self.sources.deleteLater()
+            self.sources = None
+        if sources:
+            self.sources = SourcesPanel(sources)
+            self.layout().insertWidget(self.layout().count() - 1, self.sources)
+
+    def _render(self) -> None:
+        self.body.setText(self.text or " ")
+
+    def _copy(self) -> None:
+        QGuiApplication.clipboard().setText(self.text)
+
+
+class Transcript(QScrollArea):
+    """The messages of one conversation, newest at the bottom."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("Transcript")
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        body = QWidget()
+        body.setObjectName("TranscriptBody")
+        self.column = QVBoxLayout(body)
+        self.column.setContentsMargins(16, 12, 16, 12)
+        self.column.setSpacing(10)
+        self.empty = QLabel()
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty.setProperty("hint", True)
+        self.empty.setWordWrap(True)
+        self.empty.setContentsMargins(40, 80, 40, 0)
+        self.column.addWidget(self.empty)
+        self.column.addStretch()
+        self.setWidget(body)
+        self.bubbles: list[Bubble] = []
+        self.rows: list[QWidget] = []
+        self.verticalScrollBar().rangeChanged.connect(self._follow)
+        self._at_bottom = True
+        self.verticalScrollBar().valueChanged.connect(self._track)
+
+    def set_empty_text(self, text: str) -> None:
+        self.empty.setText(text)
+        self.empty.setVisible(not self.bubbles)
+
+    def clear(self) -> None:
+        for row in self.rows:
+            row.deleteLater()
+        self.rows, self.bubbles = [], []
+        self.empty.show()
+
+    def add(self, role: str, text: str = "") -> Bubble:
+        self.empty.hide()
+        bubble = Bubble(role, text)
+        row = QWidget()
+        line = QHBoxLayout(row)
+        line.setContentsMargins(0, 0, 0, 0)
+        if role == "user":
+            line.addStretch(1)
+            line.addWidget(bubble, 4)
+        else:
+            line.addWidget(bubble, 5)
+            line.addStretch(1)
+        self.column.insertWidget(self.column.count() - 1, row)
+        if self.bubbles and self.bubbles[-1].role == "assistant":
+            self.bubbles[-1].regenerate.hide()
+        self.bubbles.append(bubble)
+        self.rows.append(row)
+        self._at_bottom = True
+        return bubble
+
+    def last_assistant(self) -> Bubble | None:
+        return self.bubbles[-1] if self.bubbles and self.bubbles[-1].role == "assistant" else None
+
+    def remove_last(self) -> None:
+        self.bubbles.pop()
+        self.rows.pop().deleteLater()
+        if not self.bubbles:
+            self.empty.show()
+
+    def _track(self, value: int) -> None:
+        self._at_bottom = value >= self.verticalScrollBar().maximum() - 24
+
+    def _follow(self, _minimum: int, maximum: int) -> None:
+        if self._at_bottom:
+            self.verticalScrollBar().setValue(maximum)
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -1,0 +1,235 @@
+"""The one place that builds the window and wires every page's requests to core.
+
+Pages only emit `...Requested` signals and show what they are given; this module and the
+per-page controllers it creates are the only code that calls core.
+"""
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+
+from oppu.app.chat_controller import ChatController
+from oppu.app.jobs import Jobs
+from oppu.app.messages import describe
+from oppu.app.model_controller import ModelController
+from oppu.app.scheduler import RetrainScheduler
+from oppu.app.shell import Shell
+from oppu.app.widgets import Banner
+from oppu.app.writing_controller import WritingController
+from oppu.core.bases import bases
+from oppu.core.profile import Profile, delete_profile_data
+from oppu.core.settings import Settings
+from oppu.storage.paths import DEFAULT_PROFILE, list_profiles
+
+ProfileFactory = Callable[[str], Profile]
+
+
+class AppController(QObject):
+    profileOpened = Signal(object)  # Profile
+    writingReady = Signal()  # the profile's writing (index included) is open
+
+    def __init__(self, data_root: Path, open_profile: ProfileFactory = Profile,
+                 profile_name: str | None = None, shell: Shell | None = None):
+        """Wire `shell` (built here when not given, perhaps already on screen) to core."""
+        super().__init__()
+        self.data_root = data_root
+        self.open_profile = open_profile
+        self.profile: Profile | None = None
+        self.writing_open = False
+        self.devices: dict[str, str] = {}  # training_device setting -> what will be used
+        self.jobs = Jobs(self)
+        shell = shell or Shell(data_root)
+        self.state = shell.state
+        self.window = shell.window
+        self.chat_page, self.writing_page = shell.chat_page, shell.writing_page
+        self.model_page, self.settings_page = shell.model_page, shell.settings_page
+        self.settings_page.set_help(Settings.help())
+        self.chat = ChatController(self, self.chat_page)
+        self.writing = WritingController(self, self.writing_page)
+        self.model = ModelController(self, self.model_page)
+        self.writing.changed.connect(self.model.refresh)
+        self.chat.changed.connect(self.writing.refresh)
+        self.chat.changed.connect(self.model.refresh)
+        self.model.trainingChanged.connect(lambda _running: self.writing.refresh())
+        self._wire_settings()
+        self.scheduler = RetrainScheduler(
+            lambda: self.profile if self.writing_open else None,
+            lambda: self.model.training.running or self.jobs.is_running("chat"),
+            self.model.start_training, self)
+        self.window.profileRequested.connect(self.switch_profile)
+        self.window.exposed.connect(self._open_writing)
+        self.window.closing.connect(self.shutdown)
+        self.jobs.failed.connect(lambda _name, message: self.current_banner().show_message(
+            message, "error"))
+
+        name = profile_name or self.state.value("profile") or DEFAULT_PROFILE
+        if not self.switch_profile(name) and name != DEFAULT_PROFILE:
+            self.switch_profile(DEFAULT_PROFILE)
+
+    # -- profiles -----------------------------------------------------------------------
+
+    def switch_profile(self, name: str) -> bool:
+        """Open profile `name` (creating it if new); on failure keep the current one."""
+        if self.profile is not None and name == self.profile.name:
+            return True
+        if self.jobs.busy() or self.model.training.running:
+            self.current_banner().show_message(
+                "Wait for the running task or training to finish before switching profiles.",
+                "info")
+            self._show_profiles()
+            return False
+        try:
+            profile = self.open_profile(name)
+        except Exception as error:  # noqa: BLE001 - an invalid name or a broken store
+            self.report_error(self.current_banner(), error)
+            self._show_profiles()
+            return False
+        if self.profile is not None:
+            self.profile.close()
+        self.profile = profile
+        self.writing_open = False
+        self.state.setValue("profile", name)
+        self._show_profiles()
+        self._show_profile_basics()
+        self.profileOpened.emit(profile)
+        if self.window.was_exposed:
+            self._open_writing()
+        return True
+
+    def _open_writing(self) -> None:
+        """Open the index (Chroma loads here) off the GUI thread, once the window is up."""
+        profile = self.profile
+        if profile is None or self.writing_open or self.jobs.is_running("open-writing"):
+            return
+        self.jobs.start("open-writing", lambda _r, _s: profile.writing,
+                        lambda _writing: self._writing_opened(profile),
+                        failed=lambda message: self.writing_page.banner.show_message(
+                            f"Could not open your writing: {message}", "error"))
+
+    def _writing_opened(self, profile: Profile) -> None:
+        if profile is self.profile:
+            self.writing_open = True
+            self.writingReady.emit()
+            if self.window.current_page() == "settings":
+                self.show_devices()
+
+    def _show_profiles(self) -> None:
+        names = set(list_profiles(self.data_root))
+        if self.profile is not None:
+            names.add(self.profile.name)
+        self.window.set_profiles(sorted(names), self.profile.name if self.profile else "")
+
+    def _show_profile_basics(self) -> None:
+        settings = self.profile.settings
+        self.settings_page.show_settings(settings)
+        self.settings_page.show_folder(self.profile.folder)
+        self.base_model_changed()
+
+    def base_model_changed(self) -> None:
+        setting = self.profile.settings.base_model
+        names = {choice.setting: choice.name for choice in bases()}
+        self.window.set_base_model(names.get(setting) or Path(setting).name)
+
+    # -- settings -----------------------------------------------------------------------
+
+    def _wire_settings(self) -> None:
+        page = self.settings_page
+        page.settingChanged.connect(self.change_setting)
+        page.openFolderRequested.connect(lambda: page.open_folder(self.profile.folder))
+        page.deleteAllRequested.connect(self.delete_all_data)
+        self.window.pageShown.connect(lambda key: self.show_devices() if key == "settings"
+                                      else None)
+
+    def show_devices(self) -> None:
+        """Which device training and chat will use; finding out loads torch, so off-thread."""
+        if self.profile is None:
+            return
+        setting = self.profile.settings.training_device
+        if setting in self.devices:
+            self.settings_page.show_devices(self.devices[setting])
+            return
+
+        def found(text: str) -> None:
+            self.devices[setting] = text
+            self.settings_page.show_devices(text)
+
+        self.jobs.start("devices", lambda _r, _s: device_summary(setting), found,
+                        failed=lambda message: self.settings_page.show_devices(
+                            f"Could not check the devices: {message}"), background=True)
+
+    def delete_all_data(self) -> None:
+        """Delete everything of the current profile and start it afresh, empty."""
+        if self.jobs.busy() or self.model.training.running:
+            self.settings_page.banner.show_message(
+                "Wait for the running task or training to finish, then delete.", "info")
+            return
+        name = self.profile.name
+        try:
+            delete_profile_data(self.profile)
+        except Exception as error:  # noqa: BLE001
+            self.report_error(self.settings_page.banner, error)
+            return
+        finally:
+            self.profile, self.writing_open = None, False
+        self.switch_profile(name)
+        self.settings_page.banner.show_message(
+            f"All data of profile “{name}” was deleted: its writing, chats, models and settings.",
+            "success", 15)
+
+    def change_setting(self, key: str, value) -> bool:
+        try:
+            self.profile.set(key, value)
+        except Exception as error:  # noqa: BLE001 - a value core refuses
+            self.report_error(self.current_banner(), error)
+            self.settings_page.show_settings(self.profile.settings)
+            return False
+        if key == "training_device":
+            self.show_devices()
+        if key in ("max_file_mb", "mail_addresses"):
+            self.writing_open = False  # core rebuilds its Writing with the new limits
+            self._open_writing()
+        return True
+
+    # -- errors and shutdown -------------------------------------------------------------
+
+    def current_banner(self) -> Banner:
+        return self.window.stack.currentWidget().banner
+
+    def report_error(self, banner: Banner, error: BaseException) -> None:
+        banner.show_message(describe(error), "error")
+
+    def unexpected_error(self, kind, error, trace) -> None:
+        """For sys.excepthook: a bug in a slot is logged and shown as one line; the app goes on."""
+        sys.__excepthook__(kind, error, trace)
+        if self.window is not None and isinstance(error, Exception):
+            self.current_banner().show_message(f"Something went wrong: {describe(error)}",
+                                               "error")
+
+    def shutdown(self) -> None:
+        """Stop background work and close the store; safe to call twice."""
+        self.scheduler.timer.stop()
+        self.model.shutdown()
+        self.chat.stop()
+        self.jobs.stop_all()
+        self.jobs.wait(10_000)
+        self.chat.shutdown()
+        self.writing_open = False
+        if self.profile is not None:
+            self.profile.close()
+            self.profile = None
+
+
+def device_summary(training_setting: str) -> str:
+    """One line: the device training will use, and how chat will run llama.cpp."""
+    from oppu.engine.llm import cpu_threads, gpu_layers
+    from oppu.trainer.lora import pick_device
+
+    try:
+        training = {"cuda": "the GPU (CUDA)", "cpu": "the CPU"}[pick_device(training_setting)]
+    except ValueError as error:
+        training = f"nothing: {error}"
+    serving = ("the GPU (llama.cpp offload)" if gpu_layers() else
+               f"the CPU ({cpu_threads()} threads)")
+    return f"Training will use {training}. Chat will use {serving}."

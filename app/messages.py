@@ -1,0 +1,23 @@
+"""Turning any failure into one line a person can read: the window never shows a traceback."""
+
+
+def describe(error: BaseException) -> str:
+    """One readable line for `error`; our own errors already speak plainly."""
+    if isinstance(error, MemoryError):
+        return "Ran out of memory. Close other programs or pick a smaller model, then try again."
+    if isinstance(error, FileNotFoundError):
+        return f"File not found: {error.filename or error}"
+    if isinstance(error, PermissionError):
+        return f"Permission denied: {error.filename or error}"
+    if isinstance(error, OSError) and error.strerror:
+        where = f" ({error.filename})" if error.filename else ""
+        return f"{error.strerror}{where}"
+    text = first_line(str(error))
+    if type(error).__module__.startswith("oppu.") or isinstance(error, ValueError):
+        return text or type(error).__name__
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def first_line(text: str, limit: int = 300) -> str:
+    line = next((part.strip() for part in text.strip().splitlines() if part.strip()), "")
+    return line if len(line) <= limit else line[: limit - 1] + "…"

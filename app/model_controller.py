@@ -1,0 +1,236 @@
+"""Wires the My model page to core: training runs, versions, adapter files and base models."""
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtWidgets import QApplication
+
+from oppu.app.model_page import ModelPage
+from oppu.app.training_process import TrainingProcess
+from oppu.core import adapter_files, adapters, bases
+from oppu.core.policy import retrain_due
+from oppu.core.progress import Progress
+
+# Where each phase of a run sits in the overall bar, as (start, width) in percent.
+PHASE_SPANS = {"prepare": (0, 10), "dataset": (10, 5), "evaluate": (15, 5), "train": (20, 65),
+               "evaluate-after": (85, 10), "save": (95, 5)}
+
+
+def training_percent(progress: Progress) -> int:
+    """One 0–100 figure for a whole run from the phase the child reports."""
+    phase, fraction = progress.phase, progress.fraction
+    if phase == "evaluate":  # steps 0-1: base (and active) before training; 2-3: the new one
+        after = progress.done >= 2
+        phase = "evaluate-after" if after else "evaluate"
+        fraction = (progress.done - 2) / max(progress.total - 2, 1) if after else progress.done / 2
+    start, width = PHASE_SPANS.get(phase, (0, 0))
+    return max(0, min(100, round(start + width * min(max(fraction, 0.0), 1.0))))
+
+
+class ModelController(QObject):
+    versionsChanged = Signal()
+    trainingChanged = Signal(bool)
+
+    def __init__(self, app, page: ModelPage):
+        super().__init__(app)
+        self.app = app
+        self.page = page
+        self.training = TrainingProcess(self)
+        self.training.progress.connect(self._training_progress)
+        self.training.finished.connect(self._training_finished)
+        self.training.failed.connect(self._training_failed)
+        self.training.runningChanged.connect(self.trainingChanged)
+        self.download_job = None
+        self.training_overrides: dict | None = None  # trainer config fields for every run
+        page.retrainRequested.connect(lambda: self.start_training("manual"))
+        page.cancelRetrainRequested.connect(self.cancel_training)
+        page.activateRequested.connect(lambda v: self._change(adapters.activate, v,
+                                                              done=f"{v} is now active."))
+        page.rollbackRequested.connect(lambda: self._change(adapters.rollback,
+                                                            done="Rolled back."))
+        page.deactivateRequested.connect(lambda: self._change(
+            adapters.deactivate, done="Chat now uses the base model alone."))
+        page.deleteVersionRequested.connect(lambda v: self._change(adapters.delete, v,
+                                                                   done=f"{v} deleted."))
+        page.exportRequested.connect(self.export)
+        page.importRequested.connect(self.import_adapter)
+        page.base_card.baseModelRequested.connect(self.use_base)
+        page.base_card.downloadRequested.connect(self.download)
+        page.base_card.cancelDownloadRequested.connect(self.cancel_download)
+        app.profileOpened.connect(lambda _profile: self.refresh())
+        app.writingReady.connect(self.refresh)
+        app.writingReady.connect(self._load_quantizations)
+
+    # -- showing ------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        profile = self.app.profile
+        if profile is None:
+            return
+        try:
+            current = adapters.active(profile)
+            self.page.show_active(current, None)
+            self.page.show_versions(adapters.list_adapters(profile))
+            self.page.base_card.set_choices(bases.bases(), profile.settings.base_model)
+            self.page.base_card.set_downloads(bases.curated())
+            if self.app.writing_open:
+                due, reason = retrain_due(profile)
+                self.page.show_due(("A retrain is due: " if due else "") + reason[:1].upper()
+                                   + reason[1:] + ".")
+        except Exception as error:  # noqa: BLE001
+            self.app.report_error(self.page.banner, error)
+            return
+        self.app.window.set_adapter(current.version if current else None)
+        self.versionsChanged.emit()
+
+    def _change(self, action, *args, done: str) -> None:
+        try:
+            action(self.app.profile, *args)
+        except Exception as error:  # noqa: BLE001 - core's one-line AdapterError and others
+            self.app.report_error(self.page.banner, error)
+        else:
+            self.page.banner.show_message(done, "success", 5)
+        self.refresh()
+
+    # -- training -----------------------------------------------------------------------
+
+    def start_training(self, reason: str = "manual") -> bool:
+        if self.training.running:
+            return False
+        try:
+            self.training.start(self.app.profile, reason, self.training_overrides)
+        except Exception as error:  # noqa: BLE001 - busy, no base model, …
+            self.app.report_error(self.page.banner, error)
+            return False
+        self.page.training_started()
+        self.app.window.set_training(0, "starting")
+        if reason != "manual":
+            self.page.banner.show_message("Retraining in the background: you have enough new "
+                                          "writing.", "info", 8)
+        return True
+
+    def cancel_training(self) -> None:
+        self.training.cancel()
+        self.page.training_stopping()
+
+    def _training_progress(self, progress: Progress) -> None:
+        percent = training_percent(progress)
+        self.page.training_progress(progress, percent)
+        self.app.window.set_training(percent, progress.phase)
+
+    def _training_finished(self, outcome) -> None:
+        self.page.training_finished()
+        self.app.window.set_training(None)
+        if outcome.status == "succeeded" and outcome.promoted:
+            text = f"Your new model {outcome.version} is active: {outcome.decision}."
+            kind = "success"
+        elif outcome.status == "succeeded":
+            text = f"{outcome.version} was trained but not made active: {outcome.decision}."
+            kind = "info"
+        elif outcome.status == "cancelled":
+            text, kind = "Training stopped. Nothing changed.", "info"
+        else:
+            text, kind = f"Training failed: {outcome.error}", "error"
+        self.notify(text, kind)
+        self.refresh()
+
+    def notify(self, text: str, kind: str) -> None:
+        """Tell the user on this page, and on the page they are on; flash a hidden window."""
+        for banner in {self.page.banner, self.app.current_banner()}:
+            banner.show_message(text, kind, 30)
+        QApplication.alert(self.app.window)
+
+    def _training_failed(self, message: str) -> None:
+        self.page.training_finished()
+        self.app.window.set_training(None)
+        self.notify(message, "error")
+        self.refresh()
+
+    # -- adapter files ------------------------------------------------------------------
+
+    def _load_quantizations(self) -> None:
+        """The merged model's types (llama.cpp's list loads with the merge code, so later)."""
+        if not self.app.jobs.is_running("quantizations"):
+            self.app.jobs.start("quantizations",
+                                lambda _r, _s: list(adapter_files.quant_choices()),
+                                lambda types: setattr(self.page, "quantizations", types),
+                                failed=lambda _message: None,  # the two direct types remain
+                                background=True)
+
+    def export(self, format: str, quantization: str | None, path) -> None:
+        profile, version = self.app.profile, self.page.active_version
+        self.page.file_job_started(f"Exporting {version}…")
+
+        def done(written) -> None:
+            self.page.file_job_finished()
+            self.page.banner.show_message(f"Exported {version} to {written}", "success", 15)
+
+        def failed(message: str) -> None:
+            self.page.file_job_finished()
+            self.page.banner.show_message(f"Export failed: {message}", "error")
+
+        self.app.jobs.start("export", lambda report, _stop: adapter_files.export(
+            profile, version, format, quantization, path, report), done,
+            progress=self.page.file_job_progress, failed=failed)
+
+    def import_adapter(self, path) -> None:
+        profile = self.app.profile
+        self.page.file_job_started(f"Checking {path.name}…")
+
+        def done(version) -> None:
+            self.page.file_job_finished()
+            self.refresh()
+            self.page.banner.show_message(
+                f"Imported {path.name} as {version.version}.", "success", 30,
+                action=(f"Activate {version.version}", lambda: self._change(
+                    adapters.activate, version.version, done=f"{version.version} is now active.")))
+
+        def failed(message: str) -> None:
+            self.page.file_job_finished()
+            self.page.banner.show_message(f"Not imported: {message}", "error")
+
+        self.app.jobs.start("import-adapter", lambda _report, _stop: adapter_files.import_adapter(
+            profile, path), done, failed=failed)
+
+    # -- base models --------------------------------------------------------------------
+
+    def use_base(self, setting: str) -> None:
+        try:
+            bases.use_base(self.app.profile, setting)
+        except Exception as error:  # noqa: BLE001 - not a GGUF we can use
+            self.app.report_error(self.page.banner, error)
+        else:
+            self.page.banner.show_message("Base model changed. Retrain to build your model "
+                                          "on it.", "success", 8)
+            self.app.base_model_changed()
+        self.refresh()
+
+    def download(self, key: str) -> None:
+        if self.download_job is not None:
+            return
+        model = next(e.model for e in bases.curated() if e.model.key == key)
+        self.page.base_card.download_started()
+
+        def done(path) -> None:
+            self.download_job = None
+            self.page.base_card.download_finished()
+            self.use_base(str(path))
+
+        def failed(message: str) -> None:
+            self.download_job = None
+            self.page.base_card.download_finished()
+            self.page.banner.show_message(f"Download failed: {message}", "error")
+
+        self.download_job = self.app.jobs.start(
+            "download", lambda report, stop: bases.download_base(model, report, stop), done,
+            progress=self.page.base_card.download_progress, failed=failed)
+
+    def cancel_download(self) -> None:
+        if self.download_job is not None:
+            self.download_job.stop()
+
+    def shutdown(self) -> None:
+        """Closing the window stops a run: the run is recorded as cancelled, nothing lost."""
+        if self.training.running:
+            self.training.cancel()
+            if not self.training.wait(20_000):
+                self.training.kill()
+                self.training.wait(5_000)

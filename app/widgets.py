@@ -1,0 +1,159 @@
+"""Small widgets every page uses: a message banner, cards, titles and hints."""
+
+from collections.abc import Callable
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import (
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QScrollArea,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+
+class Banner(QFrame):
+    """A one-line message above a page: errors stay until closed, other news fades."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("Banner")
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(10, 4, 4, 4)
+        self.label = QLabel()
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.action = QPushButton()
+        self.action.hide()
+        self._action_slot = None
+        self.action.clicked.connect(self._act)
+        close = QToolButton()
+        close.setText("✕")
+        close.setAutoRaise(True)
+        close.setToolTip("Dismiss")
+        close.clicked.connect(self.hide)
+        layout.addWidget(self.label, 1)
+        layout.addWidget(self.action)
+        layout.addWidget(close)
+        self._fade = QTimer(self, singleShot=True, timeout=self.hide)
+        self.hide()
+
+    @property
+    def kind(self) -> str:
+        return self.property("kind") or ""
+
+    def show_message(self, text: str, kind: str = "info", seconds: float = 8.0,
+                     action: tuple[str, Callable[[], None]] | None = None) -> None:
+        """Show `text`; `action` adds a button (caption, slot) that also dismisses it."""
+        self._action_slot = action[1] if action else None
+        self.action.setText(action[0] if action else "")
+        self.action.setVisible(action is not None)
+        self.setProperty("kind", kind)
+        self.style().unpolish(self)
+        self.style().polish(self)
+        self.label.setText(text)
+        self.show()
+        if kind == "error" or action:
+            self._fade.stop()
+        else:
+            self._fade.start(int(seconds * 1000))
+
+    def _act(self) -> None:
+        slot, self._action_slot = self._action_slot, None
+        self.hide()
+        if slot:
+            slot()
+
+
+def card(title: str = "") -> tuple[QFrame, QVBoxLayout]:
+    """A white rounded panel and its layout, with an optional title."""
+    frame = QFrame()
+    return frame, card_layout(frame, title)
+
+
+def card_layout(frame: QFrame, title: str = "") -> QVBoxLayout:
+    """Make `frame` a card; its layout, with the title in place."""
+    frame.setObjectName("Card")
+    layout = QVBoxLayout(frame)
+    layout.setContentsMargins(16, 12, 16, 14)
+    if title:
+        heading = QLabel(title)
+        heading.setObjectName("CardTitle")
+        layout.addWidget(heading)
+    return layout
+
+
+def page_title(text: str) -> QLabel:
+    label = QLabel(text)
+    label.setObjectName("PageTitle")
+    return label
+
+
+def hint(text: str) -> QLabel:
+    label = QLabel(text)
+    label.setProperty("hint", True)
+    label.setWordWrap(True)
+    return label
+
+
+def button(text: str, primary: bool = False, danger: bool = False,
+           tooltip: str = "") -> QPushButton:
+    widget = QPushButton(text)
+    if primary:
+        widget.setProperty("primary", True)
+    if danger:
+        widget.setProperty("danger", True)
+    if tooltip:
+        widget.setToolTip(tooltip)
+    return widget
+
+
+def page_layout(page: QWidget, title: str) -> tuple[QVBoxLayout, Banner]:
+    """The standard page frame: a title, a banner under it, then the caller's content."""
+    page.setObjectName("Page")
+    layout = QVBoxLayout(page)
+    layout.setContentsMargins(20, 16, 20, 16)
+    layout.setSpacing(10)
+    layout.addWidget(page_title(title))
+    banner = Banner()
+    layout.addWidget(banner)
+    return layout, banner
+
+
+def ask(parent: QWidget, title: str, question: str, action: str) -> bool:
+    """A yes/no question whose yes-button names the action; the safe choice is the default."""
+    box = QMessageBox(QMessageBox.Icon.Warning, title, question, parent=parent)
+    confirm = box.addButton(action, QMessageBox.ButtonRole.DestructiveRole)
+    cancel = box.addButton(QMessageBox.StandardButton.Cancel)
+    box.setDefaultButton(cancel)
+    box.exec()
+    return box.clickedButton() is confirm
+
+
+def scrolling_grid(layout: QVBoxLayout) -> QGridLayout:
+    """A grid of cards that scrolls vertically, added to a page's `layout`."""
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    body = QWidget()
+    body.setObjectName("Page")
+    grid = QGridLayout(body)
+    grid.setContentsMargins(0, 0, 4, 0)
+    grid.setSpacing(12)
+    scroll.setWidget(body)
+    layout.addWidget(scroll, 1)
+    return grid
+
+
+def column(left: int = 0, right: int = 0) -> tuple[QWidget, QVBoxLayout]:
+    """A plain widget for one side of a splitter, and its vertical layout."""
+    widget = QWidget()
+    layout = QVBoxLayout(widget)
+    layout.setContentsMargins(left, 0, right, 0)
+    return widget, layout

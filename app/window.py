@@ -1,0 +1,184 @@
+"""The main window: a sidebar of pages, a profile switcher and a status bar. No logic."""
+
+from pathlib import Path
+
+from PySide6.QtCore import QEvent, QObject, QSettings, Signal
+from PySide6.QtGui import QCloseEvent, QShowEvent
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QProgressBar,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from oppu.app.resources import icon
+
+NEW_PROFILE = "\0new"  # item data of the "New profile…" entry
+
+
+def desktop_settings(data_root: Path) -> QSettings:
+    """Window state lives with the user's data (OPPU_HOME), not in the platform registry."""
+    return QSettings(str(data_root / "desktop.ini"), QSettings.Format.IniFormat)
+
+
+class MainWindow(QMainWindow):
+    profileRequested = Signal(str)
+    pageShown = Signal(str)
+    closing = Signal()
+    exposed = Signal()  # once, when the window first reaches the screen
+
+    def __init__(self, pages: list[tuple[str, str, QWidget]], state: QSettings):
+        """`pages`: (key, caption, widget) in sidebar order; icons are named after the key."""
+        super().__init__()
+        self.state = state
+        self._profile = ""
+        self.was_exposed = False
+        self.setWindowTitle("OPPU")
+        self.setWindowIcon(icon("oppu"))
+        self.page_keys = [key for key, _caption, _widget in pages]
+        self.stack = QStackedWidget()
+        self.nav = QListWidget()
+        self.nav.setObjectName("Sidebar")
+        for key, caption, widget in pages:
+            QListWidgetItem(icon(key), caption, self.nav)
+            self.stack.addWidget(widget)
+        self.nav.currentRowChanged.connect(self._show_row)
+
+        central = QWidget()
+        row = QHBoxLayout(central)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(0)
+        row.addWidget(self._sidebar())
+        row.addWidget(self.stack, 1)
+        self.setCentralWidget(central)
+        self._status_bar()
+        self.resize(1180, 760)
+        self.restore_state()
+
+    def _sidebar(self) -> QWidget:
+        panel = QWidget()
+        panel.setObjectName("SidebarPanel")
+        panel.setFixedWidth(190)
+        box = QVBoxLayout(panel)
+        box.setContentsMargins(0, 0, 0, 8)
+        box.setSpacing(2)
+        title = QLabel("OPPU")
+        title.setObjectName("SidebarTitle")
+        caption = QLabel("Profile")
+        caption.setObjectName("SidebarCaption")
+        self.profiles = QComboBox()
+        self.profiles.setToolTip("Each profile is one person: their own writing, chats and model")
+        self.profiles.activated.connect(self._profile_chosen)
+        box.addWidget(title)
+        box.addWidget(caption)
+        box.addWidget(self.profiles)
+        box.addWidget(self.nav, 1)
+        return panel
+
+    def _status_bar(self) -> None:
+        bar = self.statusBar()
+        self.base_label = QLabel()
+        self.adapter_label = QLabel()
+        self.training_label = QLabel()
+        self.training_bar = QProgressBar()
+        self.training_bar.setFixedWidth(120)
+        self.training_bar.setRange(0, 100)
+        self.training_bar.setTextVisible(False)
+        bar.addWidget(self.base_label)
+        bar.addWidget(self.adapter_label)
+        bar.addPermanentWidget(self.training_label)
+        bar.addPermanentWidget(self.training_bar)
+        self.set_training(None)
+
+    # -- what the controller calls ------------------------------------------------------
+
+    def set_profiles(self, names: list[str], current: str) -> None:
+        self.profiles.blockSignals(True)
+        self.profiles.clear()
+        for name in names:
+            self.profiles.addItem(name, name)
+        self.profiles.insertSeparator(self.profiles.count())
+        self.profiles.addItem("New profile…", NEW_PROFILE)
+        self.profiles.setCurrentIndex(self.profiles.findData(current))
+        self.profiles.blockSignals(False)
+        self._profile = current
+
+    def set_base_model(self, text: str) -> None:
+        self.base_label.setText(f"Base model: {text}")
+
+    def set_adapter(self, version: str | None) -> None:
+        self.adapter_label.setText(f"Your model: {version}" if version
+                                   else "Your model: not trained yet")
+
+    def set_training(self, percent: int | None, phase: str = "") -> None:
+        """`None` hides the indicator; otherwise "retraining… N%"."""
+        running = percent is not None
+        self.training_label.setVisible(running)
+        self.training_bar.setVisible(running)
+        if running:
+            self.training_label.setText(f"retraining… {percent}%" + (f" ({phase})" if phase
+                                                                        else ""))
+            self.training_bar.setValue(percent)
+
+    def show_page(self, key: str) -> None:
+        self.nav.setCurrentRow(self.page_keys.index(key))
+
+    def current_page(self) -> str:
+        return self.page_keys[max(self.nav.currentRow(), 0)]
+
+    def restore_state(self) -> None:
+        geometry = self.state.value("window/geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        page = self.state.value("window/page", "chat")
+        self.show_page(page if page in self.page_keys else self.page_keys[0])
+
+    def save_state(self) -> None:
+        self.state.setValue("window/geometry", self.saveGeometry())
+        self.state.setValue("window/page", self.current_page())
+        self.state.sync()
+
+    # -- events -------------------------------------------------------------------------
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        handle = self.windowHandle()
+        if not self.was_exposed and handle is not None:
+            handle.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if (event.type() == QEvent.Type.Expose and not self.was_exposed
+                and watched is self.windowHandle() and self.windowHandle().isExposed()):
+            self.was_exposed = True
+            watched.removeEventFilter(self)
+            self.exposed.emit()
+        return False
+
+    def _show_row(self, row: int) -> None:
+        if row >= 0:
+            self.stack.setCurrentIndex(row)
+            self.pageShown.emit(self.page_keys[row])
+
+    def _profile_chosen(self, index: int) -> None:
+        name = self.profiles.itemData(index)
+        if name == NEW_PROFILE:
+            name, ok = QInputDialog.getText(self, "New profile",
+                                            "Name of the new profile (one per person):")
+            if not ok or not name.strip():
+                self.profiles.setCurrentIndex(self.profiles.findData(self._profile))
+                return
+            name = name.strip()
+        self.profileRequested.emit(name)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.save_state()
+        self.closing.emit()
+        super().closeEvent(event)
+        event.accept()

@@ -1,0 +1,299 @@
+"""Benchmark: offline generation with the bundled SmolLM2-135M-Instruct (Q4_1).
+
+In one run, on the same ~500-token chat prompt:
+- llama.cpp decode and prompt-processing speed for the base, base + a rank-8 q/v LoRA
+  (the paper's recipe; random non-zero B, attached at run time as the app does),
+  base + an adapter of the trainer's default config, and the q/v adapter merged (q8_0);
+- time to first token through the chat use case, with and without retrieval from a
+  profile of 200 notes (retrieval, prompt layout, context budget and prefill included);
+- the baseline: the same prompt through transformers `generate` on the CPU (fp32, the
+  dequantized base from trainer/prepare.py's cache).
+
+llama.cpp is measured in a child process that never imports torch first: torch ships its
+own libgomp, and whichever libgomp a process loads first is the one llama.cpp's threads
+use, so sharing a process with torch would measure a setup the app never runs.
+
+Run: .venv/bin/python bench/generate.py [--repeats 3]
+Writes bench/results/generate.md and bench/results/generate.json.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # for tests.support: the adapter fixtures the tests use
+RESULTS = ROOT / "bench" / "results"
+DECODE_TOKENS = 128
+TORCH_DECODE_TOKENS = 48
+B_STD = 0.05
+TOPICS = ["bees", "sourdough", "the canal", "my grandmother", "cycling", "the garden",
+          "winter", "the old piano", "chess", "the harbour"]
+
+
+def long_question() -> str:
+    """A user message that makes a chat prompt of about 500 tokens."""
+    lines = [f"Point {i}: tell me what you remember about {TOPICS[i % len(TOPICS)]}, and how "
+             f"it connects to what I wrote about {TOPICS[(i * 3 + 1) % len(TOPICS)]}."
+             for i in range(19)]
+    return "Please answer each point in my own voice.\n" + "\n".join(lines)
+
+
+def notes() -> list[tuple[str, str]]:
+    return [(f"Note {i} on {TOPICS[i % 10]}",
+             (f"Day {i}. I spent the morning thinking about {TOPICS[i % 10]} and "
+              f"{TOPICS[(i * 7) % 10]}. It reminded me of {TOPICS[(i * 3) % 10]}, "
+              f"which I first wrote about {i % 12 + 1} months ago.")) for i in range(200)]
+
+
+def make_adapters(work: Path, base: Path) -> dict:
+    from oppu.trainer.gguf_adapter import write_adapter_gguf
+    from oppu.trainer.lora import TrainConfig
+    from oppu.trainer.merge import write_merged_gguf
+    from oppu.trainer.prepare import prepare_base
+    from tests.support.peft_fixtures import make_peft_adapter
+
+    os.environ.setdefault("OPPU_HOME", str(Path(tempfile.gettempdir()) / "oppu-bench-home"))
+    start = time.perf_counter()
+    model = prepare_base(base).load_model().eval()
+    load_s = time.perf_counter() - start
+    default = TrainConfig()
+    make_peft_adapter(model, work / "peft-qv", rank=8, alpha=16, targets=("q_proj", "v_proj"),
+                      b_std=B_STD)
+    make_peft_adapter(model, work / "peft-default", rank=default.rank, alpha=default.alpha,
+                      targets=default.target_modules, b_std=B_STD)
+    return {
+        "model": model, "torch_load_s": load_s,
+        "default_config": f"rank {default.rank}, {', '.join(default.target_modules)}",
+        "qv": write_adapter_gguf(work / "peft-qv", base, work / "qv.gguf"),
+        "default": write_adapter_gguf(work / "peft-default", base, work / "default.gguf"),
+        "merged": write_merged_gguf(work / "peft-qv", base, work / "merged.gguf", "q8_0"),
+    }
+
+
+def llama_speed(engine, prompt: list[int], n: int) -> tuple[float, float]:
+    """(prompt tokens/s, decode tokens/s) for `prompt` and `n` greedy tokens, no cache."""
+    from oppu.engine.chat import Sampling
+
+    engine.forget_evaluated()
+    start = time.perf_counter()
+    first = None
+    tokens = engine.generate(prompt, Sampling.greedy().llama_args())
+    for count, _token in enumerate(tokens, 1):  # end tokens do not stop a speed test
+        if first is None:
+            first = time.perf_counter()
+        if count == n:
+            break
+    tokens.close()
+    end = time.perf_counter()
+    return len(prompt) / (first - start), (n - 1) / (end - first)
+
+
+def torch_speed(model, prompt: list[int], n: int) -> tuple[float, float]:
+    import torch
+
+    ids = torch.tensor([prompt])
+    with torch.no_grad():
+        start = time.perf_counter()
+        model.generate(ids, max_new_tokens=1, do_sample=False)
+        prefill = time.perf_counter() - start
+        start = time.perf_counter()
+        model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False)
+        total = time.perf_counter() - start
+    return len(prompt) / prefill, (n - 1) / max(total - prefill, 1e-9)
+
+
+def chat_ttft(profile, models, retrieval: bool, repeats: int) -> tuple[float, int, int]:
+    """Median ms from send() to the first streamed text, prompt tokens, passages used."""
+    from oppu.core.chat import ChatOptions, ChatSession
+    from oppu.engine.chat import Sampling
+
+    session = ChatSession(profile, models, ChatOptions(
+        use_retrieval=retrieval, incognito=True, sampling=Sampling.greedy(2)))
+    times, reply = [], None
+    for _ in range(repeats + 1):  # the first run loads the model and the embedder
+        session.reset()
+        if models.current is not None:
+            models.current.forget_evaluated()
+        marks: list[float] = []
+
+        def mark(_piece: str, marks=marks) -> None:
+            if not marks:
+                marks.append(time.perf_counter())
+
+        start = time.perf_counter()
+        reply = session.send(long_question(), on_text=mark)
+        times.append(((marks[0] if marks else time.perf_counter()) - start) * 1000)
+    return statistics.median(times[1:]), reply.stats.prompt_tokens, len(reply.sources)
+
+
+def say(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def torch_part(work: Path, repeats: int) -> dict:
+    """Adapters and merged file for the child, and the transformers baseline."""
+    from oppu.engine.llm import Engine
+    from oppu.storage.prompting import system_message
+    from tests.support.tiny_model import bundled_gguf
+
+    base = bundled_gguf()
+    say("preparing the transformers base and the adapters")
+    made = make_adapters(work, base)
+    with Engine(base, n_ctx=1024, n_threads=1) as engine:  # only for the prompt's tokens
+        prompt = engine.prompt_tokens([system_message([]),
+                                       {"role": "user", "content": long_question()}])
+    import torch
+
+    say("transformers generate")
+    runs = [torch_speed(made["model"], prompt, TORCH_DECODE_TOKENS) for _ in range(repeats)]
+    return {"torch_load_s": made["torch_load_s"], "default_adapter": made["default_config"],
+            "torch_threads": torch.get_num_threads(), "prompt_tokens": len(prompt),
+            "pp_tps_transformers": max(p for p, _ in runs),
+            "decode_tps_transformers": max(d for _, d in runs)}
+
+
+def llama_part(work: Path, repeats: int) -> dict:
+    """llama.cpp speeds and the chat's time to first token (run without torch loaded)."""
+    from oppu.core.chat import Models, base_sha256
+    from oppu.core.profile import Profile
+    from oppu.engine.llm import Engine
+    from oppu.storage.prompting import system_message
+    from tests.engine.adapters import install_adapter
+    from tests.support.tiny_model import bundled_gguf
+
+    base = bundled_gguf()
+    r = {"omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+    engine, merged = Engine(base), Engine(work / "merged.gguf")
+    prompt = engine.prompt_tokens([system_message([]),
+                                   {"role": "user", "content": long_question()}])
+    configs = {"base": (engine, None), "adapter": (engine, work / "qv.gguf"),
+               "adapter_default": (engine, work / "default.gguf"), "merged": (merged, None)}
+    speeds = {name: [] for name in configs}
+    for repeat in range(repeats):  # round robin, so drifting load hits every config alike
+        for name, (which, adapter) in configs.items():
+            say(f"llama.cpp {name}, run {repeat + 1}")
+            which.set_adapter(adapter)
+            speeds[name].append(llama_speed(which, prompt, DECODE_TOKENS))
+    for name, runs in speeds.items():
+        r[f"pp_tps_{name}"] = max(p for p, _ in runs)
+        r[f"decode_tps_{name}"] = max(d for _, d in runs)
+    r["n_threads"], r["n_gpu_layers"] = engine.n_threads, engine.n_gpu_layers
+    engine.close()
+    merged.close()
+
+    os.environ["OPPU_HOME"] = str(work / "home")
+    with Profile("bench") as profile:
+        say("a profile of 200 notes")
+        for title, text in notes():
+            profile.writing.add_note(text, title)
+        install_adapter(profile, work / "qv.gguf", "v1", base_sha256(base))
+        models = Models()
+        say("chat time to first token")
+        r["ttft_ms_rag"], r["prompt_tokens_rag"], r["passages_rag"] = chat_ttft(
+            profile, models, True, repeats)
+        r["ttft_ms_no_rag"], r["prompt_tokens_no_rag"], _ = chat_ttft(
+            profile, models, False, repeats)
+        models.close()
+    return r
+
+
+def run(repeats: int) -> dict:
+    import subprocess
+
+    from oppu.storage.privacy import go_offline
+
+    go_offline()
+    work = Path(tempfile.mkdtemp(prefix="oppu-bench-generate-"))
+    r = {"repeats": repeats, "decode_tokens": DECODE_TOKENS, "b_std": B_STD,
+         "load_average_start": os.getloadavg()[0]}
+    r |= torch_part(work, repeats)
+    child = subprocess.run([sys.executable, __file__, "--llama-part", str(work),
+                            "--repeats", str(repeats)], stdout=subprocess.PIPE, text=True,
+                           check=True)
+    r |= json.loads(child.stdout.strip().splitlines()[-1])
+    r["adapter_overhead"] = 1 - r["decode_tps_adapter"] / r["decode_tps_base"]
+    r["adapter_default_overhead"] = 1 - r["decode_tps_adapter_default"] / r["decode_tps_base"]
+    r["merged_overhead"] = 1 - r["decode_tps_merged"] / r["decode_tps_base"]
+    r["speedup_vs_transformers"] = r["decode_tps_base"] / r["decode_tps_transformers"]
+    r["pp_speedup_vs_transformers"] = r["pp_tps_base"] / r["pp_tps_transformers"]
+    r["load_average_end"] = os.getloadavg()[0]
+    r["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version()}
+    r["date"] = datetime.now(UTC).isoformat(timespec="seconds")
+    shutil.rmtree(work, ignore_errors=True)
+    return r
+
+
+def markdown(r: dict) -> str:
+    rows = [("llama.cpp, base (Q4_1)", "base"),
+            ("llama.cpp, base + LoRA r8 q/v (attached at run time)", "adapter"),
+            (f"llama.cpp, base + LoRA of the trainer default ({r['default_adapter']})",
+             "adapter_default"),
+            ("llama.cpp, merged GGUF (q/v LoRA merged, q8_0 touched tensors)", "merged"),
+            ("transformers generate, fp32 CPU (baseline)", "transformers")]
+    lines = [
+        "# Generation benchmark: bundled SmolLM2-135M-Instruct (Q4_1)",
+        "",
+        (f"Prompt: {r['prompt_tokens']} tokens (chat template, instruction, a long question); "
+         f"{r['decode_tokens']} greedy tokens decoded by llama.cpp, best of {r['repeats']} "
+         f"runs in round robin. llama.cpp: {r['n_threads']} threads, {r['n_gpu_layers']} GPU "
+         f"layers; torch: {r['torch_threads']} threads. {r['machine']['cpus']} CPUs, "
+         f"{r['machine']['platform']}, {r['date']}. Load average "
+         f"{r['load_average_start']:.1f} at the start, {r['load_average_end']:.1f} at the end "
+         "(other jobs shared these cores)."),
+        "",
+        "| engine | prompt tok/s | decode tok/s | decode vs base |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for label, key in rows:
+        lines.append(f"| {label} | {r[f'pp_tps_{key}']:.0f} | {r[f'decode_tps_{key}']:.1f} | "
+                     f"{r[f'decode_tps_{key}'] / r['decode_tps_base']:.2f} |")
+    lines += [
+        "",
+        "| chat use case, ~500-token question | prompt tokens | time to first token (ms) |",
+        "| --- | ---: | ---: |",
+        (f"| with retrieval ({r['passages_rag']} passages of 200 notes) | "
+         f"{r['prompt_tokens_rag']} | {r['ttft_ms_rag']:.0f} |"),
+        f"| without retrieval | {r['prompt_tokens_no_rag']} | {r['ttft_ms_no_rag']:.0f} |",
+        "",
+        (f"- adapter overhead on decode: {r['adapter_overhead']:.1%} for r8 q/v (target ≤ 10%), "
+         f"{r['adapter_default_overhead']:.1%} for the trainer default; merged: "
+         f"{r['merged_overhead']:.1%}."),
+        (f"- llama.cpp vs transformers: {r['speedup_vs_transformers']:.1f}x on decode "
+         f"(target ≥ 5x), {r['pp_speedup_vs_transformers']:.1f}x on prompt processing."),
+        ("- time to first token is the median of the runs after a warm-up, KV cache cleared "
+         "each time; it includes retrieval, the context budget and the prompt's prefill."),
+        f"- transformers base load (prepare_base cache): {r['torch_load_s']:.1f} s.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--llama-part", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.llama_part:
+        import oppu.engine  # noqa: F401 - its OpenMP policy, before anything loads libgomp
+
+        print(json.dumps(llama_part(args.llama_part, args.repeats)))
+        return
+    results = run(args.repeats)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "generate.json").write_text(json.dumps(results, indent=2) + "\n")
+    (RESULTS / "generate.md").write_text(markdown(results))
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+"""The user's adapter as a file they own: export it (zip, bare GGUF, merged GGUF), import one.
+
+An import is validated completely before anything is written: format, pickles, the
+safetensors header, the base model it was trained on, and every tensor's name and shape
+against this profile's base. Only then does a new version folder appear (atomically),
+with a GGUF written for this base, and its row. It is activated only when asked.
+"""
+
+from pathlib import Path
+
+from oppu.core.adapters import AdapterError, AdapterVersion, active, list_adapters
+from oppu.core.progress import Progress, Report, ignore
+
+FORMATS = ("zip", "gguf", "merged")
+DIRECT_TYPES = ("q8_0", "f16")  # merged types written directly; others via llama.cpp's quantizer
+SUFFIXES = {"zip": ".zip", "gguf": "-adapter.gguf", "merged": "-merged-{quant}.gguf"}
+
+
+def quant_choices() -> tuple[str, ...]:
+    from oppu.trainer.merge import QUANTIZE_TYPES
+
+    return DIRECT_TYPES + tuple(QUANTIZE_TYPES)
+
+
+def find_version(profile, version: str | None) -> AdapterVersion:
+    """`version`, or the active one when None; AdapterError naming what exists otherwise."""
+    versions = list_adapters(profile)
+    if version is None:
+        current = active(profile)
+        if current is None:
+            raise AdapterError("no adapter is active: train one, or name a version with "
+                               "--version" + (f" ({', '.join(v.version for v in versions)})"
+                                              if versions else ""))
+        return current
+    for candidate in versions:
+        if candidate.version == version:
+            return candidate
+    known = ", ".join(v.version for v in versions) or "none"
+    raise AdapterError(f"no adapter version {version!r} (versions: {known})")
+
+
+def profile_base(profile) -> tuple[Path, str]:
+    """The profile's base GGUF and its sha256."""
+    from oppu.core.chat import base_sha256
+    from oppu.trainer.base_models import resolve_base
+    from oppu.trainer.prepare import BaseModelError
+
+    try:
+        path = resolve_base(profile.settings.base_model)
+    except BaseModelError as error:
+        raise AdapterError(str(error)) from None
+    return path, base_sha256(path)
+
+
+def default_output(profile, version: str, format: str, quant: str) -> Path:
+    return Path.cwd() / f"oppu-{profile.name}-{version}{SUFFIXES[format].format(quant=quant)}"
+
+
+def export(profile, version: str | None = None, format: str = "zip", quant: str | None = None,
+           out: Path | None = None, report: Report = ignore) -> Path:
+    """Write one adapter version as a file the user owns; return its path."""
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {format!r}")
+    if quant is not None and format != "merged":
+        raise ValueError("a quantization type applies to --format merged only")
+    quant = quant or DIRECT_TYPES[0]
+    if format == "merged" and quant not in quant_choices():
+        raise ValueError(f"quant must be one of {', '.join(quant_choices())}, not {quant!r}")
+    chosen = find_version(profile, version)
+    if not chosen.peft_dir.is_dir() or not chosen.gguf_path.is_file():
+        raise AdapterError(f"adapter {chosen.version}'s files are missing from {chosen.path}")
+    default = default_output(profile, chosen.version, format, quant)
+    target = Path(out).expanduser() if out else default
+    if target.is_dir():
+        target = target / default.name
+    report(Progress("export", 0, 1, f"{chosen.version} as {format}"))
+    if format == "zip":
+        _export_zip(chosen, target)
+    elif format == "gguf":
+        from oppu.storage.atomic import write_bytes
+
+        write_bytes(target, chosen.gguf_path.read_bytes())
+    else:
+        _export_merged(profile, chosen, target, quant, report)
+    report(Progress("export", 1, 1, str(target)))
+    return target
+
+
+def _export_zip(chosen: AdapterVersion, target: Path) -> None:
+    from oppu.trainer.adapter_bundle import bundle_meta, write_bundle_zip
+    from oppu.trainer.gguf_file import read_header
+    from oppu.trainer.peft_files import read_peft_dir
+    from oppu.trainer.versions import app_version, read_meta
+
+    stored = read_meta(chosen.path)
+    training = {k: stored[k] for k in ("metrics", "train_words", "config", "preset", "decision",
+                                       "created", "imported_from") if k in stored}
+    architecture = read_header(chosen.gguf_path).get("general.architecture", "")
+    meta = bundle_meta(chosen.version, chosen.base_name, chosen.base_sha256, architecture,
+                       read_peft_dir(chosen.peft_dir), training, app_version(),
+                       chosen.created_at.isoformat())
+    write_bundle_zip(chosen.path, target, meta)
+
+
+def _export_merged(profile, chosen: AdapterVersion, target: Path, quant: str,
+                   report: Report) -> None:
+    from oppu.trainer.merge import write_merged_gguf
+
+    base_path, sha = profile_base(profile)
+    if sha != chosen.base_sha256:
+        raise AdapterError(f"adapter {chosen.version} was trained on {chosen.base_name}, but "
+                           f"this profile's base is now {base_path.name}; switch the base back "
+                           "to merge it")
+    tensor_type, quantize_to = (quant, None) if quant in DIRECT_TYPES else ("q8_0", quant)
+    write_merged_gguf(chosen.peft_dir, base_path, target, tensor_type, quantize_to,
+                      lambda done, total, name: report(Progress("merge", done, total, name)))
+
+
+def import_adapter(profile, path: Path, activate: bool = False, force: bool = False
+                   ) -> AdapterVersion:
+    """A new adapter version from an exported zip (or a PEFT folder), origin 'imported'."""
+    from oppu.trainer.adapter_bundle import BundleError, read_bundle
+    from oppu.trainer.gguf_adapter import lora_tensors, read_base_info
+    from oppu.trainer.peft_files import AdapterError as FileError
+
+    path = Path(path).expanduser()
+    bundle = read_bundle(path)
+    base_path, sha = profile_base(profile)
+    base = read_base_info(base_path)
+    claimed = bundle.meta.get("base", {})
+    if claimed.get("sha256") != sha:
+        if not force:
+            reason = (f"it was trained on {claimed.get('name', 'another base')} (sha256 "
+                      f"{str(claimed['sha256'])[:12]}), not on this profile's base "
+                      f"{base_path.name} ({sha[:12]})" if claimed.get("sha256") else
+                      "it does not say which base model it was trained on")
+            raise BundleError(f"{path.name} refused: {reason}; --force imports it anyway when "
+                              "its architecture and shapes fit")
+        if claimed.get("architecture") not in (None, base.architecture):
+            raise BundleError(f"{path.name} is for a {claimed['architecture']} model, this "
+                              f"profile's base is {base.architecture}: it cannot fit")
+    try:
+        lora_tensors(bundle.lora, base)
+    except FileError as error:
+        raise BundleError(f"{path.name} does not fit {base_path.name}: {error}") from None
+    return _store_import(profile, bundle, base_path, sha, activate)
+
+
+def _store_import(profile, bundle, base_path: Path, sha: str, activate: bool) -> AdapterVersion:
+    import shutil
+
+    from oppu.storage.atomic import atomic_dir
+    from oppu.storage.models import Adapter, utcnow
+    from oppu.trainer.gguf_adapter import write_adapter_gguf
+    from oppu.trainer.peft_files import CONFIG_NAME, WEIGHTS_NAME
+    from oppu.trainer.versions import (
+        GGUF_FILE,
+        PEFT_DIR,
+        app_version,
+        make_active,
+        next_version,
+        write_meta,
+    )
+
+    adapters_dir = profile.adapters_dir
+    with profile.store.read() as session:
+        version = next_version(session, adapters_dir)
+    training = bundle.meta.get("training", {})
+    meta = {"version": version, "origin": "imported", "imported_from": bundle.source.name,
+            "source": {k: bundle.meta[k] for k in ("version", "base", "app_version", "created")
+                       if k in bundle.meta},
+            "base": {"name": base_path.name, "sha256": sha},
+            "rank": bundle.lora.rank, "alpha": bundle.lora.alpha,
+            "metrics": training.get("metrics", {}), "train_words": training.get("train_words", 0),
+            "config": training.get("config", {}), "app_version": app_version(),
+            "created": utcnow().isoformat()}
+    final = adapters_dir / version
+    with atomic_dir(final) as temp:
+        (temp / PEFT_DIR).mkdir()
+        (temp / PEFT_DIR / CONFIG_NAME).write_bytes(bundle.config_bytes)
+        (temp / PEFT_DIR / WEIGHTS_NAME).write_bytes(bundle.weights_bytes)
+        write_adapter_gguf(temp / PEFT_DIR, base_path, temp / GGUF_FILE, base_sha256=sha)
+        write_meta(temp, meta)
+    try:
+        with profile.store.write() as session:
+            row = Adapter(version=version, path=str(final), base_name=base_path.name,
+                          base_sha256=sha, origin="imported", metrics=meta["metrics"],
+                          words_trained=int(meta["train_words"] or 0))
+            session.add(row)
+            session.flush()
+            if activate:
+                make_active(session, row)
+    except BaseException:
+        shutil.rmtree(final, ignore_errors=True)  # no row points at it: take it back
+        raise
+    return find_version(profile, version)

@@ -1,0 +1,117 @@
+"""The profile's adapter versions: list them, activate one, roll back, delete one.
+
+Activation stamps `activated_at`; a rollback clears the current adapter's stamp and
+activates the most recently activated of the others, so repeated rollbacks walk back
+through the history. The bare base model is what is left when none is active.
+"""
+
+import shutil
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import select
+
+from oppu.storage.models import Adapter, AdapterDocument
+from oppu.trainer.versions import GGUF_FILE, PEFT_DIR, active_adapter, make_active
+
+
+class AdapterError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class AdapterVersion:
+    version: str
+    path: Path
+    base_name: str
+    base_sha256: str
+    origin: str
+    metrics: dict
+    words_trained: int
+    is_active: bool
+    trained_on_deleted: bool
+    created_at: datetime
+    activated_at: datetime | None
+
+    @property
+    def gguf_path(self) -> Path:
+        return self.path / GGUF_FILE
+
+    @property
+    def peft_dir(self) -> Path:
+        return self.path / PEFT_DIR
+
+    @property
+    def heldout_loss(self) -> float | None:
+        return (self.metrics.get("new") or {}).get("loss")
+
+
+def _version(row: Adapter) -> AdapterVersion:
+    return AdapterVersion(row.version, Path(row.path), row.base_name, row.base_sha256,
+                          row.origin, dict(row.metrics or {}), row.words_trained, row.is_active,
+                          row.trained_on_deleted, row.created_at, row.activated_at)
+
+
+def list_adapters(profile) -> list[AdapterVersion]:
+    """Every version, newest first."""
+    with profile.store.read() as session:
+        return [_version(a) for a in session.scalars(select(Adapter).order_by(Adapter.id.desc()))]
+
+
+def active(profile) -> AdapterVersion | None:
+    with profile.store.read() as session:
+        row = active_adapter(session)
+        return _version(row) if row is not None else None
+
+
+def _get(session, version: str) -> Adapter:
+    row = session.scalar(select(Adapter).where(Adapter.version == version))
+    if row is None:
+        known = ", ".join(session.scalars(select(Adapter.version).order_by(Adapter.id))) or "none"
+        raise AdapterError(f"no adapter version {version!r} (versions: {known})")
+    return row
+
+
+def activate(profile, version: str) -> AdapterVersion:
+    with profile.store.write() as session:
+        row = _get(session, version)
+        if not (Path(row.path) / GGUF_FILE).is_file():
+            raise AdapterError(f"adapter {version} has no {GGUF_FILE}; its files are missing")
+        make_active(session, row)
+        return _version(row)
+
+
+def deactivate(profile) -> None:
+    """Chat with the bare base model; the versions stay."""
+    with profile.store.write() as session:
+        make_active(session, None)
+
+
+def rollback(profile) -> AdapterVersion:
+    """Go back to the adapter that was active before the current one."""
+    with profile.store.write() as session:
+        current = active_adapter(session)
+        if current is None:
+            raise AdapterError("no adapter is active, so there is nothing to roll back")
+        previous = session.scalar(
+            select(Adapter).where(Adapter.id != current.id, Adapter.activated_at.is_not(None))
+            .order_by(Adapter.activated_at.desc(), Adapter.id.desc()).limit(1))
+        if previous is None:
+            raise AdapterError(f"{current.version} is the only adapter ever active; "
+                               "nothing earlier to roll back to")
+        current.activated_at = None
+        make_active(session, previous, when=previous.activated_at)
+        return _version(previous)
+
+
+def delete(profile, version: str) -> None:
+    """Delete an inactive version: its row, its document links, then its files."""
+    with profile.store.write() as session:
+        row = _get(session, version)
+        if row.is_active:
+            raise AdapterError(f"{version} is active: activate another or roll back first")
+        folder = Path(row.path)
+        session.query(AdapterDocument).filter_by(adapter_id=row.id).delete()
+        session.delete(row)
+    shutil.rmtree(folder, ignore_errors=True)

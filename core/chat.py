@@ -1,0 +1,238 @@
+"""Chatting with one's personal model: OPPU's two memories working together.
+
+Each message gets the active adapter (parametric memory, read from the store on every
+message, so an activation or rollback applies to the next reply) and the top passages
+of the user's own writing (non-parametric memory), laid out exactly as the trainer lays
+out its items. Replies stream through a callback. Conversations are stored with the
+adapter version, scale and passages of each reply, and the user's messages become their
+writing; an incognito session stores nothing at all.
+"""
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from oppu.core.conversations import Conversations
+from oppu.core.progress import ShouldStop, never
+from oppu.engine.errors import ModelFileError  # also sets OpenMP's policy early: see oppu.engine
+from oppu.storage.writing import Passage
+
+OnText = Callable[[str], None]
+
+
+@dataclass
+class ChatOptions:
+    use_adapter: bool = True
+    adapter_scale: float | None = None  # None: the profile's `adapter_scale` setting
+    use_retrieval: bool = True
+    incognito: bool = False
+    sampling: object | None = None  # an engine Sampling; None: from the profile's settings
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    sources: tuple[Passage, ...]  # the passages in the prompt, best first, with titles
+    adapter_version: str | None  # None: the bare base model answered
+    adapter_scale: float | None
+    conversation_id: int | None  # None when incognito
+    message_id: int | None
+    stop_reason: str  # end | length | stopped
+    notices: tuple[str, ...]  # things the user should know (a refused adapter, a cut message)
+    prompt_messages: tuple[dict, ...]
+    stats: object = field(repr=False, default=None)  # the engine's ReplyStats
+
+
+_sha_cache: dict[tuple[str, int, int], str] = {}
+
+
+def base_sha256(path: Path) -> str:
+    """The GGUF's sha256, computed once per file version (adapters record their base's)."""
+    from oppu.trainer.prepare import sha256_file
+
+    stat = Path(path).stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _sha_cache:
+        _sha_cache[key] = sha256_file(Path(path))
+    return _sha_cache[key]
+
+
+def base_model_path(setting: str) -> Path:
+    """The GGUF the `base_model` setting names, or ModelFileError offering the bundled one."""
+    from oppu.trainer.base_models import resolve_base
+    from oppu.trainer.prepare import BaseModelError
+
+    try:
+        return resolve_base(setting)
+    except BaseModelError as error:
+        raise ModelFileError(setting, str(error), _bundled_instead_of(setting)) from None
+
+
+def _bundled_instead_of(path) -> Path | None:
+    from oppu.trainer.base_models import bundled_gguf
+    from oppu.trainer.prepare import BaseModelError
+
+    try:
+        bundled = bundled_gguf()
+    except BaseModelError:
+        return None
+    return None if Path(str(path)) == bundled else bundled
+
+
+class Models:
+    """The loaded model, shared by chat sessions; reloaded when the base or window changes."""
+
+    def __init__(self, n_threads: int | None = None):
+        self.n_threads = n_threads
+        self._engine = None
+        self._key = None
+        self._lock = threading.Lock()
+
+    def engine(self, path: Path, n_ctx: int):
+        from oppu.engine.llm import Engine
+
+        with self._lock:
+            if self._key != (path, n_ctx):
+                self.close()
+                try:
+                    self._engine = Engine(path, n_ctx=n_ctx, n_threads=self.n_threads)
+                except ModelFileError as error:
+                    error.bundled_fallback = _bundled_instead_of(path)
+                    raise
+                self._key = (path, n_ctx)
+            return self._engine
+
+    @property
+    def current(self):
+        """The loaded engine, or None before the first message."""
+        return self._engine
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+        self._engine, self._key = None, None
+
+
+class ChatSession:
+    """One conversation with the profile's personal model."""
+
+    def __init__(self, profile, models: Models | None = None, options: ChatOptions | None = None,
+                 conversation_id: int | None = None):
+        self.profile = profile
+        self.models = models or Models()
+        self.options = options or ChatOptions()
+        self.conversations = Conversations(profile.store)
+        self.conversation_id = None
+        self.history: list[dict] = []
+        self.last_reply: Reply | None = None
+        if conversation_id is not None:
+            self.resume(conversation_id)
+
+    # -- conversation -------------------------------------------------------------------
+
+    def resume(self, conversation_id: int) -> None:
+        messages = self.conversations.messages(conversation_id)
+        self.conversation_id = conversation_id
+        self.history = [{"role": m.role, "content": m.text} for m in messages
+                        if m.role in ("user", "assistant")]
+        self.options.incognito = False
+
+    def reset(self) -> None:
+        """Start a new conversation (stored from its first message unless incognito)."""
+        self.conversation_id = None
+        self.history = []
+        self.last_reply = None
+
+    def set_incognito(self, on: bool) -> None:
+        """Switching either way starts a new conversation: none is half stored."""
+        if on != self.options.incognito:
+            self.options.incognito = on
+            self.reset()
+
+    # -- one message --------------------------------------------------------------------
+
+    def send(self, text: str, on_text: OnText | None = None,
+             should_stop: ShouldStop = never) -> Reply:
+        from oppu.engine.budget import fit_prompt, reply_room
+        from oppu.engine.chat import ReplyStream
+
+        if not text or not text.strip():
+            raise ValueError("nothing to send: the message is empty")
+        settings = self.profile.settings
+        path = base_model_path(settings.base_model)
+        engine = self.models.engine(path, settings.context_tokens)
+        with engine.lock:
+            notices: list[str] = []
+            version, scale = self._attach_adapter(engine, path, notices)
+            passages = self._retrieve(text, settings)
+            sampling = self._sampling(settings)
+            fitted = fit_prompt(engine, [p.text for p in passages], self.history, text,
+                                reply_room(engine.n_ctx, sampling.max_tokens))
+            notices += fitted.notices
+            sources = tuple(passages[: fitted.passages_used])
+            stored = not self.options.incognito
+            if stored:
+                self._store_user_message(text)
+            stream = ReplyStream(engine, fitted.tokens, sampling, should_stop)
+            pieces = []
+            try:
+                for piece in stream:
+                    pieces.append(piece)
+                    if on_text:
+                        on_text(piece)
+            finally:
+                if stored:
+                    self.profile.writing.add_chat_message(text)
+        reply_text = "".join(pieces).strip()
+        message_id = None
+        if stored:
+            message_id = self.conversations.add_message(
+                self.conversation_id, "assistant", reply_text, version, scale,
+                [p.chunk_id for p in sources])
+        self.history += [{"role": "user", "content": text},
+                         {"role": "assistant", "content": reply_text}]
+        self.last_reply = Reply(reply_text, sources, version, scale, self.conversation_id,
+                                message_id, stream.stats.stop_reason, tuple(notices),
+                                tuple(fitted.messages), stream.stats)
+        return self.last_reply
+
+    def _store_user_message(self, text: str) -> None:
+        if self.conversation_id is None:
+            self.conversation_id = self.conversations.create(text)
+        self.conversations.add_message(self.conversation_id, "user", text)
+
+    def _attach_adapter(self, engine, base_path: Path, notices: list[str]
+                        ) -> tuple[str | None, float | None]:
+        """Put the active adapter on the engine (or none); refuse one made for another base."""
+        from oppu.core.adapters import active
+
+        scale = self.options.adapter_scale
+        scale = self.profile.settings.adapter_scale if scale is None else scale
+        adapter = active(self.profile) if self.options.use_adapter and scale != 0 else None
+        if adapter is not None and adapter.base_sha256 != base_sha256(base_path):
+            notices.append(f"Adapter {adapter.version} was trained on another base model "
+                           f"({adapter.base_name or 'unknown'}); replying without it.")
+            adapter = None
+        try:
+            engine.set_adapter(adapter.gguf_path if adapter else None, scale)
+        except ModelFileError as error:
+            notices.append(f"Adapter {adapter.version} cannot be used ({error}); "
+                           "replying without it.")
+            engine.set_adapter(None)
+            adapter = None
+        return (adapter.version, scale) if adapter else (None, None)
+
+    def _retrieve(self, text: str, settings) -> list[Passage]:
+        if not self.options.use_retrieval or settings.retrieval_k <= 0:
+            return []
+        return self.profile.writing.search(text, settings.retrieval_k,
+                                           settings.retrieval_min_score)
+
+    def _sampling(self, settings):
+        from oppu.engine.chat import Sampling
+
+        if self.options.sampling is not None:
+            return self.options.sampling
+        return Sampling(temperature=settings.temperature, top_p=settings.top_p,
+                        max_tokens=settings.max_reply_tokens)

@@ -1,0 +1,58 @@
+"""`oppu export | import-adapter`: the personal adapter as a file the user owns."""
+
+from pathlib import Path
+
+from oppu.core.cli import CommandError, open_profile
+from oppu.core.cli.progress_bar import ProgressBar
+
+
+def register(commands) -> None:
+    export = commands.add_parser(
+        "export", help="export your adapter: a .zip, a bare adapter .gguf or a merged .gguf")
+    export.add_argument("--format", choices=["zip", "gguf", "merged"], default="zip",
+                        help="zip: peft + gguf + README (default); gguf: for llama.cpp --lora "
+                             "and Ollama ADAPTER; merged: base and adapter in one model file")
+    export.add_argument("--quant", metavar="TYPE",
+                        help="merged only: q8_0 (default), f16, or a smaller type made by "
+                             "llama.cpp's quantizer such as q4_k_m")
+    export.add_argument("-o", "--output", type=Path, help="file or folder to write to")
+    export.add_argument("--version", help="which adapter version (default: the active one)")
+    export.set_defaults(run=run_export)
+
+    imports = commands.add_parser("import-adapter",
+                                  help="import an adapter exported by `oppu export`")
+    imports.add_argument("path", type=Path, help="the .zip (or a PEFT adapter folder)")
+    imports.add_argument("--activate", action="store_true", help="make it the active adapter")
+    imports.add_argument("--force", action="store_true",
+                         help="import even if it was trained on another base model whose "
+                              "architecture and shapes match")
+    imports.set_defaults(run=run_import)
+
+
+def run_export(args) -> int:
+    from oppu.core.adapter_files import export
+    from oppu.core.adapters import AdapterError
+
+    with open_profile(args) as profile:
+        try:
+            path = export(profile, args.version, args.format, args.quant, args.output,
+                          ProgressBar())
+        except AdapterError as error:
+            raise CommandError(str(error)) from None
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    return 0
+
+
+def run_import(args) -> int:
+    from oppu.core.adapter_files import import_adapter
+    from oppu.core.adapters import AdapterError
+
+    with open_profile(args) as profile:
+        try:
+            imported = import_adapter(profile, args.path, args.activate, args.force)
+        except AdapterError as error:
+            raise CommandError(str(error)) from None
+    state = "active" if imported.is_active else "not active: `oppu activate " + \
+        imported.version + "` to use it"
+    print(f"imported {args.path.name} as {imported.version} ({state})")
+    return 0

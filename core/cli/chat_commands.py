@@ -1,0 +1,211 @@
+"""`oppu chat | ask | conversations`: talk with the personal model from a terminal."""
+
+import contextlib
+import signal
+import sys
+
+from oppu.core.cli import CommandError, open_profile
+
+REPL_HELP = """\
+/reset            start a new conversation
+/sources          the passages of your writing used for the last reply
+/adapter on|off   use your personal adapter or the bare base model
+/rag on|off       put passages of your writing into the prompt, or not
+/incognito on|off a conversation that is never stored (starts a new one)
+/quit             leave (Ctrl-D works too); Ctrl-C stops a reply"""
+
+
+def register(commands) -> None:
+    chat = commands.add_parser("chat", help="talk with your personal model (type /help inside)")
+    _model_switches(chat)
+    chat.add_argument("--resume", type=int, metavar="ID", help="continue a stored conversation")
+    chat.set_defaults(run=run_chat)
+
+    ask = commands.add_parser("ask", help="one question, one streamed answer (for scripts)")
+    ask.add_argument("question", nargs="+")
+    _model_switches(ask)
+    ask.add_argument("--sources", action="store_true", help="list the passages used")
+    ask.set_defaults(run=run_ask)
+
+    conversations = commands.add_parser("conversations", help="list, rename or delete chats")
+    conversations.add_argument("action", nargs="?", default="list",
+                               choices=["list", "show", "rename", "delete"])
+    conversations.add_argument("id", nargs="?", type=int)
+    conversations.add_argument("title", nargs="*")
+    conversations.add_argument("--forget-writing", action="store_true",
+                               help="with delete: also forget the messages as your writing")
+    conversations.set_defaults(run=run_conversations)
+
+
+def _model_switches(parser) -> None:
+    parser.add_argument("--no-adapter", action="store_true", help="the bare base model")
+    parser.add_argument("--no-rag", action="store_true", help="no passages of your writing")
+    parser.add_argument("--incognito", action="store_true", help="store nothing at all")
+
+
+def _session(profile, args, conversation_id=None):
+    from oppu.core.chat import ChatOptions, ChatSession
+
+    options = ChatOptions(use_adapter=not args.no_adapter, use_retrieval=not args.no_rag,
+                          incognito=args.incognito)
+    return ChatSession(profile, options=options, conversation_id=conversation_id)
+
+
+class _CtrlCStops:
+    """While a reply streams, Ctrl-C asks it to stop instead of killing the program."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    @contextlib.contextmanager
+    def armed(self):
+        self.requested = False
+
+        def on_interrupt(_signal, _frame):
+            self.requested = True
+
+        previous = signal.signal(signal.SIGINT, on_interrupt)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _say(session, text: str, stop: _CtrlCStops):
+    from oppu.engine.errors import EngineError, ModelFileError
+
+    def show(piece: str) -> None:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+
+    try:
+        with stop.armed():
+            reply = session.send(text, show, stop)
+    except ModelFileError as error:
+        hint = ""
+        if error.bundled_fallback is not None:
+            hint = " (the bundled model works: `oppu config base_model bundled`)"
+        raise CommandError(f"{error}{hint}") from None
+    except EngineError as error:
+        raise CommandError(str(error)) from None
+    sys.stdout.write("\n")
+    if reply.stop_reason == "stopped":
+        print("[stopped]", file=sys.stderr)
+    for notice in reply.notices:
+        print(f"note: {notice}", file=sys.stderr)
+    return reply
+
+
+def _print_sources(reply) -> None:
+    if reply is None or not reply.sources:
+        print("no passages of your writing were used")
+        return
+    for passage in reply.sources:
+        print(f"[{passage.score:.3f}] {passage.title} (document {passage.document_id})")
+        print("    " + " ".join(passage.text.split())[:300])
+
+
+def _describe(session) -> str:
+    options = session.options
+    parts = [f"adapter {'on' if options.use_adapter else 'off'}",
+             f"retrieval {'on' if options.use_retrieval else 'off'}"]
+    if options.incognito:
+        parts.append("incognito: nothing is stored")
+    return ", ".join(parts)
+
+
+def _switch(value: str, name: str) -> bool:
+    if value not in ("on", "off"):
+        raise ValueError(f"use /{name} on or /{name} off")
+    return value == "on"
+
+
+def _command(session, line: str) -> bool:
+    """Run one /command; False when the REPL should end."""
+    name, _, value = line[1:].strip().partition(" ")
+    value = value.strip().lower()
+    if name in ("quit", "exit", "q"):
+        return False
+    if name == "reset":
+        session.reset()
+        print("new conversation")
+    elif name == "sources":
+        _print_sources(session.last_reply)
+    elif name == "adapter":
+        session.options.use_adapter = _switch(value, name)
+        print(_describe(session))
+    elif name == "rag":
+        session.options.use_retrieval = _switch(value, name)
+        print(_describe(session))
+    elif name == "incognito":
+        session.set_incognito(_switch(value or "on", name))
+        print(f"new conversation; {_describe(session)}")
+    else:
+        print(REPL_HELP)
+    return True
+
+
+def run_chat(args) -> int:
+    stop = _CtrlCStops()
+    with open_profile(args) as profile:
+        session = _session(profile, args, args.resume)
+        print(f"oppu chat ({_describe(session)}); /help for commands", file=sys.stderr)
+        while True:
+            try:
+                line = input("you> ")
+            except EOFError:
+                print()
+                break
+            if not line.strip():
+                continue
+            if line.startswith("/"):
+                try:
+                    if not _command(session, line):
+                        break
+                except ValueError as error:
+                    print(error, file=sys.stderr)
+                continue
+            _say(session, line, stop)
+        session.models.close()
+    return 0
+
+
+def run_ask(args) -> int:
+    with open_profile(args) as profile:
+        session = _session(profile, args)
+        reply = _say(session, " ".join(args.question), _CtrlCStops())
+        if args.sources:
+            _print_sources(reply)
+        session.models.close()
+    return 0
+
+
+def run_conversations(args) -> int:
+    from oppu.core.conversations import ConversationNotFound, Conversations, delete_conversation
+
+    with open_profile(args) as profile:
+        conversations = Conversations(profile.store)
+        if args.action != "list" and args.id is None:
+            raise CommandError(f"`oppu conversations {args.action}` needs a conversation id")
+        try:
+            if args.action == "list":
+                for c in conversations.summaries():
+                    print(f"{c.id:>5}  {c.updated_at:%Y-%m-%d %H:%M}  {c.messages:>4} msgs  "
+                          f"{c.title}")
+            elif args.action == "show":
+                for m in conversations.messages(args.id):
+                    adapter = f" [{m.adapter_version}]" if m.adapter_version else ""
+                    print(f"{m.role}{adapter}: {m.text}\n")
+            elif args.action == "rename":
+                conversations.rename(args.id, " ".join(args.title))
+                print(f"renamed conversation {args.id}")
+            else:
+                forgotten = delete_conversation(profile, args.id, args.forget_writing)
+                print(f"deleted conversation {args.id}"
+                      + (f" and {forgotten} documents of your writing" if forgotten else ""))
+        except ConversationNotFound as error:
+            raise CommandError(str(error)) from None
+    return 0

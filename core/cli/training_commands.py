@@ -1,0 +1,133 @@
+"""`oppu train | adapters | activate | rollback | base`: the personal adapter."""
+
+from contextlib import contextmanager
+
+from oppu.core.cli import CommandError, open_profile
+from oppu.core.cli.progress_bar import ProgressBar
+
+
+def register(commands) -> None:
+    train = commands.add_parser("train", help="train your personal adapter now")
+    train.add_argument("--if-due", action="store_true",
+                       help="only if enough is new (for cron or a systemd timer)")
+    train.add_argument("--preset", choices=["quick", "balanced", "thorough"],
+                       help="override the training_preset setting for this run")
+    train.add_argument("--max-steps", type=int, help="stop training after this many steps")
+    train.set_defaults(run=run_train)
+
+    adapters = commands.add_parser("adapters", help="list your adapter versions and metrics")
+    adapters.add_argument("--delete", metavar="VERSION", help="delete an inactive version")
+    adapters.set_defaults(run=run_adapters)
+
+    activate = commands.add_parser("activate", help="make an adapter version the active one")
+    activate.add_argument("version")
+    activate.set_defaults(run=run_activate)
+
+    rollback = commands.add_parser("rollback", help="go back to the previously active adapter")
+    rollback.set_defaults(run=run_rollback)
+
+    base = commands.add_parser("base", help="show, choose or download the base model")
+    base.add_argument("action", nargs="?", choices=["list", "use", "download"], default="list")
+    base.add_argument("target", nargs="?",
+                      help="for use: 'bundled' or a .gguf path; for download: a model key")
+    base.set_defaults(run=run_base)
+
+
+@contextmanager
+def _opened(args, *errors):
+    """The profile; any of `errors` raised meanwhile is reported as one line."""
+    with open_profile(args) as profile:
+        try:
+            yield profile
+        except errors as error:
+            raise CommandError(str(error)) from None
+
+
+def run_train(args) -> int:
+    from oppu.core.policy import retrain_due
+    from oppu.core.training import TrainingBusy, run_training
+    from oppu.trainer.prepare import BaseModelError
+
+    overrides = {"max_steps": args.max_steps} if args.max_steps else {}
+    with _opened(args, TrainingBusy, BaseModelError) as profile:
+        if args.if_due:
+            due, why = retrain_due(profile)
+            print(("retraining: " if due else "not due: ") + why)
+            if not due:
+                return 0
+        outcome = run_training(profile, ProgressBar(), overrides=overrides,
+                               reason="scheduled" if args.if_due else "manual",
+                               preset=args.preset)
+    print(outcome.summary)
+    return {"succeeded": 0, "cancelled": 130}.get(outcome.status, 1)
+
+
+def _loss(metrics: dict, key: str) -> str:
+    value = (metrics.get(key) or {}).get("loss")
+    return f"{value:.4f}" if isinstance(value, (int, float)) else "-"
+
+
+def run_adapters(args) -> int:
+    from oppu.core.adapters import AdapterError, delete, list_adapters
+
+    with _opened(args, AdapterError) as profile:
+        if args.delete:
+            delete(profile, args.delete)
+            print(f"deleted {args.delete}")
+        versions = list_adapters(profile)
+    if not versions:
+        print("no adapters yet: run `oppu train`")
+        return 0
+    print(f"  {'version':<8} {'created':<16} {'words':>7} {'loss':>7} {'base':>7}  base model")
+    for v in versions:
+        flags = " (trained on deleted writing: retrain)" if v.trained_on_deleted else ""
+        print(f"{'*' if v.is_active else ' '} {v.version:<8} {v.created_at:%Y-%m-%d %H:%M} "
+              f"{v.words_trained:>7} {_loss(v.metrics, 'new'):>7} {_loss(v.metrics, 'base'):>7}"
+              f"  {v.base_name}{flags}")
+    print("* active; loss: held-out loss of the adapter and of the bare base model")
+    return 0
+
+
+def run_activate(args) -> int:
+    from oppu.core.adapters import AdapterError, activate
+
+    with _opened(args, AdapterError) as profile:
+        version = activate(profile, args.version)
+    print(f"{version.version} is now active")
+    return 0
+
+
+def run_rollback(args) -> int:
+    from oppu.core.adapters import AdapterError, rollback
+
+    with _opened(args, AdapterError) as profile:
+        version = rollback(profile)
+    print(f"rolled back: {version.version} is active again")
+    return 0
+
+
+def run_base(args) -> int:
+    from oppu.core.bases import DownloadFailed, bases, curated, download_base, use_base
+    from oppu.core.progress import Stopped
+    from oppu.trainer.base_models import curated as curated_model
+    from oppu.trainer.prepare import BaseModelError
+
+    with _opened(args, BaseModelError, DownloadFailed, Stopped) as profile:
+        if args.action == "use":
+            if not args.target:
+                raise CommandError("say which: `oppu base use bundled` or a .gguf path")
+            print(f"base model: {use_base(profile, args.target)}")
+        elif args.action == "download":
+            if not args.target:
+                raise CommandError("say which model key; `oppu base` lists them")
+            path = download_base(curated_model(args.target), ProgressBar())
+            print(f"downloaded {path}\nuse it with: oppu base use {path}")
+        else:
+            print(f"current: {profile.settings.base_model}")
+            for choice in bases():
+                print(f"  {choice.kind:<10} {choice.name}: {choice.setting}")
+            print("downloadable (oppu base download KEY):")
+            for entry in curated():
+                where = "downloaded" if entry.path else f"{entry.model.size_mb} MB"
+                print(f"  {entry.model.key:<14} {entry.model.description} [{where}]")
+    return 0

@@ -1,0 +1,120 @@
+"""Stored conversations: list, read, rename, delete; and the messages a chat appends."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+
+from oppu.storage.chunking import content_hash
+from oppu.storage.models import Conversation, Document, Message, utcnow
+
+TITLE_LIMIT = 60
+
+
+class ConversationNotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class ConversationSummary:
+    id: int
+    title: str
+    created_at: datetime
+    updated_at: datetime
+    messages: int
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    id: int
+    role: str
+    text: str
+    adapter_version: str | None
+    adapter_scale: float | None
+    retrieved_chunk_ids: tuple[str, ...]
+    created_at: datetime
+
+
+def title_from(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= TITLE_LIMIT else line[: TITLE_LIMIT - 1].rstrip() + "…"
+
+
+class Conversations:
+    def __init__(self, store):
+        self.store = store
+
+    def create(self, title: str) -> int:
+        with self.store.write() as session:
+            conversation = Conversation(title=title_from(title) or "New chat")
+            session.add(conversation)
+            session.flush()
+            return conversation.id
+
+    def summaries(self) -> list[ConversationSummary]:
+        """Every conversation, the most recently active first."""
+        counts = (select(Message.conversation_id, func.count(Message.id).label("n"))
+                  .group_by(Message.conversation_id).subquery())
+        statement = (select(Conversation, func.coalesce(counts.c.n, 0))
+                     .outerjoin(counts, counts.c.conversation_id == Conversation.id)
+                     .order_by(Conversation.updated_at.desc(), Conversation.id.desc()))
+        with self.store.read() as session:
+            return [ConversationSummary(c.id, c.title, c.created_at, c.updated_at, n)
+                    for c, n in session.execute(statement).all()]
+
+    def messages(self, conversation_id: int) -> list[StoredMessage]:
+        with self.store.read() as session:
+            self._get(session, conversation_id)
+            rows = session.scalars(select(Message).where(Message.conversation_id == conversation_id)
+                                   .order_by(Message.id))
+            return [StoredMessage(m.id, m.role, m.text, m.adapter_version, m.adapter_scale,
+                                  tuple(m.retrieved_chunk_ids or ()), m.created_at) for m in rows]
+
+    def add_message(self, conversation_id: int, role: str, text: str,
+                    adapter_version: str | None = None, adapter_scale: float | None = None,
+                    chunk_ids: Sequence[str] = ()) -> int:
+        with self.store.write() as session:
+            conversation = self._get(session, conversation_id)
+            message = Message(conversation_id=conversation_id, role=role, text=text,
+                              adapter_version=adapter_version, adapter_scale=adapter_scale,
+                              retrieved_chunk_ids=list(chunk_ids))
+            session.add(message)
+            conversation.updated_at = utcnow()
+            session.flush()
+            return message.id
+
+    def rename(self, conversation_id: int, title: str) -> None:
+        if not title.strip():
+            raise ValueError("a conversation title cannot be empty")
+        with self.store.write() as session:
+            self._get(session, conversation_id).title = title_from(title)
+
+    def delete(self, conversation_id: int) -> list[int]:
+        """Delete a conversation and its messages. Returns the ids of the documents that
+        its user messages became, for a caller that wants to forget those too."""
+        with self.store.write() as session:
+            conversation = self._get(session, conversation_id)
+            hashes = {content_hash(m.text) for m in conversation.messages if m.role == "user"}
+            documents = list(session.scalars(select(Document.id).where(
+                Document.source == "chat", Document.content_hash.in_(hashes))))
+            session.delete(conversation)
+        return documents
+
+    @staticmethod
+    def _get(session, conversation_id: int) -> Conversation:
+        conversation = session.get(Conversation, conversation_id)
+        if conversation is None:
+            raise ConversationNotFound(f"no conversation with id {conversation_id}")
+        return conversation
+
+
+def delete_conversation(profile, conversation_id: int, forget_writing: bool = False) -> int:
+    """Delete a conversation; with `forget_writing`, also the writing its user messages
+    became (their chunks and vectors). Returns how many documents were forgotten."""
+    documents = Conversations(profile.store).delete(conversation_id)
+    if not forget_writing:
+        return 0
+    for document_id in documents:
+        profile.writing.forget(document_id)
+    return len(documents)

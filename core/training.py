@@ -1,0 +1,205 @@
+"""Training a personal adapter: recorded runs of the child `python -m oppu.trainer train`.
+
+A run is a `training_runs` row. Core creates it ('queued', with the resolved base model
+and settings in its config), starts the child, and reads its JSON lines; the child marks
+it running, records progress, metrics and the outcome, and writes the adapter version.
+The command line uses `run_training`; the app builds the same command with
+`training_argv` for its QProcess and finishes with `settle_run`.
+
+A child killed at any moment (SIGKILL, power cut) leaves its row 'running' with a dead
+pid; `recover_interrupted` marks such runs failed and clears their half-written files.
+It runs whenever a profile opens.
+"""
+
+import shutil
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import select
+
+from oppu.core.child_process import python_module_argv
+from oppu.core.job_runner import run_child
+from oppu.core.progress import Report, ShouldStop, ignore, never
+from oppu.storage.atomic import TEMP_PREFIX
+from oppu.storage.models import Adapter, TrainingRun, utcnow
+from oppu.trainer.base_models import resolve_base
+from oppu.trainer.versions import read_meta
+
+LIVE = ("queued", "running")
+# A queued run without a pid may be one whose starter is about to launch it.
+QUEUED_GRACE = timedelta(minutes=2)
+INTERRUPTED = "interrupted: the training process ended without finishing (killed or crashed)"
+
+
+class TrainingBusy(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run_id: int
+    status: str  # succeeded | failed | cancelled
+    version: str | None = None
+    promoted: bool = False
+    decision: str | None = None
+    error: str | None = None
+    metrics: dict | None = None
+
+    @property
+    def summary(self) -> str:
+        if self.status == "succeeded":
+            return f"run {self.run_id}: trained {self.version}; {self.decision}"
+        if self.status == "cancelled":
+            return f"run {self.run_id}: stopped; nothing changed"
+        return f"run {self.run_id} failed: {self.error}"
+
+
+def run_folder(profile, run_id: int) -> Path:
+    folder = profile.runs_dir / str(run_id)
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return folder
+
+
+def stop_file(profile, run_id: int) -> Path:
+    return run_folder(profile, run_id) / "stop"
+
+
+def log_path(profile, run_id: int) -> Path:
+    return run_folder(profile, run_id) / "train.log"
+
+
+def data_root_of(profile) -> Path:
+    return profile.folder.parent.parent  # <root>/profiles/<name>
+
+
+def training_argv(profile, run_id: int) -> list[str]:
+    """The child's command line, for subprocess here and for the app's QProcess."""
+    return python_module_argv("oppu.trainer", "train", "--profile", profile.name,
+                              "--run", str(run_id), "--root", str(data_root_of(profile)))
+
+
+def live_run(profile) -> int | None:
+    with profile.store.read() as session:
+        return session.scalar(select(TrainingRun.id).where(TrainingRun.status.in_(LIVE))
+                              .order_by(TrainingRun.id.desc()).limit(1))
+
+
+def create_run(profile, overrides: dict | None = None, reason: str = "manual",
+               preset: str | None = None) -> int:
+    """Record a queued run with everything the child needs; refuse a second live one."""
+    recover_interrupted(profile)
+    busy = live_run(profile)
+    if busy is not None:
+        raise TrainingBusy(f"training run {busy} is still in progress")
+    settings = profile.settings
+    config = {"base": str(resolve_base(settings.base_model)), "base_setting": settings.base_model,
+              "preset": preset or settings.training_preset, "device": settings.training_device,
+              "overrides": dict(overrides or {}),
+              "reason": reason}
+    with profile.store.write() as session:
+        run = TrainingRun(status="queued", config=config)
+        session.add(run)
+        session.flush()
+        return run.id
+
+
+def set_pid(profile, run_id: int, pid: int) -> None:
+    with profile.store.write() as session:
+        run = session.get(TrainingRun, run_id)
+        if run is not None and run.status in LIVE:
+            run.pid = pid
+
+
+def request_stop(profile, run_id: int) -> None:
+    """Ask a running child to stop (it polls this file; the app may also send SIGTERM)."""
+    stop_file(profile, run_id).touch()
+
+
+def settle_run(profile, run_id: int, returncode: int | None, stop_requested: bool = False
+               ) -> RunOutcome:
+    """After the child has ended: its recorded outcome, or a failure if it died first."""
+    with profile.store.write() as session:
+        run = session.get(TrainingRun, run_id)
+        if run.status in LIVE:
+            run.status = "cancelled" if stop_requested else "failed"
+            run.error = None if stop_requested else _death_reason(returncode)
+            run.finished_at = utcnow()
+    stop_file(profile, run_id).unlink(missing_ok=True)
+    return outcome_of(profile, run_id)
+
+
+def _death_reason(returncode: int | None) -> str:
+    if returncode is not None and returncode < 0:
+        hint = " (the system may have run out of memory)" if returncode == -9 else ""
+        return f"the training process was killed by signal {-returncode}{hint}"
+    return f"the training process ended unexpectedly (exit status {returncode}); see its log"
+
+
+def outcome_of(profile, run_id: int) -> RunOutcome:
+    with profile.store.read() as session:
+        run = session.get(TrainingRun, run_id)
+        return RunOutcome(run.id, run.status, run.adapter_version, run.promoted, run.decision,
+                          run.error, run.metrics or None)
+
+
+def run_training(profile, report: Report = ignore, should_stop: ShouldStop = never,
+                 overrides: dict | None = None, reason: str = "manual",
+                 preset: str | None = None) -> RunOutcome:
+    """Train now in a child process; returns how the run ended (never raises for it)."""
+    run_id = create_run(profile, overrides, reason, preset)
+    outcome = run_child(training_argv(profile, run_id), report, should_stop,
+                        log_path=log_path(profile, run_id), stop_file=stop_file(profile, run_id),
+                        on_start=lambda pid: set_pid(profile, run_id, pid))
+    return settle_run(profile, run_id, outcome.returncode, outcome.stop_requested)
+
+
+def _alive(pid: int | None) -> bool:
+    """Whether `pid` is still a training child of ours (not a reused pid, not a zombie)."""
+    import psutil
+
+    if not pid:
+        return False
+    try:
+        return "oppu.trainer" in psutil.Process(pid).cmdline()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return False
+    except psutil.AccessDenied:
+        return True
+
+
+def recover_interrupted(profile) -> list[int]:
+    """Mark runs whose process is gone as failed; clear the files they left half-written."""
+    cutoff = utcnow() - QUEUED_GRACE
+    with profile.store.read() as session:
+        live = session.execute(select(TrainingRun.id, TrainingRun.pid, TrainingRun.started_at)
+                               .where(TrainingRun.status.in_(LIVE))).all()
+        known = set(session.scalars(select(Adapter.version)))
+    dead = [run_id for run_id, pid, started in live
+            if not _alive(pid) and (pid or started < cutoff)]
+    if dead:
+        with profile.store.write() as session:
+            for run in session.scalars(select(TrainingRun).where(TrainingRun.id.in_(dead),
+                                                                 TrainingRun.status.in_(LIVE))):
+                run.status, run.error, run.finished_at = "failed", INTERRUPTED, utcnow()
+        for run_id in dead:
+            shutil.rmtree(profile.runs_dir / str(run_id) / "adapter", ignore_errors=True)
+    if len(dead) == len(live):
+        _sweep_adapters_dir(profile.adapters_dir, known)
+    return dead
+
+
+def _sweep_adapters_dir(adapters_dir: Path, known: set[str]) -> None:
+    """Remove what a killed run or delete left: half-renamed and row-less trained folders."""
+    for folder in adapters_dir.iterdir():
+        if not folder.is_dir() or folder.name in known:
+            continue
+        if folder.name.startswith(TEMP_PREFIX) or isinstance(read_meta(folder).get("run_id"), int):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def recent_runs(profile, limit: int = 10) -> list[RunOutcome]:
+    with profile.store.read() as session:
+        ids = list(session.scalars(select(TrainingRun.id).order_by(TrainingRun.id.desc())
+                                   .limit(limit)))
+    return [outcome_of(profile, run_id) for run_id in ids]

@@ -1,0 +1,226 @@
+"""A llama.cpp model loaded once, with LoRA adapters attached and detached between replies.
+
+Reusing one loaded model across adapter switches is safe because every switch also
+forgets the evaluated tokens: llama-cpp-python reuses the longest cached prompt prefix
+(and, for an identical prompt, even the cached logits), and those were computed under the
+previous adapter. `tests/engine/test_llm.py` compares a switched engine with fresh ones.
+"""
+
+import contextlib
+import ctypes
+import os
+import threading
+from pathlib import Path
+from typing import Self
+
+from oppu.engine.errors import ModelFileError
+from oppu.engine.gguf_check import (
+    AdapterSummary,
+    GGUFSummary,
+    check_adapter,
+    check_header,
+    check_model,
+    read_summary,
+)
+from oppu.engine.template import ChatTemplate
+
+DEFAULT_N_CTX = 4096
+_construct_lock = threading.Lock()
+
+
+def cpu_threads() -> int:
+    """All cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def gpu_layers() -> int:
+    """Every layer on the GPU when llama.cpp was built with offload, else none."""
+    import llama_cpp
+
+    return -1 if llama_cpp.llama_supports_gpu_offload() else 0
+
+
+@contextlib.contextmanager
+def _without_amx_buffers():
+    """Load without llama.cpp's extra (AMX/repack) weight buffers on CPUs with AMX.
+
+    On AMX machines ggml routes quantized matmuls to its AMX kernels, which crashed the
+    process with a segfault in `ggml_backend_amx_mul_mat` on our reference machine.
+    Llama() exposes no switch for this, so its default model parameters are patched for
+    the duration of one construction (serialized by `_construct_lock`).
+    """
+    from llama_cpp import llama_cpp as lib
+
+    if b"AMX_INT8 = 1" not in lib.llama_print_system_info():
+        yield
+        return
+    original = lib.llama_model_default_params
+
+    def params():
+        value = original()
+        value.use_extra_bufts = False
+        return value
+
+    lib.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        lib.llama_model_default_params = original
+
+
+def _file_key(path: Path) -> tuple:
+    stat = path.stat()
+    return (str(path), stat.st_size, stat.st_mtime_ns)
+
+
+def _open_llama(path: Path, n_ctx: int, n_threads: int, n_gpu_layers: int, seed: int):
+    import llama_cpp
+
+    with _construct_lock, _without_amx_buffers():
+        try:
+            return llama_cpp.Llama(
+                str(path), n_ctx=n_ctx, n_batch=512, n_threads=n_threads,
+                n_threads_batch=n_threads, n_gpu_layers=n_gpu_layers, seed=seed,
+                verbose=False)
+        except (ValueError, RuntimeError):
+            raise ModelFileError(path, "llama.cpp cannot load it: the file is damaged, truncated "
+                                       "or of an architecture it does not support") from None
+
+
+class Engine:
+    """One GGUF model (a base or a merged one) and its context; not for parallel use."""
+
+    def __init__(self, model_path: Path, n_ctx: int = DEFAULT_N_CTX, n_threads: int | None = None,
+                 n_gpu_layers: int | None = None, seed: int = 0):
+        self.model_path = Path(model_path)
+        check_header(self.model_path)
+        threads = n_threads or cpu_threads()
+        layers = gpu_layers() if n_gpu_layers is None else n_gpu_layers
+        self._llm = _open_llama(self.model_path, n_ctx, threads, layers, seed)
+        trained = self._llm._model.n_ctx_train()
+        if 0 < trained < n_ctx:  # a window beyond the training length only degrades output
+            self._llm.close()
+            self._llm = _open_llama(self.model_path, trained, threads, layers, seed)
+        import llama_cpp
+
+        self._lib = llama_cpp
+        self._vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
+        self.n_ctx = self._llm.n_ctx()
+        self.n_threads = threads
+        self.n_gpu_layers = layers
+        self.template = ChatTemplate.from_metadata(self._llm.metadata, self.token_text)
+        self.lock = threading.RLock()  # one reply at a time on this context
+        self._summary: GGUFSummary | None = None
+        self._checked: dict[tuple, AdapterSummary] = {}  # by path, size and mtime
+        self._loaded_adapters: dict[tuple, object] = {}
+        self.adapter: tuple[Path, float] | None = None
+
+    # -- adapters -----------------------------------------------------------------------
+
+    @property
+    def summary(self) -> GGUFSummary:
+        """The model's tensor shapes, read once and only when an adapter needs them."""
+        if self._summary is None:
+            self._summary = read_summary(self.model_path)
+            check_model(self._summary)
+        return self._summary
+
+    def set_adapter(self, path: Path | None, scale: float = 1.0) -> AdapterSummary | None:
+        """Use the LoRA adapter at `path` (None: none) from the next reply on."""
+        wanted = (Path(path), float(scale)) if path is not None and scale != 0 else None
+        info = None
+        if wanted is not None:
+            check_header(wanted[0])
+            key = _file_key(wanted[0])
+            if key not in self._checked:
+                self._checked[key] = check_adapter(read_summary(wanted[0]), self.summary)
+            info = self._checked[key]
+        if wanted == self.adapter and (wanted is None or key in self._loaded_adapters):
+            return info
+        if wanted is None:
+            failed = self._lib.llama_set_adapters_lora(self._llm.ctx, None, 0, None)
+        else:
+            handle = self._load_adapter(wanted[0], key)
+            adapters = (self._lib.llama_adapter_lora_p_ctypes * 1)(handle)
+            scales = (ctypes.c_float * 1)(wanted[1])
+            failed = self._lib.llama_set_adapters_lora(self._llm.ctx, adapters, 1, scales)
+        self.forget_evaluated()
+        if failed:
+            self.adapter = None
+            raise ModelFileError(path or self.model_path, "llama.cpp refused to apply the adapter")
+        self.adapter = wanted
+        return info
+
+    def _load_adapter(self, path: Path, key: tuple):
+        """llama.cpp's copy of the adapter file, loaded once per version of the file."""
+        if key not in self._loaded_adapters:
+            handle = self._lib.llama_adapter_lora_init(self._llm.model, str(path).encode())
+            if not handle:
+                raise ModelFileError(path, "llama.cpp cannot load this adapter")
+            self._loaded_adapters[key] = handle
+        return self._loaded_adapters[key]
+
+    def forget_evaluated(self) -> None:
+        """Drop the KV cache and the cached prompt so nothing computed before is reused."""
+        self._llm.reset()
+        memory = self._lib.llama_get_memory(self._llm.ctx)
+        if memory:
+            self._lib.llama_memory_clear(memory, True)
+
+    # -- tokens -------------------------------------------------------------------------
+
+    def tokenize(self, text: str, special: bool = False) -> list[int]:
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=special)
+
+    def detokenize_bytes(self, tokens: list[int]) -> bytes:
+        return self._llm.detokenize(tokens)
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return self.detokenize_bytes(tokens).decode("utf-8", errors="replace")
+
+    def token_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        return self._lib.llama_vocab_get_text(self._vocab, token).decode("utf-8", "replace")
+
+    def is_end(self, token: int) -> bool:
+        """End of generation: the template's end-of-turn token, EOS and the like."""
+        return bool(self._lib.llama_vocab_is_eog(self._vocab, token))
+
+    def prompt_tokens(self, messages: list[dict]) -> list[int]:
+        """Messages laid out by the model's chat template, ready for the assistant's reply."""
+        text = self.template.render(messages)
+        bos = self._llm.token_bos()
+        tokens = self._llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+        if len(tokens) > 1 and tokens[0] == bos and tokens[1] == bos:
+            tokens = tokens[1:]  # the template wrote BOS itself
+        return tokens
+
+    # -- generation ---------------------------------------------------------------------
+
+    def generate(self, tokens: list[int], sampler_args: dict):
+        """llama-cpp-python's token generator (prefix-cached) for `tokens`."""
+        return self._llm.generate(tokens, **sampler_args)
+
+    def set_seed(self, seed: int) -> None:
+        self._llm.set_seed(seed)
+
+    def close(self) -> None:
+        if self._llm is None:
+            return
+        # Adapters belong to the model: detach and free them before the model goes.
+        self._lib.llama_set_adapters_lora(self._llm.ctx, None, 0, None)
+        for handle in self._loaded_adapters.values():
+            self._lib.llama_adapter_lora_free(handle)
+        self._loaded_adapters.clear()
+        self._llm.close()
+        self._llm = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()

@@ -1,0 +1,80 @@
+"""Atomic writes: a file or folder appears under its final name complete, or not at all.
+
+Everything is first written under a temporary name in the destination's own folder (so
+the final rename never crosses a file system), flushed to disk, then renamed with
+`os.replace`. A full disk, a crash or a kill leaves at most a stray temporary, never a
+half file under the final name.
+"""
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+TEMP_PREFIX = ".oppu-partial-"
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file's (or a folder's entries') data to disk."""
+    if os.name == "nt" and path.is_dir():
+        return  # Windows cannot open a folder to flush it; its renames are durable already
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(folder: Path) -> None:
+    for inner in sorted(folder.rglob("*"), reverse=True):
+        fsync_path(inner)
+    fsync_path(folder)
+
+
+@contextmanager
+def atomic_path(final: Path) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it replaces `final`, else it is removed."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=final.suffix, dir=final.parent)
+    os.close(fd)
+    temp = Path(name)
+    try:
+        yield temp
+        fsync_path(temp)
+        os.replace(temp, final)
+        fsync_path(final.parent)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_dir(final: Path) -> Iterator[Path]:
+    """Yield an empty temporary folder to fill; on success it is renamed to `final`.
+
+    `final` must not exist yet: a folder is never silently replaced.
+    """
+    final = Path(final)
+    if final.exists():
+        raise FileExistsError(f"{final} already exists")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    temp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=final.parent))
+    try:
+        yield temp
+        _fsync_tree(temp)
+        os.rename(temp, final)
+        fsync_path(final.parent)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def write_bytes(final: Path, data: bytes) -> Path:
+    with atomic_path(final) as temp:
+        temp.write_bytes(data)
+    return Path(final)
+
+
+def write_text(final: Path, text: str) -> Path:
+    return write_bytes(final, text.encode("utf-8"))

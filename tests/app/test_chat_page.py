@@ -1,0 +1,117 @@
+"""Chat through the window: streamed tokens, sources, toggles, conversations."""
+
+from PySide6.QtCore import Qt
+from PySide6.QtTest import QTest
+
+from tests.app.conftest import wait_jobs
+
+NOTE = ("Every August I sail a small wooden dinghy around the lighthouse at Skerry Point, "
+        "and I always pack plum cake for the crossing.")
+
+
+def send(qtbot, app, text: str) -> list[str]:
+    """Type `text`, press Ctrl+Enter, wait for the reply; the pieces that streamed in."""
+    page = app.chat_page
+    pieces: list[str] = []
+    page.composer.setPlainText(text)
+    page.composer.setFocus()
+    QTest.keyClick(page.composer, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    assert page.generating and page.stop.isVisibleTo(page)
+    app.chat.job.signals.progress.connect(pieces.append)
+    qtbot.waitUntil(lambda: not page.generating, timeout=120_000)
+    return pieces
+
+
+def test_a_message_streams_its_reply_and_shows_the_sources(qtbot, app):
+    app.profile.writing.add_note(NOTE, "Sailing")
+    app.window.show_page("chat")
+    pieces = send(qtbot, app, "Where do I sail every August, and what do I pack?")
+
+    page = app.chat_page
+    user, reply = page.transcript.bubbles
+    assert user.role == "user" and "August" in user.text
+    assert len(pieces) > 1, "tokens arrive one by one while the reply is written"
+    assert reply.text == "".join(pieces).strip()
+    assert reply.sources is not None
+    assert reply.sources.toggle.text() == "Sources from your writing (1)"
+    assert reply.sources.entries[0].isHidden()
+    reply.sources.toggle.click()
+    assert not reply.sources.entries[0].isHidden()
+    assert "Skerry Point" in reply.sources.entries[0].text()
+    assert "base model, no adapter" in reply.header.text()
+    assert reply.regenerate.isVisibleTo(page)
+
+    (conversation,) = app.chat_page.model.items
+    assert conversation.messages == 2
+    chats = [d for d in app.profile.writing.documents() if d.source == "chat"]
+    assert [d.title for d in chats] == ["Where do I sail every August, and what do I pack?"]
+
+
+def test_turning_off_my_writing_sends_no_sources(qtbot, app):
+    app.profile.writing.add_note(NOTE, "Sailing")
+    app.chat_page.use_writing.setChecked(False)
+    send(qtbot, app, "Where do I sail every August?")
+    assert app.chat_page.transcript.bubbles[-1].sources is None
+    assert app.chat.session.last_reply.sources == ()
+
+
+def test_escape_stops_a_reply(qtbot, app):
+    app.profile.set("max_reply_tokens", 4000)
+    page = app.chat_page
+    page.composer.setPlainText("Tell me a very long story.")
+    QTest.keyClick(page.composer, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    assert page.generating
+    QTest.keyClick(page.composer, Qt.Key.Key_Escape)
+    qtbot.waitUntil(lambda: not page.generating, timeout=120_000)
+    assert app.chat.session.last_reply.stop_reason == "stopped"
+    assert "stopped" in page.transcript.bubbles[-1].header.text()
+
+
+def test_incognito_stores_nothing(qtbot, app):
+    app.chat_page.incognito.setChecked(True)
+    send(qtbot, app, "A secret question about my plans.")
+    reply = app.chat.session.last_reply
+    assert reply.conversation_id is None and reply.stop_reason in ("end", "length")
+    assert [b.role for b in app.chat_page.transcript.bubbles] == ["user", "assistant"]
+    assert app.chat.session.conversations.summaries() == []
+    assert app.profile.writing.documents() == []
+    assert app.chat_page.model.rowCount() == 0
+
+
+def test_conversations_can_be_reopened_renamed_and_deleted(qtbot, app):
+    send(qtbot, app, "First question about gardening.")
+    page = app.chat_page
+    (conversation,) = page.model.items
+    qtbot.mouseClick(page.new_chat, Qt.MouseButton.LeftButton)
+    assert page.transcript.bubbles == []
+
+    app.chat.open_conversation(conversation.id)
+    assert [b.role for b in page.transcript.bubbles] == ["user", "assistant"]
+    page.renameRequested.emit(conversation.id, "Garden")
+    assert [c.title for c in page.model.items] == ["Garden"]
+
+    page.deleteRequested.emit(conversation.id)
+    wait_jobs(qtbot, app)
+    assert page.model.rowCount() == 0 and page.transcript.bubbles == []
+    assert app.profile.writing.documents() == []  # its message left the user's writing too
+
+
+def test_regenerate_replaces_the_last_reply(qtbot, app):
+    send(qtbot, app, "Say something about rivers.")
+    page = app.chat_page
+    first = page.transcript.bubbles[-1]
+    qtbot.mouseClick(first.regenerate, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not page.generating, timeout=120_000)
+    assert len(page.transcript.bubbles) == 2
+    assert page.transcript.bubbles[-1] is not first
+    assert [m["role"] for m in app.chat.session.history] == ["user", "assistant"]
+
+
+def test_a_missing_base_model_is_a_message_with_a_way_out(qtbot, app, tmp_path):
+    app.profile.set("base_model", str(tmp_path / "gone.gguf"))
+    app.window.show_page("chat")
+    send(qtbot, app, "Hello?")
+    banner = app.chat_page.banner
+    assert banner.kind == "error" and "gone.gguf" in banner.label.text()
+    assert banner.action.isVisible() and banner.action.text() == "Use the bundled model"
+    assert app.chat_page.send.isEnabled()

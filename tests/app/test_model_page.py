@@ -1,0 +1,146 @@
+"""My model through the window: Retrain (a real QProcess child), versions, toggles, files."""
+
+import zipfile
+
+from PySide6.QtCore import Qt
+
+from oppu.core import adapters
+from oppu.core.training import recent_runs
+from tests.app.conftest import wait_jobs
+from tests.app.test_chat_page import send
+from tests.support.training_setup import FAST
+
+STRONG = {**FAST, "max_steps": 8, "learning_rate": 3e-3}  # enough to beat the base: promoted
+TRAINING_TIMEOUT_MS = 600_000
+
+
+def retrain(qtbot, app):
+    """Click Retrain and wait for the run to end; (outcome, progress seen, status texts)."""
+    page = app.model_page
+    seen, status = [], []
+
+    def watch(progress) -> None:
+        seen.append(progress)
+        status.append((app.window.training_label.text(), app.window.training_bar.value()))
+
+    app.model.training.progress.connect(watch)
+    with qtbot.waitSignal(app.model.training.finished, timeout=TRAINING_TIMEOUT_MS) as ended:
+        qtbot.mouseClick(page.retrain, Qt.MouseButton.LeftButton)
+        assert not page.retrain.isEnabled() and not page.cancel.isHidden()
+    app.model.training.progress.disconnect(watch)
+    return ended.args[0], seen, status
+
+
+def test_retrain_toggle_and_export_the_whole_way(qtbot, trainee_app, tmp_path):
+    app = trainee_app
+    app.model.training_overrides = dict(STRONG)
+    app.window.show_page("model")
+    page = app.model_page
+    assert page.version_label.text() == "Not trained yet" and not page.export.isEnabled()
+
+    outcome, seen, status = retrain(qtbot, app)
+
+    assert outcome.status == "succeeded" and outcome.promoted, outcome.decision
+    phases = [p.phase for p in seen]
+    assert phases[0] == "prepare" and phases[-1] == "save" and "train" in phases
+    percents = [value for _text, value in status]
+    assert percents == sorted(percents) and 0 < percents[-1] <= 100
+    assert all(text.startswith("retraining… ") and "%" in text for text, _value in status)
+    assert len(page.plot.points) == STRONG["max_steps"]
+    assert page.banner.kind == "success" and "v1 is active" in page.banner.label.text()
+    assert page.version_label.text() == "v1" and "perplexity" in page.quality.text()
+    assert [v.version for v in page.versions.items] == ["v1"] and page.versions.items[0].is_active
+    assert app.window.training_label.isHidden() and page.retrain.isEnabled()
+    assert app.window.adapter_label.text() == "Your model: v1"
+    assert app.writing_page.counter_labels["since"].text() == "0"
+
+    # The personal model answers in chat; the toolbar toggle turns it off for the next reply.
+    send(qtbot, app, "What did the hiking club photograph?")
+    assert app.chat.session.last_reply.adapter_version == "v1"
+    assert "with v1" in app.chat_page.transcript.bubbles[-1].header.text()
+    app.chat_page.use_adapter.click()
+    assert not app.chat_page.strength.isEnabled()
+    send(qtbot, app, "What did the hiking club photograph?")
+    assert app.chat.session.last_reply.adapter_version is None
+
+    # Export my adapter as a zip: a complete, valid bundle.
+    target = tmp_path / "mine.zip"
+    page.exportRequested.emit("zip", None, target)
+    wait_jobs(qtbot, app, TRAINING_TIMEOUT_MS)
+    assert page.banner.kind == "success" and str(target) in page.banner.label.text()
+    with zipfile.ZipFile(target) as bundle:
+        assert bundle.testzip() is None
+        names = set(bundle.namelist())
+    assert {"meta.json", "adapter.gguf"} <= {name.rsplit("/", 1)[-1] for name in names}
+    assert any(name.endswith("adapter_model.safetensors") for name in names)
+
+    # ...and importing it back makes a new, inactive version.
+    page.importRequested.emit(target)
+    wait_jobs(qtbot, app, TRAINING_TIMEOUT_MS)
+    assert [v.version for v in page.versions.items] == ["v2", "v1"]
+    assert page.versions.items[0].origin == "imported" and not page.versions.items[0].is_active
+    assert page.banner.action.text() == "Activate v2"
+    page.banner.action.click()
+    assert adapters.active(app.profile).version == "v2"
+    page.rollbackRequested.emit()
+    assert adapters.active(app.profile).version == "v1"
+
+
+def test_cancel_leaves_everything_as_it_was(qtbot, trainee_app):
+    app = trainee_app
+    app.model.training_overrides = {**FAST, "max_steps": 500}
+    page = app.model_page
+    profile = app.profile
+    before = (adapters.list_adapters(profile), profile.writing.stats(),
+              sorted(p.name for p in profile.adapters_dir.iterdir()))
+
+    def cancel_once_training(progress) -> None:
+        if progress.phase == "train" and not app.model.training.stop_requested:
+            qtbot.mouseClick(page.cancel, Qt.MouseButton.LeftButton)
+
+    app.model.training.progress.connect(cancel_once_training)
+    outcome, seen, _status = retrain(qtbot, app)
+
+    assert outcome.status == "cancelled"
+    assert max(p.done for p in seen if p.phase == "train") < 500
+    assert page.banner.label.text() == "Training stopped. Nothing changed."
+    after = (adapters.list_adapters(profile), profile.writing.stats(),
+             sorted(p.name for p in profile.adapters_dir.iterdir()))
+    assert after == before
+    assert [run.status for run in recent_runs(profile)] == ["cancelled"]
+    assert page.retrain.isEnabled() and app.window.training_label.isHidden()
+
+
+def test_a_run_that_cannot_start_is_a_message(qtbot, trainee_app, tmp_path):
+    app = trainee_app
+    app.profile.set("base_model", str(tmp_path / "missing.gguf"))
+    qtbot.mouseClick(app.model_page.retrain, Qt.MouseButton.LeftButton)
+    assert app.model_page.banner.kind == "error"
+    assert "missing.gguf" in app.model_page.banner.label.text()
+    assert not app.model.training.running and app.model_page.retrain.isEnabled()
+
+
+def test_choosing_a_base_model_checks_the_file(qtbot, app, tmp_path, tiny_gguf):
+    page = app.model_page
+    not_a_model = tmp_path / "notes.gguf"
+    not_a_model.write_text("just some text, not a model")
+    page.base_card.baseModelRequested.emit(str(not_a_model))
+    assert page.banner.kind == "error" and "notes.gguf" in page.banner.label.text()
+    assert app.profile.settings.base_model == str(tiny_gguf)
+
+    page.base_card.baseModelRequested.emit("bundled")
+    assert app.profile.settings.base_model == "bundled"
+    assert page.base_card.choices.currentData() == "bundled"
+    assert app.window.base_label.text() == "Base model: SmolLM2-135M-Instruct (bundled)"
+    assert page.banner.kind == "success"
+
+
+def test_a_broken_adapter_file_is_refused_and_nothing_is_added(qtbot, app, tmp_path):
+    broken = tmp_path / "adapter.zip"
+    broken.write_bytes(b"PK\x03\x04 this is not really a zip file")
+    app.model_page.importRequested.emit(broken)
+    wait_jobs(qtbot, app)
+    banner = app.model_page.banner
+    assert banner.kind == "error" and banner.label.text().startswith("Not imported: ")
+    assert adapters.list_adapters(app.profile) == []
+    assert app.model_page.import_.isEnabled() and app.model_page.file_progress.isHidden()

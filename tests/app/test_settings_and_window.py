@@ -1,0 +1,128 @@
+"""Settings, the window shell (profiles, geometry, status bar) and scheduled retraining."""
+
+import time
+
+from PySide6.QtCore import QRect
+
+from oppu.app.controller import AppController
+from oppu.core.settings import load_settings
+from tests.app.conftest import wait_jobs
+
+
+def test_a_changed_setting_is_saved_in_the_profile(qtbot, app):
+    page = app.settings_page
+    page.editors["retrieval_k"].setValue(7)
+    page.editors["auto_retrain"].setChecked(False)
+    assert app.profile.settings.retrieval_k == 7
+    assert load_settings(app.profile.store).auto_retrain is False
+    assert not page.editors["retrain_min_words"].isEnabled()
+    page.editors["training_preset"].setCurrentText("quick")
+    page.editors["training_preset"].activated.emit(page.editors["training_preset"].currentIndex())
+    assert load_settings(app.profile.store).training_preset == "quick"
+
+
+def test_a_refused_value_is_a_message_and_the_editors_show_the_truth(qtbot, app):
+    app.window.show_page("settings")
+    app.settings_page.settingChanged.emit("retrieval_k", "many")
+    banner = app.settings_page.banner
+    assert banner.kind == "error" and "retrieval_k" in banner.label.text()
+    assert app.settings_page.editors["retrieval_k"].value() == app.profile.settings.retrieval_k
+
+
+def test_settings_show_the_devices_and_the_data_folder(qtbot, app):
+    app.window.show_page("settings")
+    qtbot.waitUntil(lambda: app.settings_page.devices.text().startswith("Training will use"),
+                    timeout=120_000)
+    assert "Chat will use" in app.settings_page.devices.text()
+    assert app.settings_page.folder.text() == str(app.profile.folder)
+
+
+def test_delete_all_my_data_leaves_an_empty_profile(qtbot, app):
+    writing = app.profile.writing
+    writing.add_note("Something private about my week.", "Private")
+    folder = app.profile.folder
+    (folder / "adapters" / "v9").mkdir(parents=True)
+    app.settings_page.delete_all.click()
+    qtbot.waitUntil(lambda: app.writing_open, timeout=60_000)
+
+    assert app.profile.name == "tester" and app.profile.folder == folder
+    assert app.profile.writing.documents() == [] and app.profile.index.count() == 0
+    assert not (folder / "adapters" / "v9").exists()
+    assert app.writing_page.model.rowCount() == 0
+    assert app.settings_page.banner.kind == "success"
+
+
+def test_profiles_can_be_created_and_switched(qtbot, app):
+    app.profile.writing.add_note("Written by the first person.", "First")
+    assert app.switch_profile("second")
+    qtbot.waitUntil(lambda: app.writing_open, timeout=60_000)
+    combo = app.window.profiles
+    names = [combo.itemData(i) for i in range(combo.count()) if combo.itemData(i)]
+    assert {"tester", "second"} <= set(names)
+    assert combo.currentData() == "second"
+    assert app.writing_page.model.rowCount() == 0
+
+    assert not app.switch_profile("../escape")
+    assert app.profile.name == "second"
+    assert "invalid profile name" in app.current_banner().label.text()
+
+    assert app.switch_profile("tester")
+    qtbot.waitUntil(lambda: app.writing_open, timeout=60_000)
+    assert [d.title for d in app.profile.writing.documents()] == ["First"]
+
+
+def test_the_window_remembers_its_place_in_the_data_folder(qtbot, app, oppu_home, open_profile):
+    app.window.setGeometry(QRect(0, 40, 780, 520))  # inside the offscreen 800x600 screen
+    app.window.show_page("model")
+    size = app.window.size()
+    assert size.height() == 520
+    app.window.close()
+    assert (oppu_home / "desktop.ini").is_file()
+
+    again = AppController(oppu_home, open_profile)
+    qtbot.addWidget(again.window)
+    assert again.profile.name == "tester"
+    assert again.window.size() == size
+    assert again.window.current_page() == "model"
+    again.shutdown()
+
+
+def test_the_status_bar_names_the_base_model_and_the_adapter(app):
+    assert app.window.base_label.text() == "Base model: tiny-llama.gguf"
+    assert app.window.adapter_label.text() == "Your model: not trained yet"
+    assert app.window.training_label.isHidden()
+
+
+def test_the_scheduler_asks_the_policy_and_starts_a_run_when_due(qtbot, trainee_app):
+    app = trainee_app
+    reasons = []
+    app.scheduler.checked.connect(lambda due, why: reasons.append((due, why)))
+    app.profile.set("retrain_min_words", 10_000_000)
+    assert not app.scheduler.check()
+    assert reasons[-1][0] is False and "a retrain needs 10000000" in reasons[-1][1]
+
+    app.profile.set("retrain_min_words", 100)
+    app.profile.set("retrain_only_idle", True)
+    app.scheduler.last_input = time.monotonic()  # the user was just active
+    assert not app.scheduler.check()
+    assert "waiting until you are idle" in reasons[-1][1]
+
+    app.profile.set("retrain_only_idle", False)
+    with qtbot.waitSignal(app.model.training.finished, timeout=300_000) as ended:
+        assert app.scheduler.check()
+        assert app.model.training.running and not app.model_page.cancel.isHidden()
+        app.model.cancel_training()
+    assert ended.args[0].status == "cancelled"
+    wait_jobs(qtbot, app)
+
+
+def test_an_unexpected_error_is_one_line_in_the_window(app, capsys):
+    app.window.show_page("writing")
+    try:
+        raise KeyError("conversation 7")
+    except KeyError as error:
+        app.unexpected_error(type(error), error, error.__traceback__)
+    banner = app.writing_page.banner
+    assert banner.kind == "error" and banner.isVisible()
+    assert banner.label.text() == "Something went wrong: KeyError: 'conversation 7'"
+    assert "Traceback" in capsys.readouterr().err  # the details go to the log, not a dialog

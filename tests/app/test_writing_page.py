@@ -1,0 +1,122 @@
+"""My writing, driven through the window: notes, imports with a report, search, forget."""
+
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+
+from tests.app.conftest import wait_jobs
+
+
+def titles(page) -> list[str]:
+    return [page.model.item(row).title for row in range(page.model.rowCount())]
+
+
+def test_saving_a_note_stores_it_and_updates_the_counters(qtbot, app):
+    page = app.writing_page
+    app.window.show_page("writing")
+    page.note_title.setText("Allotment")
+    page.note_text.setPlainText("The beans came up early this year, right along the fence.")
+    qtbot.mouseClick(page.save_note, Qt.MouseButton.LeftButton)
+    wait_jobs(qtbot, app)
+
+    assert titles(page) == ["Allotment"]
+    assert page.counter_labels["words"].text() == "11"
+    assert page.counter_labels["since"].text() == "11"
+    assert page.note_text.toPlainText() == "" and page.save_note.isEnabled()
+    assert page.banner.isVisible() and page.banner.kind == "success"
+    stored = app.profile.writing.documents()
+    assert [(d.source, d.title) for d in stored] == [("note", "Allotment")]
+
+
+def test_an_empty_note_is_refused_with_a_message(qtbot, app):
+    page = app.writing_page
+    page.note_text.setPlainText("   \n ")
+    qtbot.mouseClick(page.save_note, Qt.MouseButton.LeftButton)
+    assert page.banner.kind == "error" and "empty" in page.banner.label.text()
+    assert app.profile.writing.documents() == []
+
+
+def test_importing_a_folder_reports_each_file_and_keeps_the_good_ones(qtbot, app, tmp_path):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "walk.txt").write_text("A long walk by the canal, counting herons.")
+    (folder / "recipe.md").write_text("# Plum cake\n\nHalve the plums and press them in.")
+    (folder / "photo.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00" * 40)
+    page = app.writing_page
+    page.importRequested.emit([str(folder)])
+    wait_jobs(qtbot, app)
+
+    lines = page.report_lines()
+    assert len(lines) == 3
+    skipped = [line for line in lines if line.startswith("skipped")]
+    assert len(skipped) == 1 and "photo.txt" in skipped[0] and "—" in skipped[0]
+    assert sum(line.startswith("added") for line in lines) == 2
+    assert sorted(titles(page)) == sorted(d.title for d in app.profile.writing.documents())
+    assert len(titles(page)) == 2
+    assert "2 added, 1 skipped" in page.banner.label.text()
+    assert page.import_files.isEnabled() and not page.import_progress.isVisible()
+
+
+def test_dropping_files_on_the_page_imports_them(qtbot, app, tmp_path):
+    note = tmp_path / "dropped.txt"
+    note.write_text("Dropped onto the window from the file manager.")
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(note))])
+    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime,
+                       Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier)
+    app.writing_page.dropEvent(event)
+    wait_jobs(qtbot, app)
+    assert app.writing_page.report_lines()[0].startswith("added")
+    (stored,) = app.profile.writing.documents()
+    assert app.profile.writing.get(stored.id).origin == str(note)
+
+
+def test_search_filters_and_forget_deletes(qtbot, app):
+    writing = app.profile.writing
+    writing.add_note("Sourdough needs patience and a warm kitchen.", "Bread")
+    writing.add_note("The choir sings on Thursdays in the old hall.", "Choir")
+    app.writing.refresh()
+    page = app.writing_page
+    assert sorted(titles(page)) == ["Bread", "Choir"]
+
+    page.search.setText("choir")
+    qtbot.waitUntil(lambda: titles(page) == ["Choir"], timeout=5_000)
+    page.table.selectRow(0)
+    assert "Thursdays" in page.preview.toPlainText()
+    assert page.forget.isEnabled()
+    qtbot.mouseClick(page.forget, Qt.MouseButton.LeftButton)
+    wait_jobs(qtbot, app)
+
+    assert titles(page) == []
+    page.search.clear()
+    qtbot.waitUntil(lambda: titles(page) == ["Bread"], timeout=5_000)
+    assert [d.title for d in writing.documents()] == ["Bread"]
+    assert [p.title for p in writing.search("choir Thursdays hall", k=5)] == ["Bread"]
+
+
+def test_a_failing_import_shows_a_message_and_the_app_goes_on(qtbot, app, tmp_path):
+    app.window.show_page("writing")
+    app.writing_page.importRequested.emit([str(tmp_path / "does-not-exist")])
+    wait_jobs(qtbot, app)
+    page = app.writing_page
+    assert page.report_lines() == ["skipped    does-not-exist — no such file"]
+    assert page.banner.isVisible() and page.banner.kind == "error"
+    assert page.banner.label.text() == "Import finished: 1 skipped."
+    assert page.import_files.isEnabled()
+
+
+def test_a_core_failure_shows_one_readable_line(qtbot, app, monkeypatch):
+    """Whatever core raises reaches the user as a message, never as a traceback."""
+
+    def broken(*_args, **_kwargs):
+        raise OSError(28, "No space left on device", "/data/oppu.db")
+
+    monkeypatch.setattr(app.profile.writing, "add_note", broken)
+    app.window.show_page("writing")
+    app.writing_page.note_text.setPlainText("A note that cannot be stored.")
+    qtbot.mouseClick(app.writing_page.save_note, Qt.MouseButton.LeftButton)
+    wait_jobs(qtbot, app)
+    banner = app.writing_page.banner
+    assert banner.kind == "error" and banner.isVisible()
+    assert banner.label.text() == "No space left on device (/data/oppu.db)"
+    assert app.writing_page.save_note.isEnabled()
+    assert app.writing_page.note_text.toPlainText() == "A note that cannot be stored."

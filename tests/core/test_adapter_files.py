@@ -1,0 +1,275 @@
+"""Export and import of the user's adapter file: round trips, and bad files refused untouched."""
+
+import json
+import pickle
+import shutil
+import zipfile
+
+import numpy as np
+import pytest
+
+from oppu.core.adapter_files import export, import_adapter
+from oppu.core.adapters import AdapterError, list_adapters
+from oppu.core.cli import main
+from oppu.core.profile import Profile
+from oppu.storage.models import Adapter
+from oppu.trainer.adapter_bundle import BundleError
+from oppu.trainer.gguf_adapter import write_adapter_gguf
+from oppu.trainer.peft_files import AdapterError as FileError
+from oppu.trainer.prepare import sha256_file
+from oppu.trainer.versions import app_version, write_meta
+from tests.support.parity import (
+    PARITY_BOUND,
+    PROMPT,
+    correlation,
+    llama_last_logits,
+    tokenize,
+    torch_last_logits,
+)
+from tests.support.peft_fixtures import STRONG_B, load_gguf_model, load_peft, make_peft_adapter
+from tests.support.tiny_model import build_tiny_gguf
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_gguf):
+    return load_gguf_model(tiny_gguf)
+
+
+@pytest.fixture(scope="module")
+def peft_source(tmp_path_factory, tiny_model):
+    folder = tmp_path_factory.mktemp("trained") / "peft"
+    make_peft_adapter(tiny_model, folder, b_std=STRONG_B)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def other_base(tmp_path_factory):
+    """Same architecture and shapes as the tiny base, other weights, so another sha256."""
+    return build_tiny_gguf(tmp_path_factory.mktemp("other") / "other-llama.gguf", seed=1)
+
+
+def open_profile(name, base):
+    profile = Profile(name)
+    profile.set("base_model", str(base))
+    return profile
+
+
+def install_trained_version(profile, peft_source, base) -> str:
+    """An adapter version laid out as the training job leaves one, active."""
+    folder = profile.adapters_dir / "v1"
+    shutil.copytree(peft_source, folder / "peft")
+    sha = sha256_file(base)
+    write_adapter_gguf(folder / "peft", base, folder / "adapter.gguf", base_sha256=sha)
+    write_meta(folder, {"version": "v1", "run_id": 1, "train_words": 1234,
+                        "metrics": {"new": {"loss": 2.5}, "base": {"loss": 3.0}},
+                        "config": {"rank": 8}, "created": "2026-01-01T00:00:00",
+                        "app_version": app_version()})
+    with profile.store.write() as session:
+        session.add(Adapter(version="v1", path=str(folder), base_name=base.name,
+                            base_sha256=sha, origin="trained", is_active=True,
+                            metrics={"new": {"loss": 2.5}}, words_trained=1234))
+    return "v1"
+
+
+@pytest.fixture
+def alice(tiny_gguf, peft_source):
+    with open_profile("alice", tiny_gguf) as profile:
+        install_trained_version(profile, peft_source, tiny_gguf)
+        yield profile
+
+
+@pytest.fixture
+def exported(alice, tmp_path):
+    return export(alice, out=tmp_path / "mine.zip")
+
+
+def snapshot(profile):
+    files = sorted(str(p.relative_to(profile.folder)) for p in profile.adapters_dir.rglob("*"))
+    rows = [(a.version, str(a.path), a.is_active) for a in list_adapters(profile)]
+    return files, rows
+
+
+def test_zip_round_trip_into_a_fresh_profile_gives_identical_logits(alice, exported, tiny_gguf,
+                                                                   tiny_model):
+    original = list_adapters(alice)[0]
+    with open_profile("bob", tiny_gguf) as bob:
+        imported = import_adapter(bob, exported)
+        assert (imported.version, imported.origin, imported.is_active) == ("v1", "imported", False)
+        assert imported.base_sha256 == original.base_sha256
+
+        ids = tokenize(tiny_gguf, PROMPT)
+        served = llama_last_logits(tiny_gguf, ids, imported.gguf_path)
+        assert np.array_equal(served, llama_last_logits(tiny_gguf, ids, original.gguf_path))
+        theirs = torch_last_logits(load_peft(tiny_model, imported.peft_dir), ids)
+        assert np.array_equal(theirs, torch_last_logits(load_peft(tiny_model, original.peft_dir),
+                                                        ids))
+        assert correlation(served, theirs) >= PARITY_BOUND
+
+
+def test_zip_holds_a_plain_peft_folder_gguf_meta_and_readme(alice, exported, tmp_path,
+                                                           tiny_gguf, tiny_model):
+    from peft import PeftModel
+
+    with zipfile.ZipFile(exported) as archive:
+        names = set(archive.namelist())
+        archive.extractall(tmp_path / "unzipped")
+    assert {"peft/adapter_config.json", "peft/adapter_model.safetensors", "adapter.gguf",
+            "meta.json", "README.txt"} <= names
+
+    unzipped = tmp_path / "unzipped"
+    model = PeftModel.from_pretrained(load_gguf_model.__wrapped__(tiny_gguf), unzipped / "peft")
+    ids = tokenize(tiny_gguf, PROMPT)
+    original = list_adapters(alice)[0]
+    assert np.array_equal(torch_last_logits(model.eval(), ids),
+                          torch_last_logits(load_peft(tiny_model, original.peft_dir), ids))
+
+    meta = json.loads((unzipped / "meta.json").read_text())
+    assert meta["base"] == {"name": tiny_gguf.name, "sha256": sha256_file(tiny_gguf),
+                            "architecture": "llama"}
+    assert (meta["rank"], meta["alpha"]) == (8, 16)
+    assert meta["training"]["train_words"] == 1234
+    assert meta["training"]["metrics"]["new"]["loss"] == 2.5
+    assert meta["app_version"] and meta["created"] and meta["version"] == "v1"
+    readme = (unzipped / "README.txt").read_text()
+    for usage in ("--lora adapter.gguf", "ADAPTER", "PeftModel.from_pretrained", tiny_gguf.name):
+        assert usage in readme
+
+
+def test_bare_gguf_export_is_the_versions_adapter_gguf(alice, tmp_path):
+    path = export(alice, format="gguf", out=tmp_path)
+    assert path.parent == tmp_path and path.name.endswith("-adapter.gguf")
+    assert path.read_bytes() == list_adapters(alice)[0].gguf_path.read_bytes()
+
+
+def test_merged_export_runs_in_llama_cpp(alice, tmp_path, monkeypatch, tiny_gguf):
+    monkeypatch.chdir(tmp_path)
+    seen = []
+    path = export(alice, format="merged", report=seen.append)
+    assert path == tmp_path / "oppu-alice-v1-merged-q8_0.gguf"
+    ids = tokenize(tiny_gguf, PROMPT)
+    with_adapter = llama_last_logits(tiny_gguf, ids, list_adapters(alice)[0].gguf_path)
+    assert correlation(llama_last_logits(path, ids), with_adapter) >= PARITY_BOUND
+    assert any(p.phase == "merge" for p in seen) and seen[-1].done == seen[-1].total
+
+
+def test_import_activates_only_when_asked(alice, exported):
+    second = import_adapter(alice, exported, activate=True)
+    assert (second.version, second.is_active) == ("v2", True)
+    assert [a.is_active for a in list_adapters(alice)] == [True, False]
+
+
+def test_other_base_is_refused_unless_forced(exported, other_base):
+    with open_profile("carol", other_base) as carol:
+        before = snapshot(carol)
+        with pytest.raises(BundleError, match="trained on tiny-llama.gguf .* --force"):
+            import_adapter(carol, exported)
+        assert snapshot(carol) == before
+
+        forced = import_adapter(carol, exported, force=True)
+        assert forced.base_sha256 == sha256_file(other_base)
+        assert sha256_file(other_base).encode() in forced.gguf_path.read_bytes()
+
+
+def _rezip(source, target, change):
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w") as new:
+        contents = {name: old.read(name) for name in old.namelist()}
+        for name, data in change(contents).items():
+            new.writestr(name, data)
+    return target
+
+
+def _narrow_lora_a(data: bytes) -> bytes:
+    from safetensors.numpy import load, save
+
+    tensors = load(data)
+    return save({k: v[:, :48] if ".lora_A." in k else v for k, v in tensors.items()})
+
+
+def _write(path, data: bytes):
+    path.write_bytes(data)
+    return path
+
+
+BAD_FILES = {
+    "empty": (lambda good, path: _write(path, b""), "is empty"),
+    "truncated": (lambda good, path: _write(path, good.read_bytes()[:good.stat().st_size // 2]),
+                  "damaged or truncated"),
+    "pickle": (lambda good, path: _rezip(good, path, lambda c: c | {
+        "peft/adapter_model.bin": pickle.dumps({"weights": [1, 2]})}), "pickle"),
+    "disguised-pickle": (lambda good, path: _rezip(good, path, lambda c: c | {
+        "notes.txt": pickle.dumps("hello", protocol=4)}), "pickle"),
+    "wrong-shapes": (lambda good, path: _rezip(good, path, lambda c: c | {
+        "peft/adapter_model.safetensors": _narrow_lora_a(c["peft/adapter_model.safetensors"])}),
+        "does not fit .*x48"),
+    "truncated-safetensors": (lambda good, path: _rezip(good, path, lambda c: c | {
+        "peft/adapter_model.safetensors": c["peft/adapter_model.safetensors"][:-64]}),
+        "truncated"),
+    "not-an-adapter": (lambda good, path: _write(path, b"just some text"),
+                       "not an adapter export"),
+    "bare-gguf": (lambda good, path: _write(path, b"GGUF" + bytes(60)), "bare GGUF"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_FILES))
+def test_bad_imports_are_refused_with_a_reason_and_nothing_written(alice, exported, tmp_path,
+                                                                    kind):
+    make, reason = BAD_FILES[kind]
+    bad = make(exported, tmp_path / f"bad-{kind}.zip")
+    before = snapshot(alice)
+    with pytest.raises(FileError, match=reason):
+        import_adapter(alice, bad, activate=True, force=True)
+    assert snapshot(alice) == before
+
+
+def test_a_peft_folder_without_meta_needs_force(alice, peft_source):
+    before = snapshot(alice)
+    with pytest.raises(BundleError, match="does not say which base"):
+        import_adapter(alice, peft_source)
+    assert snapshot(alice) == before
+    assert import_adapter(alice, peft_source, force=True).version == "v2"
+
+
+def test_export_refuses_what_it_cannot_do(alice, tmp_path, other_base):
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(AdapterError, match="no adapter version 'v9' .*v1"):
+        export(alice, version="v9", out=out)
+    with pytest.raises(ValueError, match="merged only"):
+        export(alice, format="zip", quant="f16", out=out)
+    with pytest.raises(ValueError, match="format must be"):
+        export(alice, format="tar", out=out)
+    alice.set("base_model", str(other_base))
+    with pytest.raises(AdapterError, match="trained on tiny-llama.gguf"):
+        export(alice, format="merged", out=out)
+    assert list(out.iterdir()) == []
+
+
+def test_no_active_adapter_is_explained(tiny_gguf, tmp_path):
+    with open_profile("dave", tiny_gguf) as dave, \
+            pytest.raises(AdapterError, match="no adapter is active"):
+        export(dave, out=tmp_path)
+
+
+def test_command_line_export_and_import(alice, tmp_path, capsys, tiny_gguf):
+    out = tmp_path / "cli.zip"
+    assert main(["--profile", "alice", "export", "-o", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    with open_profile("erin", tiny_gguf):
+        pass
+    assert main(["--profile", "erin", "import-adapter", str(out), "--activate"]) == 0
+    assert "imported cli.zip as v1 (active)" in capsys.readouterr().out
+
+    empty = tmp_path / "empty.zip"
+    empty.write_bytes(b"")
+    assert main(["--profile", "erin", "import-adapter", str(empty)]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error == "oppu: empty.zip is empty"
+    assert main(["--profile", "erin", "export", "--version", "v7"]) == 1
+    assert "no adapter version 'v7'" in capsys.readouterr().err
+
+
+def test_odd_member_names_are_never_written(alice, exported, tmp_path):
+    evil = _rezip(exported, tmp_path / "evil.zip", lambda c: c | {"../../escape.txt": b"x"})
+    imported = import_adapter(alice, evil)
+    assert sorted(p.name for p in imported.path.iterdir()) == ["adapter.gguf", "meta.json", "peft"]
+    assert not list(alice.folder.parent.rglob("escape.txt"))

@@ -1,0 +1,97 @@
+"""Adapter versions: listing, activation, rollback through the history, deletion.
+
+The versions here are rows and folders laid out as a training run leaves them; the
+files' contents do not matter to these operations (test_job covers real ones).
+"""
+
+import pytest
+
+from oppu.core.adapters import (
+    AdapterError,
+    activate,
+    active,
+    deactivate,
+    delete,
+    list_adapters,
+    rollback,
+)
+from oppu.storage.models import Adapter, AdapterDocument
+from oppu.trainer.versions import GGUF_FILE, next_version
+
+
+def add_version(profile, version: str, loss: float, documents=(1, 2)) -> None:
+    folder = profile.adapters_dir / version
+    (folder / "peft").mkdir(parents=True)
+    (folder / GGUF_FILE).write_bytes(b"GGUF")
+    with profile.store.write() as session:
+        adapter = Adapter(version=version, path=str(folder), base_name="tiny.gguf",
+                          base_sha256="0" * 64, metrics={"new": {"loss": loss}})
+        session.add(adapter)
+        session.flush()
+        session.add_all(AdapterDocument(adapter_id=adapter.id, document_id=d) for d in documents)
+
+
+@pytest.fixture
+def three(profile):
+    for number, loss in enumerate((3.0, 2.5, 2.2), 1):
+        add_version(profile, f"v{number}", loss)
+    return profile
+
+
+def test_versions_are_listed_newest_first_with_metrics(three):
+    versions = list_adapters(three)
+    assert [v.version for v in versions] == ["v3", "v2", "v1"]
+    assert [v.heldout_loss for v in versions] == [2.2, 2.5, 3.0]
+    assert active(three) is None
+    with three.store.read() as session:
+        assert next_version(session, three.adapters_dir) == "v4"
+
+
+def test_rollback_walks_back_through_activations(three):
+    for version in ("v1", "v3", "v2"):
+        activate(three, version)
+    assert active(three).version == "v2"
+    assert [v.version for v in list_adapters(three) if v.is_active] == ["v2"]
+    assert rollback(three).version == "v3"
+    assert rollback(three).version == "v1"
+    assert active(three).version == "v1"
+    with pytest.raises(AdapterError, match="v1 is the only adapter ever active"):
+        rollback(three)
+    assert active(three).version == "v1"
+
+
+def test_activating_again_moves_a_version_to_the_top_of_the_history(three):
+    for version in ("v1", "v2", "v1", "v3"):
+        activate(three, version)
+    assert rollback(three).version == "v1"
+    assert rollback(three).version == "v2"
+
+
+def test_unknown_or_broken_versions_cannot_be_activated(three):
+    with pytest.raises(AdapterError, match=r"no adapter version 'v9' \(versions: v1, v2, v3\)"):
+        activate(three, "v9")
+    (three.adapters_dir / "v2" / GGUF_FILE).unlink()
+    with pytest.raises(AdapterError, match="v2 has no adapter.gguf"):
+        activate(three, "v2")
+    assert active(three) is None
+
+
+def test_nothing_to_roll_back_without_an_active_adapter(three):
+    with pytest.raises(AdapterError, match="no adapter is active"):
+        rollback(three)
+    activate(three, "v2")
+    deactivate(three)
+    assert active(three) is None
+
+
+def test_delete_removes_an_inactive_version_entirely(three):
+    activate(three, "v3")
+    with pytest.raises(AdapterError, match="v3 is active"):
+        delete(three, "v3")
+    delete(three, "v1")
+    assert [v.version for v in list_adapters(three)] == ["v3", "v2"]
+    assert not (three.adapters_dir / "v1").exists()
+    with three.store.read() as session:
+        assert session.query(AdapterDocument).count() == 4
+    with three.store.read() as session:
+        assert next_version(session, three.adapters_dir) == "v4"

@@ -1,0 +1,212 @@
+"""The chat use case on the tiny model: retrieval, adapters, persistence, incognito."""
+
+import pytest
+from sqlalchemy import func, select
+
+from oppu.core import adapters
+from oppu.core.chat import ChatOptions, ChatSession, Models, base_sha256
+from oppu.engine.chat import Sampling
+from oppu.engine.errors import ModelFileError
+from oppu.storage.models import Chunk, Conversation, Document, Message
+from oppu.storage.prompting import PASSAGES_HEADER, VOICE_INSTRUCTION
+from tests.engine.adapters import install_adapter, lora_gguf
+from tests.support.tiny_model import bundled_gguf
+
+NOTES = {
+    "Beekeeping diary": "The bees on my roof swarmed twice in May; I caught both swarms.",
+    "Sourdough notes": "My sourdough starter is called Gerald and lives in the fridge.",
+}
+QUESTION = "What happened with the bees on the roof?"
+
+
+@pytest.fixture(scope="session")
+def adapter_files(tiny_gguf, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("chat-adapters")
+    return lora_gguf(tiny_gguf, folder, seed=0), lora_gguf(tiny_gguf, folder, seed=1)
+
+
+@pytest.fixture
+def models():
+    shared = Models(n_threads=1)
+    yield shared
+    shared.close()
+
+
+@pytest.fixture
+def chat_profile(profile, tiny_gguf):
+    profile.set("base_model", str(tiny_gguf))
+    profile.set("context_tokens", 512)
+    for title, text in NOTES.items():
+        profile.writing.add_note(text, title)
+    return profile
+
+
+def session(profile, models, **options) -> ChatSession:
+    options.setdefault("sampling", Sampling.greedy(16))
+    return ChatSession(profile, models, ChatOptions(**options))
+
+
+def counts(profile) -> dict:
+    with profile.store.read() as s:
+        return {table.__name__: s.scalar(select(func.count()).select_from(table))
+                for table in (Conversation, Message, Document, Chunk)} | {
+            "vectors": profile.index.count()}
+
+
+def test_a_reply_streams_cites_its_passages_and_is_stored(chat_profile, models):
+    chat = session(chat_profile, models)
+    pieces = []
+    reply = chat.send(QUESTION, on_text=pieces.append)
+    assert len(pieces) > 1 and reply.text == "".join(pieces).strip()
+    assert reply.stop_reason == "length"
+    assert reply.sources and reply.sources[0].title == "Beekeeping diary"
+    assert all(0 < p.score <= 1 for p in reply.sources)
+    system = reply.prompt_messages[0]["content"]
+    assert PASSAGES_HEADER in system and NOTES["Beekeeping diary"] in system
+    assert reply.prompt_messages[-1] == {"role": "user", "content": QUESTION}
+    with chat_profile.store.read() as s:
+        messages = s.scalars(select(Message).order_by(Message.id)).all()
+        assert [(m.role, m.text) for m in messages] == [("user", QUESTION),
+                                                        ("assistant", reply.text)]
+        assert messages[1].retrieved_chunk_ids == [p.chunk_id for p in reply.sources]
+        assert messages[1].adapter_version is None and messages[1].adapter_scale is None
+        assert s.get(Conversation, reply.conversation_id).title == QUESTION
+
+
+def test_the_users_messages_become_their_writing(chat_profile, models):
+    chat = session(chat_profile, models)
+    chat.send("I think the swarm settled in the plum tree.")
+    chat.send("Tomorrow I will build a second hive.")
+    chats = chat_profile.writing.documents(source="chat")
+    assert {d.preview for d in chats} == {"I think the swarm settled in the plum tree.",
+                                          "Tomorrow I will build a second hive."}
+    hits = chat_profile.writing.search("second hive", k=1)
+    assert hits[0].text == "Tomorrow I will build a second hive."
+
+
+def test_retrieval_can_be_turned_off(chat_profile, models):
+    reply = session(chat_profile, models, use_retrieval=False).send(QUESTION)
+    assert reply.sources == ()
+    assert reply.prompt_messages[0]["content"] == VOICE_INSTRUCTION
+    with chat_profile.store.read() as s:
+        assert s.scalar(select(Message.retrieved_chunk_ids).where(
+            Message.role == "assistant")) == []
+
+
+def test_incognito_writes_nothing_anywhere(chat_profile, models):
+    before = counts(chat_profile)
+    chat = session(chat_profile, models, incognito=True)
+    first = chat.send(QUESTION)
+    second = chat.send("And what about Gerald the sourdough starter?")
+    assert first.sources and first.conversation_id is None and second.message_id is None
+    assert len(second.prompt_messages) == 4  # it still remembers within the session
+    assert counts(chat_profile) == before
+
+
+def test_switching_incognito_on_starts_a_fresh_conversation(chat_profile, models):
+    chat = session(chat_profile, models)
+    chat.send(QUESTION)
+    stored = counts(chat_profile)
+    chat.set_incognito(True)
+    reply = chat.send("A secret question.")
+    assert len(reply.prompt_messages) == 2 and counts(chat_profile) == stored
+
+
+def test_activation_and_rollback_take_effect_on_the_next_message(
+        chat_profile, models, tiny_gguf, adapter_files):
+    chat = session(chat_profile, models, use_retrieval=False)
+    sha = base_sha256(tiny_gguf)
+
+    def ask():
+        chat.reset()
+        return chat.send(QUESTION)
+
+    base = ask()
+    install_adapter(chat_profile, adapter_files[0], "v1", sha)
+    first = ask()
+    assert first.adapter_version == "v1" and first.adapter_scale == 1.0
+    assert first.text != base.text
+    install_adapter(chat_profile, adapter_files[1], "v2", sha)
+    second = ask()
+    assert second.adapter_version == "v2" and second.text not in (base.text, first.text)
+    adapters.rollback(chat_profile)
+    assert ask().text == first.text
+    adapters.deactivate(chat_profile)
+    bare = ask()
+    assert bare.adapter_version is None and bare.text == base.text
+    with chat_profile.store.read() as s:
+        versions = s.scalars(select(Message.adapter_version).where(
+            Message.role == "assistant").order_by(Message.id)).all()
+    assert versions == [None, "v1", "v2", "v1", None]
+
+
+def test_adapter_toggle_and_scale(chat_profile, models, tiny_gguf, adapter_files):
+    install_adapter(chat_profile, adapter_files[0], "v1", base_sha256(tiny_gguf))
+    chat = session(chat_profile, models, use_retrieval=False, incognito=True)
+    personal = chat.send(QUESTION)
+    chat.reset()
+    chat.options.use_adapter = False
+    plain = chat.send(QUESTION)
+    assert plain.adapter_version is None and plain.text != personal.text
+    chat.reset()
+    chat.options.use_adapter = True
+    chat.options.adapter_scale = 0.25
+    weaker = chat.send(QUESTION)
+    assert (weaker.adapter_version, weaker.adapter_scale) == ("v1", 0.25)
+
+
+def test_an_adapter_for_another_base_is_refused_with_a_notice(
+        chat_profile, models, adapter_files):
+    install_adapter(chat_profile, adapter_files[0], "v1", "0" * 64)
+    chat = session(chat_profile, models, use_retrieval=False)
+    reply = chat.send(QUESTION)
+    assert reply.adapter_version is None
+    assert "trained on another base model" in reply.notices[0]
+    chat.reset()
+    assert session(chat_profile, models, use_retrieval=False, use_adapter=False).send(
+        QUESTION).text == reply.text
+
+
+def test_a_stopped_reply_is_kept_as_far_as_it_got(chat_profile, models):
+    chat = session(chat_profile, models, sampling=Sampling.greedy(200))
+    pieces = []
+    reply = chat.send(QUESTION, on_text=pieces.append, should_stop=lambda: len(pieces) >= 2)
+    assert reply.stop_reason == "stopped" and reply.stats.tokens == 2
+    with chat_profile.store.read() as s:
+        assert s.scalar(select(Message.text).where(Message.role == "assistant")) == reply.text
+
+
+def test_a_200_turn_conversation_never_overflows(chat_profile, models):
+    chat = session(chat_profile, models, sampling=Sampling.greedy(10_000))
+    chat.history = [{"role": role, "content": f"turn {i} from the {role}, with some words"}
+                    for i in range(200) for role in ("user", "assistant")]
+    reply = chat.send(QUESTION)
+    assert reply.sources and reply.stop_reason == "length"
+    assert reply.stats.prompt_tokens + reply.stats.tokens <= 512
+    assert reply.prompt_messages[-2]["content"] == "turn 199 from the assistant, with some words"
+    assert len(reply.prompt_messages) < 400
+
+
+def test_a_very_long_message_is_cut_with_a_notice(chat_profile, models):
+    reply = session(chat_profile, models).send("bees " * 3000)
+    assert any("too long" in n for n in reply.notices)
+    assert chat_profile.writing.documents(source="chat")[0].words == 3000  # stored whole
+
+
+def test_empty_messages_are_refused(chat_profile, models):
+    with pytest.raises(ValueError, match="empty"):
+        session(chat_profile, models).send("   ")
+
+
+@pytest.mark.parametrize("content", [None, b"not a model at all", b"GGUF\x03\x00\x00\x00"])
+def test_a_missing_or_damaged_base_offers_the_bundled_one(chat_profile, models, tmp_path,
+                                                          content):
+    path = tmp_path / "my-model.gguf"
+    if content is not None:
+        path.write_bytes(content)
+    chat_profile.set("base_model", str(path))
+    with pytest.raises(ModelFileError) as caught:
+        session(chat_profile, models).send(QUESTION)
+    assert caught.value.bundled_fallback == bundled_gguf()
+    assert "my-model.gguf" in str(caught.value) and "\n" not in str(caught.value)
+    assert counts(chat_profile)["Message"] == 0

@@ -1,0 +1,82 @@
+"""`oppu chat`, `oppu ask` and `oppu conversations` on the tiny model."""
+
+import io
+
+import pytest
+from sqlalchemy import func, select
+
+from oppu.core.cli import main
+from oppu.storage.models import Conversation, Message
+
+
+@pytest.fixture
+def cli_profile(profile, tiny_gguf):
+    profile.set("base_model", str(tiny_gguf))
+    profile.set("context_tokens", 512)
+    profile.set("max_reply_tokens", 12)
+    profile.writing.add_note("My cat Miso sleeps on the radiator all winter.", "Miso")
+    return profile
+
+
+def oppu(*args) -> int:
+    return main(["--profile", "tester", *args])
+
+
+def stored(profile) -> tuple[int, int]:
+    with profile.store.read() as s:
+        return (s.scalar(select(func.count(Conversation.id))),
+                s.scalar(select(func.count(Message.id))))
+
+
+def test_ask_streams_an_answer_and_lists_its_sources(cli_profile, capsys):
+    assert oppu("ask", "--no-adapter", "--sources", "Where does my cat sleep?") == 0
+    out = capsys.readouterr().out
+    assert "] Miso (document 1)" in out and "radiator" in out
+    assert stored(cli_profile) == (1, 2)
+
+
+def test_ask_incognito_stores_nothing(cli_profile, capsys):
+    assert oppu("ask", "--incognito", "--no-rag", "A private question") == 0
+    assert stored(cli_profile) == (0, 0)
+    assert [d.title for d in cli_profile.writing.documents()] == ["Miso"]
+
+
+def test_the_repl_commands(cli_profile, capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO(
+        "Where does Miso sleep?\n/sources\n/adapter off\n/rag off\n/incognito on\n"
+        "a secret\n/incognito off\nsecond chat\n/reset\n/bogus\n/quit\nnever sent\n"))
+    assert oppu("chat") == 0
+    captured = capsys.readouterr()
+    assert "Miso (document 1)" in captured.out  # /sources
+    assert "adapter off, retrieval on" in captured.out
+    assert "adapter off, retrieval off, incognito: nothing is stored" in captured.out
+    assert "/adapter on|off" in captured.out  # /bogus shows the help
+    assert stored(cli_profile) == (2, 4)
+    texts = {d.preview for d in cli_profile.writing.documents(source="chat")}
+    assert texts == {"Where does Miso sleep?", "second chat"}
+
+
+def test_conversations_list_rename_show_delete(cli_profile, capsys):
+    oppu("ask", "First question about Miso")
+    capsys.readouterr()
+    assert oppu("conversations") == 0
+    assert "First question about Miso" in capsys.readouterr().out
+    assert oppu("conversations", "rename", "1", "Cat", "talk") == 0
+    assert oppu("conversations", "show", "1") == 0
+    out = capsys.readouterr().out
+    assert "user: First question about Miso" in out
+    oppu("conversations")
+    assert "Cat talk" in capsys.readouterr().out
+    assert oppu("conversations", "delete", "1", "--forget-writing") == 0
+    assert "and 1 documents" in capsys.readouterr().out
+    assert stored(cli_profile) == (0, 0)
+    assert [d.title for d in cli_profile.writing.documents()] == ["Miso"]
+    assert oppu("conversations", "delete", "1") == 1
+    assert "no conversation with id 1" in capsys.readouterr().err
+
+
+def test_a_missing_base_model_is_one_line_with_the_bundled_hint(cli_profile, capsys, tmp_path):
+    cli_profile.set("base_model", str(tmp_path / "gone.gguf"))
+    assert oppu("ask", "hello") == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "gone.gguf" in err and "base_model bundled" in err

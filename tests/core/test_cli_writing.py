@@ -1,0 +1,104 @@
+"""`oppu note | add | list | search | forget | stats | config`, run in-process."""
+
+import subprocess
+import sys
+
+import pytest
+
+from oppu.core.cli import main
+
+GARDEN = "My tomatoes split again after the storm; next year I water them less."
+UNSUPPORTED_PNG = "unsupported file type '.png': use .txt, .md, .eml or .mbox"
+BIKE = "The chain on my old bicycle keeps slipping when I climb the hill."
+
+
+@pytest.fixture
+def oppu(capsys, embedder):
+    """Run `oppu ARGS` on the test profile: (exit status, stdout, stderr)."""
+
+    def run(*args: str) -> tuple[int, str, str]:
+        status = main(["--profile", "cli", *args])
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    return run
+
+
+def test_note_then_list_search_stats_and_forget(oppu):
+    assert oppu("note", *GARDEN.split()) == (0, "stored as document 1\n", "")
+    assert oppu("note", GARDEN) == (0, "already stored as document 1\n", "")
+    assert oppu("note", "--title", "Bike", BIKE)[1] == "stored as document 2\n"
+
+    status, out, _ = oppu("list")
+    lines = out.splitlines()
+    assert status == 0 and len(lines) == 2
+    assert lines[0].split()[:2] == ["2", "note"] and lines[0].endswith("words  Bike")
+    assert lines[1].split()[:2] == ["1", "note"] and "My tomatoes split again" in lines[1]
+    assert oppu("list", "--filter", "bicycle")[1].splitlines()[0].endswith("Bike")
+
+    status, out, _ = oppu("search", "watering", "tomatoes", "-k", "1")
+    first, text = out.splitlines()
+    assert status == 0 and first.startswith("[0.") and first.endswith("(document 1)")
+    assert text.strip() == GARDEN
+
+    words = len(GARDEN.split()) + len(BIKE.split())
+    assert oppu("stats") == (
+        0, f"documents: 2\nwords: {words}\nwords since the last adapter: {words}\n", "")
+    assert oppu("forget", "1") == (0, "forgot document 1\n", "")
+    assert oppu("stats")[1].startswith(f"documents: 1\nwords: {len(BIKE.split())}\n")
+    assert oppu("forget", "1") == (1, "", "oppu: no document with id 1\n")
+
+
+def test_add_reports_each_file_and_a_summary(oppu, tmp_path):
+    folder = tmp_path / "writing"
+    folder.mkdir()
+    (folder / "garden.txt").write_text(GARDEN)
+    (folder / "again.md").write_text(GARDEN + "\n")
+    (folder / "photo.png").write_bytes(b"\x89PNG\r\n")
+    status, out, err = oppu("add", str(folder))
+    assert status == 0, (out, err)
+    assert out.splitlines() == [
+        f"added     {folder / 'again.md'}",
+        f"duplicate {folder / 'garden.txt'}",
+        f"skipped   {folder / 'photo.png'} ({UNSUPPORTED_PNG})",
+        "1 added, 1 duplicate, 1 skipped",
+    ]
+    assert "3/3" in err  # the progress bar
+
+    status, out, _ = oppu("add", str(tmp_path / "missing.txt"))
+    assert status == 1
+    assert out.splitlines()[0] == f"skipped   {tmp_path / 'missing.txt'} (no such file)"
+
+
+def test_empty_profile_says_how_to_start(oppu):
+    assert oppu("list") == (0, "nothing stored yet: try `oppu note` or `oppu add`\n", "")
+    assert oppu("search", "anything") == (0, "no passages found\n", "")
+    assert oppu("stats")[1].startswith("documents: 0\n")
+
+
+def test_config_shows_changes_and_refuses_bad_values(oppu):
+    status, out, _ = oppu("config", "retrieval_k")
+    assert status == 0 and out.startswith("retrieval_k = 4    # ")
+    assert oppu("config", "retrieval_k", "7")[1].startswith("retrieval_k = 7")
+    assert oppu("config", "retrieval_k")[1].startswith("retrieval_k = 7")
+    assert "mail_addresses = " in oppu("config")[1]
+    assert oppu("config", "retrieval_k", "lots")[0] == 1
+    status, out, err = oppu("config", "bogus")
+    assert (status, out) == (1, "")
+    assert err == "oppu: unknown setting 'bogus'\n"
+
+
+def test_a_bad_command_line_is_a_usage_error(oppu, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["forget", "not-a-number"])
+    assert exited.value.code == 2
+    assert "invalid int value" in capsys.readouterr().err
+
+
+def test_a_fresh_process_prints_only_the_answer(oppu_home):
+    """Loading the embedder must not draw transformers' "Loading weights" bar."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from oppu.core.cli import main; sys.exit(main())",
+         "note", "Quiet", "please."],
+        check=False, capture_output=True, text=True, timeout=300)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "stored as document 1\n", "")

@@ -1,0 +1,58 @@
+"""When a retrain is due: words since the last adapter, hours since the last run."""
+
+from datetime import timedelta
+
+from oppu.core.policy import retrain_due
+from oppu.storage.models import Adapter, AdapterDocument, TrainingRun, utcnow
+from tests.support.sample_writing import add_notes
+
+
+def record_run(profile, status: str, hours_ago: float) -> None:
+    with profile.store.write() as session:
+        session.add(TrainingRun(status=status, started_at=utcnow() - timedelta(hours=hours_ago)))
+
+
+def test_not_due_until_enough_new_words(profile):
+    profile.set("retrain_min_words", 1000)
+    add_notes(profile, count=4, words_each=100)
+    due, why = retrain_due(profile)
+    words = profile.writing.stats().words_since_adapter
+    assert not due and why == f"{words} new words since the last adapter; a retrain needs 1000"
+    add_notes(profile, count=8, words_each=100, seed=1)
+    assert retrain_due(profile)[0]
+
+
+def test_not_due_again_before_the_minimum_hours(profile):
+    profile.set("retrain_min_words", 100)
+    profile.set("retrain_min_hours", 24)
+    add_notes(profile, count=3, words_each=100)
+    record_run(profile, "failed", hours_ago=2)
+    due, why = retrain_due(profile)
+    assert not due and "2.0 h ago; next in 22.0 h" in why
+    record_run(profile, "cancelled", hours_ago=0)  # a run the user stopped does not count
+    profile.set("retrain_min_hours", 1.5)
+    words = profile.writing.stats().words
+    assert retrain_due(profile) == (True, f"{words} new words since the last adapter")
+
+
+def test_words_already_trained_on_do_not_count(profile):
+    profile.set("retrain_min_words", 100)
+    ids = add_notes(profile, count=3, words_each=100)
+    with profile.store.write() as session:
+        adapter = Adapter(version="v1", path="/nowhere", base_sha256="0" * 64)
+        session.add(adapter)
+        session.flush()
+        session.add_all(AdapterDocument(adapter_id=adapter.id, document_id=i) for i in ids)
+    due, why = retrain_due(profile)
+    assert not due and why.startswith("0 new words")
+
+
+def test_not_due_while_running_or_switched_off(profile):
+    profile.set("retrain_min_words", 100)
+    add_notes(profile, count=3, words_each=100)
+    profile.set("auto_retrain", False)
+    assert retrain_due(profile) == (False, "automatic retraining is off (auto_retrain = false)")
+    profile.set("auto_retrain", True)
+    record_run(profile, "running", hours_ago=30)
+    due, why = retrain_due(profile)
+    assert not due and why.endswith("is in progress")

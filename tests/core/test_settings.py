@@ -1,0 +1,48 @@
+"""Settings: typed defaults with help text, validated, saved in SQLite and read back."""
+
+import pytest
+
+from oppu.core.profile import Profile
+from oppu.core.settings import Settings
+from oppu.storage.models import Setting
+
+
+def test_every_setting_has_help_text():
+    helps = Settings.help()
+    assert helps and all(text.strip() for text in helps.values())
+
+
+def test_settings_survive_closing_the_profile(oppu_home, embedder):
+    with Profile("tester", embedder=embedder) as profile:
+        profile.set("mail_addresses", "me@example.com, Me@Work.example")
+        profile.set("retrieval_k", "6")
+        profile.set("max_file_mb", 1.5)
+        profile.set("auto_retrain", "off")
+        changed = profile.settings
+    with Profile("tester", embedder=embedder) as reopened:
+        assert reopened.settings == changed
+        assert reopened.settings.mail_addresses == ("me@example.com", "Me@Work.example")
+        assert (reopened.settings.retrieval_k, reopened.settings.max_file_mb,
+                reopened.settings.auto_retrain) == (6, 1.5, False)
+        # The writing limits follow the settings.
+        assert reopened.writing.max_file_bytes == int(1.5 * 2**20)
+        assert reopened.writing.mail_addresses == {"me@example.com", "me@work.example"}
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("no_such_setting", "1", "unknown setting 'no_such_setting'"),
+    ("retrieval_k", "many", "retrieval_k must be a int, not 'many'"),
+    ("temperature", "warm", "temperature must be a float"),
+    ("auto_retrain", "perhaps", "auto_retrain must be true or false"),
+])
+def test_invalid_values_are_refused_with_a_reason(key, value, message):
+    with pytest.raises(ValueError, match=message):
+        Settings().with_value(key, value)
+
+
+def test_a_stored_value_this_version_cannot_read_falls_back_to_the_default(profile):
+    with profile.store.write() as session:
+        session.merge(Setting(key="retrieval_k", value="lots"))
+        session.merge(Setting(key="from_a_newer_version", value=3))
+    with Profile("tester") as reopened:
+        assert reopened.settings.retrieval_k == Settings().retrieval_k

@@ -1,0 +1,177 @@
+"""Training runs through core: stop requests, kill -9, the promotion gate, clear failures,
+recovery on open, and the command line."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from datetime import timedelta
+
+import pytest
+
+from oppu.core.adapters import active, list_adapters
+from oppu.core.cli import main
+from oppu.core.profile import Profile
+from oppu.core.training import (
+    INTERRUPTED,
+    run_training,
+)
+from oppu.storage.models import Adapter, AdapterDocument, TrainingRun, utcnow
+from oppu.trainer.versions import GGUF_FILE, write_meta
+from tests.support.sample_writing import add_notes
+from tests.support.training_setup import (  # noqa: F401 - fixtures
+    FAST,
+    base_cache_fixture,
+    start_run,
+    trainee_fixture,
+    writing_template_fixture,
+)
+
+
+def add_active_adapter(profile) -> dict:
+    """An active version for another base (so the gate does not evaluate it); its bytes."""
+    folder = profile.adapters_dir / "v1"
+    (folder / "peft").mkdir(parents=True)
+    (folder / GGUF_FILE).write_bytes(b"GGUF adapter bytes")
+    (folder / "peft" / "adapter_model.safetensors").write_bytes(b"weights")
+    with profile.store.write() as session:
+        session.add(Adapter(version="v1", path=str(folder), base_sha256="f" * 64,
+                            is_active=True, activated_at=utcnow()))
+    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def assert_unchanged(profile, files: dict) -> None:
+    assert active(profile).version == "v1"
+    assert [v.version for v in list_adapters(profile)] == ["v1"]
+    assert [p.name for p in profile.adapters_dir.iterdir()] == ["v1"]
+    assert {p: p.read_bytes() for p in files} == files
+
+
+def test_a_stop_request_cancels_and_changes_nothing(trainee):
+    files = add_active_adapter(trainee)
+    seen = []
+    outcome = run_training(trainee, seen.append,
+                           lambda: any(p.phase == "train" for p in seen),
+                           {**FAST, "max_steps": 500})
+    assert outcome.status == "cancelled" and outcome.error is None
+    assert "stopped; nothing changed" in outcome.summary
+    assert_unchanged(trainee, files)
+    assert not (trainee.runs_dir / str(outcome.run_id) / "stop").exists()
+
+
+@pytest.mark.parametrize("phase", ["train", "save"])
+def test_kill_9_at_any_moment_leaves_the_store_intact(trainee, phase):
+    files = add_active_adapter(trainee)
+    run_id, child = start_run(trainee, FAST)
+    for line in child.stdout:
+        if json.loads(line).get("phase") == phase:
+            child.send_signal(signal.SIGKILL)
+            break
+    child.wait()
+    with trainee.store.read() as session:
+        left = session.get(TrainingRun, run_id).status
+    assert left in ("running", "succeeded")  # as the kill left it, until the next open:
+
+    with Profile(trainee.name, embedder=trainee.index.embedder) as reopened:
+        with reopened.store.read() as session:
+            run = session.get(TrainingRun, run_id)
+        if run.status == "succeeded":  # the kill came after the commit: all of it is there
+            assert {p.name for p in reopened.adapters_dir.iterdir()} == {"v1", "v2"}
+            assert (reopened.adapters_dir / "v2" / GGUF_FILE).is_file()
+        else:
+            assert run.status == "failed" and run.error == INTERRUPTED
+            assert_unchanged(reopened, files)
+
+
+def test_the_gate_keeps_a_better_adapter_and_rollback_restores_it(trainee, capsys):
+    strong = run_training(trainee, overrides={**FAST, "max_steps": 8, "learning_rate": 3e-3})
+    assert strong.promoted, strong.decision
+    first = active(trainee)
+    assert first is not None and first.version == "v1"
+    assert first.metrics["new"]["loss"] < first.metrics["base"]["loss"]
+
+    frozen = run_training(trainee, overrides={**FAST, "max_steps": 1, "learning_rate": 1e-9})
+    assert frozen.status == "succeeded" and not frozen.promoted
+    assert frozen.decision.startswith("not promoted: held-out loss")
+    assert frozen.metrics["active_version"] == "v1"
+    assert active(trainee).version == "v1"
+
+    assert main(["--profile", trainee.name, "activate", "v2"]) == 0
+    assert main(["--profile", trainee.name, "rollback"]) == 0
+    assert active(trainee).version == "v1"
+    assert main(["--profile", trainee.name, "adapters"]) == 0
+    out = capsys.readouterr().out
+    assert "* v1" in out and "  v2" in out and "rolled back: v1 is active again" in out
+    assert main(["--profile", trainee.name, "train", "--if-due"]) == 0
+    assert "not due: 0 new words" in capsys.readouterr().out
+
+
+def test_too_little_writing_is_a_clear_failure(profile, tiny_gguf, oppu_home, base_cache):
+    (oppu_home / "cache").symlink_to(base_cache, target_is_directory=True)
+    profile.set("base_model", str(tiny_gguf))
+    add_notes(profile, count=2, words_each=40)
+    words = profile.writing.stats().words
+    outcome = run_training(profile, overrides=FAST)
+    assert outcome.status == "failed"
+    assert outcome.error.startswith(f"not enough writing yet ({words} words, need ")
+    assert list_adapters(profile) == []
+
+
+def test_a_corrupt_base_is_a_clear_failure(trainee, tiny_gguf, tmp_path):
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(tiny_gguf.read_bytes()[:100_000])
+    trainee.set("base_model", str(broken))
+    outcome = run_training(trainee, overrides=FAST)
+    assert outcome.status == "failed"
+    assert outcome.error.startswith("broken.gguf is not a readable GGUF file")
+
+
+def _dead_pid() -> int:
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    return int(done.stdout)
+
+
+def test_opening_a_profile_settles_runs_whose_process_is_gone(profile, embedder):
+    adapters = profile.adapters_dir
+    (adapters / ".oppu-partial-abc").mkdir()
+    write_meta(_mkdir(adapters / "v4"), {"run_id": 4})  # renamed in, never committed
+    write_meta(_mkdir(adapters / "imported"), {"origin": "imported"})
+    with profile.store.write() as session:
+        session.add_all([
+            TrainingRun(id=1, status="running", pid=_dead_pid()),
+            TrainingRun(id=2, status="running", pid=os.getpid()),  # not a trainer
+            TrainingRun(id=3, status="queued", pid=None),  # its starter may be about to run it
+            TrainingRun(id=4, status="queued", pid=None,
+                        started_at=utcnow() - timedelta(hours=1)),
+        ])
+    with Profile(profile.name, embedder=embedder) as reopened, reopened.store.read() as session:
+        status = {r.id: (r.status, r.error) for r in session.query(TrainingRun)}
+    assert status == {1: ("failed", INTERRUPTED), 2: ("failed", INTERRUPTED),
+                      3: ("queued", None), 4: ("failed", INTERRUPTED)}
+    names = {p.name for p in adapters.iterdir()}
+    assert names == {".oppu-partial-abc", "v4", "imported"}  # run 3 may still write there
+
+    with profile.store.write() as session:
+        session.get(TrainingRun, 3).status = "cancelled"
+    with Profile(profile.name, embedder=embedder):
+        assert sorted(p.name for p in adapters.iterdir()) == ["imported"]
+
+
+def _mkdir(path):
+    path.mkdir()
+    return path
+
+
+def test_oppu_train_runs_now_and_forgetting_its_writing_flags_it(trainee, capsys):
+    assert main(["--profile", trainee.name, "train", "--preset", "quick", "--max-steps", "2"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("run 1: trained v1; ")
+    assert "train " in captured.err and "2/2" in captured.err  # the progress bar
+    with trainee.store.read() as session:
+        run = session.get(TrainingRun, 1)
+        document_id = session.query(AdapterDocument.document_id).first()[0]
+    assert run.config["preset"] == "quick" and run.config["train"]["retrieval_k"] > 0
+    trainee.writing.forget(document_id)
+    assert list_adapters(trainee)[0].trained_on_deleted

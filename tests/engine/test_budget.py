@@ -1,0 +1,91 @@
+"""The context budget: prompts always fit, the oldest turns go first, huge messages are cut."""
+
+import pytest
+
+from oppu.engine.budget import fit_prompt, reply_room
+from oppu.engine.chat import ReplyStream, Sampling
+from oppu.engine.errors import ContextTooSmall
+from oppu.storage.prompting import PASSAGES_HEADER
+
+PASSAGES = ["My grandmother taught me to bake rye bread on Sundays.",
+            "I cycle to work along the canal, even in the rain."]
+
+
+def conversation(turns: int) -> list[dict]:
+    history = []
+    for i in range(turns):
+        history.append({"role": "user", "content": f"Question {i}: what did we say about "
+                                                   f"topic {i} and its {i} details?"})
+        history.append({"role": "assistant", "content": f"Answer {i}: " + "blah " * 12})
+    return history
+
+
+def test_a_200_turn_conversation_fits_and_keeps_the_newest_turns(open_engine):
+    engine = open_engine(n_ctx=512)
+    room = reply_room(engine.n_ctx, 200)
+    history = conversation(200)
+    fitted = fit_prompt(engine, PASSAGES, history, "And what now?", room)
+    assert len(fitted.tokens) <= engine.n_ctx - room
+    assert fitted.passages_used == 2  # passages outrank old turns
+    kept = fitted.messages[1:-1]
+    assert kept and kept == history[fitted.turns_dropped:]
+    assert kept[0]["role"] == "user"  # whole exchanges only
+    assert kept[-1] == history[-1] and fitted.messages[-1]["content"] == "And what now?"
+    # One more exchange would not have fitted.
+    longer = fit_prompt(engine, PASSAGES, history[fitted.turns_dropped - 2:], "And what now?",
+                        room)
+    assert longer.turns_dropped == 2
+    # The reply really runs to the end of the window without an overflow.
+    stream = ReplyStream(engine, fitted.tokens, Sampling.greedy(10_000))
+    stream.text()
+    assert stream.stats.stop_reason == "length"
+    assert len(fitted.tokens) + stream.stats.tokens == engine.n_ctx
+
+
+def test_every_length_of_conversation_fits(open_engine):
+    engine = open_engine(n_ctx=512)
+    room = reply_room(engine.n_ctx, 128)
+    history = conversation(40)
+    for turns in range(0, 81, 7):
+        fitted = fit_prompt(engine, PASSAGES, history[:turns], "Next?", room)
+        assert len(fitted.tokens) <= engine.n_ctx - room
+        assert engine.prompt_tokens(fitted.messages) == fitted.tokens
+
+
+def test_short_conversations_are_kept_whole(open_engine):
+    engine = open_engine(n_ctx=2048)
+    history = conversation(3)
+    fitted = fit_prompt(engine, PASSAGES, history, "Next?", 256)
+    assert fitted.turns_dropped == 0 and fitted.messages[1:-1] == history
+    assert fitted.notices == ()
+    assert PASSAGES[0] in fitted.messages[0]["content"]
+    assert PASSAGES_HEADER in fitted.messages[0]["content"]
+
+
+def test_a_very_long_message_is_cut_with_a_notice(open_engine):
+    engine = open_engine(n_ctx=512)
+    room = reply_room(engine.n_ctx, 128)
+    message = " ".join(f"sentence{i} goes on." for i in range(3000))
+    fitted = fit_prompt(engine, PASSAGES, conversation(5), message, room)
+    assert len(fitted.tokens) <= engine.n_ctx - room
+    assert len(fitted.notices) == 1 and "too long" in fitted.notices[0]
+    user = fitted.messages[-1]["content"]
+    assert message.startswith(user[:200]) and len(user) < len(message)
+
+
+def test_oversized_passages_give_way_weakest_first(open_engine):
+    engine = open_engine(n_ctx=512)
+    room = reply_room(engine.n_ctx, 128)
+    passages = [f"passage {i}: " + "many words here " * 40 for i in range(4)]
+    fitted = fit_prompt(engine, passages, conversation(3), "Hello?", room)
+    assert len(fitted.tokens) <= engine.n_ctx - room
+    assert 0 < fitted.passages_used < 4
+    assert fitted.turns_dropped == 6  # the turns went before any passage did
+    system = fitted.messages[0]["content"]
+    assert "passage 0:" in system and f"passage {fitted.passages_used}:" not in system
+
+
+def test_a_window_too_small_for_the_instruction_is_a_clear_error(open_engine):
+    engine = open_engine(n_ctx=256)
+    with pytest.raises(ContextTooSmall, match="cannot hold the instruction"):
+        fit_prompt(engine, [], [], "Hello?", 240)

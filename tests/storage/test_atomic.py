@@ -1,0 +1,48 @@
+"""Atomic writes: the final name holds the whole new content, or the old one, never a part."""
+
+import os
+
+import pytest
+
+from oppu.storage.atomic import TEMP_PREFIX, atomic_dir, atomic_path, write_bytes, write_text
+
+
+def test_a_finished_write_replaces_the_file_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old")
+    write_bytes(target, b"new content")
+    assert target.read_bytes() == b"new content"
+    assert os.listdir(tmp_path) == ["out.bin"]
+    assert write_text(tmp_path / "deep" / "x.txt", "ü").read_text(encoding="utf-8") == "ü"
+
+
+def test_a_failed_write_keeps_the_old_file_and_removes_the_temporary(tmp_path):
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old")
+    with pytest.raises(OSError, match="disk full"), atomic_path(target) as temp:
+        temp.write_bytes(b"half")
+        assert temp.parent == tmp_path and temp.name.startswith(TEMP_PREFIX)
+        raise OSError("disk full")
+    assert target.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["out.bin"]
+
+
+def test_a_folder_appears_complete_or_not_at_all(tmp_path):
+    final = tmp_path / "v1"
+    with pytest.raises(RuntimeError), atomic_dir(final) as temp:
+        (temp / "a.txt").write_text("a")
+        raise RuntimeError("killed")
+    assert os.listdir(tmp_path) == []
+
+    with atomic_dir(final) as temp:
+        (temp / "sub").mkdir()
+        (temp / "sub" / "b.txt").write_text("b")
+    assert (final / "sub" / "b.txt").read_text() == "b"
+    assert os.listdir(tmp_path) == ["v1"]
+
+
+def test_an_existing_folder_is_never_replaced(tmp_path):
+    (tmp_path / "v1").mkdir()
+    with pytest.raises(FileExistsError), atomic_dir(tmp_path / "v1"):
+        pass
+    assert os.listdir(tmp_path) == ["v1"]

@@ -1,0 +1,177 @@
+"""Every class of bad input: a typed error from add_file, one line from add_paths, no loss."""
+
+import os
+import pickle
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from oppu.storage.errors import (
+    BinaryFile,
+    BrokenMailbox,
+    EmptyInput,
+    FileTooLarge,
+    IngestError,
+    MailAddressNotSet,
+    UnreadablePath,
+    UnsupportedType,
+)
+from oppu.storage.readers import folder_problem, read_file, walk
+from oppu.storage.writing import Writing
+from tests.storage.conftest import ME, snapshot, write
+
+LIMIT = 256  # bytes: the size limit these tests configure
+
+
+def fifo(path):
+    os.mkfifo(path)
+    return path
+
+
+BAD_FILES = {
+    "binary": ("data.txt", lambda p: write(p, bytes(range(200))), BinaryFile, "binary"),
+    "empty": ("empty.txt", lambda p: write(p, b""), EmptyInput, "empty file"),
+    "whitespace only": ("blank.md", lambda p: write(p, " \n\t\r\n  "), EmptyInput, "whitespace"),
+    "over the size limit": ("big.txt", lambda p: write(p, "word " * LIMIT), FileTooLarge,
+                            "over the"),
+    "not an mbox": ("box.mbox", lambda p: write(p, "Subject: hi\n\nno From_ line"),
+                    BrokenMailbox, "not an mbox"),
+    "headerless eml": ("note.eml", lambda p: write(p, "just words, no headers"),
+                       BrokenMailbox, "no headers"),
+    "no mail of mine": ("other.eml", lambda p: write(p, "From: bob@example.com\n\nhello"),
+                        EmptyInput, "no mail sent by you"),
+    "missing path": ("gone.txt", lambda p: p, UnreadablePath, "no such file"),
+    "fifo": ("pipe.txt", fifo, UnreadablePath, "not a regular file"),
+    "unsupported suffix": ("paper.pdf", lambda p: write(p, "%PDF-1.4 text"), UnsupportedType,
+                           "unsupported file type '.pdf'"),
+}
+
+
+@pytest.fixture
+def limited(profile):
+    """A Writing with a tiny size limit and a mail address, holding one earlier note."""
+    profile.set("mail_addresses", ME)
+    writing = Writing(profile.store, profile.index, max_file_bytes=LIMIT,
+                      mail_addresses=frozenset({ME}))
+    writing.add_note("Something stored before the bad input arrived.")
+    return writing
+
+
+@pytest.mark.parametrize("case", BAD_FILES, ids=list(BAD_FILES))
+def test_bad_file_raises_a_typed_error_and_is_reported_in_one_line(limited, tmp_path, case):
+    name, make, error_type, reason = BAD_FILES[case]
+    path = make(tmp_path / name)
+    before = snapshot(limited)
+
+    with pytest.raises(error_type) as raised:
+        limited.add_file(path)
+    assert reason in raised.value.reason and "\n" not in raised.value.reason
+    assert str(raised.value) == f"{path}: {raised.value.reason}"
+
+    [result] = limited.add_paths([path])
+    assert (result.status, result.reason) == ("skipped", raised.value.reason)
+    assert result.line().count("\n") == 0 and str(path) in result.line()
+    assert snapshot(limited) == before
+
+
+def test_a_folder_is_not_a_file_and_an_empty_one_is_reported(writing, tmp_path):
+    folder = tmp_path / "looks like.txt"
+    folder.mkdir()
+    with pytest.raises(UnreadablePath, match="a folder, not a file"):
+        writing.add_file(folder)
+    [result] = writing.add_paths([folder])
+    assert (result.status, result.reason) == ("skipped", "no files in this folder")
+
+
+def test_mail_needs_the_users_address_first(writing, tmp_path):
+    path = write(tmp_path / "sent.eml", f"From: {ME}\nSubject: s\n\nbody")
+    with pytest.raises(MailAddressNotSet, match="set your own email address"):
+        writing.add_file(path)
+
+
+def test_undecodable_bytes_are_replaced_and_reported(writing, tmp_path):
+    path = write(tmp_path / "latin1.txt", "Caf\xe9 cr\xe8me, na\xefve".encode("latin-1"))
+    result = writing.add_file(path)
+    assert (result.status, result.reason) == (
+        "added", "3 undecodable bytes replaced (file is not valid UTF-8)")
+    assert writing.get(result.document_ids[0]).text == "Caf\ufffd cr\ufffdme, na\ufffdve"
+    assert "undecodable" in writing.add_paths([path])[0].line()
+
+
+def as_nobody(work):
+    """`work()`'s result, computed in a forked child that dropped root for user nobody."""
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        try:
+            if os.geteuid() == 0:
+                os.setgid(65534)
+                os.setuid(65534)
+            outcome = work()
+        except BaseException as error:  # noqa: BLE001 - everything must reach the parent
+            outcome = ("unexpected", repr(error))
+        os.write(write_end, pickle.dumps(outcome))
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        outcome = pickle.loads(pipe.read())
+    os.waitpid(child, 0)
+    return outcome
+
+
+def why_unreadable(path):
+    try:
+        read_file(path)
+    except IngestError as error:
+        return type(error).__name__, error.reason
+    return None
+
+
+def test_files_and_folders_without_read_permission_are_reported():
+    """chmod 000 does not stop root, so the reads run in a child that is not root."""
+    folder = Path(tempfile.mkdtemp(prefix="oppu-permissions-"))
+    try:
+        folder.chmod(0o711)  # others may enter, not list
+        locked = write(folder / "locked.txt", "nobody may read this")
+        locked.chmod(0o000)
+        closed = folder / "closed"
+        closed.mkdir(mode=0o700)
+        hidden = write(closed / "inside.txt", "nor this")
+        listed = folder / "listed"
+        listed.mkdir()
+        listed.chmod(0o755)  # mkdir's mode goes through the app's umask 077
+        closed_below = listed / "closed below"
+        closed_below.mkdir(mode=0o700)
+        write(listed / "open.txt", "anyone may read this")
+
+        def outcomes():
+            problem = folder_problem(closed)
+            return ([why_unreadable(locked), why_unreadable(hidden)], walk([listed, closed]),
+                    (type(problem).__name__, problem.reason))
+
+        assert as_nobody(outcomes) == (
+            [("UnreadablePath", "permission denied"),
+             ("UnreadablePath", "cannot read: Permission denied")],
+            [listed / "open.txt", closed_below, closed],
+            ("UnreadablePath", "cannot open this folder: permission denied"),
+        )
+    finally:
+        shutil.rmtree(folder)
+
+
+def test_one_bad_file_does_not_stop_a_folder(writing, tmp_path):
+    folder = tmp_path / "mixed"
+    write(folder / "a.txt", "good text one")
+    write(folder / "b.txt", b"\x00\x01\x02\x03")
+    write(folder / "c.txt", "good text two")
+    assert [r.status for r in writing.add_paths([folder])] == ["added", "skipped", "added"]
+
+
+def test_empty_text_is_refused_and_unknown_source_too(writing):
+    with pytest.raises(EmptyInput):
+        writing.add_note("   \n ")
+    with pytest.raises(ValueError, match="unknown source"):
+        writing.add_text("telepathy", "words")
+    assert writing.stats().documents == 0

@@ -1,0 +1,189 @@
+"""Forgetting, and SQLite and Chroma staying consistent through failures and crashes."""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from sqlalchemy import event, select, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from oppu.core.profile import Profile
+from oppu.storage.errors import DocumentNotFound
+from oppu.storage.index import Embedder, Index
+from oppu.storage.models import Adapter, AdapterDocument, Chunk, Document
+from oppu.storage.writing import Writing
+from tests.storage.conftest import assert_consistent, chunk_ids, snapshot
+
+DIARY = "Spent the morning fixing the fence. The neighbour's dog watched the whole time."
+LETTER = ("Dear Sam, thank you for the books. I read the one about lighthouses twice and "
+          "then gave it to my niece, who loved it even more than I did.")
+
+
+def adapter_trained_on(writing, version: str, document_ids: list[int]) -> int:
+    with writing.store.write() as session:
+        adapter = Adapter(version=version, path=f"adapters/{version}", base_sha256="0" * 64)
+        session.add(adapter)
+        session.flush()
+        session.add_all(AdapterDocument(adapter_id=adapter.id, document_id=d)
+                        for d in document_ids)
+        return adapter.id
+
+
+def trained_on_deleted(writing) -> dict[str, bool]:
+    with writing.store.read() as session:
+        return dict(session.execute(select(Adapter.version, Adapter.trained_on_deleted)).all())
+
+
+def test_forgetting_removes_row_chunks_and_vectors_and_flags_adapters(writing):
+    diary = writing.add_note(DIARY)
+    letter = writing.add_note(LETTER)
+    adapter_trained_on(writing, "v1", [diary, letter])
+    adapter_trained_on(writing, "v2", [letter])
+    diary_chunks = chunk_ids(writing, diary)
+    assert diary_chunks <= writing.index.ids()
+
+    writing.forget(diary)
+
+    with writing.store.read() as session:
+        assert session.get(Document, diary) is None
+        assert not session.scalars(select(Chunk).where(Chunk.document_id == diary)).all()
+    assert not diary_chunks & writing.index.ids()
+    assert trained_on_deleted(writing) == {"v1": True, "v2": False}
+    assert all(p.document_id != diary for p in writing.search("fence and dog", k=5,
+                                                              min_score=-1.0))
+    assert [d.id for d in writing.documents()] == [letter]
+    assert writing.stats().documents == 1
+    with pytest.raises(DocumentNotFound):
+        writing.get(diary)
+    with pytest.raises(DocumentNotFound, match=f"no document with id {diary}"):
+        writing.forget(diary)
+    assert_consistent(writing)
+
+
+def test_forgotten_text_can_be_added_again_as_a_new_document(writing):
+    first = writing.add_note(DIARY)
+    writing.forget(first)
+    again, new = writing.add_text("note", DIARY)
+    assert new and again != first
+    assert_consistent(writing)
+
+
+def test_words_since_adapter_count_only_untrained_documents(writing):
+    diary = writing.add_note(DIARY)
+    assert writing.stats().words_since_adapter == len(DIARY.split())
+    adapter_trained_on(writing, "v1", [diary])
+    writing.add_note(LETTER)
+    stats = writing.stats()
+    assert (stats.words, stats.words_since_adapter) == (
+        len(DIARY.split()) + len(LETTER.split()), len(LETTER.split()))
+
+
+@pytest.mark.parametrize("failure", [OperationalError("COMMIT", {}, Exception("disk I/O error")),
+                                     KeyboardInterrupt()], ids=["disk error", "interrupt"])
+def test_vectors_are_compensated_when_the_commit_fails(writing, failure):
+    writing.add_note(LETTER)
+    before = snapshot(writing)
+
+    def fail(_session):
+        raise failure
+
+    event.listen(Session, "before_commit", fail)
+    try:
+        with pytest.raises(type(failure)):
+            writing.add_note(DIARY)
+    finally:
+        event.remove(Session, "before_commit", fail)
+    assert snapshot(writing) == before
+    assert writing.add_note(DIARY)  # and the text can still be added afterwards
+    assert_consistent(writing)
+
+
+CRASH_AFTER_VECTORS = textwrap.dedent("""
+    import os, sys
+    from oppu.core.profile import Profile
+    from oppu.storage.index import Index
+
+    writing = Profile("tester").writing
+    writing.add_note(sys.argv[1])
+    write_vectors = Index.add
+
+    def write_vectors_then_die(self, *args, **kwargs):
+        write_vectors(self, *args, **kwargs)
+        os._exit(17)  # the power goes out between the Chroma write and the SQLite commit
+
+    Index.add = write_vectors_then_die
+    writing.add_note(sys.argv[2])
+""")
+
+
+def test_reconcile_removes_vectors_of_a_crashed_uncommitted_write(oppu_home, embedder):
+    # In a child process: a Chroma folder must have one client per process, and this
+    # process opens it only afterwards.
+    crashed = subprocess.run([sys.executable, "-c", CRASH_AFTER_VECTORS, LETTER, DIARY],
+                             check=False, capture_output=True, text=True, timeout=300)
+    assert crashed.returncode == 17, crashed.stderr
+
+    with Profile("tester", embedder=embedder) as profile:
+        assert len(profile.index.ids()) == 2  # the letter's vector and the orphan
+        writing = profile.writing
+        report = profile.last_reconcile
+        assert (report.added, report.removed, report.purged_documents) == (0, 1, 0)
+        assert [d.title for d in writing.documents()] == [LETTER[:59] + "…"]
+        assert_consistent(writing)
+
+
+def test_reconcile_adds_vectors_missing_after_a_commit(writing):
+    letter = writing.add_note(LETTER)
+    diary = writing.add_note(DIARY)
+    writing.index.delete(chunk_ids(writing, diary))  # lost: the index crashed, not SQLite
+
+    report = writing.reconcile()
+
+    assert (report.added, report.removed, report.purged_documents) == (1, 0, 0)
+    assert_consistent(writing)
+    assert writing.search("mending a fence", k=1)[0].document_id == diary
+    assert writing.reconcile() == type(report)(0, 0, 0)
+    assert letter
+
+
+def test_reconcile_finishes_a_forget_that_crashed_after_the_tombstone(writing):
+    letter = writing.add_note(LETTER)
+    diary = writing.add_note(DIARY)
+    with writing.store.write() as session:  # forget() committed its tombstone, then died
+        session.execute(update(Document).where(Document.id == diary).values(deleted=True))
+    diary_chunks = chunk_ids(writing, diary)
+
+    report = writing.reconcile()
+
+    assert (report.added, report.removed, report.purged_documents) == (0, 0, 1)
+    assert not diary_chunks & writing.index.ids()
+    assert [d.id for d in writing.documents()] == [letter]
+    assert_consistent(writing)
+
+
+def test_adding_a_text_whose_forget_did_not_finish_replaces_it(writing):
+    diary = writing.add_note(DIARY)
+    with writing.store.write() as session:
+        session.execute(update(Document).where(Document.id == diary).values(deleted=True))
+    again, new = writing.add_text("note", DIARY)
+    assert new and again != diary
+    assert [d.id for d in writing.documents()] == [again]
+    assert_consistent(writing)
+
+
+def test_a_new_embedding_model_rebuilds_the_index_from_sqlite(profile, embedder):
+    writing = profile.writing
+    writing.add_note(LETTER)
+    writing.add_note(DIARY)
+    stored = writing.index.ids()
+    renamed = Embedder(embedder.model_dir, model_id="all-MiniLM-L6-v2 (renamed)")
+
+    index = Index(profile.folder / "chroma", renamed)
+
+    assert index.rebuilt and index.count() == 0
+    report = Writing(profile.store, index).reconcile()
+    assert (report.added, report.removed) == (len(stored), 0)
+    assert index.ids() == stored
+    assert Index(profile.folder / "chroma", renamed).rebuilt is False

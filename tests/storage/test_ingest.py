@@ -1,0 +1,197 @@
+"""Every way the user's writing gets in, on a real SQLite file and Chroma folder."""
+
+from oppu.storage.chunking import MAX_WORDS
+from tests.storage.conftest import ME, assert_consistent, chunk_ids, write
+
+GARDEN = ("My tomatoes split again after the storm. Next year I will water them less and "
+          "mulch the beds with straw before July.")
+UNSUPPORTED_JPG = "unsupported file type '.jpg': use .txt, .md, .eml or .mbox"
+BIKE = "The chain on my old bicycle keeps slipping on the third gear when I climb the hill."
+
+
+def test_a_note_is_stored_chunked_and_findable(writing):
+    document_id = writing.add_note(GARDEN)
+    document = writing.get(document_id)
+    assert (document.source, document.text, document.words) == ("note", GARDEN, len(GARDEN.split()))
+    assert document.title.startswith("My tomatoes split again")
+    assert [c.text for c in document.chunks] == [GARDEN]
+    writing.add_note(BIKE)
+    best = writing.search("watering tomato plants", k=2, min_score=-1.0)
+    assert best[0].document_id == document_id
+    assert best[0].title == document.title and best[0].score > best[1].score
+    assert_consistent(writing)
+
+
+def test_chat_messages_are_the_users_writing_too(writing):
+    document_id = writing.add_chat_message("Could you remind me to call the plumber tomorrow?")
+    assert writing.get(document_id).source == "chat"
+    assert [d.id for d in writing.documents(source="chat")] == [document_id]
+    assert writing.stats().documents == 1
+
+
+def test_long_text_becomes_several_passages_each_indexed(writing):
+    paragraphs = [f"Paragraph {i} talks about topic {i} at some length. " * 12 for i in range(6)]
+    document_id, _ = writing.add_text("note", "\n\n".join(paragraphs), "long one")
+    chunks = writing.get(document_id).chunks
+    assert len(chunks) > 1
+    assert all(len(c.text.split()) <= MAX_WORDS for c in chunks)
+    assert [c.ordinal for c in chunks] == list(range(len(chunks)))
+    assert chunk_ids(writing, document_id) <= writing.index.ids()
+
+
+def test_txt_and_md_files_keep_their_name_as_title(writing, tmp_path):
+    txt = writing.add_file(write(tmp_path / "holiday plans.txt", GARDEN))
+    md = writing.add_file(write(tmp_path / "bike.md", "# Bike\n\n" + BIKE))
+    assert (txt.status, md.status) == ("added", "added")
+    assert txt.words == len(GARDEN.split())
+    assert writing.get(txt.document_ids[0]).title == "holiday plans"
+    assert writing.get(md.document_ids[0]).source == "file"
+    assert writing.get(md.document_ids[0]).origin == str(tmp_path / "bike.md")
+
+
+EML = """\
+From: Me Myself <ME@example.com>
+To: ann@example.com
+Subject: Re: the  garden
+Message-ID: <m1@example.com>
+Content-Type: text/plain; charset=utf-8
+
+I think we should plant the beans along the fence this year.
+
+--
+Me Myself, Allotment 12
+
+On Tue, 3 Jan 2023, Ann <ann@example.com> wrote:
+> Where do the beans go?
+"""
+
+
+def test_eml_keeps_my_words_without_quote_or_signature(mail_writing, tmp_path):
+    result = mail_writing.add_file(write(tmp_path / "reply.eml", EML))
+    assert result.status == "added"
+    document = mail_writing.get(result.document_ids[0])
+    assert (document.source, document.title) == ("mail", "Re: the garden")
+    assert document.text == "I think we should plant the beans along the fence this year."
+    assert document.origin.endswith("reply.eml#<m1@example.com>")
+
+
+def message(sender: str, subject: str, body: str) -> str:
+    return (f"From {sender} Sat Jan  6 10:00:00 2024\nFrom: {sender}\nTo: x@example.com\n"
+            f"Subject: {subject}\n\n{body}\n\n")
+
+
+def test_mbox_keeps_only_mail_i_sent(mail_writing, tmp_path):
+    mbox = write(tmp_path / "Sent.mbox", "".join([
+        message(ME, "Train times", "The 8:15 is cancelled, I'll take the 8:40.\n\n"
+                "On Fri, Jan 5, 2024 at 9:00 AM Bob <bob@example.com>\nwrote:\n"
+                "> When are you arriving?"),
+        message("bob@example.com", "Not mine", "Bob's own words must not be imported."),
+        message(ME, "Recipe", "Soak the lentils overnight.\n> quoted line\n\n-- \nMe"),
+    ]))
+    result = mail_writing.add_file(mbox)
+    assert result.status == "added" and len(result.document_ids) == 2
+    stored = [mail_writing.get(i) for i in result.document_ids]
+    assert [(d.title, d.text) for d in stored] == [
+        ("Train times", "The 8:15 is cancelled, I'll take the 8:40."),
+        ("Recipe", "Soak the lentils overnight."),
+    ]
+    assert "Bob" not in " ".join(d.preview for d in mail_writing.documents())
+
+
+def test_folders_are_walked_recursively_with_a_report_per_file(writing, tmp_path):
+    root = tmp_path / "notes"
+    write(root / "a.txt", GARDEN)
+    write(root / "deeper" / "b.md", BIKE)
+    write(root / "deeper" / "again" / "c.txt", "  " + GARDEN.replace(" ", "  ") + "\n")
+    write(root / "deeper" / "photo.jpg", b"\xff\xd8\xff\xe0 not text")
+    write(root / ".hidden" / "secret.txt", "hidden folders are skipped")
+    write(root / ".also-hidden.txt", "hidden files are skipped")
+    reports = []
+    results = writing.add_paths([root], lambda done, total, r: reports.append((done, total, r)))
+    lines = {r.path.removeprefix(str(root) + "/"): (r.status, r.reason) for r in results}
+    assert lines == {
+        "a.txt": ("added", ""),
+        "deeper/b.md": ("added", ""),
+        "deeper/again/c.txt": ("duplicate", ""),
+        "deeper/photo.jpg": ("skipped", UNSUPPORTED_JPG),
+    }
+    assert [(done, total) for done, total, _ in reports] == [(i, 4) for i in range(1, 5)]
+    assert [r for *_, r in reports] == results
+    assert results[0].line() == f"added     {root / 'a.txt'}"
+    assert writing.stats().documents == 2
+    assert_consistent(writing)
+
+
+def test_add_paths_stops_between_files_when_asked(writing, tmp_path, monkeypatch):
+    monkeypatch.setattr("oppu.storage.writing.EMBED_GROUP", 1)  # store each file when read
+    files = [write(tmp_path / f"{i}.txt", f"Distinct text number {i}.") for i in range(4)]
+    seen = []
+    results = writing.add_paths(files, lambda *a: seen.append(a),
+                                should_stop=lambda: len(seen) == 2)
+    assert [r.path for r in results] == [str(f) for f in files[:2]]
+    assert writing.stats().documents == 2
+    assert writing.add_paths(files, should_stop=lambda: True) == []
+    assert_consistent(writing)
+
+
+def test_add_paths_embeds_across_files_yet_stores_each_file_alone(writing, tmp_path, monkeypatch):
+    monkeypatch.setattr("oppu.storage.writing.EMBED_GROUP", 3)
+    files = [write(tmp_path / f"{i:02}.txt", f"Entry {i}: the weather was odd today, {i} times.")
+             for i in range(7)]
+    calls = []
+    embed = writing.index.embedder.embed
+    monkeypatch.setattr(writing.index.embedder, "embed", lambda texts: calls.append(len(texts))
+                        or embed(texts))
+    results = writing.add_paths(files)
+    assert [r.status for r in results] == ["added"] * 7
+    assert calls == [3, 3, 1]
+    assert sorted(i for r in results for i in r.document_ids) == list(
+        range(results[0].document_ids[0], results[0].document_ids[0] + 7))
+    assert_consistent(writing)
+
+
+def test_same_text_twice_is_stored_once(writing, tmp_path):
+    first, new = writing.add_text("note", GARDEN, "garden")
+    assert new
+    assert writing.add_text("note", GARDEN, "garden") == (first, False)
+    assert writing.add_text("chat", "\n " + GARDEN.replace(". ", ".\n\n  ") + "  \t") == (
+        first, False)
+    result = writing.add_file(write(tmp_path / "copy.txt", GARDEN))
+    assert (result.status, result.document_ids, result.words) == ("duplicate", [first], 0)
+    assert writing.stats().documents == 1
+    assert_consistent(writing)
+
+
+def test_search_can_look_only_at_earlier_documents(writing):
+    early = writing.add_note(GARDEN)
+    late = writing.add_note("Tomatoes again: the storm split every single tomato I had.")
+    assert {p.document_id for p in writing.search("tomatoes", k=4)} == {early, late}
+    assert [p.document_id for p in writing.search("tomatoes", k=4, before_document=late)] == [
+        early]
+    assert writing.search("tomatoes", before_document=early) == []
+    assert writing.search("tomatoes", min_score=1.01) == []
+    assert writing.search("   ") == []
+
+
+def test_earlier_passages_are_found_even_when_later_ones_crowd_the_top(writing, monkeypatch):
+    monkeypatch.setattr("oppu.storage.index.OVERFETCH", 1)  # look at only k passages unfiltered
+    bike = writing.add_note(BIKE)
+    garden = writing.add_note(GARDEN)
+    storm = writing.add_note("Tomatoes again: the storm split every single tomato I had.")
+    query = "the storm split my tomatoes"
+    assert writing.search(query, k=1)[0].document_id == storm
+
+    def earlier(before):
+        return [p.document_id for p in writing.search(query, 1, -1.0, before_document=before)]
+
+    assert earlier(storm) == [garden]
+    assert earlier(garden) == [bike]
+    assert earlier(bike) == []
+
+
+def test_listing_filters_by_text_and_source(writing):
+    garden = writing.add_note(GARDEN)
+    writing.add_chat_message(BIKE)
+    assert [d.id for d in writing.documents("tomatoes")] == [garden]
+    assert [d.source for d in writing.documents()] == ["chat", "note"]
+    assert writing.stats().words == len(GARDEN.split()) + len(BIKE.split())

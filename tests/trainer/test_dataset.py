@@ -1,0 +1,183 @@
+"""The training set: chat-template layout, loss masking, packing, split, retrieval order."""
+
+from dataclasses import replace
+from itertools import pairwise
+
+import pytest
+import torch
+
+from oppu.storage.prompting import PASSAGES_HEADER, VOICE_INSTRUCTION, writing_messages
+from oppu.trainer.dataset import (
+    IGNORE,
+    MIN_REPLY_TOKENS,
+    OPENING_TOKENS,
+    NotEnoughWriting,
+    build_dataset,
+    split_documents,
+)
+from oppu.trainer.lora import TrainConfig
+from tests.support.sample_writing import add_notes
+
+CONFIG = TrainConfig(seq_len=256, retrieval_k=2, retrieval_min_score=0.0, min_words=200,
+                     heldout_fraction=0.25)
+
+
+@pytest.fixture(scope="module")
+def writer(tmp_path_factory, embedder):
+    from oppu.core.profile import Profile
+
+    with Profile("writer", root=tmp_path_factory.mktemp("writer"), embedder=embedder) as profile:
+        add_notes(profile, count=10, words_each=120, seed=3)
+        yield profile
+
+
+@pytest.fixture(scope="module")
+def dataset(writer, tiny_tokenizer):
+    return build_dataset(writer.writing, tiny_tokenizer, CONFIG)
+
+
+def _items(sequences):
+    """(row, start, end, source) of every packed item."""
+    for row, (bounds, sources) in enumerate(zip(sequences.bounds, sequences.sources)):
+        for (start, end), source in zip(pairwise(bounds), sources, strict=True):
+            yield row, start, end, source
+
+
+def _reply_start(labels, start, end) -> int:
+    loss = (labels[start:end] != IGNORE).nonzero()
+    return start + int(loss[0]) if len(loss) else end
+
+
+def test_items_follow_the_chat_layout_and_only_the_users_text_carries_loss(
+        dataset, writer, tiny_tokenizer):
+    end_id = tiny_tokenizer.convert_tokens_to_ids("<|im_end|>")
+    replies: dict[int, list[tuple[int, list[int], bool]]] = {}
+    for sequences in (dataset.train, dataset.heldout):
+        for row, start, end, source in _items(sequences):
+            ids, labels = sequences.input_ids[row], sequences.labels[row]
+            reply = _reply_start(labels, start, end)
+            prompt = tiny_tokenizer.decode(ids[start:reply])
+            title = writer.writing.get(source.document_id).title
+            assert prompt.startswith(f"<|im_start|>system\n{VOICE_INSTRUCTION}")
+            assert f'<|im_start|>user\nContinue my writing "{title}".' in prompt
+            assert prompt.endswith("<|im_end|>\n<|im_start|>assistant\n")
+            assert (PASSAGES_HEADER in prompt) == bool(source.passage_document_ids)
+            # loss on every token after the prompt, and on nothing before it
+            assert torch.equal(labels[reply:end], ids[reply:end])
+            assert (labels[start:reply] == IGNORE).all() and reply < end
+            tokens = ids[reply:end].tolist()
+            if source.ends_document:
+                assert tokens[-1] == end_id
+                tokens = tokens[:-1]
+            assert end_id not in tokens
+            replies.setdefault(source.document_id, []).append(
+                (source.reply_start, tokens, source.ends_document))
+
+    assert set(replies) == set(dataset.train_document_ids) | set(dataset.heldout_document_ids)
+    for document_id, parts in replies.items():
+        parts.sort()
+        text = writer.writing.get(document_id).text
+        expected = tiny_tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert [t for _, tokens, _ in parts for t in tokens] == expected
+        assert [ends for *_, ends in parts] == [False] * (len(parts) - 1) + [True]
+
+
+def test_the_first_item_is_exactly_the_rendered_template_plus_the_text(
+        dataset, writer, tiny_tokenizer):
+    first = writer.writing.documents()[-1]  # the oldest: nothing earlier to retrieve
+    row, start, end, source = next(i for i in _items(dataset.train)
+                                   if i[3].document_id == first.id and i[3].reply_start == 0)
+    assert source.passage_document_ids == ()
+    prompt = tiny_tokenizer.apply_chat_template(
+        writing_messages([], first.title, ""), tokenize=True, add_generation_prompt=True,
+        return_dict=False)
+    text = tiny_tokenizer(writer.writing.get(first.id).text, add_special_tokens=False)
+    ids = dataset.train.input_ids[row, start:end].tolist()
+    assert ids[:len(prompt)] == list(prompt)
+    reply = ids[len(prompt):-1] if source.ends_document else ids[len(prompt):]
+    assert reply == text["input_ids"][:len(reply)]
+
+
+def test_rows_are_packed_full_and_padding_is_never_computed(dataset, tiny_tokenizer):
+    sequences = dataset.train
+    seq_len = sequences.input_ids.shape[1]
+    bare_prompt = len(tiny_tokenizer.apply_chat_template(
+        writing_messages([], "", ""), tokenize=True, add_generation_prompt=True,
+        return_dict=False))
+    smallest_item = bare_prompt + len("Title 10") + OPENING_TOKENS + MIN_REPLY_TOKENS
+    for row, bounds in enumerate(sequences.bounds):
+        used = bounds[-1]
+        # a row before the last closes early only where not even the smallest item fits
+        assert row == len(sequences) - 1 or seq_len - used < smallest_item
+        assert (sequences.labels[row, used:] == IGNORE).all()
+        for start, end in pairwise(bounds):
+            assert sequences.position_ids[row, start:end].tolist() == list(range(end - start))
+    assert sequences.padding < 0.05 * len(sequences) * seq_len
+
+    batch = sequences.batch([1, 0])
+    lengths = [sequences.bounds[1][-1], sequences.bounds[0][-1]]
+    assert batch.tokens == sum(lengths) == batch.cu_seq_lens[-1]
+    assert batch.cu_seq_lens == [0] + [b for b in sequences.bounds[1][1:]] + [
+        lengths[0] + b for b in sequences.bounds[0][1:]]
+    assert batch.loss_tokens == int((sequences.labels[[0, 1]] != IGNORE).sum())
+
+
+def test_a_packed_item_computes_exactly_what_it_computes_alone(dataset, tiny_base):
+    from oppu.trainer.packed_attention import use_packed_attention
+
+    alone_model = tiny_base.load_model().eval()
+    packed_model = tiny_base.load_model().eval()
+    use_packed_attention(packed_model)
+    row = next(r for r, b in enumerate(dataset.train.bounds) if len(b) >= 3)
+    batch = dataset.train.batch([row])
+    with torch.no_grad():
+        packed = packed_model(input_ids=batch.input_ids, position_ids=batch.position_ids,
+                              cu_seq_lens_q=batch.cu_seq_lens, use_cache=False).logits[0]
+        for start, end in pairwise(batch.cu_seq_lens):
+            alone = alone_model(input_ids=batch.input_ids[:, start:end]).logits[0]
+            torch.testing.assert_close(packed[start:end], alone, atol=2e-4, rtol=1e-4)
+
+
+def test_documents_are_split_whole_by_a_seeded_hash_that_stays_put():
+    ids = list(range(1, 41))
+    train, held = split_documents(ids, 0.2, seed=0)
+    assert sorted(train + held) == ids and not set(train) & set(held)
+    assert 2 <= len(held) <= 16
+    assert split_documents(ids, 0.2, seed=0) == (train, held)
+    assert split_documents(ids, 0.2, seed=1)[1] != held
+    # more writing later: the documents already held out stay held out
+    assert set(held) <= set(split_documents(ids + list(range(41, 80)), 0.2, seed=0)[1])
+    assert split_documents([5, 9], 0.01, seed=0)[1] in ([5], [9])  # at least one when possible
+    assert split_documents([7], 0.5, seed=0) == ([7], [])
+
+
+def test_the_dataset_keeps_held_out_documents_out_of_training(dataset, writer):
+    all_ids = {d.id for d in writer.writing.documents()}
+    assert set(dataset.train_document_ids) | set(dataset.heldout_document_ids) == all_ids
+    assert dataset.heldout_document_ids and not (
+        set(dataset.train_document_ids) & set(dataset.heldout_document_ids))
+    train_sources = {s.document_id for *_, s in _items(dataset.train)}
+    held_sources = {s.document_id for *_, s in _items(dataset.heldout)}
+    assert train_sources == set(dataset.train_document_ids)
+    assert held_sources == set(dataset.heldout_document_ids)
+    words = {d.id: d.words for d in writer.writing.documents()}
+    assert dataset.train_words == sum(words[d] for d in dataset.train_document_ids)
+
+
+def test_items_retrieve_only_from_older_documents(dataset):
+    held = set(dataset.heldout_document_ids)
+    retrieved = 0
+    for sequences, may_see_heldout in ((dataset.train, False), (dataset.heldout, True)):
+        for *_, source in _items(sequences):
+            assert all(d < source.document_id for d in source.passage_document_ids)
+            assert may_see_heldout or not held & set(source.passage_document_ids)
+            retrieved += len(source.passage_document_ids)
+    assert retrieved > 0
+
+
+def test_too_little_writing_is_refused_with_the_counts(writer, tiny_tokenizer):
+    words = sum(d.words for d in writer.writing.documents())
+    with pytest.raises(NotEnoughWriting) as refused:
+        build_dataset(writer.writing, tiny_tokenizer, replace(CONFIG, min_words=words + 1))
+    assert str(refused.value) == f"not enough writing yet ({words} words, need {words + 1})"
+    assert (refused.value.words, refused.value.needed) == (words, words + 1)

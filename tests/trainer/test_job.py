@@ -1,0 +1,107 @@
+"""The training child process: its JSON-line protocol, its records, SIGTERM, the gate rule."""
+
+import json
+import signal
+
+import pytest
+
+from oppu.core.training import log_path
+from oppu.storage.models import Adapter, AdapterDocument, TrainingRun
+from oppu.trainer.job import decide, is_out_of_memory
+from oppu.trainer.versions import GGUF_FILE, META_FILE, PEFT_DIR
+from tests.support.training_setup import (  # noqa: F401 - fixtures
+    FAST,
+    base_cache_fixture,
+    start_run,
+    trainee_fixture,
+    writing_template_fixture,
+)
+
+
+def test_the_child_reports_progress_and_records_a_complete_adapter(trainee):
+    run_id, child = start_run(trainee, FAST)
+    records = [json.loads(line) for line in child.stdout]
+    assert child.wait() == 0, log_path(trainee, run_id).read_text()
+
+    progress, result = records[:-1], records[-1]["result"]
+    phases = [r["phase"] for r in progress]
+    assert phases[0] == "prepare" and phases[-1] == "save"
+    assert {"dataset", "evaluate", "train"} <= set(phases)
+    steps = [r for r in progress if r["phase"] == "train"]
+    assert [r["step"] for r in steps] == list(range(1, FAST["max_steps"] + 1))
+    assert all(r["total"] == FAST["max_steps"] for r in steps)
+    assert all(r["loss"] > 0 and r["tokens_per_s"] > 0 and r["eta_s"] >= 0 for r in steps)
+    assert steps[-1]["eta_s"] == 0
+    assert result["status"] == "succeeded" and result["version"] == "v1"
+
+    folder = trainee.adapters_dir / "v1"
+    assert {p.name for p in (folder / PEFT_DIR).iterdir()} >= {
+        "adapter_config.json", "adapter_model.safetensors"}
+    assert (folder / GGUF_FILE).read_bytes()[:4] == b"GGUF"
+    meta = json.loads((folder / META_FILE).read_text())
+    assert meta["run_id"] == run_id and meta["version"] == "v1"
+    assert meta["base"]["sha256"] and meta["app_version"] and meta["created"]
+    assert meta["config"]["seq_len"] == FAST["seq_len"]
+    assert set(meta["metrics"]) >= {"base", "new", "train"}
+    assert meta["decision"] == result["decision"]
+
+    with trainee.store.read() as session:
+        run = session.get(TrainingRun, run_id)
+        adapter = session.query(Adapter).one()
+        linked = {d.document_id for d in session.query(AdapterDocument)}
+    assert run.status == "succeeded" and run.adapter_version == "v1" and run.error is None
+    assert [point[0] for point in run.loss_curve] == [1, 2, 3]
+    assert run.config["train"]["max_steps"] == FAST["max_steps"]
+    assert run.decision == meta["decision"] and run.promoted == adapter.is_active
+    assert linked == set(meta["train_document_ids"]) | set(meta["heldout_document_ids"])
+    assert meta["heldout_document_ids"] and meta["train_document_ids"]
+    assert adapter.base_sha256 == meta["base"]["sha256"]
+    assert trainee.writing.stats().words_since_adapter == 0
+
+
+def test_sigterm_cancels_cleanly(trainee):
+    run_id, child = start_run(trainee, {**FAST, "max_steps": 500})
+    seen = []
+    for line in child.stdout:
+        seen.append(json.loads(line))
+        if seen[-1].get("phase") == "train":
+            child.send_signal(signal.SIGTERM)
+            break
+    seen.extend(json.loads(line) for line in child.stdout)
+    assert child.wait() == 3
+    assert seen[-1]["result"]["status"] == "cancelled"
+    with trainee.store.read() as session:
+        run = session.get(TrainingRun, run_id)
+        assert run.status == "cancelled" and run.finished_at is not None and run.error is None
+        assert session.query(Adapter).count() == 0
+    assert list(trainee.adapters_dir.iterdir()) == []
+
+
+def test_unknown_training_options_fail_the_run_clearly(trainee):
+    _, child = start_run(trainee, {"lr": 0.1})
+    result = [json.loads(line) for line in child.stdout][-1]["result"]
+    assert child.wait() == 1
+    assert result["error"].startswith("unknown training option lr; known: rank, alpha")
+
+
+def test_the_gate_promotes_only_what_beats_both():
+    base, good, better = {"loss": 3.0}, {"loss": 2.5}, {"loss": 2.0}
+    assert decide(good, base, None, None) == (
+        True, "promoted: held-out loss 2.5000 beats the base model's 3.0000")
+    assert decide(better, base, good, "v1")[0]
+    promoted, why = decide(good, base, better, "v1")
+    assert not promoted and why == ("not promoted: held-out loss 2.5000 does not beat the active "
+                                    "v1's 2.0000; v1 stays active")
+    promoted, why = decide(base, base, None, None)
+    assert not promoted and "does not beat the base model's 3.0000" in why
+
+
+def test_real_out_of_memory_errors_are_recognised():
+    import torch
+
+    with pytest.raises(RuntimeError) as caught:
+        torch.empty(2**50, dtype=torch.uint8)
+    assert is_out_of_memory(caught.value)
+    assert is_out_of_memory(MemoryError())
+    assert is_out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate"))
+    assert not is_out_of_memory(ValueError("bad value"))

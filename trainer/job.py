@@ -1,0 +1,296 @@
+"""One training run, inside the child process: base, dataset, LoRA, gate, adapter version.
+
+The run's row holds what core decided (base GGUF, preset, overrides, device). This job
+records everything else on it: running with its pid, then the outcome. The new version
+is written under `runs/<id>/adapter/` first; only in the critical section at the end is
+it renamed into `adapters/<version>/` and committed, the row, its document links, the
+promotion and the run's outcome in one transaction. A kill before that leaves the store
+and the active adapter as they were.
+
+Evaluation gate: held-out loss of the base, of the currently active adapter (when it
+shares this base) and of the new adapter, on the same held-out documents. The new one
+becomes active only if it beats both; the decision and its reason are recorded.
+"""
+
+import math
+import os
+import shutil
+import sys
+import traceback
+from dataclasses import replace
+from pathlib import Path
+
+from oppu.storage.atomic import atomic_dir
+from oppu.storage.db import Store
+from oppu.storage.models import Adapter, AdapterDocument, TrainingRun, utcnow
+from oppu.storage.paths import private_dir, profile_dir
+from oppu.trainer.child import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, Protocol, StopControl
+from oppu.trainer.versions import (
+    GGUF_FILE,
+    PEFT_DIR,
+    active_adapter,
+    app_version,
+    make_active,
+    next_version,
+    read_meta,
+    write_meta,
+)
+
+OOM_MARKERS = ("out of memory", "can't allocate memory", "cannot allocate memory",
+               "not enough memory")
+DOING = {"starting": "starting", "prepare": "preparing the base model",
+         "dataset": "laying out the dataset", "evaluate": "evaluating", "train": "training",
+         "save": "saving the adapter"}
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, MemoryError) or any(m in str(error).lower() for m in OOM_MARKERS)
+
+
+def decide(new: dict, base: dict, active: dict | None, active_version: str | None
+           ) -> tuple[bool, str]:
+    """Promote only an adapter whose held-out loss beats the base's and the active one's."""
+    if not new["loss"] < base["loss"]:
+        return False, (f"not promoted: held-out loss {new['loss']:.4f} does not beat the base "
+                       f"model's {base['loss']:.4f}")
+    if active is not None and not new["loss"] < active["loss"]:
+        return False, (f"not promoted: held-out loss {new['loss']:.4f} does not beat the active "
+                       f"{active_version}'s {active['loss']:.4f}; {active_version} stays active")
+    against = f" and {active_version}'s {active['loss']:.4f}" if active is not None else ""
+    return True, (f"promoted: held-out loss {new['loss']:.4f} beats the base model's "
+                  f"{base['loss']:.4f}{against}")
+
+
+class TrainingJob:
+    def __init__(self, store: Store, folder: Path, run_id: int, protocol: Protocol,
+                 control: StopControl):
+        self.store = store
+        self.folder = folder
+        self.run_id = run_id
+        self.protocol = protocol
+        self.control = control
+        self.loss_curve: list = []
+        self.phase = "starting"
+
+    # -- recording ----------------------------------------------------------------------
+
+    def emit(self, phase: str, step: int = 0, total: int = 0, **extra) -> None:
+        self.phase = phase
+        self.protocol.emit({"phase": phase, "step": step, "total": total,
+                            **{k: v for k, v in extra.items() if v is not None}})
+
+    def _update_run(self, **fields) -> None:
+        with self.store.write() as session:
+            run = session.get(TrainingRun, self.run_id)
+            for key, value in fields.items() if run is not None else ():
+                setattr(run, key, value)
+
+    def _start(self) -> dict:
+        with self.store.write() as session:
+            run = session.get(TrainingRun, self.run_id)
+            if run is None:
+                raise LookupError(f"no training run {self.run_id}")
+            if run.status not in ("queued", "running"):
+                raise LookupError(f"training run {self.run_id} is already {run.status}")
+            run.status, run.pid = "running", os.getpid()
+            return dict(run.config)
+
+    def _end(self, status: str, error: str | None = None) -> int:
+        shutil.rmtree(self.folder / "runs" / str(self.run_id) / "adapter", ignore_errors=True)
+        with self.control.critical():
+            self._update_run(status=status, error=error, loss_curve=self.loss_curve,
+                             finished_at=utcnow())
+        self.protocol.result(run=self.run_id, status=status, error=error)
+        return EXIT_STOPPED if status == "cancelled" else EXIT_FAILED
+
+    # -- the run ------------------------------------------------------------------------
+
+    def run(self) -> int:
+        try:
+            config = self._start()
+            outcome = self._train(config)
+        except BaseException as error:
+            if self.control.requested:
+                return self._end("cancelled")
+            if is_out_of_memory(error):
+                return self._end("failed", f"out of memory while {DOING[self.phase]}: try the "
+                                           "'quick' preset, fewer max steps or a smaller base "
+                                           "model")
+            if isinstance(error, (KeyboardInterrupt, SystemExit)):
+                raise
+            # Errors written for people; anything else gets its type and a traceback in the log.
+            known = type(error).__name__ in ("NotEnoughWriting", "BaseModelError", "ValueError",
+                                            "UnsupportedAdapter", "AdapterMismatch",
+                                            "AdapterLoadError")
+            if not known:
+                traceback.print_exc(file=sys.stderr)
+            return self._end("failed", str(error) if known else
+                             f"{type(error).__name__} while {DOING[self.phase]}: {error}")
+        self.protocol.result(run=self.run_id, status="succeeded", **outcome)
+        return EXIT_OK
+
+    def _train(self, config: dict) -> dict:
+        from oppu.storage.index import Index
+        from oppu.storage.writing import Writing
+        from oppu.trainer.dataset import NotEnoughWriting, build_dataset
+        from oppu.trainer.evaluate import heldout_metrics
+        from oppu.trainer.lora import PRESETS, TrainConfig, pick_device, train_lora
+        from oppu.trainer.prepare import describe, prepare_base
+
+        if config["preset"] not in PRESETS:
+            raise ValueError(f"unknown training preset {config['preset']!r}")
+        overrides = config.get("overrides", {})
+        unknown = sorted(set(overrides) - set(TrainConfig.help()))
+        if unknown:
+            raise ValueError(f"unknown training option {', '.join(unknown)}; known: "
+                             f"{', '.join(TrainConfig.help())}")
+        train_config = replace(PRESETS[config["preset"]], device=config.get("device", "auto"),
+                               **overrides)
+        writing = Writing(self.store, Index(private_dir(self.folder / "chroma")))
+        words = writing.stats().words
+        if words < train_config.min_words:  # say so before minutes of preparing the base
+            raise NotEnoughWriting(words, train_config.min_words)
+
+        self.emit("prepare", 0, 100, message="base model")
+        base = prepare_base(Path(config["base"]), report=lambda message, fraction: self.emit(
+            "prepare", int(fraction * 100), 100, message=message))
+        self._update_run(config={**config, "train": train_config.to_dict(),
+                                 "base_sha256": base.sha256})
+        self.emit("dataset", 0, 1, message="laying out your writing")
+        tokenizer = base.load_tokenizer()
+        dataset = build_dataset(writing, tokenizer, train_config)
+        self.emit("dataset", 1, 1)
+
+        device = pick_device(train_config.device)
+        self.emit("evaluate", 0, 3, message="base model")
+        model = base.load_model(device=device)
+        metrics = {"base": heldout_metrics(model, dataset.heldout)}
+        active_row = self._comparable_active(base.sha256)
+        if active_row is not None:
+            self.emit("evaluate", 1, 3, message=f"active adapter {active_row.version}")
+            metrics["active"] = self._evaluate_adapter(model, Path(active_row.path) / PEFT_DIR,
+                                                       dataset.heldout)
+            metrics["active_version"] = active_row.version
+            # Held-out documents the active adapter was trained on flatter it; say how many.
+            seen = set(read_meta(Path(active_row.path)).get("train_document_ids", []))
+            metrics["active_trained_on_heldout"] = len(seen & set(dataset.heldout_document_ids))
+        self.control.check()
+
+        def on_step(progress: dict) -> None:
+            if progress.get("loss") is not None:
+                self.loss_curve.append([progress.get("step"), progress["loss"]])
+            self.emit("train", progress.get("step", 0), progress.get("total", 0),
+                      **{k: progress.get(k) for k in ("loss", "tokens_per_s", "eta_s")})
+
+        trained = train_lora(model, dataset, train_config, on_step, self.control.should_stop)
+        self.loss_curve = trained.loss_curve
+        self.emit("evaluate", 2, 3, message="new adapter")
+        metrics["new"] = heldout_metrics(trained.peft_model, dataset.heldout)
+        metrics["train"] = {"steps": trained.steps, "planned_steps": trained.planned_steps,
+                            "ended_by": trained.ended_by, "tokens": trained.tokens,
+                            "loss_tokens": trained.loss_tokens,
+                            "seconds": round(trained.seconds, 2),
+                            "tokens_per_s": round(trained.tokens / max(trained.seconds, 1e-9), 1)}
+        metrics["dataset"] = {**dataset.stats, "train_words": dataset.train_words,
+                              "heldout_words": dataset.heldout_words}
+        self.emit("evaluate", 3, 3)
+        return self._save(config, train_config, base, describe(base), dataset, trained,
+                          metrics, active_row)
+
+    def _comparable_active(self, base_sha256: str):
+        with self.store.read() as session:
+            row = active_adapter(session)
+        if row is None or row.base_sha256 != base_sha256:
+            return None
+        return row if (Path(row.path) / PEFT_DIR).is_dir() else None
+
+    def _evaluate_adapter(self, model, peft_dir: Path, sequences) -> dict:
+        from oppu.trainer.evaluate import heldout_metrics, load_adapter
+
+        wrapped = load_adapter(model, peft_dir)
+        try:
+            return heldout_metrics(wrapped, sequences)
+        finally:
+            wrapped.unload()  # takes the LoRA layers out again, leaving `model` bare
+
+    # -- the adapter version ------------------------------------------------------------
+
+    def _save(self, config, train_config, base, base_summary, dataset, trained, metrics,
+              active_row) -> dict:
+        from oppu.trainer.gguf_adapter import write_adapter_gguf
+
+        active = metrics.get("active")
+        promoted, decision = decide(metrics["new"], metrics["base"], active,
+                                    metrics.get("active_version"))
+        for key in ("base", "new", "active"):
+            if key in metrics and not math.isfinite(metrics[key]["loss"]):
+                promoted, decision = False, f"not promoted: the {key} held-out loss is not finite"
+        self.emit("save", 0, 2, message="writing the adapter")
+        work = self.folder / "runs" / str(self.run_id) / "adapter"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        trained.peft_model.save_pretrained(work / PEFT_DIR)
+        write_adapter_gguf(work / PEFT_DIR, base.gguf_path, work / GGUF_FILE,
+                           base_sha256=base.sha256)
+        documents = sorted(set(dataset.train_document_ids) | set(dataset.heldout_document_ids))
+        meta = {"run_id": self.run_id, "base": {"name": base.gguf_path.name, **base_summary},
+                "config": train_config.to_dict(), "preset": config["preset"], "metrics": metrics,
+                "train_document_ids": list(dataset.train_document_ids),
+                "heldout_document_ids": list(dataset.heldout_document_ids),
+                "train_words": dataset.train_words, "app_version": app_version(),
+                "created": utcnow().isoformat(), "decision": decision}
+        with self.control.critical():  # a stop request now waits: the work is done
+            return self._commit(work, meta, documents, promoted, decision, active_row)
+
+    def _commit(self, work: Path, meta: dict, documents: list[int], promoted: bool,
+                decision: str, active_row) -> dict:
+        adapters_dir = private_dir(self.folder / "adapters")
+        with self.store.read() as session:
+            version = next_version(session, adapters_dir)
+            current = active_adapter(session)
+        if promoted and (current.id if current else None) != (active_row.id if active_row
+                                                              else None):
+            promoted = False
+            decision = "not promoted: the active adapter was changed during training"
+        meta |= {"version": version, "decision": decision, "promoted": promoted}
+        final = adapters_dir / version
+        write_meta(work, meta)
+        with atomic_dir(final) as temp:
+            for item in work.iterdir():
+                os.rename(item, temp / item.name)
+        try:
+            with self.store.write() as session:
+                adapter = Adapter(version=version, path=str(final),
+                                  base_name=meta["base"]["name"],
+                                  base_sha256=meta["base"]["sha256"], origin="trained",
+                                  metrics=meta["metrics"], words_trained=meta["train_words"],
+                                  run_id=self.run_id)
+                session.add(adapter)
+                session.flush()
+                session.add_all(AdapterDocument(adapter_id=adapter.id, document_id=d)
+                                for d in documents)
+                if promoted:
+                    make_active(session, adapter)
+                run = session.get(TrainingRun, self.run_id)
+                run.status, run.metrics, run.loss_curve = "succeeded", meta["metrics"], \
+                    self.loss_curve
+                run.adapter_version, run.promoted, run.decision = version, promoted, decision
+                run.finished_at = utcnow()
+        except BaseException:
+            shutil.rmtree(final, ignore_errors=True)  # no row points at it: take it back
+            raise
+        shutil.rmtree(work.parent / "adapter", ignore_errors=True)
+        self.emit("save", 2, 2)
+        return {"version": version, "promoted": promoted, "decision": decision,
+                "metrics": meta["metrics"]}
+
+
+def run_job(profile_name: str, run_id: int, root: Path | None, protocol: Protocol) -> int:
+    folder = profile_dir(profile_name, root)
+    control = StopControl(folder / "runs" / str(run_id) / "stop").install()
+    store = Store(folder / "oppu.db")
+    try:
+        return TrainingJob(store, folder, run_id, protocol, control).run()
+    finally:
+        control.close()
+        store.close()

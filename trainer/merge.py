@@ -1,0 +1,133 @@
+"""A standalone GGUF with the adapter merged in: base + scale · B·A, q/k permuted likewise.
+
+Every metadata key of the base is carried over (tokenizer, chat template, special
+tokens), untouched tensors are copied byte for byte, and only the adapted tensors are
+dequantized with gguf-py, merged and re-encoded as F16 or Q8_0. Smaller types go
+through llama.cpp's own quantizer afterwards.
+"""
+
+import ctypes
+import tempfile
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from oppu.storage.atomic import TEMP_PREFIX, atomic_path
+from oppu.trainer.gguf_adapter import LoraTensor, lora_tensors, read_base_info
+from oppu.trainer.gguf_file import (
+    GGUFHeader,
+    TensorEntry,
+    read_header,
+    tensor_data,
+    tensor_nbytes,
+    write_like,
+)
+from oppu.trainer.peft_files import UnsupportedAdapter, read_peft_dir
+
+# report(done, total, message): plain, so that any layer can turn it into its own progress.
+MergeReport = Callable[[int, int, str], None]
+
+TENSOR_TYPES = ("q8_0", "f16")
+# Types made by llama.cpp's quantizer, by name -> llama_ftype constant name.
+QUANTIZE_TYPES = {
+    "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M", "q4_k_s": "LLAMA_FTYPE_MOSTLY_Q4_K_S",
+    "q5_k_m": "LLAMA_FTYPE_MOSTLY_Q5_K_M", "q5_k_s": "LLAMA_FTYPE_MOSTLY_Q5_K_S",
+    "q6_k": "LLAMA_FTYPE_MOSTLY_Q6_K", "q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0",
+    "q5_0": "LLAMA_FTYPE_MOSTLY_Q5_0", "q3_k_m": "LLAMA_FTYPE_MOSTLY_Q3_K_M",
+}
+
+
+def _no_report(_done: int, _total: int, _message: str) -> None:
+    pass
+
+
+def write_merged_gguf(peft_dir: Path, base_gguf: Path, out_path: Path, tensor_type: str = "q8_0",
+                      quantize_to: str | None = None, report: MergeReport = _no_report, *,
+                      permute_qk: bool = True) -> Path:
+    """Write base + adapter as one GGUF at `out_path`, atomically; return the path."""
+    if tensor_type not in TENSOR_TYPES:
+        raise ValueError(f"tensor type must be one of {', '.join(TENSOR_TYPES)}, not {tensor_type!r}")
+    if quantize_to is not None and quantize_to not in QUANTIZE_TYPES:
+        raise ValueError(f"quantize_to must be one of {', '.join(QUANTIZE_TYPES)}, "
+                         f"not {quantize_to!r}")
+    lora = read_peft_dir(peft_dir)
+    touched = {t.base_name: t for t in lora_tensors(lora, read_base_info(base_gguf), permute_qk)}
+    header = read_header(base_gguf)
+    out_path = Path(out_path)
+    with atomic_path(out_path) as temp:
+        if quantize_to is None:
+            _write_merged(header, touched, lora.scale, tensor_type.upper(), temp, report)
+        else:
+            # F32 in between, so that the merged weights are rounded once, by the quantizer.
+            with tempfile.TemporaryDirectory(prefix=TEMP_PREFIX, dir=out_path.parent) as folder:
+                merged = Path(folder) / "merged-f32.gguf"
+                _write_merged(header, touched, lora.scale, "F32", merged, report)
+                report(0, 1, f"quantizing to {quantize_to}")
+                quantize_gguf(merged, temp, quantize_to)
+                report(1, 1, f"quantized to {quantize_to}")
+    return out_path
+
+
+def _write_merged(header: GGUFHeader, touched: dict[str, LoraTensor], scale: float,
+                  type_name: str, path: Path, report: MergeReport) -> None:
+    import gguf
+
+    qtype = gguf.GGMLQuantizationType[type_name]
+    entries = [replace(e, type=int(qtype), nbytes=tensor_nbytes(e.ne, qtype))
+               if e.name in touched else e for e in header.tensors]
+    originals = {e.name: e for e in header.tensors}
+    done = 0
+
+    def payload(entry: TensorEntry):
+        nonlocal done
+        original = originals[entry.name]
+        data = tensor_data(header, original)
+        if entry.name in touched:
+            data = _encode(merge_tensor(data, original.type, touched[entry.name], scale), qtype)
+        done += 1
+        report(done, len(entries), entry.name)
+        return data
+
+    with open(path, "wb") as out:
+        write_like(header, out, entries, payload)
+
+
+def merge_tensor(data: np.ndarray, qtype: int, lora: LoraTensor, scale: float) -> np.ndarray:
+    """A base tensor's stored bytes, dequantized, plus scale · B @ A, as float32."""
+    import gguf
+
+    try:
+        weights = gguf.dequantize(data, gguf.GGMLQuantizationType(qtype)).astype(np.float32)
+    except NotImplementedError:
+        raise UnsupportedAdapter(f"gguf-py cannot dequantize {lora.base_name} (stored as "
+                                 f"{gguf.GGMLQuantizationType(qtype).name}) to merge into it") \
+            from None
+    weights += np.float32(scale) * (lora.b.astype(np.float32) @ lora.a.astype(np.float32))
+    return weights
+
+
+def _encode(weights: np.ndarray, qtype) -> np.ndarray:
+    import gguf
+
+    if qtype == gguf.GGMLQuantizationType.F32:
+        return np.ascontiguousarray(weights, np.float32)
+    if qtype == gguf.GGMLQuantizationType.F16:
+        return weights.astype(np.float16)
+    return gguf.quantize(weights, qtype)
+
+
+def quantize_gguf(source: Path, target: Path, kind: str, n_threads: int = 0) -> None:
+    """llama.cpp's own quantizer, `source` to `target` as `kind` (a QUANTIZE_TYPES name)."""
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, QUANTIZE_TYPES[kind])
+    params.nthread = n_threads
+    params.allow_requantize = True  # the base's untouched tensors are quantized already
+    code = llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(),
+                                          ctypes.byref(params))
+    if code != 0:
+        raise RuntimeError(f"llama.cpp could not quantize {Path(source).name} to {kind} "
+                           f"(code {code})")

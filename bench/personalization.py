@@ -223,10 +223,10 @@ def learning_curve(base, profile, tokenizer, state: dict, layout, base_ppl: floa
 
 def evaluate(books, states, profiles, base, args, timer) -> dict:
     """Perplexity (four configurations and the cross matrix) and generation scores."""
+    from oppu.core.evaluation import generation_scores
     from oppu.trainer.lora import TrainConfig
     from oppu.trainer.personal_eval import (
         generation_items,
-        generation_scores,
         heldout_layout,
         perplexities,
         perplexity,

@@ -16,6 +16,7 @@ from oppu.storage.models import Adapter, Document
 
 EVALUATION_KEY = "evaluation"
 DEFAULT_GENERATIONS = 4
+GENERATION_TOKENS = 96
 DEFAULT_MAX_WORDS = 20_000  # about 3 minutes of perplexity on a 2-core CPU
 
 
@@ -101,12 +102,7 @@ def evaluate_profile(profile, version: str | None = None, generations: int = DEF
     """Measure the adapter (default: the active one) on its run's held-out documents (as
     many as fit in `max_words`, at least one)."""
     from oppu.trainer.lora import TrainConfig
-    from oppu.trainer.personal_eval import (
-        generation_items,
-        generation_scores,
-        heldout_layout,
-        perplexities,
-    )
+    from oppu.trainer.personal_eval import generation_items, heldout_layout, perplexities
     from oppu.trainer.prepare import prepare_base
     from oppu.trainer.versions import GGUF_FILE, PEFT_DIR, read_meta
 
@@ -160,3 +156,44 @@ def evaluate_profile(profile, version: str | None = None, generations: int = DEF
         row = _adapter_row(session, version)
         row.metrics = {**(row.metrics or {}), EVALUATION_KEY: result.to_dict()}
     return result
+
+
+def _continuations(engine, items: list, retrieval: bool, max_tokens: int,
+                   report) -> list[str]:
+    from oppu.engine.chat import ReplyStream, Sampling
+    from oppu.storage.prompting import writing_messages
+
+    texts = []
+    for item in items:
+        messages = writing_messages(item.passages if retrieval else [], item.title, item.opening)
+        stream = ReplyStream(engine, engine.prompt_tokens(messages), Sampling.greedy(max_tokens))
+        texts.append(stream.text().strip())
+        report()
+    return texts
+
+def generation_scores(base_gguf: Path, adapter_gguf: Path | None, items: list,
+                      max_tokens: int = GENERATION_TOKENS, scale: float = 1.0,
+                      report=lambda what, done, total: None, samples: int = 2) -> dict:
+    """Greedy continuations through llama.cpp, scored, for each of the four configurations
+    (the adapter ones only when `adapter_gguf` is given); `samples` examples are kept."""
+    from oppu.engine.llm import Engine
+    from oppu.trainer.personal_eval import CONFIGURATIONS, score_continuations
+
+    configurations = CONFIGURATIONS if adapter_gguf is not None else CONFIGURATIONS[:2]
+    total = len(configurations) * len(items)
+    done = 0
+    results = {}
+    with Engine(base_gguf) as engine:
+        for name in configurations:
+            engine.set_adapter(adapter_gguf if name.startswith("adapter") else None, scale)
+
+            def tick(name=name):
+                nonlocal done
+                done += 1
+                report(f"generating: {name}", done, total)
+
+            texts = _continuations(engine, items, name.endswith("retrieval"), max_tokens, tick)
+            results[name] = score_continuations(items, texts) | {"examples": [
+                {"opening": item.opening, "real": item.continuation, "generated": text}
+                for item, text in list(zip(items, texts))[:samples]]}
+    return results

@@ -3,6 +3,7 @@
 import shutil
 from functools import cached_property
 from pathlib import Path
+from typing import Self
 
 from oppu.core.settings import Settings, load_settings, save_settings
 from oppu.core.training import recover_interrupted
@@ -55,7 +56,7 @@ class Profile:
     def close(self) -> None:
         self.store.close()
 
-    def __enter__(self) -> "Profile":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *_exc) -> None:

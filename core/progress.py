@@ -1,7 +1,7 @@
 """The plain callbacks every long job takes: `report(Progress)` and `should_stop() -> bool`."""
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from oppu.storage.privacy import go_offline  # noqa: E402
+from oppu.storage.privacy import go_offline
 
 go_offline()
 

@@ -8,9 +8,9 @@
 Perplexity is measured with transformers on the user's held-out documents laid out
 exactly as training lays them out (`oppu.trainer.dataset`), with and without retrieved
 passages; every token of the held-out text is scored once under each configuration, so
-the four numbers are comparable. Generation goes the product's way, through llama.cpp
-with the adapter's GGUF: the opening of a held-out stretch is the prompt, the greedy
-continuation is scored against what the user really wrote (`oppu.trainer.scoring`).
+the four numbers are comparable. Generation items (the opening of a held-out stretch and what the user really wrote
+next) and their scoring live here too; the greedy continuations themselves come from
+llama.cpp, the product's path, in `oppu.core.evaluation`.
 The benchmark (`bench/personalization.py`) and `oppu eval` both use this module.
 """
 
@@ -19,13 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from oppu.storage.prompting import writing_messages
 from oppu.trainer.scoring import rouge_l, style_similarity
 
 CONFIGURATIONS = ("base", "base+retrieval", "adapter", "adapter+retrieval")
 OPENING_WORDS = 60
 CONTINUATION_WORDS = 60
-GENERATION_TOKENS = 96
 
 Report = Callable[[str, int, int], None]  # (what, done, total)
 
@@ -136,19 +134,6 @@ def generation_items(writing, tokenizer, config, document_ids: list[int], count:
     return items
 
 
-def _continuations(engine, items: list[GenerationItem], retrieval: bool, max_tokens: int,
-                   report: Callable[[], None]) -> list[str]:
-    from oppu.engine.chat import ReplyStream, Sampling
-
-    texts = []
-    for item in items:
-        messages = writing_messages(item.passages if retrieval else [], item.title, item.opening)
-        stream = ReplyStream(engine, engine.prompt_tokens(messages), Sampling.greedy(max_tokens))
-        texts.append(stream.text().strip())
-        report()
-    return texts
-
-
 def score_continuations(items: list[GenerationItem], texts: list[str]) -> dict:
     """Mean ROUGE-L and style similarity of generated continuations against the real ones,
     and the style similarity of everything generated against everything real (a profile
@@ -163,30 +148,3 @@ def score_continuations(items: list[GenerationItem], texts: list[str]) -> dict:
         "items": len(items),
         "words": sum(len(t.split()) for t in texts),
     }
-
-
-def generation_scores(base_gguf: Path, adapter_gguf: Path | None, items: list[GenerationItem],
-                      max_tokens: int = GENERATION_TOKENS, scale: float = 1.0,
-                      report: Report = _quiet, samples: int = 2) -> dict:
-    """Greedy continuations through llama.cpp, scored, for each of the four configurations
-    (the adapter ones only when `adapter_gguf` is given); `samples` examples are kept."""
-    from oppu.engine.llm import Engine
-
-    configurations = CONFIGURATIONS if adapter_gguf is not None else CONFIGURATIONS[:2]
-    total = len(configurations) * len(items)
-    done = 0
-    results = {}
-    with Engine(base_gguf) as engine:
-        for name in configurations:
-            engine.set_adapter(adapter_gguf if name.startswith("adapter") else None, scale)
-
-            def tick(name=name):
-                nonlocal done
-                done += 1
-                report(f"generating: {name}", done, total)
-
-            texts = _continuations(engine, items, name.endswith("retrieval"), max_tokens, tick)
-            results[name] = score_continuations(items, texts) | {"examples": [
-                {"opening": item.opening, "real": item.continuation, "generated": text}
-                for item, text in list(zip(items, texts))[:samples]]}
-    return results

@@ -72,10 +72,8 @@ class ChatController(QObject):
         history = self.session.history if self.session else []
         if self.job is not None or len(history) < 2 or history[-1]["role"] != "assistant":
             return
-        text = history[-2]["content"]
-        self.session.history = history[:-2]  # the old reply is not context for the new one
         self.page.transcript.remove_last()
-        self._generate(lambda report, stop: self.session.send(text, report, stop))
+        self._generate(lambda report, stop: self.session.regenerate(report, stop))
 
     def _generate(self, work) -> None:
         self.bubble = self.page.transcript.add("assistant")

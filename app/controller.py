@@ -19,9 +19,9 @@ from oppu.app.shell import Shell
 from oppu.app.widgets import Banner
 from oppu.app.writing_controller import WritingController
 from oppu.core.bases import bases
-from oppu.core.profile import Profile, delete_profile_data
+from oppu.core.devices import device_summary
+from oppu.core.profile import DEFAULT_PROFILE, Profile, delete_profile_data, list_profiles
 from oppu.core.settings import Settings
-from oppu.storage.paths import DEFAULT_PROFILE, list_profiles
 
 ProfileFactory = Callable[[str], Profile]
 
@@ -219,17 +219,3 @@ class AppController(QObject):
         if self.profile is not None:
             self.profile.close()
             self.profile = None
-
-
-def device_summary(training_setting: str) -> str:
-    """One line: the device training will use, and how chat will run llama.cpp."""
-    from oppu.engine.llm import cpu_threads, gpu_layers
-    from oppu.trainer.lora import pick_device
-
-    try:
-        training = {"cuda": "the GPU (CUDA)", "cpu": "the CPU"}[pick_device(training_setting)]
-    except ValueError as error:
-        training = f"nothing: {error}"
-    serving = ("the GPU (llama.cpp offload)" if gpu_layers() else
-               f"the CPU ({cpu_threads()} threads)")
-    return f"Training will use {training}. Chat will use {serving}."

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 
 from oppu.app import widgets
 from oppu.app.widgets import button, card, hint, page_layout, scrolling_grid
+from oppu.core.settings import Settings
 
 GROUPS = [
     ("Retrain schedule", ["auto_retrain", "retrain_min_words", "retrain_min_hours",
@@ -36,17 +37,14 @@ LABELS = {
     "retrieval_k": "Passages per message (k)", "retrieval_min_score": "Minimum similarity",
     "max_file_mb": "Largest file", "mail_addresses": "Your email addresses",
 }
-# (minimum, maximum, step, decimals, suffix) for number fields
-RANGES = {
-    "retrain_min_words": (0, 10_000_000, 500, 0, " words"),
-    "retrain_min_hours": (0.0, 24 * 365.0, 1.0, 1, " h"),
-    "temperature": (0.0, 2.0, 0.05, 2, ""), "top_p": (0.05, 1.0, 0.05, 2, ""),
-    "max_reply_tokens": (16, 8192, 64, 0, " tokens"), "retrieval_k": (0, 32, 1, 0, ""),
-    "context_tokens": (512, 131_072, 512, 0, " tokens"),
-    "retrieval_min_score": (0.0, 1.0, 0.05, 2, ""), "max_file_mb": (0.1, 2048.0, 1.0, 1, " MB"),
+# (step, decimals, suffix) of number fields; their ranges are core's (`Settings.limits`)
+NUMBER_FORMATS = {
+    "retrain_min_words": (500, 0, " words"), "retrain_min_hours": (1.0, 1, " h"),
+    "temperature": (0.05, 2, ""), "top_p": (0.05, 2, ""),
+    "max_reply_tokens": (64, 0, " tokens"), "retrieval_k": (1, 0, ""),
+    "context_tokens": (512, 0, " tokens"), "retrieval_min_score": (0.05, 2, ""),
+    "max_file_mb": (1.0, 1, " MB"),
 }
-CHOICES = {"training_preset": ["quick", "balanced", "thorough"],
-           "training_device": ["auto", "cpu", "cuda"]}
 
 
 class SettingsPage(QWidget):
@@ -74,16 +72,16 @@ class SettingsPage(QWidget):
         grid.setRowStretch(len(GROUPS) // 2 + 1, 1)
 
     def _editor(self, key: str) -> QWidget:
-        if key in CHOICES:
+        if Settings.choices(key):
             editor = QComboBox()
-            editor.addItems(CHOICES[key])
+            editor.addItems(Settings.choices(key))
             editor.activated.connect(lambda _i, k=key, e=editor: self._changed(k, e.currentText()))
-        elif key in RANGES:
-            low, high, step, decimals, suffix = RANGES[key]
+        elif key in NUMBER_FORMATS:
+            step, decimals, suffix = NUMBER_FORMATS[key]
             editor = QDoubleSpinBox() if decimals else QSpinBox()
             if decimals:
                 editor.setDecimals(decimals)
-            editor.setRange(low, high)
+            editor.setRange(*Settings.limits(key))
             editor.setSingleStep(step)
             editor.setSuffix(suffix)
             editor.setKeyboardTracking(False)

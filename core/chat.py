@@ -154,11 +154,28 @@ class ChatSession:
 
     def send(self, text: str, on_text: OnText | None = None,
              should_stop: ShouldStop = never) -> Reply:
+        if not text or not text.strip():
+            raise ValueError("nothing to send: the message is empty")
+        return self._answer(text, on_text, should_stop, again=False)
+
+    def regenerate(self, on_text: OnText | None = None,
+                   should_stop: ShouldStop = never) -> Reply:
+        """Answer the last message again. The new reply replaces the old one, in the
+        history and in the store; the user's message is not stored a second time."""
+        if len(self.history) < 2 or self.history[-1]["role"] != "assistant":
+            raise ValueError("there is no reply to write again yet")
+        kept, self.history = self.history, self.history[:-2]
+        try:
+            return self._answer(kept[-2]["content"], on_text, should_stop, again=True)
+        except BaseException:
+            self.history = kept
+            raise
+
+    def _answer(self, text: str, on_text: OnText | None, should_stop: ShouldStop,
+                again: bool) -> Reply:
         from oppu.engine.budget import fit_prompt, reply_room
         from oppu.engine.chat import ReplyStream
 
-        if not text or not text.strip():
-            raise ValueError("nothing to send: the message is empty")
         settings = self.profile.settings
         path = base_model_path(settings.base_model)
         engine = self.models.engine(path, settings.context_tokens)
@@ -171,8 +188,10 @@ class ChatSession:
                                 reply_room(engine.n_ctx, sampling.max_tokens))
             notices += fitted.notices
             sources = tuple(passages[: fitted.passages_used])
-            stored = not self.options.incognito
-            if stored:
+            stored = not self.options.incognito and (self.conversation_id is not None
+                                                     or not again)
+            new_writing = stored and not again
+            if new_writing:
                 self._store_user_message(text)
             stream = ReplyStream(engine, fitted.tokens, sampling, should_stop)
             pieces = []
@@ -182,14 +201,14 @@ class ChatSession:
                     if on_text:
                         on_text(piece)
             finally:
-                if stored:
+                if new_writing:
                     self.profile.writing.add_chat_message(text)
         reply_text = "".join(pieces).strip()
         message_id = None
         if stored:
             message_id = self.conversations.add_message(
                 self.conversation_id, "assistant", reply_text, version, scale,
-                [p.chunk_id for p in sources])
+                [p.chunk_id for p in sources], replaces_last_reply=again)
         self.history += [{"role": "user", "content": text},
                          {"role": "assistant", "content": reply_text}]
         self.last_reply = Reply(reply_text, sources, version, scale, self.conversation_id,

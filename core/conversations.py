@@ -8,8 +8,7 @@ from sqlalchemy import func, select
 
 from oppu.storage.chunking import content_hash
 from oppu.storage.models import Conversation, Document, Message, utcnow
-
-TITLE_LIMIT = 60
+from oppu.storage.writing import title_from
 
 
 class ConversationNotFound(LookupError):
@@ -34,11 +33,6 @@ class StoredMessage:
     adapter_scale: float | None
     retrieved_chunk_ids: tuple[str, ...]
     created_at: datetime
-
-
-def title_from(text: str) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= TITLE_LIMIT else line[: TITLE_LIMIT - 1].rstrip() + "…"
 
 
 class Conversations:
@@ -73,9 +67,17 @@ class Conversations:
 
     def add_message(self, conversation_id: int, role: str, text: str,
                     adapter_version: str | None = None, adapter_scale: float | None = None,
-                    chunk_ids: Sequence[str] = ()) -> int:
+                    chunk_ids: Sequence[str] = (), replaces_last_reply: bool = False) -> int:
+        """Store a message; with `replaces_last_reply` the conversation's latest message, if
+        it is a reply, is deleted in the same transaction (a regenerated answer)."""
         with self.store.write() as session:
             conversation = self._get(session, conversation_id)
+            if replaces_last_reply:
+                last = session.scalar(select(Message).where(
+                    Message.conversation_id == conversation_id).order_by(Message.id.desc())
+                    .limit(1))
+                if last is not None and last.role == "assistant":
+                    session.delete(last)
             message = Message(conversation_id=conversation_id, role=role, text=text,
                               adapter_version=adapter_version, adapter_scale=adapter_scale,
                               retrieved_chunk_ids=list(chunk_ids))

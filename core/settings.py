@@ -8,30 +8,38 @@ from oppu.storage.db import Store
 from oppu.storage.models import Setting
 
 
-def _setting(default, help: str):
-    return field(default=default, metadata={"help": help})
+def _setting(default, help: str, low=None, high=None, choices: tuple = ()):
+    """A setting with its help text, and the range (`low`..`high`) or the `choices` that
+    its values must keep to."""
+    return field(default=default, metadata={"help": help, "low": low, "high": high,
+                                            "choices": choices})
 
 
 @dataclass(frozen=True)
 class Settings:
     mail_addresses: tuple[str, ...] = _setting(
         (), "your own email addresses: only mail sent from them is imported")
-    max_file_mb: float = _setting(20.0, "files larger than this are skipped on import")
-    retrieval_k: int = _setting(4, "passages of your writing put into each chat prompt")
-    retrieval_min_score: float = _setting(0.2, "passages less similar than this are left out")
-    temperature: float = _setting(0.7, "sampling temperature for chat replies")
-    top_p: float = _setting(0.9, "nucleus sampling for chat replies")
-    max_reply_tokens: int = _setting(512, "longest chat reply, in tokens")
-    adapter_scale: float = _setting(1.0, "strength of the personal adapter in chat")
+    max_file_mb: float = _setting(20.0, "files larger than this are skipped on import",
+                                  0.1, 4096)
+    retrieval_k: int = _setting(4, "passages of your writing put into each chat prompt", 0, 20)
+    retrieval_min_score: float = _setting(
+        0.2, "passages less similar than this are left out", 0.0, 1.0)
+    temperature: float = _setting(0.7, "sampling temperature for chat replies", 0.0, 2.0)
+    top_p: float = _setting(0.9, "nucleus sampling for chat replies", 0.01, 1.0)
+    max_reply_tokens: int = _setting(512, "longest chat reply, in tokens", 1, 8192)
+    adapter_scale: float = _setting(1.0, "strength of the personal adapter in chat", 0.0, 2.0)
     context_tokens: int = _setting(
-        4096, "chat context window in tokens (capped at what the model was trained for)")
+        4096, "chat context window in tokens (capped at what the model was trained for)",
+        256, 131072)
     base_model: str = _setting("bundled", "'bundled' or a path to a GGUF file")
     auto_retrain: bool = _setting(True, "retrain in the background when enough is new")
-    retrain_min_words: int = _setting(2000, "new words needed before a retrain is due")
-    retrain_min_hours: float = _setting(24.0, "hours between automatic retrains")
+    retrain_min_words: int = _setting(2000, "new words needed before a retrain is due",
+                                      0, 10**9)
+    retrain_min_hours: float = _setting(24.0, "hours between automatic retrains", 0.0, 8760.0)
     retrain_only_idle: bool = _setting(True, "start automatic retrains only when idle")
-    training_preset: str = _setting("balanced", "quick, balanced or thorough")
-    training_device: str = _setting("auto", "auto, cpu or cuda")
+    training_preset: str = _setting("balanced", "quick, balanced or thorough",
+                                    choices=("quick", "balanced", "thorough"))
+    training_device: str = _setting("auto", "auto, cpu or cuda", choices=("auto", "cpu", "cuda"))
 
     @classmethod
     def help(cls) -> dict[str, str]:
@@ -39,10 +47,10 @@ class Settings:
 
     def with_value(self, key: str, raw) -> "Settings":
         """A copy with `key` set, the value converted to the field's type, or ValueError."""
-        types = {f.name: type(getattr(self, f.name)) for f in fields(self)}
-        if key not in types:
-            raise ValueError(f"unknown setting {key!r}; known: {', '.join(types)}")
-        kind = types[key]
+        known = {f.name: f for f in fields(self)}
+        if key not in known:
+            raise ValueError(f"unknown setting {key!r}; known: {', '.join(known)}")
+        kind = type(getattr(self, key))
         if kind is tuple:
             value = tuple(raw) if isinstance(raw, (list, tuple)) else tuple(
                 s.strip() for s in str(raw).split(",") if s.strip())
@@ -55,7 +63,24 @@ class Settings:
                 value = kind(raw)
             except (TypeError, ValueError):
                 raise ValueError(f"{key} must be a {kind.__name__}, not {raw!r}") from None
+        rule = known[key].metadata
+        if rule["choices"] and value not in rule["choices"]:
+            raise ValueError(f"{key} must be {', '.join(rule['choices'][:-1])} or "
+                             f"{rule['choices'][-1]}, not {raw!r}")
+        if rule["low"] is not None and not rule["low"] <= value <= rule["high"]:
+            raise ValueError(f"{key} must be between {rule['low']} and {rule['high']}, "
+                             f"not {raw!r}")
         return replace(self, **{key: value})
+
+    @classmethod
+    def limits(cls, key: str) -> tuple:
+        """(low, high) of a number setting, or (None, None)."""
+        rule = next(f for f in fields(cls) if f.name == key).metadata
+        return rule["low"], rule["high"]
+
+    @classmethod
+    def choices(cls, key: str) -> tuple[str, ...]:
+        return next(f for f in fields(cls) if f.name == key).metadata["choices"]
 
 
 def load_settings(store: Store) -> Settings:

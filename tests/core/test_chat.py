@@ -84,6 +84,43 @@ def test_the_users_messages_become_their_writing(chat_profile, models):
     assert hits[0].text == "Tomorrow I will build a second hive."
 
 
+def test_regenerate_replaces_the_last_reply_everywhere(chat_profile, models):
+    chat = session(chat_profile, models)
+    chat.send("The bees are calm today.")
+    first = chat.send(QUESTION)
+    before = counts(chat_profile)
+    again = chat.regenerate()
+    assert again.conversation_id == first.conversation_id
+    assert again.message_id != first.message_id
+    assert [m["content"] for m in chat.history[-2:]] == [QUESTION, again.text]
+    assert len(chat.history) == 4
+    assert counts(chat_profile) == before  # one reply swapped for another, nothing re-ingested
+    with chat_profile.store.read() as s:
+        assert [m.role for m in s.scalars(select(Message).order_by(Message.id))] == [
+            "user", "assistant", "user", "assistant"]
+        assert s.get(Message, first.message_id) is None
+
+
+def test_regenerate_needs_a_reply_and_keeps_history_when_it_fails(chat_profile, models):
+    chat = session(chat_profile, models)
+    with pytest.raises(ValueError, match="no reply"):
+        chat.regenerate()
+    chat.send(QUESTION)
+    kept = list(chat.history)
+    chat_profile.set("base_model", "/nowhere/gone.gguf")
+    with pytest.raises(Exception, match="gone.gguf"):
+        chat.regenerate()
+    assert chat.history == kept
+
+
+def test_regenerate_in_incognito_stores_nothing(chat_profile, models):
+    before = counts(chat_profile)
+    chat = session(chat_profile, models, incognito=True)
+    chat.send(QUESTION)
+    chat.regenerate()
+    assert len(chat.history) == 2 and counts(chat_profile) == before
+
+
 def test_retrieval_can_be_turned_off(chat_profile, models):
     reply = session(chat_profile, models, use_retrieval=False).send(QUESTION)
     assert reply.sources == ()

@@ -34,6 +34,13 @@ def test_settings_survive_closing_the_profile(oppu_home, embedder):
     ("retrieval_k", "many", "retrieval_k must be a int, not 'many'"),
     ("temperature", "warm", "temperature must be a float"),
     ("auto_retrain", "perhaps", "auto_retrain must be true or false"),
+    ("retrieval_k", "-1", "retrieval_k must be between 0 and 20, not '-1'"),
+    ("temperature", "nan", "temperature must be between 0.0 and 2.0"),
+    ("adapter_scale", 5, "adapter_scale must be between 0.0 and 2.0"),
+    ("context_tokens", "16", "context_tokens must be between 256 and 131072"),
+    ("max_file_mb", "0", "max_file_mb must be between 0.1 and 4096"),
+    ("training_preset", "fastest", "training_preset must be quick, balanced or thorough"),
+    ("training_device", "tpu", "training_device must be auto, cpu or cuda"),
 ])
 def test_invalid_values_are_refused_with_a_reason(key, value, message):
     with pytest.raises(ValueError, match=message):
@@ -43,6 +50,8 @@ def test_invalid_values_are_refused_with_a_reason(key, value, message):
 def test_a_stored_value_this_version_cannot_read_falls_back_to_the_default(profile):
     with profile.store.write() as session:
         session.merge(Setting(key="retrieval_k", value="lots"))
+        session.merge(Setting(key="temperature", value=99.0))
         session.merge(Setting(key="from_a_newer_version", value=3))
     with Profile("tester") as reopened:
         assert reopened.settings.retrieval_k == Settings().retrieval_k
+        assert reopened.settings.temperature == Settings().temperature

@@ -5,7 +5,7 @@ from PySide6.QtWidgets import QApplication
 
 from oppu.app.model_page import ModelPage
 from oppu.app.training_process import TrainingProcess
-from oppu.core import adapter_files, adapters, bases
+from oppu.core import adapter_files, adapters, bases, evaluation
 from oppu.core.policy import retrain_due
 from oppu.core.progress import Progress
 
@@ -50,6 +50,9 @@ class ModelController(QObject):
             adapters.deactivate, done="Chat now uses the base model alone."))
         page.deleteVersionRequested.connect(lambda v: self._change(adapters.delete, v,
                                                                    done=f"{v} deleted."))
+        page.evaluation.evaluateRequested.connect(self.evaluate)
+        page.evaluation.stopRequested.connect(self.stop_evaluation)
+        self.evaluation_job = None
         page.exportRequested.connect(self.export)
         page.importRequested.connect(self.import_adapter)
         page.base_card.baseModelRequested.connect(self.use_base)
@@ -143,6 +146,37 @@ class ModelController(QObject):
         self.app.window.set_training(None)
         self.notify(message, "error")
         self.refresh()
+
+    # -- evaluation ---------------------------------------------------------------------
+
+    def evaluate(self) -> None:
+        """`oppu eval` for the active version, off the GUI thread; the result is stored."""
+        if self.evaluation_job is not None:
+            return
+        profile, view = self.app.profile, self.page.evaluation
+        view.started()
+
+        def done(result) -> None:
+            self.evaluation_job = None
+            view.finished()
+            self.refresh()
+            self.page.banner.show_message(
+                f"Measured {result.version}: {result.reduction_vs_base * 100:.0f}% lower "
+                "perplexity than the base model on your held-out writing.", "success", 15)
+
+        def failed(message: str) -> None:
+            self.evaluation_job = None
+            view.finished()
+            self.page.banner.show_message(f"Not measured: {message}", "error")
+
+        self.evaluation_job = self.app.jobs.start(
+            "evaluate", lambda report, stop: evaluation.evaluate_profile(
+                profile, report=report, should_stop=stop), done,
+            progress=view.report, failed=failed)
+
+    def stop_evaluation(self) -> None:
+        if self.evaluation_job is not None:
+            self.evaluation_job.stop()
 
     # -- adapter files ------------------------------------------------------------------
 

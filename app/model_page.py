@@ -16,10 +16,12 @@ from PySide6.QtWidgets import (
 
 from oppu.app import widgets
 from oppu.app.base_model_card import BaseModelCard
+from oppu.app.evaluation_view import EvaluationView
 from oppu.app.export_dialog import ask_export
 from oppu.app.list_models import number, perplexity, versions_model, when
 from oppu.app.loss_plot import LossPlot
 from oppu.app.widgets import button, card, hint, page_layout, scrolling_grid
+from oppu.core.evaluation import evaluation_in
 
 PHASES = {"prepare": "Preparing the base model", "dataset": "Laying out your writing",
           "evaluate": "Measuring", "train": "Training", "save": "Saving your model",
@@ -75,6 +77,8 @@ class ModelPage(QWidget):
         box.addWidget(self.details)
         box.addWidget(self.quality)
         box.addWidget(self.warning)
+        self.evaluation = EvaluationView()
+        box.addWidget(self.evaluation)
         box.addStretch()
         return frame
 
@@ -170,6 +174,7 @@ class ModelPage(QWidget):
             self.details.setText("Chat uses the base model alone. Retrain to make it yours.")
             self.quality.clear()
             self.warning.hide()
+            self.evaluation.show_evaluation(None, available=False)
             return
         self.version_label.setText(active.version)
         origin = "imported" if active.origin == "imported" else "trained"
@@ -186,6 +191,8 @@ class ModelPage(QWidget):
         self.warning.setText("⚠ Trained on writing you have since deleted: retrain to forget "
                              "it." if active.trained_on_deleted else "")
         self.warning.setVisible(active.trained_on_deleted)
+        self.evaluation.show_evaluation(evaluation_in(active.metrics),
+                                        available=active.origin != "imported")
 
     def show_versions(self, versions: list) -> None:
         selected = self.selected()

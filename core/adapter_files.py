@@ -118,15 +118,16 @@ def _export_merged(profile, chosen: AdapterVersion, target: Path, quant: str,
 
 def import_adapter(profile, path: Path, activate: bool = False, force: bool = False
                    ) -> AdapterVersion:
-    """A new adapter version from an exported zip (or a PEFT folder), origin 'imported'."""
+    """A new adapter version from an exported zip or adapter .gguf (or a PEFT folder),
+    origin 'imported'."""
     from oppu.trainer.adapter_bundle import BundleError, read_bundle
     from oppu.trainer.gguf_adapter import lora_tensors, read_base_info
     from oppu.trainer.peft_files import AdapterError as FileError
 
     path = Path(path).expanduser()
-    bundle = read_bundle(path)
     base_path, sha = profile_base(profile)
     base = read_base_info(base_path)
+    bundle = read_bundle(path, base)
     claimed = bundle.meta.get("base", {})
     if claimed.get("sha256") != sha:
         if not force:

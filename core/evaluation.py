@@ -60,12 +60,17 @@ def _cut(new: float, old: float) -> float:
     return reduction(new, old)
 
 
+def evaluation_in(metrics: dict) -> Evaluation | None:
+    """The evaluation stored in an adapter version's metrics, if it was measured."""
+    data = (metrics or {}).get(EVALUATION_KEY)
+    return Evaluation.from_dict(data) if data else None
+
+
 def stored_evaluation(profile, version: str | None = None) -> Evaluation | None:
     """The last evaluation of `version` (default: the active adapter), if any."""
     with profile.store.read() as session:
         row = _adapter_row(session, version, required=version is not None)
-        data = (row.metrics or {}).get(EVALUATION_KEY) if row is not None else None
-    return Evaluation.from_dict(data) if data else None
+        return evaluation_in(row.metrics) if row is not None else None
 
 
 def _adapter_row(session, version: str | None, required: bool = True) -> Adapter | None:

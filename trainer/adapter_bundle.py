@@ -77,7 +77,7 @@ class Bundle:
     """A validated adapter read from a file: the PEFT bytes as found, and what they hold."""
 
     source: Path
-    kind: str  # zip | folder
+    kind: str  # zip | folder | gguf
     config_bytes: bytes
     weights_bytes: bytes
     lora: PeftLora
@@ -111,8 +111,9 @@ def write_bundle_zip(version_dir: Path, out_path: Path, meta: dict) -> Path:
     return Path(out_path)
 
 
-def read_bundle(path: Path) -> Bundle:
-    """A zip export or a PEFT folder, validated; BundleError (a one-line reason) otherwise."""
+def read_bundle(path: Path, base=None) -> Bundle:
+    """A zip export, a PEFT folder or (given the profile's `base`, a BaseInfo) a bare LoRA
+    GGUF, validated; BundleError (a one-line reason) otherwise."""
     path = Path(path).expanduser()
     if path.is_dir():
         return _read_folder(path)
@@ -123,12 +124,11 @@ def read_bundle(path: Path) -> Bundle:
         raise BundleError(f"{path.name} is empty")
     with open(path, "rb") as handle:
         head = handle.read(4)
-    if head == b"GGUF":
-        raise BundleError(f"{path.name} is a bare GGUF; import the .zip export instead, which "
-                          "carries the PEFT files that training and checks need")
+    if head == b"GGUF" and base is not None:
+        return _read_gguf(path, base)
     if head[:2] != b"PK":
-        raise BundleError(f"{path.name} is not an adapter export (expected a .zip made by "
-                          "`oppu export` or a PEFT adapter folder)")
+        raise BundleError(f"{path.name} is not an adapter export (expected a .zip or an "
+                          "adapter .gguf made by `oppu export`, or a PEFT adapter folder)")
     return _read_zip(path)
 
 
@@ -180,6 +180,16 @@ def _read_folder(folder: Path) -> Bundle:
                        else None, folder.name)
     return _bundle(folder, "folder", (folder / CONFIG_NAME).read_bytes(),
                    (folder / WEIGHTS_NAME).read_bytes(), meta)
+
+
+def _read_gguf(path: Path, base) -> Bundle:
+    from oppu.trainer.gguf_import import read_adapter_gguf
+
+    try:
+        config, weights, meta = read_adapter_gguf(path, base)
+    except AdapterError as error:
+        raise BundleError(f"{path.name}: {error}") from None
+    return _bundle(path, "gguf", config, weights, meta)
 
 
 def _parse_meta(raw: bytes | None, label: str) -> dict:

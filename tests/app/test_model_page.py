@@ -54,6 +54,16 @@ def test_retrain_toggle_and_export_the_whole_way(qtbot, trainee_app, tmp_path):
     assert app.window.adapter_label.text() == "Your model: v1"
     assert app.writing_page.counter_labels["since"].text() == "0"
 
+    # "Measure on my writing" runs `oppu eval` off the GUI thread and shows the four-way table.
+    view = page.evaluation
+    assert "Not measured" in view.summary.text() and view.measure.isVisibleTo(page)
+    qtbot.mouseClick(view.measure, Qt.MouseButton.LeftButton)
+    assert view.measure.isHidden() and not view.stop.isHidden()
+    wait_jobs(qtbot, app, TRAINING_TIMEOUT_MS)
+    assert page.banner.kind == "success" and "Measured v1" in page.banner.label.text()
+    assert "Your model + your writing" in view.summary.text()
+    assert view.measure.text() == "Measure again" and view.stop.isHidden()
+
     # The personal model answers in chat; the toolbar toggle turns it off for the next reply.
     send(qtbot, app, "What did the hiking club photograph?")
     assert app.chat.session.last_reply.adapter_version == "v1"

@@ -206,7 +206,7 @@ BAD_FILES = {
         "truncated"),
     "not-an-adapter": (lambda good, path: _write(path, b"just some text"),
                        "not an adapter export"),
-    "bare-gguf": (lambda good, path: _write(path, b"GGUF" + bytes(60)), "bare GGUF"),
+    "broken-gguf": (lambda good, path: _write(path, b"GGUF" + bytes(60)), "damaged or truncated"),
 }
 
 
@@ -219,6 +219,37 @@ def test_bad_imports_are_refused_with_a_reason_and_nothing_written(alice, export
     with pytest.raises(FileError, match=reason):
         import_adapter(alice, bad, activate=True, force=True)
     assert snapshot(alice) == before
+
+
+def test_bare_gguf_round_trip_gives_back_the_same_adapter(alice, tmp_path, tiny_gguf):
+    """The exported .gguf alone (no PEFT files) imports into another profile: the PEFT
+    weights come back exactly (q/k un-permuted) and llama.cpp serves identical logits."""
+    from safetensors.numpy import load
+
+    original = list_adapters(alice)[0]
+    bare = export(alice, format="gguf", out=tmp_path / "mine-adapter.gguf")
+    with open_profile("frank", tiny_gguf) as frank:
+        imported = import_adapter(frank, bare)
+        assert (imported.origin, imported.base_sha256) == ("imported", original.base_sha256)
+        old = load((original.peft_dir / "adapter_model.safetensors").read_bytes())
+        new = load((imported.peft_dir / "adapter_model.safetensors").read_bytes())
+        assert sorted(old) == sorted(new)
+        assert all(np.array_equal(old[k], new[k]) for k in old)
+        ids = tokenize(tiny_gguf, PROMPT)
+        assert np.array_equal(llama_last_logits(tiny_gguf, ids, imported.gguf_path),
+                              llama_last_logits(tiny_gguf, ids, original.gguf_path))
+
+
+def test_a_bare_gguf_for_another_base_needs_force(alice, tmp_path, other_base):
+    bare = export(alice, format="gguf", out=tmp_path / "mine-adapter.gguf")
+    with open_profile("gina", other_base) as gina:
+        before = snapshot(gina)
+        with pytest.raises(BundleError, match="trained on .* --force"):
+            import_adapter(gina, bare)
+        with pytest.raises(BundleError, match="a GGUF model, not a LoRA adapter"):
+            import_adapter(gina, other_base, force=True)
+        assert snapshot(gina) == before
+        assert import_adapter(gina, bare, force=True).version == "v1"
 
 
 def test_a_peft_folder_without_meta_needs_force(alice, peft_source):

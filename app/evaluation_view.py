@@ -1,0 +1,83 @@
+"""The "How personal is it?" part of My model: the stored four-way evaluation and its button."""
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QVBoxLayout, QWidget
+
+from oppu.app.list_models import number
+from oppu.app.widgets import button
+
+ROWS = [("base", "Base model"), ("base+retrieval", "Base + your writing as context"),
+        ("adapter", "Your model"), ("adapter+retrieval", "Your model + your writing")]
+
+
+def evaluation_table(evaluation) -> str:
+    """Rich text: perplexity of each configuration and its cut against the base model."""
+    base = evaluation.perplexity["base"]
+    rows = "".join(
+        f"<tr><td>{label}</td><td align='right'>&nbsp;{number(evaluation.perplexity[key])}</td>"
+        f"<td align='right'>&nbsp;{_cut(evaluation.perplexity[key], base)}</td></tr>"
+        for key, label in ROWS)
+    return (f"<b>{evaluation.reduction_vs_base * 100:.0f}%</b> lower perplexity than the base "
+            f"model on {evaluation.heldout_tokens:,} tokens of your writing it never trained on "
+            f"(lower is better):<table>{rows}</table>")
+
+
+def _cut(value: float, base: float) -> str:
+    if value == base:
+        return ""
+    change = (base - value) / base * 100
+    return f"{abs(change):.0f}% {'lower' if change > 0 else 'higher'}"
+
+
+class EvaluationView(QWidget):
+    evaluateRequested = Signal()
+    stopRequested = Signal()
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        box = QVBoxLayout(self)
+        box.setContentsMargins(0, 0, 0, 0)
+        self.summary = QLabel()
+        self.summary.setWordWrap(True)
+        row = QHBoxLayout()
+        self.measure = button("Measure on my writing",
+                              tooltip="Compare your model with the base model on writing it "
+                                      "held out from training (a few minutes)")
+        self.measure.clicked.connect(self.evaluateRequested)
+        self.stop = button("Stop")
+        self.stop.clicked.connect(self.stopRequested)
+        self.stop.hide()
+        row.addWidget(self.measure)
+        row.addWidget(self.stop)
+        row.addStretch()
+        self.progress = QProgressBar()
+        self.progress.hide()
+        box.addWidget(self.summary)
+        box.addLayout(row)
+        box.addWidget(self.progress)
+
+    def show_evaluation(self, evaluation, available: bool) -> None:
+        """`evaluation`: core's Evaluation of the active version, or None."""
+        self.measure.setVisible(available)
+        self.measure.setText("Measure again" if evaluation else "Measure on my writing")
+        self.summary.setVisible(evaluation is not None or available)
+        self.summary.setText(evaluation_table(evaluation) if evaluation is not None else
+                             "Not measured on your held-out writing yet.")
+
+    def started(self) -> None:
+        self.measure.hide()
+        self.stop.show()
+        self.progress.setRange(0, 0)
+        self.progress.setFormat("Measuring…")
+        self.progress.show()
+
+    def report(self, progress) -> None:
+        if progress.total:
+            self.progress.setRange(0, progress.total)
+            self.progress.setValue(progress.done)
+        self.progress.setFormat(f"{progress.phase}: {progress.message}  %p%")
+
+    def finished(self) -> None:
+        self.stop.hide()
+        self.measure.show()
+        self.progress.hide()

@@ -9,8 +9,8 @@ documents; the last ~15% are held out and never trained on. For each author:
   and measured in the four OPPU configurations (`oppu.trainer.personal_eval`):
   perplexity with transformers, greedy continuations through llama.cpp;
 - every author's adapter is measured on every author's held-out text (the cross matrix).
-A learning curve retrains one author in-process with the same preset and measures
-held-out perplexity along the way.
+The learning curves come from the product runs themselves: the trainer measures its own
+held-out split at a few points of every run (`TrainConfig.curve_points`).
 
 Run:  .venv/bin/python bench/personalization.py --corpora /work/shared/corpora
 Writes bench/results/personalization.{md,json,png}; a full run also appends its headline
@@ -24,7 +24,6 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,17 +41,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--eval-words", type=int, default=4000,
                         help="held-out words per author that are measured (first part of each "
                              "held-out document); bounds the evaluation time")
-    parser.add_argument("--generations", type=int, default=6,
+    parser.add_argument("--generations", type=int, default=5,
                         help="held-out openings continued per author and configuration")
-    parser.add_argument("--generation-tokens", type=int, default=80)
+    parser.add_argument("--generation-tokens", type=int, default=64)
     parser.add_argument("--preset", default=None, help="training preset (default: the "
                         "product's default setting)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="training option override (for tuning)")
-    parser.add_argument("--curve-author", default=None,
-                        help="author of the learning curve (default: the smallest book; "
-                             "'none' skips it)")
-    parser.add_argument("--curve-points", type=int, default=6)
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run on slices: 4 documents of 600 words, 3 steps")
     parser.add_argument("--home", type=Path, default=None,
@@ -162,6 +157,7 @@ def train_author(profile, train_sections, preset, overrides) -> dict:
     state = {"version": outcome.version, "folder": str(folder), "train_ids": ids,
              "wall_s": wall, "promoted": outcome.promoted, "decision": outcome.decision,
              "train": meta["metrics"]["train"], "config": meta["config"],
+             "curve": meta["metrics"].get("curve", []),
              "train_words": meta["train_words"], "gate": {
                  k: meta["metrics"][k]["perplexity"] for k in ("base", "new")},
              "product_heldout_ids": meta["heldout_document_ids"],
@@ -176,49 +172,6 @@ def add_heldout(profile, held_sections, state: dict) -> list[int]:
                                 for s in held_sections]
         (profile.folder / STATE_FILE).write_text(json.dumps(state, indent=2))
     return state["heldout_ids"]
-
-
-def learning_curve(base, profile, tokenizer, state: dict, layout, base_ppl: float,
-                   points: int) -> dict:
-    """Retrain one author in-process as the product run did (same preset, same documents,
-    same seed), measuring held-out perplexity (no retrieval) at `points` steps on the way."""
-    from oppu.trainer.dataset import build_dataset
-    from oppu.trainer.evaluate import heldout_metrics
-    from oppu.trainer.lora import TrainConfig, train_lora
-
-    config = replace(TrainConfig.from_dict(state["config"]), device="cpu")
-    excluded = set(state["product_heldout_ids"]) | set(state["heldout_ids"])
-    dataset = build_dataset(profile.writing, tokenizer, config, heldout_ids=excluded)
-    model = base.load_model()
-    curve = [{"step": 0, "perplexity": base_ppl, "train_seconds": 0.0}]
-    fractions = [i / (points - 1) for i in range(1, points)]
-    started = time.perf_counter()
-    measuring = 0.0
-
-    def on_step(progress: dict) -> None:
-        nonlocal measuring
-        step, total = progress["step"], progress["total"]
-        # Steps 1-2 time the schedule against the budget: measuring there would skew it.
-        if not fractions or step < fractions[0] * total or (step < 3 and step < total):
-            return
-        while fractions and step >= fractions[0] * total:
-            fractions.pop(0)
-        begun = time.perf_counter()
-        metrics = heldout_metrics(model, layout.plain)
-        model.train()
-        curve.append({"step": step, "perplexity": metrics["perplexity"],
-                      "train_seconds": round(begun - started - measuring, 1)})
-        measuring += time.perf_counter() - begun
-        print(f"   [curve] step {step}/{total}: held-out perplexity "
-              f"{metrics['perplexity']:.2f}", flush=True)
-
-    result = train_lora(model, dataset, config, on_step, lambda: False)
-    words_per_step = config.batch_size / len(dataset.train) * dataset.train_words
-    for point in curve:
-        point["words_seen"] = int(point["step"] * words_per_step)
-    return {"author": profile.name, "points": curve, "steps": result.steps,
-            "planned_steps": result.planned_steps, "ended_by": result.ended_by,
-            "train_words": dataset.train_words}
 
 
 def evaluate(books, states, profiles, base, args, timer) -> dict:
@@ -267,14 +220,8 @@ def evaluate(books, states, profiles, base, args, timer) -> dict:
             results[author]["generation"] = generation_scores(
                 base.gguf_path, Path(state["folder"]) / GGUF_FILE, items,
                 max_tokens=args.generation_tokens, samples=1)
-    curve = None
-    curve_author = args.curve_author or min(authors, key=lambda a: states[a]["train_words"])
-    if curve_author != "none" and curve_author in authors:
-        with timer(f"learning curve: {curve_author}"):
-            curve = learning_curve(base, profiles[curve_author], tokenizer, states[curve_author],
-                                   layouts[curve_author],
-                                   results[curve_author]["perplexity"]["base"], args.curve_points)
-            curve["product_adapter_perplexity"] = results[curve_author]["perplexity"]["adapter"]
+    curve = {author: {"points": states[author]["curve"],
+                      "train_words": states[author]["train_words"]} for author in authors}
     return {"authors": results, "cross": cross, "curve": curve}
 
 
@@ -284,7 +231,6 @@ def main(argv=None) -> int:
     if args.quick:
         overrides = {"max_steps": 3, "seq_len": 512, "min_words": 100} | overrides
         args.generations, args.generation_tokens = min(args.generations, 2), 24
-        args.curve_points = min(args.curve_points, 3)
     home = args.home or Path(tempfile.mkdtemp(prefix="oppu-personalization-"))
     os.environ["OPPU_HOME"] = str(home)
     from oppu.storage.privacy import go_offline

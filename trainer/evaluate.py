@@ -75,3 +75,34 @@ def load_adapter(model, peft_dir: Path, adapter_name: str = "default"):
                                          is_trainable=False)
     except (ValueError, KeyError, RuntimeError, OSError) as error:
         raise AdapterLoadError(f"cannot load the adapter in {peft_dir}: {error}") from None
+
+
+class LearningCurve:
+    """Held-out perplexity along a run: how far the adapter has got after how much of the
+    writing. It measures at `points` evenly spaced steps before the end; the run's own final
+    measurement closes the curve (`finish`), so the end is not measured twice.
+    `words_per_row` turns steps into words seen."""
+
+    def __init__(self, model, sequences: PackedSequences, points: int, words_per_row: float,
+                 batch_size: int, start: dict):
+        self.model, self.sequences = model, sequences
+        self.fractions = [i / (points + 1) for i in range(1, points + 1)]
+        self.words_per_step = words_per_row * batch_size
+        self.points = [{"step": 0, "words_seen": 0, "perplexity": start["perplexity"]}]
+
+    def after_step(self, step: int, total: int) -> None:
+        """Measure if `step` has reached the next point (never at the last step); the
+        schedule's `total` may shrink under a time budget, so the points follow it."""
+        if not self.fractions or step >= total or step < self.fractions[0] * total:
+            return
+        while self.fractions and step >= self.fractions[0] * total:
+            self.fractions.pop(0)
+        self._add(step, heldout_metrics(self.model, self.sequences))
+
+    def finish(self, step: int, final: dict) -> list[dict]:
+        self._add(step, final)
+        return self.points
+
+    def _add(self, step: int, metrics: dict) -> None:
+        self.points.append({"step": step, "words_seen": round(step * self.words_per_step),
+                            "perplexity": metrics["perplexity"]})

@@ -133,7 +133,7 @@ class TrainingJob:
         from oppu.storage.index import Index
         from oppu.storage.writing import Writing
         from oppu.trainer.dataset import NotEnoughWriting, build_dataset
-        from oppu.trainer.evaluate import heldout_metrics
+        from oppu.trainer.evaluate import LearningCurve, heldout_metrics
         from oppu.trainer.lora import PRESETS, TrainConfig, pick_device, train_lora
         from oppu.trainer.prepare import describe, prepare_base
 
@@ -176,11 +176,16 @@ class TrainingJob:
             metrics["active_trained_on_heldout"] = len(seen & set(dataset.heldout_document_ids))
         self.control.check()
 
+        curve = LearningCurve(model, dataset.heldout, train_config.curve_points,
+                              dataset.train_words / max(1, len(dataset.train)),
+                              train_config.batch_size, metrics["base"])
+
         def on_step(progress: dict) -> None:
             if progress.get("loss") is not None:
                 self.loss_curve.append([progress.get("step"), progress["loss"]])
             self.emit("train", progress.get("step", 0), progress.get("total", 0),
                       **{k: progress.get(k) for k in ("loss", "tokens_per_s", "eta_s")})
+            curve.after_step(progress["step"], progress["total"])
 
         trained = train_lora(model, dataset, train_config, on_step, self.control.should_stop)
         self.loss_curve = trained.loss_curve
@@ -191,6 +196,7 @@ class TrainingJob:
                             "loss_tokens": trained.loss_tokens,
                             "seconds": round(trained.seconds, 2),
                             "tokens_per_s": round(trained.tokens / max(trained.seconds, 1e-9), 1)}
+        metrics["curve"] = curve.finish(trained.steps, metrics["new"])
         metrics["dataset"] = {**dataset.stats, "train_words": dataset.train_words,
                               "heldout_words": dataset.heldout_words}
         self.emit("evaluate", 3, 3)

@@ -42,7 +42,15 @@ def test_the_child_reports_progress_and_records_a_complete_adapter(trainee):
     assert meta["run_id"] == run_id and meta["version"] == "v1"
     assert meta["base"]["sha256"] and meta["app_version"] and meta["created"]
     assert meta["config"]["seq_len"] == FAST["seq_len"]
-    assert set(meta["metrics"]) >= {"base", "new", "train"}
+    assert set(meta["metrics"]) >= {"base", "new", "train", "curve"}
+    # The learning curve: the base at step 0, then held-out perplexity along the run, the
+    # last point being the adapter the gate measured.
+    curve = meta["metrics"]["curve"]
+    assert curve[0] == {"step": 0, "words_seen": 0,
+                        "perplexity": meta["metrics"]["base"]["perplexity"]}
+    assert [p["step"] for p in curve] == [0, 1, 2, 3]
+    assert curve[-1]["perplexity"] == meta["metrics"]["new"]["perplexity"]
+    assert 0 < curve[1]["words_seen"] < curve[2]["words_seen"] < curve[3]["words_seen"]
     assert meta["decision"] == result["decision"]
 
     with trainee.store.read() as session:

@@ -1,6 +1,7 @@
 """LoRA training: the config, the fused pieces against their plain versions, real runs."""
 
 import math
+import time
 from dataclasses import fields, replace
 
 import pytest
@@ -140,6 +141,17 @@ def test_a_time_budget_shortens_the_schedule_instead_of_failing(tiny_base, notes
                         replace(FAST, max_minutes=1e-6), reports.append, lambda: False)
     assert result.steps == 2 and result.ended_by == "time budget"
     assert result.planned_steps == 6 and reports[-1]["total"] == 2
+
+
+def test_time_spent_in_report_is_not_training_time(tiny_base, notes_dataset):
+    """A caller that measures inside `report` (the learning curve) does not eat the budget."""
+    def slow_report(_progress):
+        time.sleep(0.5)
+
+    result = train_lora(tiny_base.load_model(), notes_dataset,
+                        replace(FAST, max_minutes=0.75 / 60), slow_report, lambda: False)
+    assert result.steps == result.planned_steps == 6 and result.ended_by == "schedule"
+    assert result.seconds < 6 * 0.5
 
 
 @pytest.mark.slow

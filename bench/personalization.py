@@ -48,6 +48,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "product's default setting)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="training option override (for tuning)")
+    parser.add_argument("--keep-tokenization", action="store_true",
+                        help="measure the books as NLTK ships them (spaces around punctuation, "
+                             "a sentence per line) instead of as ordinary prose; for comparison "
+                             "with runs on the raw files only")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run on slices: 4 documents of 600 words, 3 steps")
     parser.add_argument("--home", type=Path, default=None,
@@ -82,7 +86,7 @@ def load_books(args) -> dict[str, tuple[list, list]]:
         raise SystemExit(f"no books (*.txt) found in {args.corpora}")
     books = {}
     for path in files:
-        sections = read_book(path)
+        sections = read_book(path, tokenized=not args.keep_tokenization)
         if args.quick:
             sections = [Section(s.title, " ".join(s.text.split()[:600])) for s in sections[:4]]
         train, held = hold_out_last(sections, args.heldout_fraction)

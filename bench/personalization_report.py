@@ -79,7 +79,8 @@ def summarize(books, states, measured, phases, total_s, args, overrides) -> dict
         "phases_s": {k: round(v, 1) for k, v in phases.items()},
         "settings": {"heldout_fraction": args.heldout_fraction, "eval_words": args.eval_words,
                      "generations": args.generations,
-                     "generation_tokens": args.generation_tokens},
+                     "generation_tokens": args.generation_tokens,
+                     "keep_tokenization": args.keep_tokenization},
     }
     summary["targets"] = targets(summary)
     return summary

@@ -18,9 +18,10 @@ from oppu.app.scheduler import RetrainScheduler
 from oppu.app.shell import Shell
 from oppu.app.widgets import Banner
 from oppu.app.writing_controller import WritingController
+from oppu.core import DEFAULT_PROFILE, list_profiles
 from oppu.core.bases import bases
 from oppu.core.devices import device_summary
-from oppu.core.profile import DEFAULT_PROFILE, Profile, delete_profile_data, list_profiles
+from oppu.core.profile import Profile, delete_profile_data
 from oppu.core.settings import Settings
 
 ProfileFactory = Callable[[str], Profile]

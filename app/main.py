@@ -22,7 +22,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    from oppu.core import go_offline
+    from oppu.core import data_root, go_offline
 
     go_offline()
     from PySide6.QtCore import QTimer
@@ -30,7 +30,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from oppu.app.resources import style_sheet
     from oppu.app.shell import Shell
-    from oppu.core.profile import data_root
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("OPPU")

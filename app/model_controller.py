@@ -70,7 +70,8 @@ class ModelController(QObject):
             return
         try:
             current = adapters.active(profile)
-            self.page.show_active(current, None)
+            self.page.show_active(current, None,
+                                  evaluation.evaluation_in(current.metrics) if current else None)
             self.page.show_versions(adapters.list_adapters(profile))
             self.page.base_card.set_choices(bases.bases(), profile.settings.base_model)
             self.page.base_card.set_downloads(bases.curated())

@@ -21,7 +21,6 @@ from oppu.app.export_dialog import ask_export
 from oppu.app.list_models import number, perplexity, versions_model, when
 from oppu.app.loss_plot import LossPlot
 from oppu.app.widgets import button, card, hint, page_layout, scrolling_grid
-from oppu.core.evaluation import evaluation_in
 
 PHASES = {"prepare": "Preparing the base model", "dataset": "Laying out your writing",
           "evaluate": "Measuring", "train": "Training", "save": "Saving your model",
@@ -165,8 +164,8 @@ class ModelPage(QWidget):
 
     # -- what the controller calls ------------------------------------------------------
 
-    def show_active(self, active, words_since: int | None) -> None:
-        """`active`: core's AdapterVersion or None."""
+    def show_active(self, active, words_since: int | None, evaluation=None) -> None:
+        """`active`: core's AdapterVersion or None; `evaluation`: its stored Evaluation."""
         self.active_version = active.version if active else None
         self.export.setEnabled(active is not None)
         if active is None:
@@ -191,8 +190,7 @@ class ModelPage(QWidget):
         self.warning.setText("⚠ Trained on writing you have since deleted: retrain to forget "
                              "it." if active.trained_on_deleted else "")
         self.warning.setVisible(active.trained_on_deleted)
-        self.evaluation.show_evaluation(evaluation_in(active.metrics),
-                                        available=active.origin != "imported")
+        self.evaluation.show_evaluation(evaluation, available=active.origin != "imported")
 
     def show_versions(self, versions: list) -> None:
         selected = self.selected()

@@ -9,10 +9,8 @@ from oppu.core.settings import Settings, load_settings, save_settings
 from oppu.core.training import recover_interrupted
 from oppu.storage.db import Store
 from oppu.storage.index import Embedder, Index
-from oppu.storage.paths import DEFAULT_PROFILE, data_root, list_profiles, private_dir, profile_dir
+from oppu.storage.paths import DEFAULT_PROFILE, private_dir, profile_dir
 from oppu.storage.writing import ReconcileReport, Writing
-
-__all__ = ["DEFAULT_PROFILE", "Profile", "data_root", "delete_profile_data", "list_profiles"]
 
 
 class Profile:

@@ -2,11 +2,6 @@
 
 from dataclasses import dataclass, field, fields, replace
 
-from sqlalchemy import select
-
-from oppu.storage.db import Store
-from oppu.storage.models import Setting
-
 
 def _setting(default, help: str, low=None, high=None, choices: tuple = ()):
     """A setting with its help text, and the range (`low`..`high`) or the `choices` that
@@ -83,7 +78,11 @@ class Settings:
         return next(f for f in fields(cls) if f.name == key).metadata["choices"]
 
 
-def load_settings(store: Store) -> Settings:
+def load_settings(store) -> Settings:
+    from sqlalchemy import select
+
+    from oppu.storage.models import Setting
+
     with store.read() as session:
         stored = dict(session.execute(select(Setting.key, Setting.value)).all())
     settings = Settings()
@@ -95,7 +94,9 @@ def load_settings(store: Store) -> Settings:
     return settings
 
 
-def save_settings(store: Store, settings: Settings) -> None:
+def save_settings(store, settings: Settings) -> None:
+    from oppu.storage.models import Setting
+
     with store.write() as session:
         for f in fields(settings):
             value = getattr(settings, f.name)

@@ -171,7 +171,8 @@ def llama_part(work: Path, repeats: int) -> dict:
     from tests.support.tiny_model import bundled_gguf
 
     base = bundled_gguf()
-    r = {"omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+    r = {"omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+         "gomp_spincount": os.environ.get("GOMP_SPINCOUNT")}
     engine, merged = Engine(base), Engine(work / "merged.gguf")
     prompt = engine.prompt_tokens([system_message([]),
                                    {"role": "user", "content": long_question()}])

@@ -120,19 +120,21 @@ def test_adapter_scale_matters(open_engine, tiny_adapter, scale):
     assert greedy_tokens(engine) != full
 
 
-@pytest.mark.parametrize("given, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
-def test_the_chat_sets_a_passive_openmp_wait_policy_unless_told_otherwise(given, expected):
-    """Spinning OpenMP threads collapse decoding when other work shares the cores; the
-    policy must be in the environment before libgomp loads, so importing the chat sets it."""
+@pytest.mark.parametrize("policy, spin, expected", [
+    (None, None, "- 3000"), ("PASSIVE", None, "PASSIVE -"), (None, "50", "- 50")])
+def test_the_chat_bounds_openmp_spinning_unless_told_otherwise(policy, spin, expected):
+    """Long-spinning OpenMP threads collapse decoding when other work shares the cores, and
+    no spinning at all costs most of the speed on idle ones: importing the chat sets a
+    short spin count, before libgomp loads, unless the user's environment chose already."""
     import os
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    if given:
-        env["OMP_WAIT_POLICY"] = given
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env.update({k: v for k, v in (("OMP_WAIT_POLICY", policy), ("GOMP_SPINCOUNT", spin)) if v})
     script = ("import os, sys, oppu.core.chat; "
-              "print(os.environ['OMP_WAIT_POLICY'], 'llama_cpp' in sys.modules)")
+              "print(os.environ.get('OMP_WAIT_POLICY', '-'), os.environ.get('GOMP_SPINCOUNT', '-'),"
+              " 'llama_cpp' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                          text=True, check=True).stdout.split()
-    assert out == [expected, "False"]
+    assert out == [*expected.split(), "False"]

@@ -55,3 +55,22 @@ def tiny_gguf(tmp_path_factory) -> Path:
     from tests.support.tiny_model import build_tiny_gguf
 
     return build_tiny_gguf(tmp_path_factory.mktemp("tiny") / "tiny-llama.gguf")
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_gguf):
+    """The tiny base loaded in transformers (cached per process)."""
+    from tests.support.peft_fixtures import load_gguf_model
+
+    return load_gguf_model(tiny_gguf)
+
+
+@pytest.fixture(scope="module")
+def adapter_dir(tmp_path_factory, tiny_model):
+    """A PEFT folder: a rank-8 LoRA on the attention projections of the tiny base, with
+    random non-zero A and B, so it clearly changes the output."""
+    from tests.support.peft_fixtures import STRONG_B, make_peft_adapter
+
+    folder = tmp_path_factory.mktemp("peft") / "peft"
+    make_peft_adapter(tiny_model, folder, b_std=STRONG_B)
+    return folder

@@ -26,20 +26,8 @@ from tests.support.parity import (
     tokenize,
     torch_last_logits,
 )
-from tests.support.peft_fixtures import STRONG_B, load_gguf_model, load_peft, make_peft_adapter
+from tests.support.peft_fixtures import load_gguf_model, load_peft
 from tests.support.tiny_model import build_tiny_gguf
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tiny_gguf):
-    return load_gguf_model(tiny_gguf)
-
-
-@pytest.fixture(scope="module")
-def peft_source(tmp_path_factory, tiny_model):
-    folder = tmp_path_factory.mktemp("trained") / "peft"
-    make_peft_adapter(tiny_model, folder, b_std=STRONG_B)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -54,10 +42,10 @@ def open_profile(name, base):
     return profile
 
 
-def install_trained_version(profile, peft_source, base) -> str:
+def install_trained_version(profile, adapter_dir, base) -> str:
     """An adapter version laid out as the training job leaves one, active."""
     folder = profile.adapters_dir / "v1"
-    shutil.copytree(peft_source, folder / "peft")
+    shutil.copytree(adapter_dir, folder / "peft")
     sha = sha256_file(base)
     write_adapter_gguf(folder / "peft", base, folder / "adapter.gguf", base_sha256=sha)
     write_meta(folder, {"version": "v1", "run_id": 1, "train_words": 1234,
@@ -72,9 +60,9 @@ def install_trained_version(profile, peft_source, base) -> str:
 
 
 @pytest.fixture
-def alice(tiny_gguf, peft_source):
+def alice(tiny_gguf, adapter_dir):
     with open_profile("alice", tiny_gguf) as profile:
-        install_trained_version(profile, peft_source, tiny_gguf)
+        install_trained_version(profile, adapter_dir, tiny_gguf)
         yield profile
 
 
@@ -252,12 +240,12 @@ def test_a_bare_gguf_for_another_base_needs_force(alice, tmp_path, other_base):
         assert import_adapter(gina, bare, force=True).version == "v1"
 
 
-def test_a_peft_folder_without_meta_needs_force(alice, peft_source):
+def test_a_peft_folder_without_meta_needs_force(alice, adapter_dir):
     before = snapshot(alice)
     with pytest.raises(BundleError, match="does not say which base"):
-        import_adapter(alice, peft_source)
+        import_adapter(alice, adapter_dir)
     assert snapshot(alice) == before
-    assert import_adapter(alice, peft_source, force=True).version == "v2"
+    assert import_adapter(alice, adapter_dir, force=True).version == "v2"
 
 
 def test_export_refuses_what_it_cannot_do(alice, tmp_path, other_base):

@@ -5,7 +5,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QFileDialog, QFrame, QHBoxLayout, QProgressBar
 
-from oppu.app.widgets import button, card_layout, hint
+from oppu.app.widgets import button, card_layout, hint, show_progress
 
 LOCAL_FILE = "\0local"
 
@@ -84,11 +84,9 @@ class BaseModelCard(QFrame):
         self.progress.show()
 
     def download_progress(self, progress) -> None:
-        if progress.total:
-            self.progress.setRange(0, progress.total)
-            self.progress.setValue(progress.done)
         mb = progress.done / 2**20
-        self.progress.setFormat(f"{progress.message or progress.phase} {mb:,.0f} MB  %p%")
+        show_progress(self.progress, progress,
+                      f"{progress.message or progress.phase} {mb:,.0f} MB")
 
     def download_finished(self) -> None:
         self.download.show()

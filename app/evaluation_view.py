@@ -4,7 +4,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QVBoxLayout, QWidget
 
 from oppu.app.list_models import number
-from oppu.app.widgets import button
+from oppu.app.widgets import button, show_progress
 
 ROWS = [("base", "Base model"), ("base+retrieval", "Base + your writing as context"),
         ("adapter", "Your model"), ("adapter+retrieval", "Your model + your writing")]
@@ -72,10 +72,7 @@ class EvaluationView(QWidget):
         self.progress.show()
 
     def report(self, progress) -> None:
-        if progress.total:
-            self.progress.setRange(0, progress.total)
-            self.progress.setValue(progress.done)
-        self.progress.setFormat(f"{progress.phase}: {progress.message}  %p%")
+        show_progress(self.progress, progress, f"{progress.phase}: {progress.message}")
 
     def finished(self) -> None:
         self.stop.hide()

@@ -20,7 +20,7 @@ from oppu.app.evaluation_view import EvaluationView
 from oppu.app.export_dialog import ask_export
 from oppu.app.list_models import number, perplexity, versions_model, when
 from oppu.app.loss_plot import LossPlot
-from oppu.app.widgets import button, card, hint, page_layout, scrolling_grid
+from oppu.app.widgets import button, card, hint, page_layout, scrolling_grid, show_progress
 
 PHASES = {"prepare": "Preparing the base model", "dataset": "Laying out your writing",
           "evaluate": "Measuring", "train": "Training", "save": "Saving your model",
@@ -254,10 +254,7 @@ class ModelPage(QWidget):
         self.file_progress.show()
 
     def file_job_progress(self, progress) -> None:
-        if progress.total:
-            self.file_progress.setRange(0, progress.total)
-            self.file_progress.setValue(progress.done)
-        self.file_progress.setFormat(f"{progress.message or progress.phase}  %p%")
+        show_progress(self.file_progress, progress, progress.message or progress.phase)
 
     def file_job_finished(self) -> None:
         self.export.setEnabled(self.active_version is not None)

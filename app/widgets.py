@@ -88,6 +88,14 @@ def card_layout(frame: QFrame, title: str = "") -> QVBoxLayout:
     return layout
 
 
+def show_progress(bar, progress, text: str) -> None:
+    """A core Progress on a QProgressBar: busy until the total is known, then done/total."""
+    if progress.total:
+        bar.setRange(0, progress.total)
+        bar.setValue(progress.done)
+    bar.setFormat(f"{text}  %p%")
+
+
 def page_title(text: str) -> QLabel:
     label = QLabel(text)
     label.setObjectName("PageTitle")

@@ -176,6 +176,7 @@ def _continuations(engine, items: list, retrieval: bool, max_tokens: int,
         report()
     return texts
 
+
 def generation_scores(base_gguf: Path, adapter_gguf: Path | None, items: list,
                       max_tokens: int = GENERATION_TOKENS, scale: float = 1.0,
                       report=lambda what, done, total: None, samples: int = 2) -> dict:

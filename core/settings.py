@@ -58,7 +58,7 @@ class Settings:
                 value = kind(raw)
             except (TypeError, ValueError):
                 raise ValueError(f"{key} must be a {kind.__name__}, not {raw!r}") from None
-        rule = known[key].metadata
+        rule = self._rule(key)
         if rule["choices"] and value not in rule["choices"]:
             raise ValueError(f"{key} must be {', '.join(rule['choices'][:-1])} or "
                              f"{rule['choices'][-1]}, not {raw!r}")
@@ -70,12 +70,17 @@ class Settings:
     @classmethod
     def limits(cls, key: str) -> tuple:
         """(low, high) of a number setting, or (None, None)."""
-        rule = next(f for f in fields(cls) if f.name == key).metadata
+        rule = cls._rule(key)
         return rule["low"], rule["high"]
 
     @classmethod
     def choices(cls, key: str) -> tuple[str, ...]:
-        return next(f for f in fields(cls) if f.name == key).metadata["choices"]
+        return cls._rule(key)["choices"]
+
+    @classmethod
+    def _rule(cls, key: str):
+        """The help text and the bounds of setting `key`, as its field declares them."""
+        return cls.__dataclass_fields__[key].metadata
 
 
 def load_settings(store) -> Settings:

@@ -44,6 +44,13 @@ class BaseInfo:
     def permutes_qk(self) -> bool:
         return self.architecture in ROPE_PERMUTED_ARCHS
 
+    def permuted_heads(self, stem: str) -> int | None:
+        """The head count llama.cpp permutes the rows of tensor `stem` (`blk.0.attn_q`) by,
+        or None where it keeps them in order."""
+        if not self.permutes_qk:
+            return None
+        return {"attn_q": self.n_head, "attn_k": self.n_head_kv}.get(stem.rpartition(".")[2])
+
 
 @dataclass(frozen=True)
 class LoraTensor:
@@ -110,10 +117,9 @@ def lora_tensors(lora: PeftLora, base: BaseInfo, permute_qk: bool = True) -> lis
         if a.shape[1] != columns or b.shape[0] != rows:
             raise AdapterMismatch(f"module {module}: B·A is {b.shape[0]}x{a.shape[1]} but the base "
                                   f"tensor {name} is {rows}x{columns}")
-        if permute_qk and base.permutes_qk:
-            heads = {"attn_q": base.n_head, "attn_k": base.n_head_kv}.get(stem.rpartition(".")[2])
-            if heads:
-                b = permute_rows(b, heads)
+        heads = base.permuted_heads(stem) if permute_qk else None
+        if heads:
+            b = permute_rows(b, heads)
         mapped.append(LoraTensor(name, a, b))
     if lora.others:
         raise UnsupportedAdapter(f"the adapter holds tensors that are not LoRA pairs, which "

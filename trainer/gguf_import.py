@@ -82,8 +82,8 @@ def read_adapter_gguf(path: Path, base: BaseInfo) -> tuple[bytes, bytes, dict]:
             raise CorruptAdapter(f"{stem} has {', '.join(pair)} without its partner")
         a, b = pair["lora_a"], pair["lora_b"]
         ranks.add(a.shape[0])
-        heads = {"attn_q": base.n_head, "attn_k": base.n_head_kv}.get(stem.rpartition(".")[2])
-        if heads and base.permutes_qk and b.shape[0] % (2 * heads) == 0:
+        heads = base.permuted_heads(stem)
+        if heads and b.shape[0] % (2 * heads) == 0:  # other shapes are refused later
             b = unpermute_rows(b, heads)
         module = stems[stem]
         tensors[f"{KEY_PREFIX}{module}.lora_A.weight"] = a

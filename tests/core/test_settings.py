@@ -55,3 +55,11 @@ def test_a_stored_value_this_version_cannot_read_falls_back_to_the_default(profi
     with Profile("tester") as reopened:
         assert reopened.settings.retrieval_k == Settings().retrieval_k
         assert reopened.settings.temperature == Settings().temperature
+
+
+def test_the_training_choices_are_the_trainers():
+    """core.settings cannot import the trainer (torch) to read them, so they are checked."""
+    from oppu.trainer.lora import DEVICES, PRESETS
+
+    assert Settings.choices("training_preset") == tuple(PRESETS)
+    assert Settings.choices("training_device") == DEVICES

@@ -164,7 +164,6 @@ def train_author(profile, train_sections, preset, overrides) -> dict:
              "curve": meta["metrics"].get("curve", []),
              "train_words": meta["train_words"], "gate": {
                  k: meta["metrics"][k]["perplexity"] for k in ("base", "new")},
-             "product_heldout_ids": meta["heldout_document_ids"],
              "preset": meta["preset"]}
     state_path.write_text(json.dumps(state, indent=2))
     return state

@@ -51,6 +51,7 @@ def parse_args(argv=None):
     parser.add_argument("--baseline-batch", type=int, default=2,
                         help="items per forward pass of the naive Trainer")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--precision", default="auto", help=argparse.SUPPRESS)
     parser.add_argument("--child", choices=["ours", "naive", "matmul"], help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -63,18 +64,22 @@ def _rss_mb() -> float:
 # -- children ---------------------------------------------------------------------------
 
 def child_matmul(_args) -> dict:
+    """The best 4096^3 `torch.mm` FLOP/s in fp32 and in bf16."""
     import torch
 
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     n = 4096
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    best = float("inf")
-    for _ in range(5):
-        start = time.perf_counter()
+    peaks = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
         a @ b
-        best = min(best, time.perf_counter() - start)
-    return {"gflops": 2 * n ** 3 / best / 1e9}
+        best = float("inf")
+        for _ in range(5):
+            start = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - start)
+        peaks[name] = 2 * n ** 3 / best / 1e9
+    return peaks
 
 
 def _steady_rate(marks: list[tuple[float, int]]) -> float:
@@ -90,7 +95,8 @@ def child_ours(args) -> dict:
     from oppu.trainer.lora import PRESETS, train_lora
     from oppu.trainer.prepare import prepare_base
 
-    config = replace(PRESETS[PRESET], max_steps=args.steps, max_minutes=0)
+    config = replace(PRESETS[PRESET], max_steps=args.steps, max_minutes=0,
+                     precision=args.precision)
     base = prepare_base(bundled_gguf())
     started = time.perf_counter()
     with Profile("bench") as profile:
@@ -109,7 +115,7 @@ def child_ours(args) -> dict:
             "flops_per_token": per_token, "steps": result.steps, "tokens": result.tokens,
             "loss_curve": result.loss_curve, "dataset_build_s": build_s,
             "dataset": dataset.stats, "seq_len": config.seq_len, "batch_size": config.batch_size,
-            "config": config.to_dict(), "peak_rss_mb": _rss_mb()}
+            "config": config.to_dict(), "precision": result.precision, "peak_rss_mb": _rss_mb()}
 
 
 def model_flops(model_config, rows, rank: int) -> float:
@@ -185,11 +191,11 @@ CHILDREN = {"ours": child_ours, "naive": child_naive, "matmul": child_matmul}
 
 # -- orchestration ----------------------------------------------------------------------
 
-def run_child(kind: str, args, env: dict) -> dict:
-    print(f"== {kind}", flush=True)
+def run_child(kind: str, args, env: dict, precision: str = "auto") -> dict:
+    print(f"== {kind} ({precision})", flush=True)
     command = [sys.executable, __file__, "--child", kind, "--work", str(args.work),
                "--steps", str(args.steps), "--baseline-steps", str(args.baseline_steps),
-               "--baseline-batch", str(args.baseline_batch)]
+               "--baseline-batch", str(args.baseline_batch), "--precision", precision]
     done = subprocess.run(command, env=env, stdout=subprocess.PIPE, text=True, check=True)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     print({k: v for k, v in result.items() if not isinstance(v, (dict, list))}, flush=True)
@@ -227,8 +233,9 @@ def cpu_name() -> str:
 def report(results: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "train.json").write_text(json.dumps(results, indent=2) + "\n")
-    ours, naive = results["ours"], results["naive"]
+    ours, naive, fp32 = results["ours"], results["naive"], results["ours_fp32"]
     config = ours["config"]
+    peaks = results["matmul_gflops_by_precision"]
     lines = [
         "# Training benchmark: our LoRA trainer vs a naive transformers Trainer + peft", "",
         (f"{results['date']} · {results['machine']} · {results['threads']} threads · "
@@ -236,19 +243,29 @@ def report(results: dict, out: Path) -> None:
         (f"Bundled SmolLM2-135M-Instruct (Q4_1, dequantized to fp32), preset `{PRESET}` "
          f"(LoRA r{config['rank']} on {', '.join(config['target_modules'])}), "
          f"{results['words']} words of `{results['corpus']}` ({results['documents']} chapters) "
-         "as the writing, laid out with retrieval as the product does."), "",
-        "| | ours | naive baseline |", "| --- | ---: | ---: |",
+         "as the writing, laid out with retrieval as the product does. Ours runs at the "
+         f"preset's precision `auto`, which chose **{ours['precision']}** matmuls on this CPU; "
+         "the fp32 column is ours forced to fp32, the precision of the naive baseline."), "",
+        f"| | ours ({ours['precision']}) | ours (fp32) | naive baseline (fp32) |",
+        "| --- | ---: | ---: | ---: |",
         (f"| useful (non-padding) tokens/s | **{ours['tokens_per_s']:.0f}** | "
-         f"{naive['tokens_per_s']:.0f} |"),
-        f"| speedup | **{results['speedup']:.2f}x** | 1x |",
-        f"| peak RSS | **{ours['peak_rss_mb']:.0f} MB** | {naive['peak_rss_mb']:.0f} MB |",
-        f"| loss-bearing tokens/s | {ours['loss_tokens_per_s']:.0f} | |",
-        f"| padding computed | 0% | {100 * naive['padding_fraction']:.1f}% |",
+         f"{fp32['tokens_per_s']:.0f} | {naive['tokens_per_s']:.0f} |"),
+        (f"| speedup | **{results['speedup']:.2f}x** | {results['fp32_speedup']:.2f}x | 1x |"),
+        (f"| peak RSS | **{ours['peak_rss_mb']:.0f} MB** | {fp32['peak_rss_mb']:.0f} MB | "
+         f"{naive['peak_rss_mb']:.0f} MB |"),
+        (f"| MFU (against the matmul peak of its precision) | **{100 * results['mfu']:.0f}%** | "
+         f"{100 * results['fp32_mfu']:.0f}% | |"),
+        (f"| loss-bearing tokens/s | {ours['loss_tokens_per_s']:.0f} | "
+         f"{fp32['loss_tokens_per_s']:.0f} | |"),
+        f"| padding computed | 0% | 0% | {100 * naive['padding_fraction']:.1f}% |",
+        (f"| final loss of the measured steps | {ours['loss_curve'][-1][1]:.4f} | "
+         f"{fp32['loss_curve'][-1][1]:.4f} | |"),
         (f"| measured steps | {ours['steps']} x {ours['batch_size']} rows of {ours['seq_len']} "
-         f"| {naive['steps']} x {naive['items_per_step']} items |"), "",
-        (f"- Matmul peak of this machine (fp32, best 4096^3 `torch.mm`): "
-         f"**{results['matmul_gflops']:.0f} GFLOP/s**."),
-        (f"- Model FLOPs per token of ours: {ours['flops_per_token'] / 1e6:.0f} M "
+         f"| {fp32['steps']} x {fp32['batch_size']} rows | {naive['steps']} x "
+         f"{naive['items_per_step']} items |"), "",
+        (f"- Matmul peaks of this machine (best 4096^3 `torch.mm`): **{peaks['fp32']:.0f} "
+         f"GFLOP/s fp32, {peaks['bf16']:.0f} GFLOP/s bf16**."),
+        (f"- Model FLOPs per token: {ours['flops_per_token'] / 1e6:.0f} M "
          "(see `bench/train.py` for what is counted); "
          f"MFU = {ours['flops_per_token'] * ours['tokens_per_s'] / 1e9:.0f} GFLOP/s / "
          f"{results['matmul_gflops']:.0f} = **{100 * results['mfu']:.0f}%**."),
@@ -279,13 +296,15 @@ def main(argv=None) -> int:
     try:
         load_before = round(os.getloadavg()[0], 1)
         words = ingest(args, env)
-        matmul = [run_child("matmul", args, env)["gflops"]]
+        matmul = [run_child("matmul", args, env)]
         ours = run_child("ours", args, env)
+        ours_fp32 = ours if ours["precision"] == "fp32" else run_child("ours", args, env, "fp32")
         naive = run_child("naive", args, env)
-        matmul.append(run_child("matmul", args, env)["gflops"])
+        matmul.append(run_child("matmul", args, env))
     finally:
         shutil.rmtree(home, ignore_errors=True)
-    peak = max(matmul)
+    peaks = {name: max(run[name] for run in matmul) for name in ("fp32", "bf16")}
+    peak = peaks[ours["precision"]]  # MFU against the peak of the precision it computed in
     mfu = ours["flops_per_token"] * ours["tokens_per_s"] / (peak * 1e9)
     speedup = ours["tokens_per_s"] / naive["tokens_per_s"]
     results = {
@@ -293,7 +312,12 @@ def main(argv=None) -> int:
         "speedup": speedup, "matmul_gflops": peak, "mfu": mfu,
         "peak_rss_mb": ours["peak_rss_mb"], "baseline_peak_rss_mb": naive["peak_rss_mb"],
         "targets_met": speedup >= 2 and mfu >= 0.4 and ours["peak_rss_mb"] <= 4096,
-        "matmul_gflops_runs": matmul, "ours": ours, "naive": naive,
+        "precision": ours["precision"], "matmul_gflops_by_precision": peaks,
+        "fp32_tokens_per_s": ours_fp32["tokens_per_s"],
+        "fp32_speedup": ours_fp32["tokens_per_s"] / naive["tokens_per_s"],
+        "fp32_mfu": ours_fp32["flops_per_token"] * ours_fp32["tokens_per_s"]
+        / (peaks["fp32"] * 1e9),
+        "matmul_gflops_runs": matmul, "ours": ours, "ours_fp32": ours_fp32, "naive": naive,
         "corpus": args.corpus.name, "documents": args.documents, "words": words,
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{cpu_name()}, {os.cpu_count()} cores",

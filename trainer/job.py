@@ -193,7 +193,7 @@ class TrainingJob:
         metrics["new"] = heldout_metrics(trained.peft_model, dataset.heldout)
         metrics["train"] = {"steps": trained.steps, "planned_steps": trained.planned_steps,
                             "ended_by": trained.ended_by, "tokens": trained.tokens,
-                            "loss_tokens": trained.loss_tokens,
+                            "loss_tokens": trained.loss_tokens, "precision": trained.precision,
                             "seconds": round(trained.seconds, 2),
                             "tokens_per_s": round(trained.tokens / max(trained.seconds, 1e-9), 1)}
         metrics["curve"] = curve.finish(trained.steps, metrics["new"])

@@ -11,6 +11,7 @@ frozen (usually tied) lm_head, so it needs no gradient of its own.
 import torch
 
 from oppu.trainer.dataset import IGNORE, MicroBatch
+from oppu.trainer.fused import autocast_dtype, frozen_weight_as
 
 CHUNK_ROWS = 512
 
@@ -22,7 +23,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         grad = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
         for start in range(0, hidden.shape[0], chunk_rows):
             rows = slice(start, start + chunk_rows)
-            logits = (hidden[rows] @ weight.T).float()
+            logits = (hidden[rows].to(weight.dtype) @ weight.T).float()
             index = torch.arange(logits.shape[0], device=logits.device)
             target = targets[rows]
             lse = torch.logsumexp(logits, dim=-1)
@@ -51,11 +52,12 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: to
 def packed_loss(model, batch: MicroBatch) -> torch.Tensor:
     """Summed loss of a packed micro-batch; `model` uses packed attention (plain or peft)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    device = base.get_output_embeddings().weight.device
+    head = base.get_output_embeddings()
+    device = head.weight.device
     hidden = base.get_decoder()(
         input_ids=batch.input_ids.to(device), position_ids=batch.position_ids.to(device),
         use_cache=False, cu_seq_lens_q=batch.cu_seq_lens).last_hidden_state[0]
     targets = batch.labels[0, 1:].to(device)
     keep = targets != IGNORE  # the hidden state at t predicts the token at t + 1
-    return linear_cross_entropy(hidden[:-1][keep], base.get_output_embeddings().weight,
-                                targets[keep])
+    weight = frozen_weight_as(head, autocast_dtype(device.type) or head.weight.dtype)
+    return linear_cross_entropy(hidden[:-1][keep], weight, targets[keep])

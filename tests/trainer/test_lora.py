@@ -11,13 +11,14 @@ import torch.nn.functional as F
 from oppu.core.settings import Settings
 from oppu.trainer.dataset import build_dataset
 from oppu.trainer.evaluate import heldout_metrics
-from oppu.trainer.fused import fuse, fused_rotary
+from oppu.trainer.fused import fuse, fused_rotary, release_frozen_copies
 from oppu.trainer.lora import PRESETS, Stopped, TrainConfig, train_lora, wrap_lora
 from oppu.trainer.loss import linear_cross_entropy
 from tests.support.sample_writing import add_notes
 
+# fp32 pinned, so that these runs do the same on every CPU; bf16 has tests of its own.
 FAST = TrainConfig(seq_len=256, batch_size=2, retrieval_k=0, min_words=200, max_steps=6,
-                   learning_rate=3e-3, heldout_fraction=0.2)
+                   learning_rate=3e-3, heldout_fraction=0.2, precision="fp32")
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,8 @@ def test_the_config_validates_early_and_explains_every_field():
                          ({"learning_rate": 2.0}, "learning_rate"),
                          ({"device": "tpu"}, "device must be one of auto, cpu, cuda"),
                          ({"heldout_fraction": 1.0}, "heldout_fraction"),
-                         ({"seq_len": 8}, "seq_len")]:
+                         ({"seq_len": 8}, "seq_len"),
+                         ({"precision": "fp16"}, "precision must be one of auto, fp32, bf16")]:
         with pytest.raises(ValueError, match=message):
             TrainConfig(**bad)
     saved = PRESETS["thorough"].to_dict()
@@ -78,28 +80,83 @@ def test_the_fused_rotary_embedding_matches_the_stock_formula():
         torch.testing.assert_close(got, expected)
 
 
-def test_the_fused_layers_compute_what_peft_computes(tiny_base):
+def _lora_outputs(tiny_base, fused: bool, autocast: bool = False):
+    """Logits and LoRA gradients of the tiny model with a non-trivial adapter."""
     ids = torch.randint(0, 49152, (1, 40), generator=torch.Generator().manual_seed(1))
+    model = wrap_lora(tiny_base.load_model(), TrainConfig(seed=3))
+    for name, parameter in model.named_parameters():
+        if "lora_B" in name:  # peft starts B at zero; make the adapter matter
+            torch.nn.init.normal_(parameter, std=0.1, generator=torch.Generator()
+                                  .manual_seed(len(name)))
+    if fused:
+        assert fuse(model) == 2 * 7 + 2 * 2 + 1 + 2  # LoRA projections, norms, MLPs
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        logits = model(input_ids=ids, use_cache=False).logits.float()
+    logits.square().mean().backward()
+    return model, logits.detach(), {n: p.grad for n, p in model.named_parameters()
+                                    if p.requires_grad}
 
-    def outputs(fused: bool):
-        model = wrap_lora(tiny_base.load_model(), TrainConfig(seed=3))
-        for name, parameter in model.named_parameters():
-            if "lora_B" in name:  # peft starts B at zero; make the adapter matter
-                torch.nn.init.normal_(parameter, std=0.1, generator=torch.Generator()
-                                      .manual_seed(len(name)))
-        if fused:
-            assert fuse(model) == 2 * 7 + 2 * 2 + 1 + 2  # LoRA projections, norms, MLPs
-        logits = model(input_ids=ids, use_cache=False).logits
-        logits.square().mean().backward()
-        return logits.detach(), {n: p.grad for n, p in model.named_parameters()
-                                 if p.requires_grad}
 
-    plain, plain_grads = outputs(fused=False)
-    fast, fast_grads = outputs(fused=True)
+def test_the_fused_layers_compute_what_peft_computes(tiny_base):
+    _, plain, plain_grads = _lora_outputs(tiny_base, fused=False)
+    _, fast, fast_grads = _lora_outputs(tiny_base, fused=True)
     torch.testing.assert_close(fast, plain, atol=1e-4, rtol=1e-4)
     assert plain_grads.keys() == fast_grads.keys() and len(plain_grads) == 28
     for name, grad in plain_grads.items():
         torch.testing.assert_close(fast_grads[name], grad, atol=1e-5, rtol=1e-3)
+
+
+def test_under_bf16_autocast_the_fused_layers_agree_with_peft_and_keep_fp32_masters(tiny_base):
+    _, reference, reference_grads = _lora_outputs(tiny_base, fused=False)
+    _, plain, plain_grads = _lora_outputs(tiny_base, fused=False, autocast=True)
+    model, fast, fast_grads = _lora_outputs(tiny_base, fused=True, autocast=True)
+
+    def relative_error(got, expected):
+        return float((got - expected).norm() / expected.norm())
+
+    # bf16 keeps about 3 significant digits (gradients here are off by 3-7% with peft's
+    # own forward too): the fused path must be as close to fp32 as peft's is.
+    assert relative_error(fast, reference) < 0.02
+    assert relative_error(fast, reference) < 1.25 * relative_error(plain, reference) + 0.002
+    for name, grad in reference_grads.items():
+        assert fast_grads[name].dtype == torch.float32  # fp32 masters get fp32 gradients
+        assert relative_error(fast_grads[name], grad) < 0.1, name
+        assert relative_error(fast_grads[name], grad) < 1.25 * relative_error(
+            plain_grads[name], grad) + 0.01, name
+    copies = [m.__dict__["_oppu_frozen_copy"][1] for m in model.modules()
+              if "_oppu_frozen_copy" in m.__dict__]
+    assert len(copies) == 2 * 7 and all(c.dtype == torch.bfloat16 for c in copies)
+    release_frozen_copies(model)
+    assert not any("_oppu_frozen_copy" in m.__dict__ for m in model.modules())
+
+
+def test_the_frozen_bf16_copy_is_made_once_and_renewed_when_the_weight_changes():
+    from oppu.trainer.fused import frozen_weight_as
+
+    layer = torch.nn.Linear(8, 4).requires_grad_(False)
+    first = frozen_weight_as(layer, torch.bfloat16)
+    assert frozen_weight_as(layer, torch.bfloat16) is first
+    assert frozen_weight_as(layer, torch.float32) is layer.weight
+    layer.weight.mul_(2)  # merging an adapter changes the weight in place
+    renewed = frozen_weight_as(layer, torch.bfloat16)
+    assert renewed is not first
+    torch.testing.assert_close(renewed.float(), layer.weight, atol=0.02, rtol=0.01)
+
+
+def test_auto_precision_picks_bf16_only_where_the_cpu_runs_it_fast(monkeypatch):
+    from oppu.trainer import precision
+
+    assert precision.resolve_precision("fp32", "cpu") == "fp32"
+    assert precision.resolve_precision("bf16", "cpu") == "bf16"
+    with pytest.raises(ValueError, match="unknown precision 'fp8'"):
+        precision.resolve_precision("fp8", "cpu")
+    monkeypatch.setattr(precision, "cpu_bf16_speedup", lambda: 7.7)  # AMX
+    assert precision.resolve_precision("auto", "cpu") == "bf16"
+    monkeypatch.setattr(precision, "cpu_bf16_speedup", lambda: 0.4)  # emulated bf16
+    assert precision.resolve_precision("auto", "cpu") == "fp32"
+    monkeypatch.undo()
+    measured = precision.cpu_bf16_speedup()  # the real measurement, on this CPU
+    assert math.isfinite(measured) and measured > 0
 
 
 def test_training_lowers_the_loss_and_reports_each_step(tiny_base, notes_dataset):
@@ -121,6 +178,21 @@ def test_training_lowers_the_loss_and_reports_each_step(tiny_base, notes_dataset
     assert result.loss_curve[-1][1] < result.loss_curve[0][1]
     trainable = [n for n, p in result.peft_model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
+
+
+def test_bf16_training_follows_the_fp32_run_step_for_step(tiny_base, notes_dataset):
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        runs[precision] = train_lora(tiny_base.load_model(), notes_dataset,
+                                     replace(FAST, precision=precision), lambda _r: None,
+                                     lambda: False)
+    bf16, fp32 = runs["bf16"], runs["fp32"]
+    assert bf16.precision == "bf16" and fp32.precision == "fp32"
+    assert bf16.tokens == fp32.tokens and bf16.steps == fp32.steps
+    for (_, got), (_, expected) in zip(bf16.loss_curve, fp32.loss_curve, strict=True):
+        assert got == pytest.approx(expected, rel=0.03)
+    assert bf16.loss_curve[-1][1] < bf16.loss_curve[0][1] - 1.0
+    assert not any("_oppu_frozen_copy" in m.__dict__ for m in bf16.peft_model.modules())
 
 
 def test_a_stop_request_ends_training_before_the_next_micro_batch(tiny_base, notes_dataset):

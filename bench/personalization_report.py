@@ -378,8 +378,8 @@ def runs_table(runs: list[dict]) -> list[str]:
     for run in runs:
         c = run["config"]
         config = (f"r{c['rank']} a{c['alpha']} lr {c['learning_rate']} "
-                  f"{len(c['target_modules'] or [])} targets, {c['max_minutes']} min, "
-                  f"k={c['retrieval_k']}")
+                  f"{len(c['target_modules'] or [])} targets, {c['epochs']} epochs within "
+                  f"{c['max_minutes']} min, k={c['retrieval_k']}")
         lines.append(f"| {run['date'][:16]} | {run['note'] or '–'} | {config} | "
                      f"{run['overrides'] or '–'} | {_pct(run['ppl_reduction_vs_base'])} | "
                      f"{_pct(run['ppl_reduction_vs_rag'])} | {run['diagonal_best']} | "

@@ -51,6 +51,8 @@ def parse_args(argv=None):
     parser.add_argument("--baseline-batch", type=int, default=2,
                         help="items per forward pass of the naive Trainer")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--report-only", action="store_true",
+                        help="rewrite train.md from the existing train.json")
     parser.add_argument("--precision", default="auto", help=argparse.SUPPRESS)
     parser.add_argument("--child", choices=["ours", "naive", "matmul"], help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
@@ -230,6 +232,10 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def _met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
 def report(results: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "train.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -271,8 +277,11 @@ def report(results: dict, out: Path) -> None:
          f"{results['matmul_gflops']:.0f} = **{100 * results['mfu']:.0f}%**."),
         (f"- Ours includes laying out the dataset ({ours['dataset_build_s']:.0f} s, with "
          "retrieval) in the same process, as the product's training child does."),
-        ("- Targets: speedup >= 2x, MFU >= 40%, peak RSS <= 4096 MB: "
-         f"{'met' if results['targets_met'] else 'NOT met'}."), "",
+        ("- Targets: speedup >= 2x " + _met(results["speedup"] >= 2) + ", MFU >= 40% "
+         + _met(results["mfu"] >= 0.4) + ", peak RSS <= 4096 MB "
+         + _met(ours["peak_rss_mb"] <= 4096) + f" (at {ours['precision']}; forced to fp32: "
+         f"speedup {results['fp32_speedup']:.2f}x, MFU {100 * results['fp32_mfu']:.0f}%)."),
+        "",
         ("Other work ran on the same cores during this run when the load average above is "
          "well over the thread count; both sides and the matmul peak share that noise."), ""]
     (out / "train.md").write_text("\n".join(lines))
@@ -286,6 +295,9 @@ def main(argv=None) -> int:
 
         go_offline()
         print(json.dumps(CHILDREN[args.child](args), default=str), flush=True)
+        return 0
+    if args.report_only:
+        report(json.loads((args.out / "train.json").read_text()), args.out)
         return 0
     if not args.corpus.is_file():
         raise SystemExit(f"corpus not found: {args.corpus} (pass --corpus FILE)")

@@ -2,12 +2,16 @@
 
 
 def device_summary(training_setting: str) -> str:
-    """One line: the device training will use, and how chat will run llama.cpp."""
+    """One line: the device (and matmul precision) training will use, and how chat will run
+    llama.cpp."""
     from oppu.engine.llm import cpu_threads, gpu_layers
     from oppu.trainer.lora import pick_device
+    from oppu.trainer.precision import resolve_precision
 
     try:
-        training = {"cuda": "the GPU (CUDA)", "cpu": "the CPU"}[pick_device(training_setting)]
+        device = pick_device(training_setting)
+        where = {"cuda": "the GPU (CUDA)", "cpu": "the CPU"}[device]
+        training = f"{where} with {resolve_precision('auto', device)} matmuls"
     except ValueError as error:
         training = f"nothing: {error}"
     serving = ("the GPU (llama.cpp offload)" if gpu_layers() else

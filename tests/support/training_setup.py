@@ -18,8 +18,9 @@ import pytest
 from tests.support.sample_writing import add_notes
 
 NAME = "trainee"
-# Small rows, no retrieval: a step takes about a second on the tiny model.
-FAST = {"seq_len": 384, "batch_size": 2, "retrieval_k": 0, "max_steps": 3}
+# Small rows, no retrieval: a step takes about a second on the tiny model. Epochs enough
+# that `max_steps` alone decides how many steps a test run takes.
+FAST = {"seq_len": 384, "batch_size": 2, "retrieval_k": 0, "max_steps": 3, "epochs": 4.0}
 
 
 @pytest.fixture(scope="session", name="base_cache")

@@ -16,9 +16,10 @@ from oppu.trainer.lora import PRESETS, Stopped, TrainConfig, train_lora, wrap_lo
 from oppu.trainer.loss import linear_cross_entropy
 from tests.support.sample_writing import add_notes
 
-# fp32 pinned, so that these runs do the same on every CPU; bf16 has tests of its own.
+# fp32 pinned, so that these runs do the same on every CPU (bf16 has tests of its own);
+# epochs enough that `max_steps` decides the length.
 FAST = TrainConfig(seq_len=256, batch_size=2, retrieval_k=0, min_words=200, max_steps=6,
-                   learning_rate=3e-3, heldout_fraction=0.2, precision="fp32")
+                   epochs=2.0, learning_rate=3e-3, heldout_fraction=0.2, precision="fp32")
 
 
 @pytest.fixture(scope="module")

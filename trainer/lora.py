@@ -40,7 +40,7 @@ DEVICES = ("auto", "cpu", "cuda")
 # Tokens per forward pass. On the CPU this bounds activation memory (about 1.5 MB a token
 # for the 135M model in fp32, roughly half that in bf16): the default preset's peak RSS,
 # retrieval's embedder included, stays under 4 GB either way (bench/train.py: 3.7 GB fp32,
-# 4.0 GB bf16), and bf16's larger passes run about 10% faster.
+# 3.9 GB bf16), and bf16's larger passes run about 10% faster.
 MICRO_BATCH_TOKENS = {("cpu", "fp32"): 1024, ("cpu", "bf16"): 2048,
                       ("cuda", "fp32"): 16384, ("cuda", "bf16"): 16384}
 MIN_LR_FRACTION = 0.1

@@ -13,8 +13,10 @@ from PySide6.QtWidgets import QApplication
 QUESTION = "What do I usually pack for a long weekend of sailing? Answer in my voice."
 STREAMED_PIECES = 40  # the chat screenshot is taken after this many pieces of the reply
 LOSS_POINTS = 12  # the My model screenshot waits for this many points on the loss plot
-# Short steps, so the loss plot fills within a minute on a CPU; the run is cancelled anyway.
-TOUR_TRAINING = {"seq_len": 256, "batch_size": 1, "max_steps": 60, "max_minutes": 0}
+# Short steps (and epochs enough that max_steps decides), so the loss plot fills within a
+# minute on a CPU; the run is cancelled anyway.
+TOUR_TRAINING = {"seq_len": 256, "batch_size": 1, "max_steps": 60, "epochs": 10.0,
+                 "max_minutes": 0}
 
 
 class Tour(QObject):

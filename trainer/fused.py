@@ -16,9 +16,10 @@ backward, and transformers' RMSNorm is six ops that each keep a tensor for backw
   silu there: one cheap op instead of a kept (tokens x intermediate) tensor per layer,
   about 180 MB per 1024-token micro-batch of the 135M model.
 
-Under autocast (bf16 training) a LoRA projection runs wholly in the autocast dtype, with a
-copy of the frozen base weight in that dtype made once instead of a cast on every call;
-the LoRA weights stay fp32 masters and get fp32 gradients.
+Under autocast (bf16 training) a LoRA projection runs wholly in the autocast dtype; during
+training it uses copies of the frozen base weights in that dtype made once for the run
+(`keep_frozen_copies`) instead of a cast on every call. The LoRA weights stay fp32
+masters and get fp32 gradients.
 
 The modules and their state dicts are untouched: only `forward` is swapped on instances,
 so peft still saves, loads and merges the adapter as usual. The fast path is taken only
@@ -48,23 +49,40 @@ def autocast_dtype(device_type: str) -> torch.dtype | None:
     return torch.get_autocast_dtype(device_type)
 
 
-def frozen_weight_as(layer: torch.nn.Linear, dtype: torch.dtype) -> torch.Tensor:
-    """`layer`'s frozen weight in `dtype`, converted once and kept while the weight is
-    unchanged (the same tensor, version and device)."""
-    weight = layer.weight
-    if weight.dtype == dtype:
-        return weight
-    key = (weight.data_ptr(), weight._version, weight.device, dtype)
-    cached = layer.__dict__.get("_oppu_frozen_copy")
-    if cached is None or cached[0] != key:
-        cached = (key, weight.detach().to(dtype))
-        layer.__dict__["_oppu_frozen_copy"] = cached
-    return cached[1]
+COPY = "_oppu_frozen_copy"
+
+
+def keep_frozen_copies(model, dtype: torch.dtype) -> int:
+    """Keep a `dtype` copy of every frozen weight an autocast pass of `model` multiplies by
+    (LoRA base layers and the output matrix), for as long as training runs: converting
+    once instead of on every call. The weights must stay unchanged until
+    `release_frozen_copies`; returns how many copies were made."""
+    from peft.tuners.lora import Linear as LoraLinear
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    layers = [m.base_layer for m in model.modules() if isinstance(m, LoraLinear)]
+    layers.append(base.get_output_embeddings())
+    count = 0
+    for layer in layers:
+        weight = layer.weight
+        if not weight.requires_grad and weight.dtype != dtype:
+            layer.__dict__[COPY] = weight.detach().to(dtype)
+            count += 1
+    return count
 
 
 def release_frozen_copies(model) -> None:
     for module in model.modules():
-        module.__dict__.pop("_oppu_frozen_copy", None)
+        module.__dict__.pop(COPY, None)
+
+
+def weight_as(layer: torch.nn.Linear, dtype: torch.dtype) -> torch.Tensor:
+    """`layer`'s weight in `dtype`: the weight itself, its kept copy, or a fresh cast (which,
+    unlike a kept copy, still carries the weight's gradient if it has one)."""
+    if layer.weight.dtype == dtype:
+        return layer.weight
+    copy = layer.__dict__.get(COPY)
+    return copy if copy is not None and copy.dtype == dtype else layer.weight.to(dtype)
 
 
 class _LoraLinear(torch.autograd.Function):
@@ -109,7 +127,7 @@ def _fast_lora_forward(self, x, *args, **kwargs):
     dropped = None if isinstance(dropout, torch.nn.Identity) or not self.training \
         else dropout(flat)
     bias = self.base_layer.bias
-    out = _LoraLinear.apply(flat, dropped, frozen_weight_as(self.base_layer, dtype),
+    out = _LoraLinear.apply(flat, dropped, weight_as(self.base_layer, dtype),
                             None if bias is None else bias.to(dtype), lora_a.to(dtype),
                             lora_b.to(dtype), self.scaling[name])
     return out.view(*x.shape[:-1], out.shape[-1])
@@ -170,8 +188,8 @@ def _fused_mlp(self, x):
 
 def _fused_rms_norm(self, hidden):
     normed = F.rms_norm(hidden, self.weight.shape, self.weight, self.variance_epsilon)
-    # Under autocast a norm feeds only matmuls (q/k/v, gate/up, the output layer): cast
-    # once here, so that they share one saved bf16 input instead of a copy each.
+    # Under autocast a norm feeds matmuls (q/k/v, gate/up, the output layer), which would
+    # each cast it: cast once here, so that they share one saved bf16 input.
     return normed.to(autocast_dtype(hidden.device.type) or normed.dtype)
 
 

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field, fields
 import torch
 
 from oppu.trainer.dataset import IGNORE, WritingDataset, shuffled_rows
-from oppu.trainer.fused import fuse, release_frozen_copies
+from oppu.trainer.fused import fuse, keep_frozen_copies, release_frozen_copies
 from oppu.trainer.loss import packed_loss
 from oppu.trainer.packed_attention import use_packed_attention
 from oppu.trainer.precision import PRECISIONS, resolve_precision
@@ -239,6 +239,8 @@ def train_lora(model, dataset: WritingDataset, config: TrainConfig,
     paused = 0.0  # time spent in `report` (a caller's measurements) is not training time
     step_ends: list[float] = []
     try:
+        if precision == "bf16":
+            keep_frozen_copies(peft_model, torch.bfloat16)
         step = 0
         while step < total:
             loss = _train_step(peft_model, dataset, schedule[step], micro_rows, autocast,

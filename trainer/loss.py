@@ -11,7 +11,7 @@ frozen (usually tied) lm_head, so it needs no gradient of its own.
 import torch
 
 from oppu.trainer.dataset import IGNORE, MicroBatch
-from oppu.trainer.fused import autocast_dtype, frozen_weight_as
+from oppu.trainer.fused import autocast_dtype, weight_as
 
 CHUNK_ROWS = 512
 
@@ -59,5 +59,5 @@ def packed_loss(model, batch: MicroBatch) -> torch.Tensor:
         use_cache=False, cu_seq_lens_q=batch.cu_seq_lens).last_hidden_state[0]
     targets = batch.labels[0, 1:].to(device)
     keep = targets != IGNORE  # the hidden state at t predicts the token at t + 1
-    weight = frozen_weight_as(head, autocast_dtype(device.type) or head.weight.dtype)
+    weight = weight_as(head, autocast_dtype(device.type) or head.weight.dtype)
     return linear_cross_entropy(hidden[:-1][keep], weight, targets[keep])

@@ -43,5 +43,5 @@ def resolve_precision(name: str, device: str) -> str:
     if name != "auto":
         return name
     if device == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp32"
     return "bf16" if cpu_bf16_speedup() >= MIN_CPU_BF16_SPEEDUP else "fp32"

@@ -11,7 +11,14 @@ import torch.nn.functional as F
 from oppu.core.settings import Settings
 from oppu.trainer.dataset import build_dataset
 from oppu.trainer.evaluate import heldout_metrics
-from oppu.trainer.fused import fuse, fused_rotary, release_frozen_copies
+from oppu.trainer.fused import (
+    COPY,
+    fuse,
+    fused_rotary,
+    keep_frozen_copies,
+    release_frozen_copies,
+    weight_as,
+)
 from oppu.trainer.lora import PRESETS, Stopped, TrainConfig, train_lora, wrap_lora
 from oppu.trainer.loss import linear_cross_entropy
 from tests.support.sample_writing import add_notes
@@ -124,24 +131,24 @@ def test_under_bf16_autocast_the_fused_layers_agree_with_peft_and_keep_fp32_mast
         assert relative_error(fast_grads[name], grad) < 0.1, name
         assert relative_error(fast_grads[name], grad) < 1.25 * relative_error(
             plain_grads[name], grad) + 0.01, name
-    copies = [m.__dict__["_oppu_frozen_copy"][1] for m in model.modules()
-              if "_oppu_frozen_copy" in m.__dict__]
-    assert len(copies) == 2 * 7 and all(c.dtype == torch.bfloat16 for c in copies)
+    assert not any(COPY in m.__dict__ for m in model.modules())  # none outside training
+
+
+def test_training_keeps_bf16_copies_of_the_frozen_weights_only_while_it_runs(tiny_base):
+    model = wrap_lora(tiny_base.load_model(), TrainConfig(seed=3))
+    model.get_base_model().get_output_embeddings().weight.requires_grad_(False)
+    assert keep_frozen_copies(model, torch.bfloat16) == 2 * 7 + 1  # projections, output
+    copies = [m.__dict__[COPY] for m in model.modules() if COPY in m.__dict__]
+    assert all(c.dtype == torch.bfloat16 and not c.requires_grad for c in copies)
+    projection = model.get_base_model().model.layers[0].self_attn.q_proj.base_layer
+    assert weight_as(projection, torch.bfloat16) is projection.__dict__[COPY]
+    assert weight_as(projection, torch.float32) is projection.weight
     release_frozen_copies(model)
-    assert not any("_oppu_frozen_copy" in m.__dict__ for m in model.modules())
-
-
-def test_the_frozen_bf16_copy_is_made_once_and_renewed_when_the_weight_changes():
-    from oppu.trainer.fused import frozen_weight_as
-
-    layer = torch.nn.Linear(8, 4).requires_grad_(False)
-    first = frozen_weight_as(layer, torch.bfloat16)
-    assert frozen_weight_as(layer, torch.bfloat16) is first
-    assert frozen_weight_as(layer, torch.float32) is layer.weight
-    layer.weight.mul_(2)  # merging an adapter changes the weight in place
-    renewed = frozen_weight_as(layer, torch.bfloat16)
-    assert renewed is not first
-    torch.testing.assert_close(renewed.float(), layer.weight, atol=0.02, rtol=0.01)
+    assert not any(COPY in m.__dict__ for m in model.modules())
+    fresh = weight_as(projection, torch.bfloat16)  # no kept copy: a cast, made anew
+    torch.testing.assert_close(fresh.float(), projection.weight, atol=0.02, rtol=0.01)
+    trainable = torch.nn.Linear(4, 4)  # a cast of a trainable weight keeps its gradient
+    assert weight_as(trainable, torch.bfloat16).requires_grad
 
 
 def test_auto_precision_picks_bf16_only_where_the_cpu_runs_it_fast(monkeypatch):
@@ -193,7 +200,7 @@ def test_bf16_training_follows_the_fp32_run_step_for_step(tiny_base, notes_datas
     for (_, got), (_, expected) in zip(bf16.loss_curve, fp32.loss_curve, strict=True):
         assert got == pytest.approx(expected, rel=0.03)
     assert bf16.loss_curve[-1][1] < bf16.loss_curve[0][1] - 1.0
-    assert not any("_oppu_frozen_copy" in m.__dict__ for m in bf16.peft_model.modules())
+    assert not any(COPY in m.__dict__ for m in bf16.peft_model.modules())
 
 
 def test_a_stop_request_ends_training_before_the_next_micro_batch(tiny_base, notes_dataset):

@@ -69,19 +69,20 @@ def child_matmul(_args) -> dict:
     """The best 4096^3 `torch.mm` FLOP/s in fp32 and in bf16."""
     import torch
 
+    from oppu.trainer.precision import best_matmul_seconds
+
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     n = 4096
     peaks = {}
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-        a @ b
-        best = float("inf")
-        for _ in range(5):
-            start = time.perf_counter()
-            a @ b
-            best = min(best, time.perf_counter() - start)
-        peaks[name] = 2 * n ** 3 / best / 1e9
+        peaks[name] = 2 * n ** 3 / best_matmul_seconds(a, b) / 1e9
     return peaks
+
+
+def _mfu(run: dict, peak_gflops: float) -> float:
+    """Model FLOP/s of a training child's run over a matmul peak."""
+    return run["flops_per_token"] * run["tokens_per_s"] / (peak_gflops * 1e9)
 
 
 def _steady_rate(marks: list[tuple[float, int]]) -> float:
@@ -317,7 +318,7 @@ def main(argv=None) -> int:
         shutil.rmtree(home, ignore_errors=True)
     peaks = {name: max(run[name] for run in matmul) for name in ("fp32", "bf16")}
     peak = peaks[ours["precision"]]  # MFU against the peak of the precision it computed in
-    mfu = ours["flops_per_token"] * ours["tokens_per_s"] / (peak * 1e9)
+    mfu = _mfu(ours, peak)
     speedup = ours["tokens_per_s"] / naive["tokens_per_s"]
     results = {
         "tokens_per_s": ours["tokens_per_s"], "baseline_tokens_per_s": naive["tokens_per_s"],
@@ -327,8 +328,7 @@ def main(argv=None) -> int:
         "precision": ours["precision"], "matmul_gflops_by_precision": peaks,
         "fp32_tokens_per_s": ours_fp32["tokens_per_s"],
         "fp32_speedup": ours_fp32["tokens_per_s"] / naive["tokens_per_s"],
-        "fp32_mfu": ours_fp32["flops_per_token"] * ours_fp32["tokens_per_s"]
-        / (peaks["fp32"] * 1e9),
+        "fp32_mfu": _mfu(ours_fp32, peaks["fp32"]),
         "matmul_gflops_runs": matmul, "ours": ours, "ours_fp32": ours_fp32, "naive": naive,
         "corpus": args.corpus.name, "documents": args.documents, "words": words,
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),

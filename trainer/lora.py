@@ -131,13 +131,15 @@ class TrainConfig:
 
 # "balanced" (the field defaults) is the default preset (Settings.training_preset), tuned
 # by bench/personalization.py (its results file records every try) with the bundled 135M
-# model on a 2-core CPU: rank 16 on every projection; one pass over the writing (with bf16
-# training two passes fit the budget, and the second one overfit: Chesterton's adapter
-# reached 36.6 held-out perplexity after one pass and 39.9 after two, and 1.5 passes were
-# worse than one for every author); a high learning rate (3e-3 beat 1.5e-3 and 4e-4 at the
-# same budget; clipping keeps it stable); one retrieved passage per item (k=2 measured the
-# same at one pass and costs ~20% more compute); and a 9-minute budget, so that a large
-# profile still trains in bounded time and the three-author benchmark stays under 45 minutes.
+# model on a 2-core CPU: rank 16 on every projection (rank 32 measured the same); one pass
+# over the writing (with bf16 training two passes fit the budget, and the second one
+# overfit: Chesterton's adapter reached 36.6 held-out perplexity after one pass and 39.9
+# after two, and 1.5 passes were worse than one for every author); two rows per step (one
+# row, twice the steps, measured the same and is slower); a learning rate of 3e-3 (it beat
+# 1.5e-3 and 4e-4 at the same budget, and 6e-3 was worse; clipping keeps it stable); one
+# retrieved passage per item (k=2 measured the same at one pass and costs ~20% more
+# compute); and a 9-minute budget, so that a large profile still trains in bounded time and
+# the three-author benchmark stays under 45 minutes.
 PRESETS: dict[str, TrainConfig] = {
     "quick": TrainConfig(rank=8, alpha=16.0, epochs=1.0, seq_len=512, max_minutes=3.0),
     "balanced": TrainConfig(),  # the field defaults

@@ -1,8 +1,9 @@
 """`oppu-desktop --screenshot DIR`: drive the real app through its pages and save one PNG each.
 
 For the README's screenshots (run it under Xvfb on a prepared profile): My writing with a
-document open, Chat while a reply is streaming, My model during a retrain (which is then
-cancelled, so nothing changes), and Settings. Uses only what a user could click.
+document open, Chat with a reply (stopped after a few lines) citing its sources from the
+writing, My model during a retrain (which is then cancelled, so nothing changes), and
+Settings. Uses only what a user could click.
 """
 
 from pathlib import Path
@@ -11,7 +12,7 @@ from PySide6.QtCore import QObject, QTimer
 from PySide6.QtWidgets import QApplication
 
 QUESTION = "What do I usually pack for a long weekend of sailing? Answer in my voice."
-STREAMED_PIECES = 40  # the chat screenshot is taken after this many pieces of the reply
+STREAMED_PIECES = 40  # the reply is stopped after this many pieces
 LOSS_POINTS = 12  # the My model screenshot waits for this many points on the loss plot
 # Short steps (and epochs enough that max_steps decides), so the loss plot fills within a
 # minute on a CPU; the run is cancelled anyway.
@@ -61,17 +62,18 @@ class Tour(QObject):
         page.composer.setPlainText(QUESTION)
         page.send.click()
         self.app.chat.job.signals.progress.connect(self._piece)
-        self.app.chat.job.signals.ended.connect(lambda: self.next(1500))
+        self.app.chat.job.signals.ended.connect(lambda: QTimer.singleShot(800, self, self._reply))
 
     def _piece(self, _piece: str) -> None:
         self.pieces += 1
         if self.pieces == STREAMED_PIECES:
-            self.grab("chat")
             self.app.chat.stop()  # the rest of the reply is not needed
 
+    def _reply(self) -> None:
+        self.grab("chat")
+        self.next()
+
     def model(self) -> None:
-        if self.pieces < STREAMED_PIECES:
-            self.grab("chat")  # a short reply: take it finished
         self.app.window.show_page("model")
         training = self.app.model.training
         training.progress.connect(self._training)

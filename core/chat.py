@@ -243,10 +243,15 @@ class ChatSession:
         return (adapter.version, scale) if adapter else (None, None)
 
     def _retrieve(self, text: str, settings) -> list[Passage]:
+        """The top passages of the user's writing for `text`, leaving out an earlier chat
+        message that says the same thing (asking again stores nothing new, and the
+        question itself is already in the prompt)."""
         if not self.options.use_retrieval or settings.retrieval_k <= 0:
             return []
-        return self.profile.writing.search(text, settings.retrieval_k,
-                                           settings.retrieval_min_score)
+        found = self.profile.writing.search(text, settings.retrieval_k + 1,
+                                            settings.retrieval_min_score)
+        asked = _normalized(text)
+        return [p for p in found if _normalized(p.text) != asked][:settings.retrieval_k]
 
     def _sampling(self, settings):
         from oppu.engine.chat import Sampling
@@ -255,3 +260,7 @@ class ChatSession:
             return self.options.sampling
         return Sampling(temperature=settings.temperature, top_p=settings.top_p,
                         max_tokens=settings.max_reply_tokens)
+
+
+def _normalized(text: str) -> str:
+    return " ".join(text.split()).casefold()

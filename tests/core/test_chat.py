@@ -84,6 +84,17 @@ def test_the_users_messages_become_their_writing(chat_profile, models):
     assert hits[0].text == "Tomorrow I will build a second hive."
 
 
+def test_asking_again_does_not_cite_the_earlier_question(chat_profile, models):
+    session(chat_profile, models).send(QUESTION)
+    assert [d.preview for d in chat_profile.writing.documents(source="chat")] == [QUESTION]
+    chat_profile.set("retrieval_k", 2)
+    again = session(chat_profile, models).send("  what happened with the BEES on the roof? ")
+    cited = [p.text for p in again.sources]
+    assert cited and QUESTION not in cited
+    assert cited[0] == NOTES["Beekeeping diary"]
+    assert len(chat_profile.writing.documents(source="chat")) == 2  # its own words are new
+
+
 def test_regenerate_replaces_the_last_reply_everywhere(chat_profile, models):
     chat = session(chat_profile, models)
     chat.send("The bees are calm today.")

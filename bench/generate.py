@@ -142,15 +142,14 @@ def say(message: str) -> None:
 def torch_part(work: Path, repeats: int) -> dict:
     """Adapters and merged file for the child, and the transformers baseline."""
     from oppu.engine.llm import Engine
-    from oppu.storage.prompting import system_message
+    from oppu.storage.prompting import system_message, user_turn
     from tests.support.tiny_model import bundled_gguf
 
     base = bundled_gguf()
     say("preparing the transformers base and the adapters")
     made = make_adapters(work, base)
     with Engine(base, n_ctx=1024, n_threads=1) as engine:  # only for the prompt's tokens
-        prompt = engine.prompt_tokens([system_message([]),
-                                       {"role": "user", "content": long_question()}])
+        prompt = engine.prompt_tokens([system_message(), user_turn(long_question())])
     import torch
 
     say("transformers generate")
@@ -166,7 +165,7 @@ def llama_part(work: Path, repeats: int) -> dict:
     from oppu.core.chat import Models, base_sha256
     from oppu.core.profile import Profile
     from oppu.engine.llm import Engine
-    from oppu.storage.prompting import system_message
+    from oppu.storage.prompting import system_message, user_turn
     from tests.engine.adapters import install_adapter
     from tests.support.tiny_model import bundled_gguf
 
@@ -174,8 +173,7 @@ def llama_part(work: Path, repeats: int) -> dict:
     r = {"omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
          "gomp_spincount": os.environ.get("GOMP_SPINCOUNT")}
     engine, merged = Engine(base), Engine(work / "merged.gguf")
-    prompt = engine.prompt_tokens([system_message([]),
-                                   {"role": "user", "content": long_question()}])
+    prompt = engine.prompt_tokens([system_message(), user_turn(long_question())])
     configs = {"base": (engine, None), "adapter": (engine, work / "qv.gguf"),
                "adapter_default": (engine, work / "default.gguf"), "merged": (merged, None)}
     speeds = {name: [] for name in configs}

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from oppu.engine.errors import ContextTooSmall
-from oppu.storage.prompting import system_message
+from oppu.storage.prompting import system_message, user_turn
 
 
 class Tokenizer(Protocol):
@@ -49,8 +49,7 @@ def fit_prompt(tokenizer: Tokenizer, passages: Sequence[str], history: Sequence[
                        f"first {limit // 2} tokens were used.")
 
     def build(n_passages: int, start: int, text: str) -> tuple[list[dict], list[int]]:
-        messages = [system_message(passages[:n_passages]), *history[start:],
-                    {"role": "user", "content": text}]
+        messages = [system_message(), *history[start:], user_turn(text, passages[:n_passages])]
         return messages, tokenizer.prompt_tokens(messages)
 
     def fits(n_passages: int, start: int) -> bool:

@@ -2,8 +2,14 @@
 
 The trainer lays out every training item with these functions and the engine prompts
 with them at chat time, so the adapter sees at inference exactly what it learned on:
-a system message that asks for the user's own voice and carries retrieved passages of
-their earlier writing, then a user turn. Messages are plain dicts for any chat template.
+a system message that asks for the user's own voice, then a user turn that carries the
+retrieved passages of their earlier writing ahead of its request. Messages are plain
+dicts for any chat template.
+
+The passages ride in the latest user turn, not in the system message, so that the start of
+a chat prompt (system message and earlier turns, which hold no passages) stays the same
+from one message to the next, and llama.cpp reuses its evaluated tokens instead of
+re-reading the whole conversation for every reply.
 """
 
 from collections.abc import Sequence
@@ -12,26 +18,30 @@ VOICE_INSTRUCTION = (
     "You are a private assistant that writes as its owner: in their own voice, "
     "vocabulary and style."
 )
-PASSAGES_HEADER = "Passages from the owner's earlier writing:"
+PASSAGES_HEADER = "Passages from my earlier writing:"
 PASSAGE_SEPARATOR = "\n---\n"
 
 
-def system_message(passages: Sequence[str]) -> dict:
-    content = VOICE_INSTRUCTION
-    if passages:
-        content += "\n\n" + PASSAGES_HEADER + "\n" + PASSAGE_SEPARATOR.join(
-            " ".join(p.split()) for p in passages)
-    return {"role": "system", "content": content}
+def system_message() -> dict:
+    return {"role": "system", "content": VOICE_INSTRUCTION}
 
 
-def continuation_request(title: str, opening: str) -> dict:
-    """The user turn of a writing item: continue `opening` (may be empty) of `title`."""
+def user_turn(request: str, passages: Sequence[str] = ()) -> dict:
+    """A user turn: `passages` (one line each), then the request itself."""
+    if not passages:
+        return {"role": "user", "content": request}
+    quoted = PASSAGE_SEPARATOR.join(" ".join(p.split()) for p in passages)
+    return {"role": "user", "content": f"{PASSAGES_HEADER}\n{quoted}\n\n{request}"}
+
+
+def continuation_request(title: str, opening: str) -> str:
+    """The request of a writing item: continue `opening` (may be empty) of `title`."""
     request = f'Continue my writing "{title}".' if title else "Continue my writing."
     if opening:
         request += "\n\n" + opening
-    return {"role": "user", "content": request}
+    return request
 
 
 def writing_messages(passages: Sequence[str], title: str, opening: str) -> list[dict]:
     """System + user turns of one writing item; the user's own text is the reply."""
-    return [system_message(passages), continuation_request(title, opening)]
+    return [system_message(), user_turn(continuation_request(title, opening), passages)]

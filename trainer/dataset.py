@@ -1,8 +1,8 @@
 """The training set: the user's documents laid out as the engine prompts, packed into rows.
 
 Each item is one stretch of a document, rendered through the base's chat template with
-`oppu.storage.prompting.writing_messages`: a system turn that asks for the owner's voice
-and carries up to k passages retrieved from OLDER documents only (as in OPPU), a user turn
+`oppu.storage.prompting.writing_messages`: a system turn that asks for the owner's voice,
+a user turn with up to k passages retrieved from OLDER documents only (as in OPPU) and then
 "Continue my writing" with the text just before the stretch as its opening, and the
 stretch itself as the assistant's reply. Only the reply carries loss, plus the template's
 end token where the reply reaches the end of the document.

@@ -8,7 +8,7 @@ from oppu.core.chat import ChatOptions, ChatSession, Models, base_sha256
 from oppu.engine.chat import Sampling
 from oppu.engine.errors import ModelFileError
 from oppu.storage.models import Chunk, Conversation, Document, Message
-from oppu.storage.prompting import PASSAGES_HEADER, VOICE_INSTRUCTION
+from oppu.storage.prompting import PASSAGES_HEADER, VOICE_INSTRUCTION, user_turn
 from tests.engine.adapters import install_adapter, lora_gguf
 from tests.support.tiny_model import bundled_gguf
 
@@ -61,9 +61,11 @@ def test_a_reply_streams_cites_its_passages_and_is_stored(chat_profile, models):
     assert reply.stop_reason == "length"
     assert reply.sources and reply.sources[0].title == "Beekeeping diary"
     assert all(0 < p.score <= 1 for p in reply.sources)
-    system = reply.prompt_messages[0]["content"]
-    assert PASSAGES_HEADER in system and NOTES["Beekeeping diary"] in system
-    assert reply.prompt_messages[-1] == {"role": "user", "content": QUESTION}
+    assert reply.prompt_messages[0]["content"] == VOICE_INSTRUCTION
+    asked = reply.prompt_messages[-1]
+    assert asked == user_turn(QUESTION, [p.text for p in reply.sources])
+    assert asked["content"].startswith(PASSAGES_HEADER)
+    assert NOTES["Beekeeping diary"] in asked["content"]
     with chat_profile.store.read() as s:
         messages = s.scalars(select(Message).order_by(Message.id)).all()
         assert [(m.role, m.text) for m in messages] == [("user", QUESTION),

@@ -5,7 +5,7 @@ import pytest
 from oppu.engine.budget import fit_prompt, reply_room
 from oppu.engine.chat import ReplyStream, Sampling
 from oppu.engine.errors import ContextTooSmall
-from oppu.storage.prompting import PASSAGES_HEADER
+from oppu.storage.prompting import PASSAGES_HEADER, system_message, user_turn
 
 PASSAGES = ["My grandmother taught me to bake rye bread on Sundays.",
             "I cycle to work along the canal, even in the rain."]
@@ -30,7 +30,8 @@ def test_a_200_turn_conversation_fits_and_keeps_the_newest_turns(open_engine):
     kept = fitted.messages[1:-1]
     assert kept and kept == history[fitted.turns_dropped:]
     assert kept[0]["role"] == "user"  # whole exchanges only
-    assert kept[-1] == history[-1] and fitted.messages[-1]["content"] == "And what now?"
+    assert kept[-1] == history[-1]
+    assert fitted.messages[-1] == user_turn("And what now?", PASSAGES[:2])
     # One more exchange would not have fitted.
     longer = fit_prompt(engine, PASSAGES, history[fitted.turns_dropped - 2:], "And what now?",
                         room)
@@ -58,8 +59,9 @@ def test_short_conversations_are_kept_whole(open_engine):
     fitted = fit_prompt(engine, PASSAGES, history, "Next?", 256)
     assert fitted.turns_dropped == 0 and fitted.messages[1:-1] == history
     assert fitted.notices == ()
-    assert PASSAGES[0] in fitted.messages[0]["content"]
-    assert PASSAGES_HEADER in fitted.messages[0]["content"]
+    assert fitted.messages[0] == system_message()
+    assert fitted.messages[-1]["content"].startswith(PASSAGES_HEADER)
+    assert PASSAGES[0] in fitted.messages[-1]["content"]
 
 
 def test_a_very_long_message_is_cut_with_a_notice(open_engine):
@@ -69,7 +71,7 @@ def test_a_very_long_message_is_cut_with_a_notice(open_engine):
     fitted = fit_prompt(engine, PASSAGES, conversation(5), message, room)
     assert len(fitted.tokens) <= engine.n_ctx - room
     assert len(fitted.notices) == 1 and "too long" in fitted.notices[0]
-    user = fitted.messages[-1]["content"]
+    user = fitted.messages[-1]["content"].rsplit("\n\n", 1)[-1]  # after any passages
     assert message.startswith(user[:200]) and len(user) < len(message)
 
 
@@ -81,11 +83,26 @@ def test_oversized_passages_give_way_weakest_first(open_engine):
     assert len(fitted.tokens) <= engine.n_ctx - room
     assert 0 < fitted.passages_used < 4
     assert fitted.turns_dropped == 6  # the turns went before any passage did
-    system = fitted.messages[0]["content"]
-    assert "passage 0:" in system and f"passage {fitted.passages_used}:" not in system
+    user = fitted.messages[-1]["content"]
+    assert "passage 0:" in user and f"passage {fitted.passages_used}:" not in user
 
 
 def test_a_window_too_small_for_the_instruction_is_a_clear_error(open_engine):
     engine = open_engine(n_ctx=256)
     with pytest.raises(ContextTooSmall, match="cannot hold the instruction"):
         fit_prompt(engine, [], [], "Hello?", 240)
+
+
+def test_the_next_prompt_starts_with_the_conversation_so_far(open_engine):
+    """Passages ride only in the newest user turn, so everything before the previous user
+    turn is the same tokens as last time, and llama.cpp can reuse what it evaluated."""
+    engine = open_engine(n_ctx=2048)
+    history = conversation(3)
+    before = fit_prompt(engine, PASSAGES, history, "First?", 256)
+    after = fit_prompt(engine, PASSAGES[::-1], [*history, {"role": "user", "content": "First?"},
+                                                {"role": "assistant", "content": "A reply."}],
+                       "Second?", 256)
+    same = next(i for i, (a, b) in enumerate(zip(before.tokens, after.tokens)) if a != b)
+    shared_text = engine.detokenize(before.tokens[:same])
+    assert history[-1]["content"] in shared_text and "First?" not in shared_text
+    assert after.messages[-3] == {"role": "user", "content": "First?"}  # no passages kept

@@ -5,10 +5,10 @@ import pytest
 
 from oppu.engine.chat import ReplyStream, Sampling
 from oppu.engine.llm import cpu_threads
-from oppu.storage.prompting import system_message
+from oppu.storage.prompting import system_message, user_turn
 
-MESSAGES = [system_message(["I keep bees on the roof of my flat."]),
-            {"role": "user", "content": "Tell me about the bees."}]
+MESSAGES = [system_message(),
+            user_turn("Tell me about the bees.", ["I keep bees on the roof of my flat."])]
 
 
 def greedy_tokens(engine, n: int = 12) -> list[int]:
@@ -35,7 +35,7 @@ def test_chat_template_comes_from_the_gguf(open_engine):
     assert engine.template.from_model
     prompt = engine.template.render(MESSAGES)
     assert prompt.startswith("<|im_start|>system\n")
-    assert prompt.endswith("<|im_start|>user\nTell me about the bees.<|im_end|>\n"
+    assert prompt.endswith("flat.\n\nTell me about the bees.<|im_end|>\n"
                            "<|im_start|>assistant\n")
     start_of_turn = engine.tokenize("<|im_start|>", special=True)
     assert len(start_of_turn) == 1  # a special token, not its spelling

@@ -71,4 +71,4 @@ def test_chat_on_the_bundled_model_with_retrieval_and_an_adapter(profile, smollm
         models.close()
     assert len(pieces) > 1 and reply.adapter_version == "v1"
     assert reply.sources[0].title == "Summer plans"
-    assert "Dolomites" in reply.prompt_messages[0]["content"]
+    assert "Dolomites" in reply.prompt_messages[-1]["content"]

@@ -58,10 +58,12 @@ def test_items_follow_the_chat_layout_and_only_the_users_text_carries_loss(
             reply = _reply_start(labels, start, end)
             prompt = tiny_tokenizer.decode(ids[start:reply])
             title = writer.writing.get(source.document_id).title
-            assert prompt.startswith(f"<|im_start|>system\n{VOICE_INSTRUCTION}")
-            assert f'<|im_start|>user\nContinue my writing "{title}".' in prompt
+            assert prompt.startswith(f"<|im_start|>system\n{VOICE_INSTRUCTION}<|im_end|>\n"
+                                     "<|im_start|>user\n")
+            assert f'Continue my writing "{title}".' in prompt
             assert prompt.endswith("<|im_end|>\n<|im_start|>assistant\n")
-            assert (PASSAGES_HEADER in prompt) == bool(source.passage_document_ids)
+            has_passages = f"<|im_start|>user\n{PASSAGES_HEADER}\n" in prompt
+            assert has_passages == bool(source.passage_document_ids)
             # loss on every token after the prompt, and on nothing before it
             assert torch.equal(labels[reply:end], ids[reply:end])
             assert (labels[start:reply] == IGNORE).all() and reply < end

@@ -5,7 +5,8 @@ In one run, on the same ~500-token chat prompt:
   (the paper's recipe; random non-zero B, attached at run time as the app does),
   base + an adapter of the trainer's default config, and the q/v adapter merged (q8_0);
 - time to first token through the chat use case, with and without retrieval from a
-  profile of 200 notes (retrieval, prompt layout, context budget and prefill included);
+  profile of 200 notes (retrieval, prompt layout, context budget and prefill included),
+  and for the 9th message of a conversation, against the same prompt read from scratch;
 - the baseline: the same prompt through transformers `generate` on the CPU (fp32, the
   dequantized base from trainer/prepare.py's cache).
 
@@ -34,6 +35,8 @@ sys.path.insert(0, str(ROOT))  # for tests.support: the adapter fixtures the tes
 RESULTS = ROOT / "bench" / "results"
 DECODE_TOKENS = 128
 TORCH_DECODE_TOKENS = 48
+LATER_TURN = 9  # the message whose time to first token is measured in a conversation
+LATER_REPLY_TOKENS = 80
 B_STD = 0.05
 TOPICS = ["bees", "sourdough", "the canal", "my grandmother", "cycling", "the garden",
           "winter", "the old piano", "chess", "the harbour"]
@@ -135,6 +138,38 @@ def chat_ttft(profile, models, retrieval: bool, repeats: int) -> tuple[float, in
     return statistics.median(times[1:]), reply.stats.prompt_tokens, len(reply.sources)
 
 
+def later_turn_ttft(profile, models, repeats: int) -> dict:
+    """Time to first token of a conversation's 9th message (with retrieval): warm, right
+    after the 8th reply as in the app, and cold, the same prompt with nothing evaluated
+    before (what every message cost when the passages rode in the system message)."""
+    from oppu.core.chat import ChatOptions, ChatSession
+    from oppu.engine.chat import Sampling
+
+    session = ChatSession(profile, models, ChatOptions(
+        incognito=True, sampling=Sampling.greedy(LATER_REPLY_TOKENS)))
+    questions = [f"What did I write about {topic}?" for topic in TOPICS[:LATER_TURN]]
+    runs = {"warm": [], "cold": []}
+    reply = None
+    for _ in range(repeats):
+        session.reset()
+        models.current.forget_evaluated()
+        for question in questions[:-1]:
+            session.send(question)
+        before = list(session.history)
+        for kind in ("warm", "cold"):
+            session.history = list(before)
+            if kind == "cold":
+                models.current.forget_evaluated()
+            marks: list[float] = []
+            start = time.perf_counter()
+            reply = session.send(questions[-1], on_text=lambda _p, m=marks: m.append(
+                time.perf_counter()))
+            runs[kind].append(((marks[0] if marks else time.perf_counter()) - start) * 1000)
+    return {"ttft_ms_turn9_warm": statistics.median(runs["warm"]),
+            "ttft_ms_turn9_cold": statistics.median(runs["cold"]),
+            "prompt_tokens_turn9": reply.stats.prompt_tokens}
+
+
 def say(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -201,6 +236,8 @@ def llama_part(work: Path, repeats: int) -> dict:
             profile, models, True, repeats)
         r["ttft_ms_no_rag"], r["prompt_tokens_no_rag"], _ = chat_ttft(
             profile, models, False, repeats)
+        say("chat time to first token, 9th message of a conversation")
+        r |= later_turn_ttft(profile, models, repeats)
         models.close()
     return r
 
@@ -263,6 +300,10 @@ def markdown(r: dict) -> str:
         (f"| with retrieval ({r['passages_rag']} passages of 200 notes) | "
          f"{r['prompt_tokens_rag']} | {r['ttft_ms_rag']:.0f} |"),
         f"| without retrieval | {r['prompt_tokens_no_rag']} | {r['ttft_ms_no_rag']:.0f} |",
+        (f"| {LATER_TURN}th message of a conversation, with retrieval, right after the "
+         f"previous reply | {r['prompt_tokens_turn9']} | {r['ttft_ms_turn9_warm']:.0f} |"),
+        (f"| the same prompt, nothing evaluated before (baseline) | {r['prompt_tokens_turn9']} "
+         f"| {r['ttft_ms_turn9_cold']:.0f} |"),
         "",
         (f"- adapter overhead on decode: {r['adapter_overhead']:.1%} for r8 q/v (target ≤ 10%), "
          f"{r['adapter_default_overhead']:.1%} for the trainer default; merged: "
@@ -271,6 +312,11 @@ def markdown(r: dict) -> str:
          f"(target ≥ 5x), {r['pp_speedup_vs_transformers']:.1f}x on prompt processing."),
         ("- time to first token is the median of the runs after a warm-up, KV cache cleared "
          "each time; it includes retrieval, the context budget and the prompt's prefill."),
+        (f"- in a conversation ({LATER_TURN - 1} earlier messages, replies of up to "
+         f"{LATER_REPLY_TOKENS} tokens) the prompt starts with the same tokens as the last one "
+         "(the passages ride in the newest user turn), so llama.cpp reuses what it evaluated: "
+         f"{r['ttft_ms_turn9_cold'] / r['ttft_ms_turn9_warm']:.1f}x faster to the first "
+         "token than reading the whole prompt."),
         f"- transformers base load (prepare_base cache): {r['torch_load_s']:.1f} s.",
         "",
     ]

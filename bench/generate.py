@@ -150,9 +150,10 @@ def later_turn_ttft(profile, models, repeats: int) -> dict:
     questions = [f"What did I write about {topic}?" for topic in TOPICS[:LATER_TURN]]
     runs = {"warm": [], "cold": []}
     reply = None
-    for _ in range(repeats):
+    for _ in range(max(1, repeats)):
         session.reset()
-        models.current.forget_evaluated()
+        if models.current is not None:
+            models.current.forget_evaluated()
         for question in questions[:-1]:
             session.send(question)
         before = list(session.history)

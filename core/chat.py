@@ -243,15 +243,19 @@ class ChatSession:
         return (adapter.version, scale) if adapter else (None, None)
 
     def _retrieve(self, text: str, settings) -> list[Passage]:
-        """The top passages of the user's writing for `text`, leaving out an earlier chat
-        message that says the same thing (asking again stores nothing new, and the
-        question itself is already in the prompt)."""
-        if not self.options.use_retrieval or settings.retrieval_k <= 0:
+        """The top k passages of the user's writing for `text`, leaving out earlier chat
+        messages that say the same thing: the question is already in the prompt."""
+        k = settings.retrieval_k
+        if not self.options.use_retrieval or k <= 0:
             return []
-        found = self.profile.writing.search(text, settings.retrieval_k + 1,
-                                            settings.retrieval_min_score)
         asked = _normalized(text)
-        return [p for p in found if _normalized(p.text) != asked][:settings.retrieval_k]
+        fetch = k + 1
+        while True:
+            found = self.profile.writing.search(text, fetch, settings.retrieval_min_score)
+            kept = [p for p in found if _normalized(p.text) != asked]
+            if len(kept) >= k or len(found) < fetch:
+                return kept[:k]
+            fetch += len(found) - len(kept)
 
     def _sampling(self, settings):
         from oppu.engine.chat import Sampling

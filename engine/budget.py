@@ -4,6 +4,11 @@ Priority, highest first: the new user message (cut to half the window if it is h
 the instruction, the retrieved passages (best first), then the conversation's most
 recent turns. The oldest turns go first, whole user+assistant exchanges at a time; then
 the weakest passages; a message that still does not fit is cut further.
+
+Old exchanges leave in blocks of `DROP_EXCHANGES`, counted from the start of the
+conversation, not one at a time: a full window then keeps starting at the same turn for
+several messages in a row, so the prompt keeps its start and llama.cpp reuses what it
+evaluated instead of reading the whole window again for every message.
 """
 
 from collections.abc import Sequence
@@ -12,6 +17,8 @@ from typing import Protocol
 
 from oppu.engine.errors import ContextTooSmall
 from oppu.storage.prompting import system_message, user_turn
+
+DROP_EXCHANGES = 4
 
 
 class Tokenizer(Protocol):
@@ -55,8 +62,10 @@ def fit_prompt(tokenizer: Tokenizer, passages: Sequence[str], history: Sequence[
     def fits(n_passages: int, start: int) -> bool:
         return len(build(n_passages, start, user_text)[1]) <= limit
 
-    # Keep whole exchanges: a kept history starts at a user turn, or is empty.
-    starts = [i for i, m in enumerate(history) if m["role"] == "user"] + [len(history)]
+    # Keep whole exchanges: a kept history starts at a user turn (every DROP_EXCHANGES-th),
+    # or is empty.
+    exchanges = [i for i, m in enumerate(history) if m["role"] == "user"]
+    starts = exchanges[::DROP_EXCHANGES] + [len(history)]
     n_passages = len(passages)
     if fits(n_passages, starts[-1]):
         start = starts[_first_true(len(starts), lambda i: fits(n_passages, starts[i]))]

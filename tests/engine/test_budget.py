@@ -2,7 +2,7 @@
 
 import pytest
 
-from oppu.engine.budget import fit_prompt, reply_room
+from oppu.engine.budget import DROP_EXCHANGES, fit_prompt, reply_room
 from oppu.engine.chat import ReplyStream, Sampling
 from oppu.engine.errors import ContextTooSmall
 from oppu.storage.prompting import PASSAGES_HEADER, system_message, user_turn
@@ -32,10 +32,12 @@ def test_a_200_turn_conversation_fits_and_keeps_the_newest_turns(open_engine):
     assert kept[0]["role"] == "user"  # whole exchanges only
     assert kept[-1] == history[-1]
     assert fitted.messages[-1] == user_turn("And what now?", PASSAGES[:2])
-    # One more exchange would not have fitted.
-    longer = fit_prompt(engine, PASSAGES, history[fitted.turns_dropped - 2:], "And what now?",
-                        room)
-    assert longer.turns_dropped == 2
+    # Old exchanges leave a block at a time, and one block fewer would not have fitted.
+    assert fitted.turns_dropped % (2 * DROP_EXCHANGES) == 0
+    block = 2 * DROP_EXCHANGES
+    longer = fit_prompt(engine, PASSAGES, history[fitted.turns_dropped - block:],
+                        "And what now?", room)
+    assert longer.turns_dropped == block
     # The reply really runs to the end of the window without an overflow.
     stream = ReplyStream(engine, fitted.tokens, Sampling.greedy(10_000))
     stream.text()
@@ -106,3 +108,18 @@ def test_the_next_prompt_starts_with_the_conversation_so_far(open_engine):
     shared_text = engine.detokenize(before.tokens[:same])
     assert history[-1]["content"] in shared_text and "First?" not in shared_text
     assert after.messages[-3] == {"role": "user", "content": "First?"}  # no passages kept
+
+
+def test_a_full_window_keeps_its_start_for_several_messages(open_engine):
+    """Once old turns must go, they go a block at a time, so the next messages' prompts
+    still start with the same tokens (and llama.cpp reuses them)."""
+    engine = open_engine(n_ctx=512)
+    room = reply_room(engine.n_ctx, 128)
+    history = conversation(60)
+    starts = []
+    for length in range(30, 61, 2):  # one exchange more each time
+        fitted = fit_prompt(engine, PASSAGES, history[:length], "Next?", room)
+        assert len(fitted.tokens) <= engine.n_ctx - room
+        starts.append(fitted.turns_dropped)
+    assert starts[-1] > 0 and starts == sorted(starts)
+    assert len(starts) - len(set(starts)) >= len(starts) // 2  # most messages keep the start

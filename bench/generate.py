@@ -126,16 +126,22 @@ def chat_ttft(profile, models, retrieval: bool, repeats: int) -> tuple[float, in
         session.reset()
         if models.current is not None:
             models.current.forget_evaluated()
-        marks: list[float] = []
-
-        def mark(_piece: str, marks=marks) -> None:
-            if not marks:
-                marks.append(time.perf_counter())
-
-        start = time.perf_counter()
-        reply = session.send(long_question(), on_text=mark)
-        times.append(((marks[0] if marks else time.perf_counter()) - start) * 1000)
+        ms, reply = ms_to_first_text(session, long_question())
+        times.append(ms)
     return statistics.median(times[1:]), reply.stats.prompt_tokens, len(reply.sources)
+
+
+def ms_to_first_text(session, text: str) -> tuple[float, object]:
+    """Milliseconds from `session.send(text)` to its first streamed text, and the reply."""
+    marks: list[float] = []
+
+    def mark(_piece: str) -> None:
+        if not marks:
+            marks.append(time.perf_counter())
+
+    start = time.perf_counter()
+    reply = session.send(text, on_text=mark)
+    return ((marks[0] if marks else time.perf_counter()) - start) * 1000, reply
 
 
 def later_turn_ttft(profile, models, repeats: int) -> dict:
@@ -161,11 +167,8 @@ def later_turn_ttft(profile, models, repeats: int) -> dict:
             session.history = list(before)
             if kind == "cold":
                 models.current.forget_evaluated()
-            marks: list[float] = []
-            start = time.perf_counter()
-            reply = session.send(questions[-1], on_text=lambda _p, m=marks: m.append(
-                time.perf_counter()))
-            runs[kind].append(((marks[0] if marks else time.perf_counter()) - start) * 1000)
+            ms, reply = ms_to_first_text(session, questions[-1])
+            runs[kind].append(ms)
     return {"ttft_ms_turn9_warm": statistics.median(runs["warm"]),
             "ttft_ms_turn9_cold": statistics.median(runs["cold"]),
             "prompt_tokens_turn9": reply.stats.prompt_tokens}

@@ -85,7 +85,7 @@ def _mfu(run: dict, peak_gflops: float) -> float:
     return run["flops_per_token"] * run["tokens_per_s"] / (peak_gflops * 1e9)
 
 
-def _steady_rate(marks: list[tuple[float, int]]) -> float:
+def steady_rate(marks: list[tuple[float, int]]) -> float:
     """Tokens/s between the end of the first step and the end of the last."""
     (t0, n0), (t1, n1) = marks[0], marks[-1]
     return (n1 - n0) / (t1 - t0)
@@ -113,7 +113,7 @@ def child_ours(args) -> dict:
                         lambda: False)
     rows = dataset.train
     per_token = model_flops(model.config, rows, config.rank) / rows.tokens
-    rate = _steady_rate(marks)
+    rate = steady_rate(marks)
     return {"tokens_per_s": rate, "loss_tokens_per_s": rate * rows.loss_tokens / rows.tokens,
             "flops_per_token": per_token, "steps": result.steps, "tokens": result.tokens,
             "loss_curve": result.loss_curve, "dataset_build_s": build_s,
@@ -135,21 +135,29 @@ def model_flops(model_config, rows, rank: int) -> float:
 
 
 def child_naive(args) -> dict:
-    import torch
-    from transformers import Trainer, TrainerCallback, TrainingArguments
-
     from oppu.trainer.base_models import bundled_gguf
-    from oppu.trainer.dataset import IGNORE
     from oppu.trainer.lora import PRESETS, wrap_lora
     from oppu.trainer.prepare import prepare_base
 
-    config = PRESETS[PRESET]
     rows = pickle.loads((args.work / "dataset.pkl").read_bytes())
+    base = prepare_base(bundled_gguf())
+    model = wrap_lora(base.load_model(), PRESETS[PRESET])
+    return {**naive_trainer_run(model, rows, base.load_tokenizer().pad_token_id, args),
+            "peak_rss_mb": _rss_mb()}
+
+
+def naive_trainer_run(model, rows, pad_id: int, args, device: str = "cpu") -> dict:
+    """The baseline: the items of `rows` unpacked, through transformers' `Trainer` with
+    dynamic padding (bf16 autocast on CUDA, as a GPU user would set it)."""
+    import torch
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    from oppu.trainer.dataset import IGNORE
+    from oppu.trainer.lora import PRESETS
+
+    config = PRESETS[PRESET]
     items = [{"input_ids": rows.input_ids[r, a:b], "labels": rows.labels[r, a:b]}
              for r, bounds in enumerate(rows.bounds) for a, b in pairwise(bounds)]
-    base = prepare_base(bundled_gguf())
-    pad_id = base.load_tokenizer().pad_token_id
-    model = wrap_lora(base.load_model(), config)
     counted = []
 
     def collate(batch):  # dynamic padding to the longest item of the batch
@@ -169,6 +177,8 @@ def child_naive(args) -> dict:
 
     class Marks(TrainerCallback):
         def on_step_end(self, *_args, **_kwargs):
+            if device == "cuda":
+                torch.cuda.synchronize()
             marks.append((time.perf_counter(), sum(n for n, _ in counted)))
 
     accumulation = max(1, config.batch_size // args.baseline_batch)
@@ -177,16 +187,15 @@ def child_naive(args) -> dict:
         gradient_accumulation_steps=accumulation, max_steps=args.baseline_steps,
         learning_rate=config.learning_rate, warmup_steps=config.warmup_ratio,
         max_grad_norm=config.grad_clip, logging_steps=1, save_strategy="no", report_to="none",
-        use_cpu=True, dataloader_num_workers=0, remove_unused_columns=False, seed=0,
-        disable_tqdm=True)
+        use_cpu=device == "cpu", bf16=device == "cuda", dataloader_num_workers=0,
+        remove_unused_columns=False, seed=0, disable_tqdm=True)
     trainer = Trainer(model=model, args=training, train_dataset=items, data_collator=collate,
                       callbacks=[Marks()])
     trainer.train()
     useful = sum(n for n, _ in counted[:len(marks) * accumulation])
     padded = sum(n for _, n in counted[:len(marks) * accumulation])
-    return {"tokens_per_s": _steady_rate(marks), "padding_fraction": 1 - useful / padded,
-            "steps": len(marks), "items_per_step": accumulation * args.baseline_batch,
-            "peak_rss_mb": _rss_mb()}
+    return {"tokens_per_s": steady_rate(marks), "padding_fraction": 1 - useful / padded,
+            "steps": len(marks), "items_per_step": accumulation * args.baseline_batch}
 
 
 CHILDREN = {"ours": child_ours, "naive": child_naive, "matmul": child_matmul}

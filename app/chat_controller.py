@@ -18,6 +18,7 @@ class ChatController(QObject):
         self.session: ChatSession | None = None
         self.job = None
         self.bubble = None
+        self.unsent: str | None = None  # the message being answered, until a reply comes
         self.model_loaded = False
         page.sendRequested.connect(self.send)
         page.stopRequested.connect(self.stop)
@@ -65,6 +66,7 @@ class ChatController(QObject):
                                           "moment.", "info", 4)
             return
         self.page.transcript.add("user", text)
+        self.unsent = text
         self._generate(lambda report, stop: self.session.send(text, report, stop))
 
     def regenerate(self) -> None:
@@ -73,6 +75,7 @@ class ChatController(QObject):
         if self.job is not None or len(history) < 2 or history[-1]["role"] != "assistant":
             return
         self.page.transcript.remove_last()
+        self.unsent = None
         self._generate(lambda report, stop: self.session.regenerate(report, stop))
 
     def _generate(self, work) -> None:
@@ -93,6 +96,7 @@ class ChatController(QObject):
 
     def _replied(self, reply) -> None:
         self.model_loaded = True
+        self.unsent = None
         bubble, self.job, self.bubble = self.bubble, None, None
         bubble.finish(reply.text, reply.sources, reply.adapter_version, reply.notices,
                       stopped=reply.stop_reason == "stopped")
@@ -110,6 +114,10 @@ class ChatController(QObject):
         self.job, self.bubble = None, None
         if bubble is not None and not bubble.text.strip():
             self.page.transcript.remove_last()
+            if self.unsent is not None:  # no reply at all: the message goes back to be resent
+                self.page.transcript.remove_last()
+                if not self.page.composer.toPlainText().strip():
+                    self.page.composer.setPlainText(self.unsent)
         elif bubble is not None:
             bubble.finish(bubble.text, stopped=True)
         self.page.set_generating(False)

@@ -233,5 +233,7 @@ class ChatPage(QWidget):
             self.banner.show_message("Select a conversation to delete.", "info", 4)
             return
         if widgets.ask(self, "Delete conversation",
-                       f"Delete “{conversation.title}” and all its messages?", "Delete"):
+                       f"Delete “{conversation.title}” and all its messages? What you wrote "
+                       "in it is also removed from your writing, so your model will not "
+                       "learn from it.", "Delete"):
             self.deleteRequested.emit(conversation.id)

@@ -1,7 +1,7 @@
 """The chat transcript: message bubbles rendering markdown, with sources under each reply."""
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtGui import QGuiApplication, QTextDocument
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -18,6 +18,15 @@ from PySide6.QtWidgets import (
 # decoded 54.5 tokens/s and 100 ms 57.6 (63 without a window).
 RENDER_EVERY_MS = 100
 ROLE_NAMES = {"user": "You", "assistant": "Your model"}
+# A reply's Markdown is rendered, but HTML in it is shown as text, never interpreted.
+MARKDOWN = (QTextDocument.MarkdownFeature.MarkdownDialectGitHub
+            | QTextDocument.MarkdownFeature.MarkdownNoHTML)
+
+
+def markdown_html(text: str) -> str:
+    document = QTextDocument()
+    document.setMarkdown(text, MARKDOWN)
+    return document.toHtml()
 
 
 class SourcesPanel(QWidget):
@@ -74,7 +83,9 @@ class Bubble(QFrame):
         self.header.setObjectName("BubbleRole")
         box.addWidget(self.header)
         self.body = QLabel()
-        self.body.setTextFormat(Qt.TextFormat.MarkdownText)
+        # The user's own words are shown as typed; only replies are rendered as Markdown.
+        self.body.setTextFormat(Qt.TextFormat.PlainText if role == "user"
+                                else Qt.TextFormat.RichText)
         self.body.setWordWrap(True)
         self.body.setOpenExternalLinks(False)
         self.body.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse
@@ -113,7 +124,8 @@ class Bubble(QFrame):
             self._render_timer.start()
 
     def set_waiting(self, text: str) -> None:
-        self.body.setText(f"*{text}*")
+        self.body.setText(markdown_html(f"*{text}*"))
+        self.copy.hide()
 
     def finish(self, text: str, sources=(), adapter_version: str | None = None,
                notices=(), stopped: bool = False) -> None:
@@ -139,7 +151,11 @@ class Bubble(QFrame):
             self.layout().insertWidget(self.layout().count() - 1, self.sources)
 
     def _render(self) -> None:
-        self.body.setText(self.text or " ")
+        if self.role == "user":
+            self.body.setText(self.text)
+            return
+        self.body.setText(markdown_html(self.text or " "))
+        self.copy.setVisible(bool(self.text))
 
     def _copy(self) -> None:
         QGuiApplication.clipboard().setText(self.text)

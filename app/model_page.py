@@ -274,7 +274,9 @@ class ModelPage(QWidget):
 
     def _delete(self) -> None:
         version = self.selected()
-        if version and widgets.ask(self, "Delete version",
+        if version is None:
+            self.banner.show_message("Select a version to delete.", "info", 4)
+        elif widgets.ask(self, "Delete version",
                                    f"Delete {version} and its files?", "Delete"):
             self.deleteVersionRequested.emit(version)
 

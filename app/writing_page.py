@@ -178,7 +178,9 @@ class WritingPage(QWidget):
         self.counter_labels["documents"].setText(f"{stats.documents:,}")
 
     def set_preview(self, title: str, text: str) -> None:
-        self.preview.setPlainText(f"{title}\n\n{text}" if title else text)
+        # A title taken from the text's own first line is not shown twice.
+        repeated = " ".join(text.split()).startswith(title.rstrip("…").strip())
+        self.preview.setPlainText(text if not title or repeated else f"{title}\n\n{text}")
 
     def note_saved(self) -> None:
         self.note_title.clear()
@@ -259,8 +261,11 @@ class WritingPage(QWidget):
 
     def _forget_selected(self) -> None:
         ids = self.selected_ids()
+        if not ids:
+            self.banner.show_message("Select the writing to delete.", "info", 4)
+            return
         what = "this document" if len(ids) == 1 else f"these {len(ids)} documents"
-        if ids and widgets.ask(self, "Delete writing",
+        if widgets.ask(self, "Delete writing",
                                f"Delete {what}? Its text, passages and vectors are removed "
                                "and cannot be brought back.", "Delete"):
             self.forgetRequested.emit(ids)

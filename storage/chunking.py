@@ -6,9 +6,16 @@ at paragraph, then sentence, then word boundaries.
 
 import hashlib
 import re
+from itertools import pairwise
 
 MAX_WORDS = 160
-SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
+# Chinese and Japanese are written without spaces: each of their characters counts as a
+# word (a word there is one or two characters, each about a token), so that such writing
+# is counted fairly against the retraining threshold and cut into passages at all.
+UNSPACED = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+CJK_PUNCTUATION = "\u3000-\u303f\uff01\uff0c\uff1a\uff1b\uff1f"
+WORD = re.compile(rf"[{UNSPACED}]|[^\s{UNSPACED}{CJK_PUNCTUATION}]+")
+SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|(?<=[。！？])")
 PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 
 
@@ -19,7 +26,7 @@ def content_hash(text: str) -> str:
 
 
 def word_count(text: str) -> int:
-    return len(text.split())
+    return len(WORD.findall(text))
 
 
 def _pieces(paragraph: str, max_words: int) -> list[str]:
@@ -28,8 +35,9 @@ def _pieces(paragraph: str, max_words: int) -> list[str]:
         return [paragraph]
     pieces = []
     for sentence in SENTENCE_END.split(paragraph):
-        words = sentence.split()
-        pieces += [" ".join(words[i : i + max_words]) for i in range(0, len(words), max_words)]
+        starts = [m.start() for m in WORD.finditer(sentence)][::max_words]
+        cuts = [0, *starts[1:], len(sentence)]  # punctuation stays with the words before it
+        pieces += [piece for a, b in pairwise(cuts) if (piece := sentence[a:b].strip())]
     return pieces
 
 

@@ -9,8 +9,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import getaddresses
+from html.parser import HTMLParser
 from pathlib import Path
 
+from oppu.storage.encoding import decode
 from oppu.storage.errors import BrokenMailbox
 
 # "On Tue, 3 Jan 2023, Ann wrote:" (mail clients may wrap it onto a second line), Outlook's
@@ -21,6 +23,8 @@ REPLY_HEADER = re.compile(
     re.IGNORECASE | re.MULTILINE)
 SIGNATURE = re.compile(r"^(-- ?|__+|Sent from my .+)$", re.MULTILINE)
 PARSE_ERRORS = (ValueError, LookupError, email.errors.MessageError)
+BASE64_DEFECTS = (email.errors.InvalidBase64CharactersDefect,
+                  email.errors.InvalidBase64PaddingDefect, email.errors.InvalidBase64LengthDefect)
 
 
 @dataclass(frozen=True)
@@ -38,17 +42,54 @@ def _broken_mail_is_reported(path: Path, what: str):
         raise BrokenMailbox(path, f"broken {what}: {error}") from error
 
 
+class _VisibleText(HTMLParser):
+    """The text a mail client would show for an HTML body: no styles, scripts or tags."""
+
+    HIDDEN = frozenset({"style", "script", "head", "title"})
+    BLOCKS = frozenset({"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "blockquote"})
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.pieces: list[str] = []
+        self.hidden = 0
+
+    def handle_starttag(self, tag, _attrs):
+        self.hidden += tag in self.HIDDEN
+        if tag in self.BLOCKS:
+            self.pieces.append("\n")
+
+    def handle_endtag(self, tag):
+        self.hidden -= tag in self.HIDDEN and self.hidden > 0
+
+    def handle_data(self, data):
+        if not self.hidden:
+            self.pieces.append(data)
+
+
+def html_text(html: str) -> str:
+    parser = _VisibleText()
+    parser.feed(html)
+    parser.close()
+    lines = (" ".join(line.split()) for line in "".join(parser.pieces).splitlines())
+    return "\n".join(line for line in lines if line)
+
+
+def _part_text(part) -> str:
+    try:
+        text = part.get_content()
+    except (LookupError, UnicodeError):  # an unknown or lying charset
+        text = decode(part.get_payload(decode=True))[0]
+    if any(isinstance(d, BASE64_DEFECTS) for d in part.defects):  # found while decoding
+        return ""  # damaged in transit: the decoded bytes are noise, not the user's words
+    return text
+
+
 def _body_text(message: EmailMessage) -> str:
     part = message.get_body(preferencelist=("plain",))
-    if part is None:
-        html = message.get_body(preferencelist=("html",))
-        if html is None:
-            return ""
-        return re.sub(r"<[^>]+>", " ", html.get_content())
-    try:
-        return part.get_content()
-    except (LookupError, UnicodeError):  # an unknown or lying charset
-        return part.get_payload(decode=True).decode("utf-8", errors="replace")
+    if part is not None:
+        return _part_text(part)
+    html = message.get_body(preferencelist=("html",))
+    return html_text(_part_text(html)) if html is not None else ""
 
 
 def own_words(body: str) -> str:

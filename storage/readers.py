@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from oppu.storage import mail
+from oppu.storage.encoding import decode, looks_binary
 from oppu.storage.errors import (
     BinaryFile,
     EmptyInput,
@@ -33,25 +34,6 @@ class FileText:
 class FileContents:
     texts: list[FileText]
     warnings: list[str] = field(default_factory=list)
-
-
-def looks_binary(head: bytes) -> bool:
-    if b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return True
-    control = sum(1 for b in head if b < 9 or 13 < b < 32)
-    return bool(head) and control / len(head) > 0.1
-
-
-def decode(data: bytes) -> tuple[str, int]:
-    """Text from bytes, and how many bytes could not be decoded (replaced by U+FFFD)."""
-    for bom, codec in ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16")):
-        if data.startswith(bom):
-            return data.decode(codec, errors="replace"), 0
-    try:
-        return data.decode("utf-8"), 0
-    except UnicodeDecodeError:
-        text = data.decode("utf-8", errors="replace")
-        return text, text.count("\ufffd") - data.count("\ufffd".encode())
 
 
 def human_size(size: int) -> str:
@@ -114,11 +96,13 @@ def _read_checked(path: Path, mail_addresses: set[str]) -> FileContents:
         if not texts:
             raise EmptyInput(path, "no mail sent by you with text of your own")
         return FileContents(texts)
-    text, replaced = decode(path.read_bytes())
+    data = path.read_bytes()
+    if looks_binary(data):  # the start was text, the rest is not
+        raise BinaryFile(path, "binary file, not text")
+    text, warning = decode(data)
     if not text.strip():
         raise EmptyInput(path, "file holds only whitespace")
-    warnings = [f"{replaced} undecodable bytes replaced (file is not valid UTF-8)"] if replaced else []
-    return FileContents([FileText(path.stem, text, str(path))], warnings)
+    return FileContents([FileText(path.stem, text, str(path))], [warning] if warning else [])
 
 
 def walk(paths: list[Path]) -> list[Path]:

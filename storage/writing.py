@@ -275,9 +275,9 @@ class Writing:
 
     def documents(self, query: str = "", source: str | None = None) -> list[DocumentSummary]:
         statement = select(Document).where(Document.deleted.is_(False))
-        if query:
-            pattern = f"%{query}%"
-            statement = statement.where(Document.title.ilike(pattern) | Document.text.ilike(pattern))
+        if query:  # the text as typed: % and _ are not wildcards
+            statement = statement.where(Document.title.icontains(query, autoescape=True)
+                                        | Document.text.icontains(query, autoescape=True))
         if source:
             statement = statement.where(Document.source == source)
         with self.store.read() as session:

@@ -2,6 +2,7 @@
 
 import argparse
 import importlib
+import os
 import sys
 
 from oppu.storage.privacy import go_offline
@@ -37,15 +38,43 @@ def open_profile(args):
     return Profile(args.profile or DEFAULT_PROFILE)
 
 
+def valid_text(text: str) -> str:
+    """`text` with what is not valid Unicode (undecodable bytes in a command line or on
+    stdin, which Python keeps as lone surrogates) replaced by U+FFFD, so that storage and
+    the tokenizer never see it."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        raw = text.encode("utf-8", "surrogateescape")  # the bytes as they came in
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "surrogatepass")
+    return raw.decode("utf-8", "replace")
+
+
+def _valid_arguments(args) -> None:
+    for name, value in vars(args).items():
+        if isinstance(value, str):
+            setattr(args, name, valid_text(value))
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            setattr(args, name, [valid_text(v) for v in value])
+
+
 def main(argv: list[str] | None = None) -> int:
     go_offline()
     args = build_parser().parse_args(argv)
+    _valid_arguments(args)
     try:
         return args.run(args) or 0
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
-    except (CommandError, ValueError) as error:
+    except BrokenPipeError:  # `oppu list | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except (CommandError, ValueError, LookupError) as error:
         print(f"oppu: {error}", file=sys.stderr)
         return 1
     except Exception as error:  # a library's failure still reads as one line

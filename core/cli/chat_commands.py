@@ -12,7 +12,8 @@ REPL_HELP = """\
 /adapter on|off   use your personal adapter or the bare base model
 /rag on|off       put passages of your writing into the prompt, or not
 /incognito on|off a conversation that is never stored (starts a new one)
-/quit             leave (Ctrl-D works too); Ctrl-C stops a reply"""
+/help             this list
+/quit             leave (Ctrl-D works too); Ctrl-C stops a reply or clears the line"""
 
 
 def register(commands) -> None:
@@ -144,21 +145,33 @@ def _command(session, line: str) -> bool:
         session.set_incognito(_switch(value or "on", name))
         print(f"new conversation; {_describe(session)}")
     else:
+        if name != "help":
+            print(f"unknown command /{name}", file=sys.stderr)
         print(REPL_HELP)
     return True
 
 
 def run_chat(args) -> int:
+    from oppu.core.cli import valid_text
+
+    if args.resume is not None and args.incognito:
+        raise CommandError("a stored conversation cannot go on incognito; "
+                           "leave out --resume for an incognito chat")
     stop = _CtrlCStops()
+    if hasattr(sys.stdin, "reconfigure"):  # undecodable input is replaced, not fatal
+        sys.stdin.reconfigure(errors="surrogateescape")
     with open_profile(args) as profile:
         session = _session(profile, args, args.resume)
         print(f"oppu chat ({_describe(session)}); /help for commands", file=sys.stderr)
         while True:
             try:
-                line = input("you> ")
+                line = valid_text(input("you> "))
             except EOFError:
                 print()
                 break
+            except KeyboardInterrupt:  # at the prompt: drop the line, as shells do
+                print()
+                continue
             if not line.strip():
                 continue
             if line.startswith("/"):

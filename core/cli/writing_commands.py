@@ -1,15 +1,32 @@
 """`oppu note | add | list | search | forget | stats | config`: the user's writing."""
 
+import argparse
+import sys
 from pathlib import Path
 
-from oppu.core.cli import open_profile
+from oppu.core.cli import CommandError, open_profile, valid_text
 from oppu.core.cli.progress_bar import ProgressBar
 from oppu.core.progress import Progress
+
+MAX_ID = 2 ** 63 - 1  # SQLite's largest integer
+
+
+def document_id(text: str) -> int:
+    value = int(text) if text.strip().lstrip("-").isdigit() else None
+    if value is None or not 1 <= value <= MAX_ID:
+        raise argparse.ArgumentTypeError(f"not a document id: {text!r}")
+    return value
+
+
+def passage_count(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 100:
+        raise argparse.ArgumentTypeError(f"give a number from 1 to 100, not {text!r}")
+    return int(text)
 
 
 def register(commands) -> None:
     note = commands.add_parser("note", help="store a note as your writing")
-    note.add_argument("text", nargs="+")
+    note.add_argument("text", nargs="+", help="the note; - reads it from standard input")
     note.add_argument("--title", default="")
     note.set_defaults(run=run_note)
 
@@ -24,11 +41,11 @@ def register(commands) -> None:
 
     search = commands.add_parser("search", help="find passages of your writing")
     search.add_argument("query", nargs="+")
-    search.add_argument("-k", type=int, default=5)
+    search.add_argument("-k", type=passage_count, default=5, help="how many passages (1-100)")
     search.set_defaults(run=run_search)
 
     forget = commands.add_parser("forget", help="delete a document, its passages and vectors")
-    forget.add_argument("ids", nargs="+", type=int)
+    forget.add_argument("ids", nargs="+", type=document_id)
     forget.set_defaults(run=run_forget)
 
     stats = commands.add_parser("stats", help="documents, words, words since the last adapter")
@@ -43,10 +60,13 @@ def register(commands) -> None:
 def run_note(args) -> int:
     from oppu.storage.writing import title_from
 
-    text = " ".join(args.text)
+    text = valid_text(sys.stdin.read()) if args.text == ["-"] else " ".join(args.text)
+    if not text.strip():
+        raise CommandError("nothing to store: the note is empty")
     with open_profile(args) as profile:
-        document_id, new = profile.writing.add_text("note", text, args.title or title_from(text))
-    print(f"{'stored' if new else 'already stored'} as document {document_id}")
+        stored_id, new = profile.writing.add_text("note", text,
+                                                  args.title.strip() or title_from(text))
+    print(f"{'stored' if new else 'already stored'} as document {stored_id}")
     return 0
 
 
@@ -72,13 +92,17 @@ def run_list(args) -> int:
         print(f"{d.id:>6}  {d.source:<5} {d.created_at:%Y-%m-%d %H:%M}  {d.words:>7} words  "
               f"{d.title}")
     if not documents:
-        print("nothing stored yet: try `oppu note` or `oppu add`")
+        print("nothing matches" if args.filter or args.source
+              else "nothing stored yet: try `oppu note` or `oppu add`")
     return 0
 
 
 def run_search(args) -> int:
+    query = " ".join(args.query)
+    if not query.strip():
+        raise CommandError("nothing to search for: the query is empty")
     with open_profile(args) as profile:
-        passages = profile.writing.search(" ".join(args.query), args.k)
+        passages = profile.writing.search(query, args.k)
     for p in passages:
         print(f"[{p.score:.3f}] {p.title} (document {p.document_id})")
         print("    " + " ".join(p.text.split())[:300])
@@ -88,11 +112,18 @@ def run_search(args) -> int:
 
 
 def run_forget(args) -> int:
+    from oppu.storage.errors import DocumentNotFound
+
+    missing = []
     with open_profile(args) as profile:
-        for document_id in args.ids:
-            profile.writing.forget(document_id)
-            print(f"forgot document {document_id}")
-    return 0
+        for forgotten_id in dict.fromkeys(args.ids):  # each id once, in the order given
+            try:
+                profile.writing.forget(forgotten_id)
+                print(f"forgot document {forgotten_id}")
+            except DocumentNotFound as error:
+                print(f"oppu: {error}", file=sys.stderr)
+                missing.append(forgotten_id)
+    return 1 if missing else 0
 
 
 def run_stats(args) -> int:

@@ -115,3 +115,18 @@ def test_a_missing_base_model_is_a_message_with_a_way_out(qtbot, app, tmp_path):
     assert banner.kind == "error" and "gone.gguf" in banner.label.text()
     assert banner.action.isVisible() and banner.action.text() == "Use the bundled model"
     assert app.chat_page.send.isEnabled()
+    assert app.chat_page.transcript.bubbles == []  # nothing was sent: nothing shown as sent
+    assert app.chat_page.composer.toPlainText() == "Hello?"  # ready to send again
+
+
+def test_html_in_a_message_or_reply_is_shown_as_text(qtbot, app):
+    from oppu.app.chat_view import Bubble
+
+    typed = "Is <b>this</b> bold? <img src='file:///etc/hostname'> # not a heading"
+    mine = Bubble("user", typed)
+    assert mine.body.textFormat() == Qt.TextFormat.PlainText and mine.body.text() == typed
+    reply = Bubble("assistant")
+    reply.finish("**Yes**, and <img src='file:///etc/hostname'> stays <b>text</b>.")
+    shown = reply.body.text()
+    assert "<b>Yes</b>" not in shown and "font-weight" in shown  # Markdown is rendered
+    assert "&lt;img src=" in shown and "&lt;b&gt;text&lt;/b&gt;" in shown  # HTML is not

@@ -51,9 +51,27 @@ def test_the_repl_commands(cli_profile, capsys, monkeypatch):
     assert "adapter off, retrieval on" in captured.out
     assert "adapter off, retrieval off, incognito: nothing is stored" in captured.out
     assert "/adapter on|off" in captured.out  # /bogus shows the help
+    assert "unknown command /bogus" in captured.err
     assert stored(cli_profile) == (2, 4)
     texts = {d.preview for d in cli_profile.writing.documents(source="chat")}
     assert texts == {"Where does Miso sleep?", "second chat"}
+
+
+def test_resuming_is_refused_for_a_missing_conversation_or_with_incognito(cli_profile, capsys):
+    assert oppu("chat", "--resume", "99") == 1
+    assert capsys.readouterr().err == "oppu: no conversation with id 99\n"
+    oppu("ask", "--no-rag", "First question")
+    capsys.readouterr()
+    assert oppu("chat", "--resume", "1", "--incognito") == 1
+    assert "cannot go on incognito" in capsys.readouterr().err
+    assert stored(cli_profile) == (1, 2)
+
+
+def test_undecodable_bytes_in_a_message_are_replaced_not_fatal(cli_profile, capsys):
+    # Python keeps bytes that are not UTF-8 in argv as lone surrogates.
+    assert oppu("ask", "--no-adapter", "bad \udcff\udcfe bytes about Miso") == 0
+    chat = [d.preview for d in cli_profile.writing.documents(source="chat")]
+    assert chat == ["bad \ufffd\ufffd bytes about Miso"]
 
 
 def test_conversations_list_rename_show_delete(cli_profile, capsys):

@@ -1,5 +1,6 @@
 """`oppu note | add | list | search | forget | stats | config`, run in-process."""
 
+import io
 import subprocess
 import sys
 
@@ -88,11 +89,35 @@ def test_config_shows_changes_and_refuses_bad_values(oppu):
     assert err == "oppu: unknown setting 'bogus'\n"
 
 
-def test_a_bad_command_line_is_a_usage_error(oppu, capsys):
+@pytest.mark.parametrize(("args", "message"), [
+    (["forget", "not-a-number"], "not a document id: 'not-a-number'"),
+    (["forget", "99999999999999999999999"], "not a document id"),
+    (["search", "-k", "0", "x"], "give a number from 1 to 100, not '0'"),
+])
+def test_a_bad_command_line_is_a_usage_error(oppu, capsys, args, message):
     with pytest.raises(SystemExit) as exited:
-        main(["forget", "not-a-number"])
+        main(args)
     assert exited.value.code == 2
-    assert "invalid int value" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
+
+
+def test_forget_goes_on_past_a_missing_id_and_says_which(oppu):
+    oppu("note", GARDEN)
+    oppu("note", BIKE)
+    assert oppu("forget", "1", "7", "2", "2") == (
+        1, "forgot document 1\nforgot document 2\n", "oppu: no document with id 7\n")
+    assert oppu("stats")[1].startswith("documents: 0\n")
+
+
+def test_list_filter_is_plain_text_and_notes_come_from_stdin(oppu, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("A note piped in: 100% done.\n"))
+    assert oppu("note", "--title", "   ", "-") == (0, "stored as document 1\n", "")
+    oppu("note", BIKE)
+    [line] = oppu("list", "--filter", "100%")[1].splitlines()
+    assert line.endswith("A note piped in: 100% done.")
+    assert oppu("list", "--filter", "_") == (0, "nothing matches\n", "")
+    assert oppu("note", " ") == (1, "", "oppu: nothing to store: the note is empty\n")
+    assert oppu("search", " ") == (1, "", "oppu: nothing to search for: the query is empty\n")
 
 
 def test_a_fresh_process_prints_only_the_answer(oppu_home):

@@ -91,13 +91,36 @@ def test_mail_needs_the_users_address_first(writing, tmp_path):
         writing.add_file(path)
 
 
-def test_undecodable_bytes_are_replaced_and_reported(writing, tmp_path):
-    path = write(tmp_path / "latin1.txt", "Caf\xe9 cr\xe8me, na\xefve".encode("latin-1"))
+def test_an_older_8_bit_encoding_is_read_as_windows_1252_and_reported(writing, tmp_path):
+    path = write(tmp_path / "latin1.txt", "Caf\xe9 cr\xe8me, na\xefve \u2013 \u20ac5".encode("cp1252"))
+    result = writing.add_file(path)
+    assert (result.status, result.reason) == ("added", "not UTF-8: read as Windows-1252")
+    assert writing.get(result.document_ids[0]).text == "Caf\xe9 cr\xe8me, na\xefve \u2013 \u20ac5"
+    assert "Windows-1252" in writing.add_paths([path])[0].line()
+
+
+def test_damaged_bytes_in_utf8_text_are_replaced_and_reported(writing, tmp_path):
+    path = write(tmp_path / "damaged.txt", "Caf\xe9 cr\xe8me".encode() + b" \xff\xfe end")
     result = writing.add_file(path)
     assert (result.status, result.reason) == (
-        "added", "3 undecodable bytes replaced (file is not valid UTF-8)")
-    assert writing.get(result.document_ids[0]).text == "Caf\ufffd cr\ufffdme, na\ufffdve"
-    assert "undecodable" in writing.add_paths([path])[0].line()
+        "added", "2 undecodable bytes replaced (file is not valid UTF-8)")
+    assert writing.get(result.document_ids[0]).text == "Caf\xe9 cr\xe8me \ufffd\ufffd end"
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+def test_utf16_text_with_a_byte_order_mark_is_text(writing, tmp_path, encoding):
+    bom = b"\xfe\xff" if encoding == "utf-16-be" else b""
+    path = write(tmp_path / "notepad.txt", bom + "Caf\xe9 notes, written on Windows.".encode(encoding))
+    result = writing.add_file(path)
+    assert result.status == "added"
+    assert writing.get(result.document_ids[0]).text == "Caf\xe9 notes, written on Windows."
+
+
+def test_binary_data_after_a_text_start_is_refused(writing, tmp_path):
+    path = write(tmp_path / "half.txt", b"Plain words. " * 1000 + b"PK\x03\x04\x00\x00" + bytes(256))
+    with pytest.raises(BinaryFile, match="binary file, not text"):
+        writing.add_file(path)
+    assert writing.stats().documents == 0
 
 
 def as_nobody(work):

@@ -1,6 +1,6 @@
 """Every way the user's writing gets in, on a real SQLite file and Chroma folder."""
 
-from oppu.storage.chunking import MAX_WORDS
+from oppu.storage.chunking import MAX_WORDS, word_count
 from tests.storage.conftest import ME, assert_consistent, chunk_ids, write
 
 GARDEN = ("My tomatoes split again after the storm. Next year I will water them less and "
@@ -37,6 +37,19 @@ def test_long_text_becomes_several_passages_each_indexed(writing):
     assert all(len(c.text.split()) <= MAX_WORDS for c in chunks)
     assert [c.ordinal for c in chunks] == list(range(len(chunks)))
     assert chunk_ids(writing, document_id) <= writing.index.ids()
+
+
+def test_chinese_and_japanese_count_a_word_per_character_and_are_cut_into_passages(writing):
+    assert word_count("今日はいい天気です。") == 9
+    assert word_count("我喜欢Python编程，真的！") == 8
+    text = "我每天早上在河边散步，看鸟和船。" * 30  # 14 characters a sentence, no spaces
+    document_id, _ = writing.add_text("note", text, "散步")
+    document = writing.get(document_id)
+    assert document.words == 14 * 30
+    assert len(document.chunks) > 1
+    assert all(word_count(c.text) <= MAX_WORDS for c in document.chunks)
+    assert "".join(c.text.replace("\n\n", "") for c in document.chunks) == text  # no spaces put in
+    assert writing.search("河边散步", k=1)[0].document_id == document_id
 
 
 def test_txt_and_md_files_keep_their_name_as_title(writing, tmp_path):
@@ -78,6 +91,35 @@ def test_eml_keeps_my_words_without_quote_or_signature(mail_writing, tmp_path):
 def message(sender: str, subject: str, body: str) -> str:
     return (f"From {sender} Sat Jan  6 10:00:00 2024\nFrom: {sender}\nTo: x@example.com\n"
             f"Subject: {subject}\n\n{body}\n\n")
+
+
+def mail_from_me(headers: str, body: bytes) -> bytes:
+    return f"From: {ME}\nSubject: Trip\n{headers}\n\n".encode() + body
+
+
+def test_html_only_mail_keeps_the_visible_words(mail_writing, tmp_path):
+    html = (b"<html><head><style>body{color:red}</style><script>var x=1;</script></head>"
+            b"<body><p>The mountain &amp; the lake &lt;again&gt;, &eacute;t&eacute;</p>"
+            b"<div>Next  summer too.</div></body></html>")
+    path = write(tmp_path / "html.eml", mail_from_me("Content-Type: text/html; charset=utf-8", html))
+    document = mail_writing.get(mail_writing.add_file(path).document_ids[0])
+    assert document.text == "The mountain & the lake <again>, \xe9t\xe9\nNext summer too."
+
+
+def test_mail_with_a_wrong_charset_keeps_its_letters(mail_writing, tmp_path):
+    path = write(tmp_path / "charset.eml", mail_from_me(
+        "Content-Type: text/plain; charset=x-unknown", "Caf\xe9 cr\xe8me by the lake.".encode("cp1252")))
+    document = mail_writing.get(mail_writing.add_file(path).document_ids[0])
+    assert document.text == "Caf\xe9 cr\xe8me by the lake."
+
+
+def test_mail_with_a_damaged_base64_body_is_not_stored_as_noise(mail_writing, tmp_path):
+    path = write(tmp_path / "damaged.eml", mail_from_me(
+        "Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: base64",
+        b"!!!!not base64 at all ###"))
+    [result] = mail_writing.add_paths([path])
+    assert result.status == "skipped"
+    assert mail_writing.stats().documents == 0
 
 
 def test_mbox_keeps_only_mail_i_sent(mail_writing, tmp_path):

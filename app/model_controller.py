@@ -203,7 +203,7 @@ class ModelController(QObject):
             self.page.banner.show_message(f"Export failed: {message}", "error")
 
         self.app.jobs.start("export", lambda report, _stop: adapter_files.export(
-            profile, version, format, quantization, path, report), done,
+            profile, version, format, quantization, path, report, overwrite=True), done,
             progress=self.page.file_job_progress, failed=failed)
 
     def import_adapter(self, path) -> None:

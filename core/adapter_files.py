@@ -6,6 +6,7 @@ against this profile's base. Only then does a new version folder appear (atomica
 with a GGUF written for this base, and its row. It is activated only when asked.
 """
 
+import os
 from pathlib import Path
 
 from oppu.core.adapters import AdapterError, AdapterVersion, active, list_adapters
@@ -57,8 +58,14 @@ def default_output(profile, version: str, format: str, quant: str) -> Path:
 
 
 def export(profile, version: str | None = None, format: str = "zip", quant: str | None = None,
-           out: Path | None = None, report: Report = ignore) -> Path:
-    """Write one adapter version as a file the user owns; return its path."""
+           out: Path | str | None = None, report: Report = ignore,
+           overwrite: bool = False) -> Path:
+    """Write one adapter version as a file the user owns; return its path.
+
+    `out` is a file, or a folder (one that exists, or any path ending in a separator) to
+    write the default name into. A file already there is replaced only with `overwrite`
+    (without `out`, the earlier export in the default place is replaced).
+    """
     if format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {format!r}")
     if quant is not None and format != "merged":
@@ -71,8 +78,12 @@ def export(profile, version: str | None = None, format: str = "zip", quant: str 
         raise AdapterError(f"adapter {chosen.version}'s files are missing from {chosen.path}")
     default = default_output(profile, chosen.version, format, quant)
     target = Path(out).expanduser() if out else default
-    if target.is_dir():
+    if target.is_dir() or str(out or "").endswith(("/", os.sep)):
+        target.mkdir(parents=True, exist_ok=True)
         target = target / default.name
+    if out is not None and target.exists() and not overwrite:
+        raise AdapterError(f"{target} already exists: choose another name, or replace it "
+                           "(--force)")
     report(Progress("export", 0, 1, f"{chosen.version} as {format}"))
     if format == "zip":
         _export_zip(chosen, target)

@@ -49,7 +49,8 @@ class AdapterVersion:
 
 def _version(row: Adapter) -> AdapterVersion:
     return AdapterVersion(row.version, Path(row.path), row.base_name, row.base_sha256,
-                          row.origin, dict(row.metrics or {}), row.words_trained, row.is_active,
+                          row.origin, row.metrics if isinstance(row.metrics, dict) else {},
+                          row.words_trained, row.is_active,
                           row.trained_on_deleted, row.created_at, row.activated_at)
 
 
@@ -98,8 +99,9 @@ def rollback(profile) -> AdapterVersion:
             select(Adapter).where(Adapter.id != current.id, Adapter.activated_at.is_not(None))
             .order_by(Adapter.activated_at.desc(), Adapter.id.desc()).limit(1))
         if previous is None:
-            raise AdapterError(f"{current.version} is the only adapter ever active; "
-                               "nothing earlier to roll back to")
+            raise AdapterError(f"nothing earlier than {current.version} to roll back to "
+                               "(each rollback goes one step back through the adapters that "
+                               "were active)")
         current.activated_at = None
         make_active(session, previous, when=previous.activated_at)
         return _version(previous)

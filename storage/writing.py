@@ -297,7 +297,9 @@ class Writing:
 
     def search(self, query: str, k: int = 4, min_score: float = 0.0,
                before_document: int | None = None) -> list[Passage]:
-        hits = self.index.search(query, k, min_score, before_document)
+        """The `k` passages most like `query`; a passage that several documents share (a
+        question asked twice, a paragraph in two files) comes once, with its best score."""
+        hits = self.index.search(query, 2 * k, min_score, before_document)
         if not hits:
             return []
         with self.store.read() as session:
@@ -305,8 +307,12 @@ class Writing:
                 select(Document.id, Document.title).where(
                     Document.id.in_({h.document_id for h in hits}), Document.deleted.is_(False))
             ).all())
+        unique = {}
+        for h in hits:  # best first
+            if h.document_id in titles:
+                unique.setdefault(content_hash(h.text), h)
         return [Passage(h.chunk_id, h.document_id, titles[h.document_id], h.text, h.score)
-                for h in hits if h.document_id in titles]
+                for h in list(unique.values())[:k]]
 
     def stats(self) -> WritingStats:
         live = Document.deleted.is_(False)

@@ -11,6 +11,7 @@ inside it is never trusted but rewritten from them, for the importing profile's 
 """
 
 import json
+import math
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,7 +202,29 @@ def _parse_meta(raw: bytes | None, label: str) -> dict:
         raise BundleError(f"{label}: {META_FILE} is not valid JSON") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("base", {}), dict):
         raise BundleError(f"{label}: {META_FILE} is not an adapter description")
-    return meta
+    return meta | {"training": _training(meta.get("training"))}
+
+
+def _training(raw) -> dict:
+    """What an imported description says about its training, as far as it is well formed:
+    it is shown to the user, never trusted."""
+    if not isinstance(raw, dict):
+        return {}
+    metrics = raw.get("metrics") if isinstance(raw.get("metrics"), dict) else {}
+    words = raw.get("train_words")
+    return {
+        "metrics": {name: numbers for name in ("base", "new", "active")
+                    if (numbers := _finite_numbers(metrics.get(name)))},
+        "train_words": words if type(words) is int and words >= 0 else 0,
+        "config": raw["config"] if isinstance(raw.get("config"), dict) else {},
+    }
+
+
+def _finite_numbers(entry) -> dict:
+    if not isinstance(entry, dict):
+        return {}
+    return {k: v for k, v in entry.items() if k in ("loss", "perplexity", "tokens")
+            and type(v) in (int, float) and math.isfinite(v)}
 
 
 def _bundle(source: Path, kind: str, config: bytes, weights: bytes, meta: dict) -> Bundle:

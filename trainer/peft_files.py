@@ -134,7 +134,8 @@ def parse_config(text: str | bytes) -> dict:
         raise UnsupportedAdapter(f"trained biases (bias={config['bias']!r}) cannot be loaded by "
                                  "llama.cpp")
     rank, alpha = config.get("r"), config.get("lora_alpha")
-    if not isinstance(rank, int) or rank <= 0 or not isinstance(alpha, (int, float)):
+    if (type(rank) is not int or rank <= 0 or type(alpha) not in (int, float)
+            or not 0 < alpha < math.inf):
         raise CorruptAdapter(f"{CONFIG_NAME} lacks a valid rank r and lora_alpha")
     return config
 
@@ -159,6 +160,9 @@ def build_lora(config: dict, tensors: dict[str, np.ndarray]) -> PeftLora:
         if a.ndim != 2 or b.ndim != 2 or a.shape[0] != lora.rank or b.shape[1] != lora.rank:
             raise AdapterMismatch(f"module {module}: lora_A {a.shape} and lora_B {b.shape} do not "
                                   f"have rank {lora.rank}")
+        if not (np.isfinite(a).all() and np.isfinite(b).all()):
+            raise CorruptAdapter(f"module {module} holds weights that are not finite numbers "
+                                 "(NaN or infinity)")
         lora.modules[module] = (a, b)
     if not lora.modules and lora.others:
         raise UnsupportedAdapter(f"the adapter holds no LoRA pairs llama.cpp can load "

@@ -77,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     except (CommandError, ValueError, LookupError) as error:
         print(f"oppu: {error}", file=sys.stderr)
         return 1
+    except OSError as error:  # e.g. writing where the user may not
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"oppu: {where}{(error.strerror or str(error)).lower()}", file=sys.stderr)
+        return 1
     except Exception as error:  # a library's failure still reads as one line
         from oppu.storage.errors import StorageError
 

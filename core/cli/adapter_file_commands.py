@@ -15,7 +15,9 @@ def register(commands) -> None:
     export.add_argument("--quant", metavar="TYPE",
                         help="merged only: q8_0 (default), f16, or a smaller type made by "
                              "llama.cpp's quantizer such as q4_k_m")
-    export.add_argument("-o", "--output", type=Path, help="file or folder to write to")
+    export.add_argument("-o", "--output", help="file or folder (existing, or ending in /) to "
+                                               "write to")
+    export.add_argument("--force", action="store_true", help="replace a file already there")
     export.add_argument("--version", help="which adapter version (default: the active one)")
     export.set_defaults(run=run_export)
 
@@ -36,7 +38,7 @@ def run_export(args) -> int:
     with open_profile(args) as profile:
         try:
             path = export(profile, args.version, args.format, args.quant, args.output,
-                          ProgressBar())
+                          ProgressBar(), overwrite=args.force)
         except AdapterError as error:
             raise CommandError(str(error)) from None
     print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")

@@ -1,6 +1,7 @@
 """Export and import of the user's adapter file: round trips, and bad files refused untouched."""
 
 import json
+import math
 import pickle
 import shutil
 import zipfile
@@ -173,6 +174,18 @@ def _narrow_lora_a(data: bytes) -> bytes:
     return save({k: v[:, :48] if ".lora_A." in k else v for k, v in tensors.items()})
 
 
+def _infinite_weights(data: bytes) -> bytes:
+    from safetensors.numpy import load, save
+
+    tensors = load(data)
+    return save({k: np.full_like(v, np.inf) if ".lora_B." in k else v for k, v in tensors.items()})
+
+
+def _config_with(changes: dict):
+    return lambda c: c | {"peft/adapter_config.json": json.dumps(
+        json.loads(c["peft/adapter_config.json"]) | changes)}
+
+
 def _write(path, data: bytes):
     path.write_bytes(data)
     return path
@@ -192,6 +205,13 @@ BAD_FILES = {
     "truncated-safetensors": (lambda good, path: _rezip(good, path, lambda c: c | {
         "peft/adapter_model.safetensors": c["peft/adapter_model.safetensors"][:-64]}),
         "truncated"),
+    "nan-alpha": (lambda good, path: _rezip(good, path, _config_with({"lora_alpha": math.nan})),
+                  "valid rank r and lora_alpha"),
+    "negative-alpha": (lambda good, path: _rezip(good, path, _config_with({"lora_alpha": -1e30})),
+                       "valid rank r and lora_alpha"),
+    "infinite-weights": (lambda good, path: _rezip(good, path, lambda c: c | {
+        "peft/adapter_model.safetensors": _infinite_weights(c["peft/adapter_model.safetensors"])}),
+        "not finite numbers"),
     "not-an-adapter": (lambda good, path: _write(path, b"just some text"),
                        "not an adapter export"),
     "broken-gguf": (lambda good, path: _write(path, b"GGUF" + bytes(60)), "damaged or truncated"),
@@ -207,6 +227,35 @@ def test_bad_imports_are_refused_with_a_reason_and_nothing_written(alice, export
     with pytest.raises(FileError, match=reason):
         import_adapter(alice, bad, activate=True, force=True)
     assert snapshot(alice) == before
+
+
+@pytest.mark.parametrize("training", ["oops", {"metrics": "garbage", "train_words": "lots"},
+                                      {"metrics": {"new": 5, "base": {"loss": "x"}},
+                                       "train_words": -5}])
+def test_an_ill_formed_description_is_dropped_not_trusted(alice, exported, tmp_path, training):
+    def describe(contents):
+        meta = json.loads(contents["meta.json"])
+        return contents | {"meta.json": json.dumps(meta | {"training": training})}
+
+    imported = import_adapter(alice, _rezip(exported, tmp_path / "odd.zip", describe))
+    assert (imported.metrics, imported.words_trained) == ({}, 0)
+    assert [v.version for v in list_adapters(alice)] == [imported.version, "v1"]
+    assert main(["--profile", "alice", "adapters"]) == 0
+
+
+def test_export_writes_into_a_new_folder_and_never_over_a_file(alice, tmp_path, capsys):
+    mine = tmp_path / "mine.txt"
+    mine.write_text("my own file")
+    with pytest.raises(AdapterError, match="already exists"):
+        export(alice, out=mine)
+    assert mine.read_text() == "my own file"
+    assert export(alice, out=mine, overwrite=True) == mine and mine.stat().st_size > 1000
+    made = export(alice, out=f"{tmp_path / 'new' / 'sub'}/")
+    assert made.parent == tmp_path / "new" / "sub" and made.suffix == ".zip"
+    capsys.readouterr()
+    assert main(["--profile", "alice", "export", "-o", str(mine / "x.zip")]) == 1  # not a folder
+    error = capsys.readouterr().err
+    assert "Traceback" not in error and error.splitlines()[-1].startswith(f"oppu: {mine}")
 
 
 def test_bare_gguf_round_trip_gives_back_the_same_adapter(alice, tmp_path, tiny_gguf):

@@ -22,6 +22,15 @@ def test_a_note_is_stored_chunked_and_findable(writing):
     assert_consistent(writing)
 
 
+def test_a_passage_several_documents_share_is_found_once(writing):
+    shared = " ".join([GARDEN] * 6)  # a passage of its own: about 130 words
+    writing.add_text("file", f"{shared}\n\n{' '.join([BIKE] * 8)}", "one")
+    writing.add_text("file", f"{shared}\n\n{' '.join(['The kettle whistles at dawn.'] * 25)}", "two")
+    found = writing.search("tomatoes after the storm", k=2, min_score=-1.0)
+    assert found[0].text == shared
+    assert len({p.text for p in found}) == len(found) == 2
+
+
 def test_chat_messages_are_the_users_writing_too(writing):
     document_id = writing.add_chat_message("Could you remind me to call the plumber tomorrow?")
     assert writing.get(document_id).source == "chat"

@@ -135,8 +135,16 @@ def run_stats(args) -> int:
 
 
 def run_config(args) -> int:
+    from oppu.core.bases import use_base
+    from oppu.trainer.prepare import BaseModelError
+
     with open_profile(args) as profile:
-        if args.key and args.value is not None:
+        if args.key == "base_model" and args.value is not None:
+            try:  # checked as `oppu base use` checks it
+                use_base(profile, args.value)
+            except BaseModelError as error:
+                raise CommandError(str(error)) from None
+        elif args.key and args.value is not None:
             profile.set(args.key, args.value)
         helps = profile.settings.help()
         keys = [args.key] if args.key else list(helps)

@@ -84,6 +84,8 @@ def test_config_shows_changes_and_refuses_bad_values(oppu):
     assert oppu("config", "retrieval_k")[1].startswith("retrieval_k = 7")
     assert "mail_addresses = " in oppu("config")[1]
     assert oppu("config", "retrieval_k", "lots")[0] == 1
+    assert oppu("config", "base_model", "/nowhere/model.gguf")[0] == 1
+    assert oppu("config", "base_model")[1].startswith("base_model = bundled")
     status, out, err = oppu("config", "bogus")
     assert (status, out) == (1, "")
     assert err == "oppu: unknown setting 'bogus'\n"

@@ -61,6 +61,18 @@ def test_chinese_and_japanese_count_a_word_per_character_and_are_cut_into_passag
     assert writing.search("河边散步", k=1)[0].document_id == document_id
 
 
+def test_a_file_edited_and_added_again_replaces_its_earlier_version(writing, tmp_path):
+    path = write(tmp_path / "essay.txt", GARDEN)
+    first = writing.add_file(path).document_ids[0]
+    write(path, GARDEN.replace("storm", "heatwave"))
+    again = writing.add_file(path)
+    assert (again.status, again.reason) == ("added",
+                                            f"replaces the earlier version: document {first}")
+    assert [d.id for d in writing.documents()] == again.document_ids
+    assert "heatwave" in writing.search("tomatoes", k=1, min_score=-1.0)[0].text
+    assert_consistent(writing)
+
+
 def test_txt_and_md_files_keep_their_name_as_title(writing, tmp_path):
     txt = writing.add_file(write(tmp_path / "holiday plans.txt", GARDEN))
     md = writing.add_file(write(tmp_path / "bike.md", "# Bike\n\n" + BIKE))

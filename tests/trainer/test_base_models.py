@@ -55,11 +55,11 @@ def test_a_truncated_gguf_is_refused(tiny_gguf, tmp_path):
         validate_gguf(cut)
 
 
-def test_an_architecture_we_cannot_train_is_refused(tmp_path):
+def _small_gguf(path, architecture: str, kind: str = "model"):
     import gguf
 
-    path = tmp_path / "gpt2.gguf"
-    writer = gguf.GGUFWriter(str(path), "gpt2")
+    writer = gguf.GGUFWriter(str(path), architecture)
+    writer.add_type(kind)
     writer.add_block_count(1)
     writer.add_head_count(2)
     writer.add_tensor("token_embd.weight", np.zeros((8, 4), dtype=np.float32))
@@ -67,8 +67,17 @@ def test_an_architecture_we_cannot_train_is_refused(tmp_path):
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
+    return path
+
+
+def test_an_architecture_we_cannot_train_is_refused(tmp_path):
     with pytest.raises(BaseModelError, match="'gpt2' is not supported for training"):
-        validate_gguf(path)
+        validate_gguf(_small_gguf(tmp_path / "gpt2.gguf", "gpt2"))
+
+
+def test_an_adapter_gguf_is_not_taken_for_a_base(tmp_path):
+    with pytest.raises(BaseModelError, match="is an adapter file .*import-adapter.*not a base"):
+        validate_gguf(_small_gguf(tmp_path / "mine-adapter.gguf", "llama", "adapter"))
 
 
 def test_choosing_a_base_validates_it_first(profile, tiny_gguf, tmp_path):

@@ -1,5 +1,7 @@
 """The chat transcript: message bubbles rendering markdown, with sources under each reply."""
 
+import re
+
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QGuiApplication, QTextDocument
 from PySide6.QtWidgets import (
@@ -19,6 +21,7 @@ from PySide6.QtWidgets import (
 RENDER_EVERY_MS = 100
 ROLE_NAMES = {"user": "You", "assistant": "Your model"}
 # A reply's Markdown is rendered, but HTML in it is shown as text, never interpreted.
+BODY_TAG = re.compile(r"<body[^>]*>")
 MARKDOWN = (QTextDocument.MarkdownFeature.MarkdownDialectGitHub
             | QTextDocument.MarkdownFeature.MarkdownNoHTML)
 
@@ -26,7 +29,8 @@ MARKDOWN = (QTextDocument.MarkdownFeature.MarkdownDialectGitHub
 def markdown_html(text: str) -> str:
     document = QTextDocument()
     document.setMarkdown(text, MARKDOWN)
-    return document.toHtml()
+    # The document's own default font would override the bubble's (from the stylesheet).
+    return BODY_TAG.sub("<body>", document.toHtml(), count=1)
 
 
 class SourcesPanel(QWidget):

@@ -21,6 +21,7 @@ REPLY_HEADER = re.compile(
     r"^(On\b[^\n]{0,200}(\n[^\n]{0,100})?wrote:[ \t]*"
     r"|-{2,}\s*(Original|Forwarded) Message\s*-{2,}|From: .+)$",
     re.IGNORECASE | re.MULTILINE)
+ESCAPED_FROM = re.compile(r"^>(>*)From ", re.MULTILINE)
 SIGNATURE = re.compile(r"^(-- ?|__+|Sent from my .+)$", re.MULTILINE)
 PARSE_ERRORS = (ValueError, LookupError, email.errors.MessageError)
 BASE64_DEFECTS = (email.errors.InvalidBase64CharactersDefect,
@@ -109,12 +110,18 @@ def sent_by(message: EmailMessage, addresses: set[str]) -> bool:
     return bool(senders & addresses)
 
 
-def _to_text(message: EmailMessage) -> MailText:
+def _to_text(message: EmailMessage, unescape=lambda body: body) -> MailText:
     return MailText(
         title=" ".join(str(message.get("Subject", "") or "(no subject)").split()),
-        text=own_words(_body_text(message)),
+        text=own_words(unescape(_body_text(message))),
         message_id=str(message.get("Message-ID", "") or "").strip(),
     )
+
+
+def _mbox_unescaped(body: str) -> str:
+    """An mbox writes a body line starting "From " as ">From "; that line is the user's
+    own, not a quote, so the escape comes off before quotes are cut."""
+    return ESCAPED_FROM.sub(r"\1From ", body)
 
 
 def _parse(handle) -> EmailMessage:
@@ -139,7 +146,7 @@ def read_mbox(path: Path, addresses: set[str]) -> list[MailText]:
         with _broken_mail_is_reported(path, "mbox"):
             for message in box:
                 if message.keys() and sent_by(message, addresses):
-                    texts.append(_to_text(message))
+                    texts.append(_to_text(message, _mbox_unescaped))
     finally:
         box.close()
     return texts

@@ -149,14 +149,15 @@ def test_mbox_keeps_only_mail_i_sent(mail_writing, tmp_path):
                 "On Fri, Jan 5, 2024 at 9:00 AM Bob <bob@example.com>\nwrote:\n"
                 "> When are you arriving?"),
         message("bob@example.com", "Not mine", "Bob's own words must not be imported."),
-        message(ME, "Recipe", "Soak the lentils overnight.\n> quoted line\n\n-- \nMe"),
+        message(ME, "Recipe", "Soak the lentils overnight.\n>From then on, simmer.\n"
+                "> quoted line\n\n-- \nMe"),
     ]))
     result = mail_writing.add_file(mbox)
     assert result.status == "added" and len(result.document_ids) == 2
     stored = [mail_writing.get(i) for i in result.document_ids]
     assert [(d.title, d.text) for d in stored] == [
         ("Train times", "The 8:15 is cancelled, I'll take the 8:40."),
-        ("Recipe", "Soak the lentils overnight."),
+        ("Recipe", "Soak the lentils overnight.\nFrom then on, simmer."),  # mbox's >From
     ]
     assert "Bob" not in " ".join(d.preview for d in mail_writing.documents())
 

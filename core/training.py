@@ -92,6 +92,9 @@ def create_run(profile, overrides: dict | None = None, reason: str = "manual",
     busy = live_run(profile)
     if busy is not None:
         raise TrainingBusy(f"training run {busy} is still in progress")
+    if profile.writing.stats().words == 0:  # the trainer names its minimum for anything more
+        raise ValueError("there is no writing to learn from yet: add notes or import files "
+                         "first")
     settings = profile.settings
     config = {"base": str(resolve_base(settings.base_model)), "base_setting": settings.base_model,
               "preset": preset or settings.training_preset, "device": settings.training_device,

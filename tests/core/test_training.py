@@ -15,6 +15,7 @@ from oppu.core.cli import main
 from oppu.core.profile import Profile
 from oppu.core.training import (
     INTERRUPTED,
+    recent_runs,
     run_training,
 )
 from oppu.storage.models import Adapter, AdapterDocument, TrainingRun, utcnow
@@ -116,6 +117,13 @@ def test_too_little_writing_is_a_clear_failure(profile, tiny_gguf, oppu_home, ba
     assert outcome.status == "failed"
     assert outcome.error.startswith(f"not enough writing yet ({words} words, need ")
     assert list_adapters(profile) == []
+
+
+def test_no_writing_at_all_is_refused_before_a_run_starts(profile, tiny_gguf):
+    profile.set("base_model", str(tiny_gguf))
+    with pytest.raises(ValueError, match="no writing to learn from yet"):
+        run_training(profile, overrides=FAST)
+    assert recent_runs(profile) == []
 
 
 def test_a_corrupt_base_is_a_clear_failure(trainee, tiny_gguf, tmp_path):

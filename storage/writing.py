@@ -5,6 +5,7 @@ SQLite transaction and removed again if it fails to commit; a crash in between l
 orphan vectors or tombstones that `reconcile()` settles on the next open.
 """
 
+import re
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from oppu.storage.readers import (
 )
 
 SOURCES = ("note", "chat", "file", "mail")
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 # add_paths embeds the passages of several files in one call once this many are waiting:
 # small files then cost one model call per group instead of one each.
 EMBED_GROUP = 256
@@ -44,9 +46,14 @@ class IngestResult:
     words: int = 0
 
     def line(self) -> str:
-        what = self.path or "text"
+        what = printable(self.path or "text")
         detail = f" ({self.reason})" if self.reason else ""
         return f"{self.status:<9} {what}{detail}"
+
+
+def printable(text: str) -> str:
+    """`text` on one line: control characters (a newline in a file name) shown escaped."""
+    return CONTROL_CHARACTERS.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 @dataclass(frozen=True)

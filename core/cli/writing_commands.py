@@ -73,8 +73,10 @@ def run_note(args) -> int:
 def run_add(args) -> int:
     bar = ProgressBar()
 
+    from oppu.storage.writing import printable
+
     def report(done, total, result):
-        bar(Progress("import", done, total, Path(result.path).name))
+        bar(Progress("import", done, total, printable(Path(result.path).name)))
 
     with open_profile(args) as profile:
         results = profile.writing.add_paths(args.paths, report)

@@ -198,3 +198,9 @@ def test_empty_text_is_refused_and_unknown_source_too(writing):
     with pytest.raises(ValueError, match="unknown source"):
         writing.add_text("telepathy", "words")
     assert writing.stats().documents == 0
+
+
+def test_a_file_name_with_a_newline_is_reported_on_one_line(writing, tmp_path):
+    [result] = writing.add_paths([write(tmp_path / "two\nlines.txt", "Words of mine, twice over.")])
+    assert result.status == "added" and result.line().count("\n") == 0
+    assert "two\\nlines.txt" in result.line()

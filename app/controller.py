@@ -89,6 +89,8 @@ class AppController(QObject):
             return False
         if self.profile is not None:
             self.profile.close()
+        for page in (self.chat_page, self.writing_page, self.model_page, self.settings_page):
+            page.banner.hide()  # news of the profile left behind
         self.profile = profile
         self.writing_open = False
         self.state.setValue("profile", name)

@@ -109,10 +109,12 @@ def versions_model(parent=None) -> SnapshotModel:
         Column("Words", lambda v: f"{v.words_trained:,}" if v.words_trained else "–",
                align_right=True),
         Column("Perplexity", lambda v: number(perplexity(v.metrics, "new")),
-               lambda _v: "held-out perplexity of this version: lower is better",
+               lambda _v: "held-out perplexity of this version, given passages of your "
+                          "writing as in training: lower is better",
                align_right=True),
         Column("Base", lambda v: number(perplexity(v.metrics, "base")),
-               lambda _v: "the base model's perplexity on the same held-out writing",
+               lambda _v: "the base model's perplexity on the same held-out writing, given "
+                          "the same passages (Measure on my writing shows it without them too)",
                align_right=True),
         Column("Note", lambda v: "trained on deleted writing" if v.trained_on_deleted else "",
                lambda v: "retrain to forget what you deleted" if v.trained_on_deleted else ""),

@@ -50,7 +50,7 @@ class LossPlot(QWidget):
         x0, x1 = min(steps), max(steps)
         low, high = min(losses), max(losses)
         pad = (high - low) * 0.08 or 0.5
-        low, high = low - pad, high + pad
+        low, high = max(0.0, low - pad), high + pad  # a loss is never negative
 
         def at(step: float, loss: float) -> QPointF:
             x = area.left() + (step - x0) / ((x1 - x0) or 1) * area.width()

@@ -69,10 +69,11 @@ class ModelController(QObject):
         if profile is None:
             return
         try:
-            current = adapters.active(profile)
+            current, versions = adapters.active(profile), adapters.list_adapters(profile)
             self.page.show_active(current, None,
-                                  evaluation.evaluation_in(current.metrics) if current else None)
-            self.page.show_versions(adapters.list_adapters(profile))
+                                  evaluation.evaluation_in(current.metrics) if current else None,
+                                  has_versions=bool(versions))
+            self.page.show_versions(versions)
             self.page.base_card.set_choices(bases.bases(), profile.settings.base_model)
             self.page.base_card.set_downloads(bases.curated())
             if self.app.writing_open:
@@ -82,7 +83,7 @@ class ModelController(QObject):
         except Exception as error:  # noqa: BLE001
             self.app.report_error(self.page.banner, error)
             return
-        self.app.window.set_adapter(current.version if current else None)
+        self.app.window.set_adapter(current.version if current else None, bool(versions))
         self.versionsChanged.emit()
 
     def _change(self, action, *args, done: str) -> None:
@@ -99,6 +100,7 @@ class ModelController(QObject):
     def start_training(self, reason: str = "manual") -> bool:
         if self.training.running:
             return False
+        self.page.banner.hide()  # an earlier run's outcome is old news now
         try:
             self.training.start(self.app.profile, reason, self.training_overrides)
         except Exception as error:  # noqa: BLE001 - busy, no base model, …
@@ -155,6 +157,7 @@ class ModelController(QObject):
         if self.evaluation_job is not None:
             return
         profile, view = self.app.profile, self.page.evaluation
+        self.page.banner.hide()
         view.started()
 
         def done(result) -> None:

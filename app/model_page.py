@@ -164,13 +164,16 @@ class ModelPage(QWidget):
 
     # -- what the controller calls ------------------------------------------------------
 
-    def show_active(self, active, words_since: int | None, evaluation=None) -> None:
+    def show_active(self, active, words_since: int | None, evaluation=None,
+                    has_versions: bool = False) -> None:
         """`active`: core's AdapterVersion or None; `evaluation`: its stored Evaluation."""
         self.active_version = active.version if active else None
         self.export.setEnabled(active is not None)
         if active is None:
-            self.version_label.setText("Not trained yet")
-            self.details.setText("Chat uses the base model alone. Retrain to make it yours.")
+            self.version_label.setText("No version active" if has_versions else "Not trained yet")
+            self.details.setText("Chat uses the base model alone. " + (
+                "Activate a version below to use it again." if has_versions
+                else "Retrain to make it yours."))
             self.quality.clear()
             self.warning.hide()
             self.evaluation.show_evaluation(None, available=False)
@@ -184,7 +187,8 @@ class ModelPage(QWidget):
             change = (base - mine) / base * 100
             self.quality.setText(f"Held-out perplexity <b>{number(mine)}</b> against the base "
                                  f"model's {number(base)} "
-                                 f"({'better' if change > 0 else 'worse'} by {abs(change):.0f}%)")
+                                 f"({'better' if change > 0 else 'worse'} by {abs(change):.0f}%), "
+                                 "both given passages of your writing, as in training")
         else:
             self.quality.setText("No held-out measurement for this version.")
         self.warning.setText("⚠ Trained on writing you have since deleted: retrain to forget "
@@ -198,7 +202,8 @@ class ModelPage(QWidget):
         row = self.versions.row_of(lambda v: v.version == selected)
         if row >= 0:
             self.table.selectRow(row)
-        self.rollback.setEnabled(self.active_version is not None)
+        self.rollback.setEnabled(self.active_version is not None and any(
+            v.activated_at is not None and not v.is_active for v in versions))  # as rollback()
         self.deactivate.setEnabled(self.active_version is not None)
         self._selection_changed()
 

@@ -113,8 +113,9 @@ class MainWindow(QMainWindow):
     def set_base_model(self, text: str) -> None:
         self.base_label.setText(f"Base model: {text}")
 
-    def set_adapter(self, version: str | None) -> None:
-        self.adapter_label.setText(f"Your model: {version}" if version
+    def set_adapter(self, version: str | None, has_versions: bool = False) -> None:
+        self.adapter_label.setText(f"Your model: {version}" if version else
+                                   "Your model: off (base model only)" if has_versions
                                    else "Your model: not trained yet")
 
     def set_training(self, percent: int | None, phase: str = "") -> None:

@@ -157,6 +157,7 @@ class WritingPage(QWidget):
             row = self.model.row_of(lambda d, i=document_id: d.id == i)
             if row >= 0:
                 self.table.selectRow(row)
+        self.forget.setEnabled(bool(self.selected_ids()))  # a reset model says nothing
         filtered = bool(self.search.text() or self.source.currentData())
         self.empty_hint.setText("" if documents else
                                 "Nothing matches." if filtered else

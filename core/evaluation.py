@@ -79,7 +79,8 @@ def _adapter_row(session, version: str | None, required: bool = True) -> Adapter
     row = session.scalar(statement)
     if row is None and required:
         raise EvaluationError(f"no adapter version {version!r}" if version else
-                              "no active adapter to evaluate: run `oppu train` first")
+                              "no active adapter to evaluate: retrain first (Retrain my model, or "
+                              "`oppu train`)")
     return row
 
 
@@ -92,7 +93,7 @@ def _base_gguf(profile, meta: dict, sha256: str) -> Path:
         if path.is_file() and _sha256_matches(path, sha256):
             return path
     raise EvaluationError("the base model this adapter was trained on is no longer available "
-                          f"(sha256 {sha256[:12]}…); choose it again with `oppu base use`")
+                          f"(sha256 {sha256[:12]}…); choose it again (My model → Base model, or `oppu base use`)")
 
 
 def _sha256_matches(path: Path, sha256: str) -> bool:

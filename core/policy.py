@@ -1,12 +1,17 @@
 """When a retrain is due: enough new writing since the last adapter, and enough time since
-the last run. `oppu train --if-due` (cron, a systemd timer) and the app both ask here."""
+the last run that trained (or, shorter, since the last one that failed). `oppu train --if-due` (cron, a systemd timer) and the app both ask here."""
 
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from oppu.core.training import live_run
 from oppu.storage.models import TrainingRun, utcnow
+
+# A failed run (too little writing then, a damaged base, no memory) holds the next
+# automatic one off for this long only, not the whole minimum wait between trainings;
+# a run the user cancelled holds nothing off.
+RETRY_AFTER_FAILURE = timedelta(hours=1)
 
 
 def retrain_due(profile) -> tuple[bool, str]:
@@ -21,15 +26,16 @@ def retrain_due(profile) -> tuple[bool, str]:
     if new_words < settings.retrain_min_words:
         return False, (f"{new_words} new words since the last adapter; "
                        f"a retrain needs {settings.retrain_min_words}")
-    with profile.store.read() as session:
-        last = session.scalar(select(TrainingRun.started_at)
-                              .where(TrainingRun.status != "cancelled")
-                              .order_by(TrainingRun.started_at.desc()).limit(1))
-    if last is not None:
-        waited = utcnow() - last
-        wait = timedelta(hours=settings.retrain_min_hours)
-        if waited < wait:
-            left = (wait - waited).total_seconds() / 3600
-            return False, (f"{new_words} new words, but the last run started "
-                           f"{waited.total_seconds() / 3600:.1f} h ago; next in {left:.1f} h")
+    waits = (("succeeded", timedelta(hours=settings.retrain_min_hours), "run"),
+             ("failed", min(timedelta(hours=settings.retrain_min_hours), RETRY_AFTER_FAILURE),
+              "failed run"))
+    for status, wait, what in waits:
+        with profile.store.read() as session:
+            last = session.scalar(select(func.max(TrainingRun.started_at))
+                                  .where(TrainingRun.status == status))
+        if last is not None and utcnow() - last < wait:
+            waited = (utcnow() - last).total_seconds() / 3600
+            left = wait.total_seconds() / 3600 - waited
+            return False, (f"{new_words} new words, but the last {what} started "
+                           f"{waited:.1f} h ago; next in {left:.1f} h")
     return True, f"{new_words} new words since the last adapter"

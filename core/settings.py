@@ -1,6 +1,10 @@
 """A profile's settings: typed defaults with help text, stored as JSON rows in SQLite."""
 
+import re
 from dataclasses import dataclass, field, fields, replace
+
+MAIL_ADDRESS = re.compile(r"^[^@\s,]+@[^@\s,]+$")
+TYPE_NAMES = {int: "a whole number", float: "a number", str: "text"}
 
 
 def _setting(default, help: str, low=None, high=None, choices: tuple = ()):
@@ -56,8 +60,15 @@ class Settings:
         else:
             try:
                 value = kind(raw)
+                if kind is int and float(raw) != value:  # 2.5 is not cut to 2
+                    raise ValueError
             except (TypeError, ValueError):
-                raise ValueError(f"{key} must be a {kind.__name__}, not {raw!r}") from None
+                raise ValueError(f"{key} must be {TYPE_NAMES.get(kind, kind.__name__)}, "
+                                 f"not {raw!r}") from None
+        if key == "mail_addresses":
+            wrong = [a for a in value if not MAIL_ADDRESS.match(a)]
+            if wrong:
+                raise ValueError(f"not an email address: {', '.join(map(repr, wrong))}")
         rule = self._rule(key)
         if rule["choices"] and value not in rule["choices"]:
             raise ValueError(f"{key} must be {', '.join(rule['choices'][:-1])} or "

@@ -31,8 +31,10 @@ def private_dir(path: Path) -> Path:
 
 def profile_dir(name: str, root: Path | None = None) -> Path:
     if not PROFILE_NAME.match(name) or name in {".", ".."}:
+        shown = name if len(name) <= 40 else name[:39] + "…"
         raise InvalidProfileName(
-            f"invalid profile name {name!r}: use letters, digits, space, '_', '.', '-'"
+            f"invalid profile name {shown!r}: up to 64 plain letters (a-z, A-Z) and digits, "
+            "plus space, '_', '.', '-' after the first character"
         )
     return private_dir((root or data_root()) / "profiles" / name)
 

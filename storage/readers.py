@@ -88,7 +88,8 @@ def _read_checked(path: Path, mail_addresses: set[str]) -> FileContents:
     if suffix in MAIL_SUFFIXES:
         if not mail_addresses:
             raise MailAddressNotSet(
-                path, "set your own email address first (oppu config mail_addresses YOU@HOST), "
+                path, "set your own email address first (Settings → Your email addresses, or "
+                "`oppu config mail_addresses YOU@HOST`), "
                 "so only mail you wrote is imported")
         reader = mail.read_eml if suffix == ".eml" else mail.read_mbox
         texts = [FileText(m.title, m.text, f"{path}#{m.message_id or i}")

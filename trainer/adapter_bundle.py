@@ -129,7 +129,7 @@ def read_bundle(path: Path, base=None) -> Bundle:
         return _read_gguf(path, base)
     if head[:2] != b"PK":
         raise BundleError(f"{path.name} is not an adapter export (expected a .zip or an "
-                          "adapter .gguf made by `oppu export`, or a PEFT adapter folder)")
+                          "adapter .gguf exported by OPPU, or a PEFT adapter folder)")
     return _read_zip(path)
 
 

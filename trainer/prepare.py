@@ -86,7 +86,8 @@ def read_gguf_shape(gguf_path: Path) -> dict:
         kind = reader.fields.get("general.type")
         if kind is not None and kind.contents() != "model":
             raise BaseModelError(f"{gguf_path.name} is an {kind.contents()} file (a LoRA adapter "
-                                 "is imported with `oppu import-adapter`), not a base model")
+                                 "is imported with Import adapter… or `oppu import-adapter`), not a "
+                                 "base model")
         arch = str(value("general.architecture"))
         if arch not in SUPPORTED_ARCHITECTURES:
             raise BaseModelError(

@@ -89,11 +89,17 @@ def test_retrain_toggle_and_export_the_whole_way(qtbot, trainee_app, tmp_path):
     wait_jobs(qtbot, app, TRAINING_TIMEOUT_MS)
     assert [v.version for v in page.versions.items] == ["v2", "v1"]
     assert page.versions.items[0].origin == "imported" and not page.versions.items[0].is_active
+    assert not page.rollback.isEnabled()  # v1 is the only version ever active
     assert page.banner.action.text() == "Activate v2"
     page.banner.action.click()
     assert adapters.active(app.profile).version == "v2"
+    assert page.rollback.isEnabled()
     page.rollbackRequested.emit()
     assert adapters.active(app.profile).version == "v1"
+    page.deactivateRequested.emit()
+    assert adapters.active(app.profile) is None
+    assert page.version_label.text() == "No version active"
+    assert app.window.adapter_label.text() == "Your model: off (base model only)"
 
 
 def test_cancel_leaves_everything_as_it_was(qtbot, trainee_app):

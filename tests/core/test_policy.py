@@ -26,13 +26,27 @@ def test_not_due_again_before_the_minimum_hours(profile):
     profile.set("retrain_min_words", 100)
     profile.set("retrain_min_hours", 24)
     add_notes(profile, count=3, words_each=100)
-    record_run(profile, "failed", hours_ago=2)
+    record_run(profile, "succeeded", hours_ago=2)
     due, why = retrain_due(profile)
-    assert not due and "2.0 h ago; next in 22.0 h" in why
+    assert not due and "the last run started 2.0 h ago; next in 22.0 h" in why
     record_run(profile, "cancelled", hours_ago=0)  # a run the user stopped does not count
     profile.set("retrain_min_hours", 1.5)
     words = profile.writing.stats().words
     assert retrain_due(profile) == (True, f"{words} new words since the last adapter")
+
+
+def test_a_failed_run_holds_the_next_off_for_an_hour_only(profile):
+    profile.set("retrain_min_words", 100)
+    profile.set("retrain_min_hours", 24)
+    add_notes(profile, count=3, words_each=100)
+    record_run(profile, "failed", hours_ago=0.5)  # e.g. too little writing back then
+    due, why = retrain_due(profile)
+    assert not due and "the last failed run started 0.5 h ago; next in 0.5 h" in why
+    record_run(profile, "failed", hours_ago=1.5)
+    with profile.store.write() as session:  # the newest failure is 1.5 h old now
+        session.query(TrainingRun).filter(TrainingRun.status == "failed").update(
+            {TrainingRun.started_at: utcnow() - timedelta(hours=1.5)})
+    assert retrain_due(profile)[0]
 
 
 def test_words_already_trained_on_do_not_count(profile):

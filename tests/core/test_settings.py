@@ -31,8 +31,11 @@ def test_settings_survive_closing_the_profile(oppu_home, embedder):
 
 @pytest.mark.parametrize(("key", "value", "message"), [
     ("no_such_setting", "1", "unknown setting 'no_such_setting'"),
-    ("retrieval_k", "many", "retrieval_k must be a int, not 'many'"),
-    ("temperature", "warm", "temperature must be a float"),
+    ("retrieval_k", "many", "retrieval_k must be a whole number, not 'many'"),
+    ("retrieval_k", 2.5, "retrieval_k must be a whole number, not 2.5"),
+    ("temperature", "warm", "temperature must be a number"),
+    ("mail_addresses", "me@example.com, not an email, @@",
+     "not an email address: 'not an email', '@@'"),
     ("auto_retrain", "perhaps", "auto_retrain must be true or false"),
     ("retrieval_k", "-1", "retrieval_k must be between 0 and 20, not '-1'"),
     ("temperature", "nan", "temperature must be between 0.0 and 2.0"),

@@ -43,3 +43,11 @@ def test_profile_names_cannot_escape_the_data_root(oppu_home, bad):
     with pytest.raises(InvalidProfileName, match="invalid profile name"):
         profile_dir(bad)
     assert not (oppu_home / "profiles").exists() or list_profiles() == []
+
+
+def test_a_bad_profile_name_is_told_the_rules_and_not_echoed_at_length(oppu_home):
+    with pytest.raises(InvalidProfileName) as raised:
+        profile_dir("-rf" + "x" * 300)
+    message = str(raised.value)
+    assert "up to 64 plain letters" in message and "after the first character" in message
+    assert len(message) < 200

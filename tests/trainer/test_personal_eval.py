@@ -52,7 +52,7 @@ def test_layouts_score_the_same_text(trainee, tiny_gguf):
 
 
 def test_oppu_eval_measures_and_stores(trainee, capsys):
-    with pytest.raises(EvaluationError, match="run `oppu train` first"):
+    with pytest.raises(EvaluationError, match="retrain first"):
         evaluate_profile(trainee)
     outcome = run_training(trainee, overrides=FAST | {"retrieval_k": 2, "learning_rate": 0.01})
     assert outcome.status == "succeeded", outcome.error
@@ -92,6 +92,6 @@ def test_oppu_eval_measures_and_stores(trainee, capsys):
 def test_eval_without_adapter_is_one_line(trainee, capsys):
     assert main(["--profile", trainee.name, "eval"]) == 1
     assert capsys.readouterr().err.strip() == (
-        "oppu: no active adapter to evaluate: run `oppu train` first")
+        "oppu: no active adapter to evaluate: retrain first (Retrain my model, or `oppu train`)")
     assert main(["--profile", trainee.name, "eval", "--show", "--version", "v9"]) == 1
     assert "no adapter version 'v9'" in capsys.readouterr().err

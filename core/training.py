@@ -79,19 +79,19 @@ def training_argv(profile, run_id: int) -> list[str]:
                               "--run", str(run_id), "--root", str(data_root_of(profile)))
 
 
+_newest_live = (select(TrainingRun.id).where(TrainingRun.status.in_(LIVE))
+                .order_by(TrainingRun.id.desc()).limit(1))
+
+
 def live_run(profile) -> int | None:
     with profile.store.read() as session:
-        return session.scalar(select(TrainingRun.id).where(TrainingRun.status.in_(LIVE))
-                              .order_by(TrainingRun.id.desc()).limit(1))
+        return session.scalar(_newest_live)
 
 
 def create_run(profile, overrides: dict | None = None, reason: str = "manual",
                preset: str | None = None) -> int:
     """Record a queued run with everything the child needs; refuse a second live one."""
     recover_interrupted(profile)
-    busy = live_run(profile)
-    if busy is not None:
-        raise TrainingBusy(f"training run {busy} is still in progress")
     if profile.writing.stats().words == 0:  # the trainer names its minimum for anything more
         raise ValueError("there is no writing to learn from yet: add notes or import files "
                          "first")
@@ -100,7 +100,10 @@ def create_run(profile, overrides: dict | None = None, reason: str = "manual",
               "preset": preset or settings.training_preset, "device": settings.training_device,
               "overrides": dict(overrides or {}),
               "reason": reason}
-    with profile.store.write() as session:
+    with profile.store.write() as session:  # checked and recorded under one write lock
+        busy = session.scalar(_newest_live)
+        if busy is not None:
+            raise TrainingBusy(f"training run {busy} is still in progress")
         run = TrainingRun(status="queued", config=config)
         session.add(run)
         session.flush()

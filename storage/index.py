@@ -3,6 +3,7 @@
 import importlib.util
 import logging
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -24,21 +25,26 @@ def _minilm_dir() -> Path:
     return Path(spec.submodule_search_locations[0]) / "model"
 
 
-def _load_quietly(model_dir: Path):
-    """The sentence-transformers model, without transformers' "Loading weights" bar.
-
-    That bar would print on every command; warnings and errors still go to the log.
-    """
-    from sentence_transformers import SentenceTransformer
+@contextmanager
+def no_loading_bars():
+    """Without transformers' "Loading weights" bar, which would print on every command
+    that loads a model; warnings and errors still go to the log."""
     from transformers.utils import logging as transformers_logging
 
     bars_were_on = transformers_logging.is_progress_bar_enabled()
     transformers_logging.disable_progress_bar()
     try:
-        return SentenceTransformer(str(model_dir), device="cpu")
+        yield
     finally:
         if bars_were_on:
             transformers_logging.enable_progress_bar()
+
+
+def _load_quietly(model_dir: Path):
+    from sentence_transformers import SentenceTransformer
+
+    with no_loading_bars():
+        return SentenceTransformer(str(model_dir), device="cpu")
 
 
 class Embedder:

@@ -20,9 +20,11 @@ import traceback
 from dataclasses import replace
 from pathlib import Path
 
+from sqlalchemy import func, select
+
 from oppu.storage.atomic import atomic_dir
 from oppu.storage.db import Store
-from oppu.storage.models import Adapter, AdapterDocument, TrainingRun, utcnow
+from oppu.storage.models import Adapter, AdapterDocument, Document, TrainingRun, utcnow
 from oppu.storage.paths import private_dir, profile_dir
 from oppu.trainer.child import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, Protocol, StopControl
 from oppu.trainer.versions import (
@@ -275,6 +277,9 @@ class TrainingJob:
                 session.flush()
                 session.add_all(AdapterDocument(adapter_id=adapter.id, document_id=d)
                                 for d in documents)
+                kept = session.scalar(select(func.count(Document.id)).where(
+                    Document.id.in_(documents), Document.deleted.is_(False)))
+                adapter.trained_on_deleted = kept < len(set(documents))  # forgotten meanwhile
                 if promoted:
                     make_active(session, adapter)
                 run = session.get(TrainingRun, self.run_id)

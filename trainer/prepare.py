@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from oppu.storage.index import no_loading_bars
 from oppu.storage.paths import data_root, private_dir
 from oppu.storage.privacy import go_offline
 
@@ -47,8 +48,9 @@ class PreparedBase:
         from transformers import AutoModelForCausalLM
 
         go_offline()
-        model = AutoModelForCausalLM.from_pretrained(
-            self.hf_dir, dtype=dtype or torch.float32, local_files_only=True)
+        with no_loading_bars():
+            model = AutoModelForCausalLM.from_pretrained(
+                self.hf_dir, dtype=dtype or torch.float32, local_files_only=True)
         return model.to(device)
 
     def load_tokenizer(self):

@@ -4,6 +4,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 
 from oppu.storage.privacy import go_offline
 
@@ -35,7 +36,7 @@ def open_profile(args):
     from oppu.core.profile import Profile
     from oppu.storage.paths import DEFAULT_PROFILE
 
-    return Profile(args.profile or DEFAULT_PROFILE)
+    return Profile(DEFAULT_PROFILE if args.profile is None else args.profile)  # "" is an error
 
 
 def valid_text(text: str) -> str:
@@ -64,6 +65,7 @@ def _valid_arguments(args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     go_offline()
+    warnings.simplefilter("ignore", FutureWarning)  # libraries' deprecation notes, not ours
     args = build_parser().parse_args(argv)
     _valid_arguments(args)
     try:

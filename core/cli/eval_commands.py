@@ -15,7 +15,8 @@ def register(commands) -> None:
                           help="continuations to generate and score per configuration "
                                "(default 4; 0 skips generation)")
     evaluate.add_argument("--max-words", type=int, default=None, metavar="N",
-                          help="measure at most this much held-out writing (default 20000)")
+                          help="measure about this much held-out writing, in whole "
+                               "documents and at least one (default 20000)")
     evaluate.add_argument("--show", action="store_true",
                           help="print the stored result of the last evaluation, measure nothing")
     evaluate.set_defaults(run=run_eval)

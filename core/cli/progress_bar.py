@@ -10,6 +10,7 @@ class ProgressBar:
         self.stream = stream or sys.stderr  # looked up now: tests and tools swap sys.stderr
         self.width = width
         self.interactive = self.stream.isatty()
+        self._logged = None  # (phase, tenth) of the last line written to a log
 
     def __call__(self, progress: Progress) -> None:
         filled = int(self.width * progress.fraction)
@@ -25,6 +26,10 @@ class ProgressBar:
             self.stream.write("\r\033[K" + line[:200])
             if progress.total and progress.done >= progress.total:
                 self.stream.write("\n")
-        else:
+        else:  # a log (cron, a pipe): a line per phase and per tenth of it, not per update
+            mark = (progress.phase, int(10 * progress.fraction))
+            if mark == self._logged:
+                return
+            self._logged = mark
             self.stream.write(line + "\n")
         self.stream.flush()

@@ -55,9 +55,15 @@ def run_train(args) -> int:
             print(("retraining: " if due else "not due: ") + why)
             if not due:
                 return 0
-        outcome = run_training(profile, ProgressBar(), overrides=overrides,
-                               reason="scheduled" if args.if_due else "manual",
-                               preset=args.preset)
+        try:
+            outcome = run_training(profile, ProgressBar(), overrides=overrides,
+                                   reason="scheduled" if args.if_due else "manual",
+                                   preset=args.preset)
+        except TrainingBusy as error:
+            if not args.if_due:
+                raise
+            print(f"not started: {error}")  # a scheduler's second start: another run won
+            return 0
     print(outcome.summary)
     return {"succeeded": 0, "cancelled": 130}.get(outcome.status, 1)
 

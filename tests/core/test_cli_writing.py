@@ -103,6 +103,11 @@ def test_a_bad_command_line_is_a_usage_error(oppu, capsys, args, message):
     assert message in capsys.readouterr().err
 
 
+def test_an_empty_profile_name_is_an_error_not_the_default_profile(capsys, embedder):
+    assert main(["--profile", "", "note", "hello"]) == 1  # e.g. an unset variable in cron
+    assert "invalid profile name ''" in capsys.readouterr().err
+
+
 def test_forget_goes_on_past_a_missing_id_and_says_which(oppu):
     oppu("note", GARDEN)
     oppu("note", BIKE)

@@ -15,6 +15,7 @@ from oppu.core.cli import main
 from oppu.core.profile import Profile
 from oppu.core.training import (
     INTERRUPTED,
+    TrainingBusy,
     recent_runs,
     run_training,
 )
@@ -124,6 +125,48 @@ def test_no_writing_at_all_is_refused_before_a_run_starts(profile, tiny_gguf):
     with pytest.raises(ValueError, match="no writing to learn from yet"):
         run_training(profile, overrides=FAST)
     assert recent_runs(profile) == []
+
+
+def test_two_runs_asked_for_at_once_make_one(trainee, monkeypatch):
+    """The check for a live run and the new run's row share one write lock."""
+    import contextlib
+    import threading
+    import time
+
+    from oppu.core.training import create_run
+
+    recorded, real_write = threading.Event(), trainee.store.write
+
+    @contextlib.contextmanager
+    def slow_write():  # the first run's row is written, its lock held a while before commit
+        with real_write() as session:
+            yield session
+            recorded.set()
+            time.sleep(0.5)
+
+    monkeypatch.setattr(trainee.store, "write", slow_write)
+    first = threading.Thread(target=create_run, args=(trainee,))
+    first.start()
+    assert recorded.wait(10)
+    with pytest.raises(TrainingBusy, match="training run 1 is still in progress"):
+        create_run(trainee)
+    first.join()
+    with trainee.store.read() as session:
+        assert session.query(TrainingRun).count() == 1
+
+
+def test_writing_forgotten_during_a_run_flags_the_new_adapter(trainee):
+    forgotten: list[int] = []
+
+    def forget_all_once(progress) -> None:
+        if progress.phase == "train" and not forgotten:
+            forgotten.extend(d.id for d in trainee.writing.documents())
+            for document_id in forgotten:
+                trainee.writing.forget(document_id)
+
+    outcome = run_training(trainee, forget_all_once, overrides=FAST)
+    assert outcome.status == "succeeded" and forgotten
+    assert list_adapters(trainee)[0].trained_on_deleted
 
 
 def test_a_corrupt_base_is_a_clear_failure(trainee, tiny_gguf, tmp_path):

@@ -1,0 +1,18 @@
+"""The command line's progress: a live bar on a terminal, a few lines in a log."""
+
+import io
+
+from oppu.core.cli.progress_bar import ProgressBar
+from oppu.core.progress import Progress
+
+
+def test_a_log_gets_a_line_per_phase_and_tenth_not_per_update():
+    log = io.StringIO()  # not a terminal, as under cron or in a pipe
+    bar = ProgressBar(log)
+    bar(Progress("prepare", 0, 1, "base model"))
+    for step in range(1, 201):
+        bar(Progress("train", step, 200))
+    lines = log.getvalue().splitlines()
+    assert lines[0].startswith("prepare ")
+    assert [line.split()[-1] for line in lines[1:]] == [
+        f"{s}/200" for s in [1, *range(20, 201, 20)]]  # the first, each tenth, the last

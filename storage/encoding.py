@@ -1,7 +1,10 @@
 """Reading bytes of unknown encoding as text, and telling text from binary data."""
 
+import re
+
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 CONTROL_BYTES = bytes(b for b in range(32) if not 9 <= b <= 13)
+VALID_NON_ASCII = re.compile("[^\x00-\x7f\ufffd]")
 LEGACY_ENCODING = "cp1252"  # Windows' Western encoding: what most non-UTF-8 text files are
 
 
@@ -31,7 +34,7 @@ def decode(data: bytes) -> tuple[str, str | None]:
     except UnicodeDecodeError:
         pass
     text = data.decode("utf-8", errors="replace")
-    if all(ord(c) < 128 or c == "\ufffd" for c in text):
+    if not VALID_NON_ASCII.search(text):  # no character decoded from a multi-byte sequence
         try:
             return data.decode(LEGACY_ENCODING), "not UTF-8: read as Windows-1252"
         except UnicodeDecodeError:

@@ -114,7 +114,8 @@ class ChatController(QObject):
         self.job, self.bubble = None, None
         if bubble is not None and not bubble.text.strip():
             self.page.transcript.remove_last()
-            if self.unsent is not None:  # no reply at all: the message goes back to be resent
+            if self.unsent is not None and not self.session.stored_unanswered:
+                # nothing came back and nothing was stored: the message goes back to be resent
                 self.page.transcript.remove_last()
                 if not self.page.composer.toPlainText().strip():
                     self.page.composer.setPlainText(self.unsent)

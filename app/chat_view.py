@@ -22,6 +22,7 @@ RENDER_EVERY_MS = 100
 ROLE_NAMES = {"user": "You", "assistant": "Your model"}
 # A reply's Markdown is rendered, but HTML in it is shown as text, never interpreted.
 BODY_TAG = re.compile(r"<body[^>]*>")
+IMAGE_TAG = re.compile(r"<img[^>]*>")
 MARKDOWN = (QTextDocument.MarkdownFeature.MarkdownDialectGitHub
             | QTextDocument.MarkdownFeature.MarkdownNoHTML)
 
@@ -29,8 +30,9 @@ MARKDOWN = (QTextDocument.MarkdownFeature.MarkdownDialectGitHub
 def markdown_html(text: str) -> str:
     document = QTextDocument()
     document.setMarkdown(text, MARKDOWN)
-    # The document's own default font would override the bubble's (from the stylesheet).
-    return BODY_TAG.sub("<body>", document.toHtml(), count=1)
+    # The document's own default font would override the bubble's (from the stylesheet),
+    # and an image would make the label load whatever file the reply names.
+    return IMAGE_TAG.sub("[image]", BODY_TAG.sub("<body>", document.toHtml(), count=1))
 
 
 class SourcesPanel(QWidget):

@@ -126,6 +126,7 @@ class ChatSession:
         self.conversation_id = None
         self.history: list[dict] = []
         self.last_reply: Reply | None = None
+        self.stored_unanswered = False  # the last message is stored; its reply never came
         if conversation_id is not None:
             self.resume(conversation_id)
 
@@ -191,8 +192,10 @@ class ChatSession:
             stored = not self.options.incognito and (self.conversation_id is not None
                                                      or not again)
             new_writing = stored and not again
+            self.stored_unanswered = False
             if new_writing:
                 self._store_user_message(text)
+                self.stored_unanswered = True
             stream = ReplyStream(engine, fitted.tokens, sampling, should_stop)
             pieces = []
             try:
@@ -209,6 +212,7 @@ class ChatSession:
             message_id = self.conversations.add_message(
                 self.conversation_id, "assistant", reply_text, version, scale,
                 [p.chunk_id for p in sources], replaces_last_reply=again)
+        self.stored_unanswered = False
         self.history += [{"role": "user", "content": text},
                          {"role": "assistant", "content": reply_text}]
         self.last_reply = Reply(reply_text, sources, version, scale, self.conversation_id,

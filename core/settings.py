@@ -105,9 +105,18 @@ def load_settings(store) -> Settings:
     for key, value in stored.items():
         try:
             settings = settings.with_value(key, value)
-        except ValueError:
-            continue  # a setting from an older or newer version; keep the default
+        except ValueError:  # from an older or newer version: what still passes, else the default
+            if isinstance(value, list):
+                settings = settings.with_value(key, [v for v in value if _passes(key, v)])
     return settings
+
+
+def _passes(key: str, entry) -> bool:
+    try:
+        Settings().with_value(key, [entry])
+        return True
+    except ValueError:
+        return False
 
 
 def save_settings(store, settings: Settings) -> None:

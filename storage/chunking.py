@@ -12,8 +12,8 @@ MAX_WORDS = 160
 # Chinese and Japanese are written without spaces: each of their characters counts as a
 # word (a word there is one or two characters, each about a token), so that such writing
 # is counted fairly against the retraining threshold and cut into passages at all.
-UNSPACED = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-CJK_PUNCTUATION = "\u3000-\u303f\uff01\uff0c\uff1a\uff1b\uff1f"
+UNSPACED = "\u3005-\u3007\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+CJK_PUNCTUATION = "\u3000-\u3004\u3008-\u303f\uff01\uff0c\uff1a\uff1b\uff1f"  # not 々〆〇
 WORD = re.compile(rf"[{UNSPACED}]|[^\s{UNSPACED}{CJK_PUNCTUATION}]+")
 SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|(?<=[。！？])")
 PARAGRAPH_BREAK = re.compile(r"\n\s*\n")

@@ -24,8 +24,9 @@ REPLY_HEADER = re.compile(
 ESCAPED_FROM = re.compile(r"^>(>*)From ", re.MULTILINE)
 SIGNATURE = re.compile(r"^(-- ?|__+|Sent from my .+)$", re.MULTILINE)
 PARSE_ERRORS = (ValueError, LookupError, email.errors.MessageError)
+# Damage that leaves noise. A missing padding is repaired by the parser and is not listed.
 BASE64_DEFECTS = (email.errors.InvalidBase64CharactersDefect,
-                  email.errors.InvalidBase64PaddingDefect, email.errors.InvalidBase64LengthDefect)
+                  email.errors.InvalidBase64LengthDefect)
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,8 @@ class _VisibleText(HTMLParser):
     """The text a mail client would show for an HTML body: no styles, scripts or tags."""
 
     HIDDEN = frozenset({"style", "script", "head", "title"})
-    BLOCKS = frozenset({"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "blockquote"})
+    INLINE = frozenset({"a", "span", "b", "i", "u", "em", "strong", "font", "small", "big",
+                        "code", "sub", "sup", "abbr", "cite", "q", "s", "mark", "tt"})
 
     def __init__(self):
         super().__init__(convert_charrefs=True)
@@ -55,12 +57,18 @@ class _VisibleText(HTMLParser):
         self.hidden = 0
 
     def handle_starttag(self, tag, _attrs):
+        if tag == "body":
+            self.hidden = 0  # a <head> left open (HTML allows it) ends here
         self.hidden += tag in self.HIDDEN
-        if tag in self.BLOCKS:
-            self.pieces.append("\n")
+        self._separate(tag)
 
     def handle_endtag(self, tag):
         self.hidden -= tag in self.HIDDEN and self.hidden > 0
+        self._separate(tag)
+
+    def _separate(self, tag):
+        if tag not in self.INLINE:  # cells, rules, lists, paragraphs: words stay apart
+            self.pieces.append("\n")
 
     def handle_data(self, data):
         if not self.hidden:

@@ -92,7 +92,7 @@ def _read_checked(path: Path, mail_addresses: set[str]) -> FileContents:
                 "`oppu config mail_addresses YOU@HOST`), "
                 "so only mail you wrote is imported")
         reader = mail.read_eml if suffix == ".eml" else mail.read_mbox
-        texts = [FileText(m.title, m.text, f"{path}#{m.message_id or i}")
+        texts = [FileText(m.title, m.text, f"{path.absolute()}#{m.message_id or i}")
                  for i, m in enumerate(reader(path, mail_addresses)) if m.text.strip()]
         if not texts:
             raise EmptyInput(path, "no mail sent by you with text of your own")
@@ -103,7 +103,8 @@ def _read_checked(path: Path, mail_addresses: set[str]) -> FileContents:
     text, warning = decode(data)
     if not text.strip():
         raise EmptyInput(path, "file holds only whitespace")
-    return FileContents([FileText(path.stem, text, str(path))], [warning] if warning else [])
+    return FileContents([FileText(path.stem, text, str(path.absolute()))],
+                        [warning] if warning else [])
 
 
 def walk(paths: list[Path]) -> list[Path]:

@@ -196,30 +196,27 @@ class Writing:
     def _store_file(self, path: Path, contents: FileContents, drafts: list[Draft],
                     vectors: dict[str, np.ndarray]) -> IngestResult:
         result = IngestResult(str(path), "duplicate", "; ".join(contents.warnings))
-        replaced: list[int] = []
+        earlier: list[int] = []
         for draft, (document_id, new) in zip(drafts, self._store(drafts, vectors)):
             if new:
                 result.status = "added"
                 result.words += word_count(draft.text)
-                replaced += self._forget_earlier_version(draft, document_id)
+                earlier += self._earlier_versions(draft, document_id)
             result.document_ids.append(document_id)
-        if replaced:
-            note = f"replaces the earlier version: document {', '.join(map(str, replaced))}"
+        if earlier:  # replacing could lose writing (a daily file rewritten): the user decides
+            note = (f"an earlier version of this file is stored too: document "
+                    f"{', '.join(map(str, earlier))}; forget it to keep only this one")
             result.reason = "; ".join(filter(None, [result.reason, note]))
         return result
 
-    def _forget_earlier_version(self, draft: Draft, document_id: int) -> list[int]:
-        """A file edited and added again replaces what its earlier import stored, so the
-        old text is no longer retrieved or trained on."""
+    def _earlier_versions(self, draft: Draft, document_id: int) -> list[int]:
+        """Live documents an earlier import of the same file stored with other text."""
         if draft.source != "file":
             return []
         with self.store.read() as session:
-            earlier = list(session.scalars(select(Document.id).where(
+            return list(session.scalars(select(Document.id).where(
                 Document.origin == draft.origin, Document.source == "file",
                 Document.deleted.is_(False), Document.id != document_id)))
-        for old in earlier:
-            self.forget(old)
-        return earlier
 
     def _unstored(self, drafts: list[Draft]) -> list[Draft]:
         """The drafts whose text is not stored yet, each text once: those that need vectors."""

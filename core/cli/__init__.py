@@ -40,9 +40,9 @@ def open_profile(args):
 
 
 def valid_text(text: str) -> str:
-    """`text` with what is not valid Unicode (undecodable bytes in a command line or on
-    stdin, which Python keeps as lone surrogates) replaced by U+FFFD, so that storage and
-    the tokenizer never see it."""
+    """A message, note or query with what is not valid Unicode (undecodable bytes in a
+    command line, which Python keeps as lone surrogates) replaced by U+FFFD, so that
+    storage and the tokenizer never see it. Paths are left as they are: they name files."""
     try:
         text.encode("utf-8")
         return text
@@ -55,19 +55,10 @@ def valid_text(text: str) -> str:
     return raw.decode("utf-8", "replace")
 
 
-def _valid_arguments(args) -> None:
-    for name, value in vars(args).items():
-        if isinstance(value, str):
-            setattr(args, name, valid_text(value))
-        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
-            setattr(args, name, [valid_text(v) for v in value])
-
-
 def main(argv: list[str] | None = None) -> int:
     go_offline()
     warnings.simplefilter("ignore", FutureWarning)  # libraries' deprecation notes, not ours
     args = build_parser().parse_args(argv)
-    _valid_arguments(args)
     try:
         return args.run(args) or 0
     except KeyboardInterrupt:
@@ -76,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `oppu list | head`: the reader has all it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except (CommandError, ValueError, LookupError) as error:
+    except (CommandError, ValueError) as error:
         print(f"oppu: {error}", file=sys.stderr)
         return 1
     except OSError as error:  # e.g. writing where the user may not

@@ -160,8 +160,13 @@ def run_chat(args) -> int:
     stop = _CtrlCStops()
     if hasattr(sys.stdin, "reconfigure"):  # undecodable input is replaced, not fatal
         sys.stdin.reconfigure(errors="surrogateescape")
+    from oppu.core.conversations import ConversationNotFound
+
     with open_profile(args) as profile:
-        session = _session(profile, args, args.resume)
+        try:
+            session = _session(profile, args, args.resume)
+        except ConversationNotFound as error:
+            raise CommandError(str(error)) from None
         print(f"oppu chat ({_describe(session)}); /help for commands", file=sys.stderr)
         while True:
             try:
@@ -187,9 +192,11 @@ def run_chat(args) -> int:
 
 
 def run_ask(args) -> int:
+    from oppu.core.cli import valid_text
+
     with open_profile(args) as profile:
         session = _session(profile, args)
-        reply = _say(session, " ".join(args.question), _CtrlCStops())
+        reply = _say(session, valid_text(" ".join(args.question)), _CtrlCStops())
         if args.sources:
             _print_sources(reply)
         session.models.close()
@@ -197,6 +204,7 @@ def run_ask(args) -> int:
 
 
 def run_conversations(args) -> int:
+    from oppu.core.cli import valid_text
     from oppu.core.conversations import ConversationNotFound, Conversations, delete_conversation
 
     with open_profile(args) as profile:
@@ -213,7 +221,7 @@ def run_conversations(args) -> int:
                     adapter = f" [{m.adapter_version}]" if m.adapter_version else ""
                     print(f"{m.role}{adapter}: {m.text}\n")
             elif args.action == "rename":
-                conversations.rename(args.id, " ".join(args.title))
+                conversations.rename(args.id, valid_text(" ".join(args.title)))
                 print(f"renamed conversation {args.id}")
             else:
                 forgotten = delete_conversation(profile, args.id, args.forget_writing)

@@ -57,15 +57,23 @@ def register(commands) -> None:
     config.set_defaults(run=run_config)
 
 
+def _stdin_text() -> str:
+    """Standard input as text, in whatever encoding it came (as a file would be read)."""
+    from oppu.storage.encoding import decode
+
+    raw = getattr(sys.stdin, "buffer", None)
+    return decode(raw.read())[0] if raw is not None else sys.stdin.read()
+
+
 def run_note(args) -> int:
     from oppu.storage.writing import title_from
 
-    text = valid_text(sys.stdin.read()) if args.text == ["-"] else " ".join(args.text)
+    text = _stdin_text() if args.text == ["-"] else valid_text(" ".join(args.text))
     if not text.strip():
         raise CommandError("nothing to store: the note is empty")
     with open_profile(args) as profile:
-        stored_id, new = profile.writing.add_text("note", text,
-                                                  args.title.strip() or title_from(text))
+        stored_id, new = profile.writing.add_text(
+            "note", text, valid_text(args.title).strip() or title_from(text))
     print(f"{'stored' if new else 'already stored'} as document {stored_id}")
     return 0
 
@@ -89,7 +97,7 @@ def run_add(args) -> int:
 
 def run_list(args) -> int:
     with open_profile(args) as profile:
-        documents = profile.writing.documents(args.filter, args.source)
+        documents = profile.writing.documents(valid_text(args.filter), args.source)
     for d in documents:
         print(f"{d.id:>6}  {d.source:<5} {d.created_at:%Y-%m-%d %H:%M}  {d.words:>7} words  "
               f"{d.title}")
@@ -100,7 +108,7 @@ def run_list(args) -> int:
 
 
 def run_search(args) -> int:
-    query = " ".join(args.query)
+    query = valid_text(" ".join(args.query))
     if not query.strip():
         raise CommandError("nothing to search for: the query is empty")
     with open_profile(args) as profile:

@@ -130,3 +130,5 @@ def test_html_in_a_message_or_reply_is_shown_as_text(qtbot, app):
     shown = reply.body.text()
     assert "<b>Yes</b>" not in shown and "font-weight" in shown  # Markdown is rendered
     assert "&lt;img src=" in shown and "&lt;b&gt;text&lt;/b&gt;" in shown  # HTML is not
+    reply.finish("A picture: ![x](/etc/hostname)")
+    assert "<img" not in reply.body.text() and "[image]" in reply.body.text()  # nothing loads

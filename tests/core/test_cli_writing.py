@@ -123,6 +123,9 @@ def test_list_filter_is_plain_text_and_notes_come_from_stdin(oppu, monkeypatch):
     [line] = oppu("list", "--filter", "100%")[1].splitlines()
     assert line.endswith("A note piped in: 100% done.")
     assert oppu("list", "--filter", "_") == (0, "nothing matches\n", "")
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO("Caf\xe9 au lait.".encode("cp1252"))))
+    assert oppu("note", "-") == (0, "stored as document 3\n", "")  # read as a file would be
+    assert oppu("list", "--filter", "Caf\xe9")[1].rstrip().endswith("Caf\xe9 au lait.")
     assert oppu("note", " ") == (1, "", "oppu: nothing to store: the note is empty\n")
     assert oppu("search", " ") == (1, "", "oppu: nothing to search for: the query is empty\n")
 

@@ -50,6 +50,13 @@ def test_invalid_values_are_refused_with_a_reason(key, value, message):
         Settings().with_value(key, value)
 
 
+def test_a_stored_list_keeps_the_entries_this_version_still_accepts(profile):
+    with profile.store.write() as session:
+        session.merge(Setting(key="mail_addresses", value=["me@x.com", "Me <me@y.com>"]))
+    with Profile("tester") as reopened:
+        assert reopened.settings.mail_addresses == ("me@x.com",)
+
+
 def test_a_stored_value_this_version_cannot_read_falls_back_to_the_default(profile):
     with profile.store.write() as session:
         session.merge(Setting(key="retrieval_k", value="lots"))

@@ -1,6 +1,9 @@
 """Every way the user's writing gets in, on a real SQLite file and Chroma folder."""
 
+from pathlib import Path
+
 from oppu.storage.chunking import MAX_WORDS, word_count
+from oppu.storage.mail import html_text
 from tests.storage.conftest import ME, assert_consistent, chunk_ids, write
 
 GARDEN = ("My tomatoes split again after the storm. Next year I will water them less and "
@@ -61,16 +64,18 @@ def test_chinese_and_japanese_count_a_word_per_character_and_are_cut_into_passag
     assert writing.search("河边散步", k=1)[0].document_id == document_id
 
 
-def test_a_file_edited_and_added_again_replaces_its_earlier_version(writing, tmp_path):
+def test_a_file_changed_and_added_again_says_its_earlier_version_is_stored(writing, tmp_path,
+                                                                          monkeypatch):
     path = write(tmp_path / "essay.txt", GARDEN)
     first = writing.add_file(path).document_ids[0]
     write(path, GARDEN.replace("storm", "heatwave"))
-    again = writing.add_file(path)
-    assert (again.status, again.reason) == ("added",
-                                            f"replaces the earlier version: document {first}")
-    assert [d.id for d in writing.documents()] == again.document_ids
-    assert "heatwave" in writing.search("tomatoes", k=1, min_score=-1.0)[0].text
-    assert_consistent(writing)
+    monkeypatch.chdir(tmp_path)
+    again = writing.add_file(Path("essay.txt"))  # the same file, named relatively this time
+    assert again.status == "added"
+    assert again.reason == (f"an earlier version of this file is stored too: document {first};"
+                            " forget it to keep only this one")
+    assert len(writing.documents()) == 2  # nothing is forgotten without being asked
+    assert writing.add_file(write(tmp_path / "other" / "essay.txt", BIKE)).reason == ""
 
 
 def test_txt_and_md_files_keep_their_name_as_title(writing, tmp_path):
@@ -125,6 +130,8 @@ def test_html_only_mail_keeps_the_visible_words(mail_writing, tmp_path):
     path = write(tmp_path / "html.eml", mail_from_me("Content-Type: text/html; charset=utf-8", html))
     document = mail_writing.get(mail_writing.add_file(path).document_ids[0])
     assert document.text == "The mountain & the lake <again>, \xe9t\xe9\nNext summer too."
+    assert html_text("<html><head><meta charset=utf-8><body><p>Hello</p>") == "Hello"  # no </head>
+    assert html_text("<tr><td>Name</td><td>Value</td></tr>a<hr>b <b>c</b>d") == "Name\nValue\na\nb cd"
 
 
 def test_mail_with_a_wrong_charset_keeps_its_letters(mail_writing, tmp_path):
@@ -132,6 +139,14 @@ def test_mail_with_a_wrong_charset_keeps_its_letters(mail_writing, tmp_path):
         "Content-Type: text/plain; charset=x-unknown", "Caf\xe9 cr\xe8me by the lake.".encode("cp1252")))
     document = mail_writing.get(mail_writing.add_file(path).document_ids[0])
     assert document.text == "Caf\xe9 cr\xe8me by the lake."
+
+
+def test_mail_with_base64_missing_only_its_padding_is_kept(mail_writing, tmp_path):
+    path = write(tmp_path / "unpadded.eml", mail_from_me(
+        "Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: base64",
+        b"SGVsbG8gd29ybGQsIHRoaXMgaXMgbWU"))
+    document = mail_writing.get(mail_writing.add_file(path).document_ids[0])
+    assert document.text == "Hello world, this is me"
 
 
 def test_mail_with_a_damaged_base64_body_is_not_stored_as_noise(mail_writing, tmp_path):

@@ -164,9 +164,11 @@ class ChatController(QObject):
         for message in messages:
             bubble = self.page.transcript.add(message.role, message.text)
             if message.role == "assistant":
-                used = len(message.retrieved_chunk_ids)
-                bubble.finish(message.text, (), message.adapter_version,
-                              [f"{used} passages of your writing were used"] if used else [])
+                sources = self.session.conversations.passages(message.retrieved_chunk_ids)
+                gone = len(message.retrieved_chunk_ids) - len(sources)
+                bubble.finish(message.text, sources, message.adapter_version,
+                              [f"{gone} of the passages it used have since been deleted"]
+                              if gone else [])
                 bubble.regenerateRequested.connect(self.regenerate)
         if bubble is not None and bubble.role == "assistant":
             bubble.regenerate.show()

@@ -54,8 +54,9 @@ class SourcesPanel(QWidget):
         self.entries = []
         for passage in passages:
             text = " ".join(passage.text.split())
-            entry = QLabel(f"<b>{_escape(passage.title or 'Untitled')}</b> "
-                           f"<span style='color:#6b7287'>· similarity {passage.score:.2f}</span>"
+            similarity = ("" if passage.score is None else
+                          f" <span style='color:#6b7287'>· similarity {passage.score:.2f}</span>")
+            entry = QLabel(f"<b>{_escape(passage.title or 'Untitled')}</b>{similarity}"
                            f"<br>{_escape(text[:400])}{'…' if len(text) > 400 else ''}")
             entry.setObjectName("Source")
             entry.setWordWrap(True)

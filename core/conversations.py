@@ -7,8 +7,8 @@ from datetime import datetime
 from sqlalchemy import func, select
 
 from oppu.storage.chunking import content_hash
-from oppu.storage.models import Conversation, Document, Message, utcnow
-from oppu.storage.writing import title_from
+from oppu.storage.models import Chunk, Conversation, Document, Message, utcnow
+from oppu.storage.writing import Passage, title_from
 
 
 class ConversationNotFound(LookupError):
@@ -64,6 +64,16 @@ class Conversations:
                                    .order_by(Message.id))
             return [StoredMessage(m.id, m.role, m.text, m.adapter_version, m.adapter_scale,
                                   tuple(m.retrieved_chunk_ids or ()), m.created_at) for m in rows]
+
+    def passages(self, chunk_ids: Sequence[str]) -> list[Passage]:
+        """The passages a stored reply used, those still stored, in its order. Their
+        similarity was not kept, so `score` is None."""
+        with self.store.read() as session:
+            rows = session.execute(
+                select(Chunk.id, Chunk.document_id, Document.title, Chunk.text).join(Document)
+                .where(Chunk.id.in_(list(chunk_ids)), Document.deleted.is_(False))).all()
+        found = {row[0]: Passage(*row, None) for row in rows}
+        return [found[c] for c in chunk_ids if c in found]
 
     def add_message(self, conversation_id: int, role: str, text: str,
                     adapter_version: str | None = None, adapter_scale: float | None = None,

@@ -72,7 +72,7 @@ class Passage:
     document_id: int
     title: str
     text: str
-    score: float
+    score: float | None  # cosine similarity to the query; None where it was not kept
 
 
 @dataclass(frozen=True)

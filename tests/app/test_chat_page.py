@@ -79,7 +79,8 @@ def test_incognito_stores_nothing(qtbot, app):
 
 
 def test_conversations_can_be_reopened_renamed_and_deleted(qtbot, app):
-    send(qtbot, app, "First question about gardening.")
+    app.profile.writing.add_note(NOTE, "Sailing")
+    send(qtbot, app, "First question about sailing in August.")
     page = app.chat_page
     (conversation,) = page.model.items
     qtbot.mouseClick(page.new_chat, Qt.MouseButton.LeftButton)
@@ -87,13 +88,16 @@ def test_conversations_can_be_reopened_renamed_and_deleted(qtbot, app):
 
     app.chat.open_conversation(conversation.id)
     assert [b.role for b in page.transcript.bubbles] == ["user", "assistant"]
+    reopened = page.transcript.bubbles[-1].sources  # the passages it used, still shown
+    assert reopened is not None and "Skerry Point" in reopened.entries[0].text()
+    assert "similarity" not in reopened.entries[0].text()  # not kept: not made up
     page.renameRequested.emit(conversation.id, "Garden")
     assert [c.title for c in page.model.items] == ["Garden"]
 
     page.deleteRequested.emit(conversation.id)
     wait_jobs(qtbot, app)
     assert page.model.rowCount() == 0 and page.transcript.bubbles == []
-    assert app.profile.writing.documents() == []  # its message left the user's writing too
+    assert [d.title for d in app.profile.writing.documents()] == ["Sailing"]  # its message left
 
 
 def test_regenerate_replaces_the_last_reply(qtbot, app):

@@ -1,5 +1,6 @@
 """When a retrain is due: enough new writing since the last adapter, and enough time since
-the last run that trained (or, shorter, since the last one that failed). `oppu train --if-due` (cron, a systemd timer) and the app both ask here."""
+the last run that trained (or, shorter, since the last one that failed). `oppu train
+--if-due` (cron, a systemd timer) and the app both ask here."""
 
 from datetime import timedelta
 
@@ -26,15 +27,18 @@ def retrain_due(profile) -> tuple[bool, str]:
     if new_words < settings.retrain_min_words:
         return False, (f"{new_words} new words since the last adapter; "
                        f"a retrain needs {settings.retrain_min_words}")
-    waits = (("succeeded", timedelta(hours=settings.retrain_min_hours), "run"),
-             ("failed", min(timedelta(hours=settings.retrain_min_hours), RETRY_AFTER_FAILURE),
-              "failed run"))
-    for status, wait, what in waits:
-        with profile.store.read() as session:
-            last = session.scalar(select(func.max(TrainingRun.started_at))
-                                  .where(TrainingRun.status == status))
-        if last is not None and utcnow() - last < wait:
-            waited = (utcnow() - last).total_seconds() / 3600
+    with profile.store.read() as session:
+        latest = dict(session.execute(
+            select(TrainingRun.status, func.max(TrainingRun.started_at))
+            .where(TrainingRun.status.in_(("succeeded", "failed")))
+            .group_by(TrainingRun.status)).all())
+    minimum = timedelta(hours=settings.retrain_min_hours)
+    now = utcnow()
+    for status, wait, what in (("succeeded", minimum, "run"),
+                               ("failed", min(minimum, RETRY_AFTER_FAILURE), "failed run")):
+        last = latest.get(status)
+        if last is not None and now - last < wait:
+            waited = (now - last).total_seconds() / 3600
             left = wait.total_seconds() / 3600 - waited
             return False, (f"{new_words} new words, but the last {what} started "
                            f"{waited:.1f} h ago; next in {left:.1f} h")

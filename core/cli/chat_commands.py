@@ -4,7 +4,7 @@ import contextlib
 import signal
 import sys
 
-from oppu.core.cli import CommandError, open_profile
+from oppu.core.cli import CommandError, open_profile, valid_text
 
 REPL_HELP = """\
 /reset            start a new conversation
@@ -152,7 +152,7 @@ def _command(session, line: str) -> bool:
 
 
 def run_chat(args) -> int:
-    from oppu.core.cli import valid_text
+    from oppu.core.conversations import ConversationNotFound
 
     if args.resume is not None and args.incognito:
         raise CommandError("a stored conversation cannot go on incognito; "
@@ -160,8 +160,6 @@ def run_chat(args) -> int:
     stop = _CtrlCStops()
     if hasattr(sys.stdin, "reconfigure"):  # undecodable input is replaced, not fatal
         sys.stdin.reconfigure(errors="surrogateescape")
-    from oppu.core.conversations import ConversationNotFound
-
     with open_profile(args) as profile:
         try:
             session = _session(profile, args, args.resume)
@@ -192,8 +190,6 @@ def run_chat(args) -> int:
 
 
 def run_ask(args) -> int:
-    from oppu.core.cli import valid_text
-
     with open_profile(args) as profile:
         session = _session(profile, args)
         reply = _say(session, valid_text(" ".join(args.question)), _CtrlCStops())
@@ -204,7 +200,6 @@ def run_ask(args) -> int:
 
 
 def run_conversations(args) -> int:
-    from oppu.core.cli import valid_text
     from oppu.core.conversations import ConversationNotFound, Conversations, delete_conversation
 
     with open_profile(args) as profile:

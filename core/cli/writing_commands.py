@@ -79,9 +79,9 @@ def run_note(args) -> int:
 
 
 def run_add(args) -> int:
-    bar = ProgressBar()
-
     from oppu.storage.writing import printable
+
+    bar = ProgressBar()
 
     def report(done, total, result):
         bar(Progress("import", done, total, printable(Path(result.path).name)))

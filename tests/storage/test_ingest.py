@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 from oppu.storage.chunking import MAX_WORDS, word_count
 from oppu.storage.mail import html_text
 from tests.storage.conftest import ME, assert_consistent, chunk_ids, write
@@ -134,19 +136,16 @@ def test_html_only_mail_keeps_the_visible_words(mail_writing, tmp_path):
     assert html_text("<tr><td>Name</td><td>Value</td></tr>a<hr>b <b>c</b>d") == "Name\nValue\na\nb cd"
 
 
-def test_mail_with_a_wrong_charset_keeps_its_letters(mail_writing, tmp_path):
-    path = write(tmp_path / "charset.eml", mail_from_me(
-        "Content-Type: text/plain; charset=x-unknown", "Caf\xe9 cr\xe8me by the lake.".encode("cp1252")))
+@pytest.mark.parametrize(("headers", "body", "stored"), [
+    ("Content-Type: text/plain; charset=x-unknown",  # a wrong charset keeps its letters
+     "Caf\xe9 cr\xe8me by the lake.".encode("cp1252"), "Caf\xe9 cr\xe8me by the lake."),
+    ("Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: base64",
+     b"SGVsbG8gd29ybGQsIHRoaXMgaXMgbWU", "Hello world, this is me"),  # padding missing only
+], ids=["wrong-charset", "base64-without-padding"])
+def test_mail_the_parser_can_still_read_is_kept(mail_writing, tmp_path, headers, body, stored):
+    path = write(tmp_path / "odd.eml", mail_from_me(headers, body))
     document = mail_writing.get(mail_writing.add_file(path).document_ids[0])
-    assert document.text == "Caf\xe9 cr\xe8me by the lake."
-
-
-def test_mail_with_base64_missing_only_its_padding_is_kept(mail_writing, tmp_path):
-    path = write(tmp_path / "unpadded.eml", mail_from_me(
-        "Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: base64",
-        b"SGVsbG8gd29ybGQsIHRoaXMgaXMgbWU"))
-    document = mail_writing.get(mail_writing.add_file(path).document_ids[0])
-    assert document.text == "Hello world, this is me"
+    assert document.text == stored
 
 
 def test_mail_with_a_damaged_base64_body_is_not_stored_as_noise(mail_writing, tmp_path):

@@ -155,7 +155,25 @@ def import_adapter(profile, path: Path, activate: bool = False, force: bool = Fa
         lora_tensors(bundle.lora, base)
     except FileError as error:
         raise BundleError(f"{path.name} does not fit {base_path.name}: {error}") from None
+    if same := _stored_as(profile, bundle.weights_bytes, bundle.config_bytes):
+        raise BundleError(f"{path.name} is already stored as version {same}; nothing imported")
     return _store_import(profile, bundle, base_path, sha, activate)
+
+
+def _stored_as(profile, weights: bytes, config: bytes) -> str | None:
+    """The version holding exactly these adapter weights and config, if any."""
+    from oppu.trainer.peft_files import CONFIG_NAME, WEIGHTS_NAME
+
+    for stored in list_adapters(profile):
+        folder = stored.peft_dir
+        try:
+            if ((folder / WEIGHTS_NAME).stat().st_size == len(weights)
+                    and (folder / WEIGHTS_NAME).read_bytes() == weights
+                    and (folder / CONFIG_NAME).read_bytes() == config):
+                return stored.version
+        except OSError:  # a version folder gone or unreadable holds nothing to compare
+            continue
+    return None
 
 
 def _store_import(profile, bundle, base_path: Path, sha: str, activate: bool) -> AdapterVersion:

@@ -34,6 +34,7 @@ class MailText:
     title: str
     text: str
     message_id: str
+    damaged: bool = False  # its body was broken in transit and is left out
 
 
 @contextmanager
@@ -83,22 +84,26 @@ def html_text(html: str) -> str:
     return "\n".join(line for line in lines if line)
 
 
-def _part_text(part) -> str:
+def _part_text(part) -> str | None:
+    """The part's text; None when it was damaged in transit (its bytes are noise)."""
     try:
         text = part.get_content()
     except (LookupError, UnicodeError):  # an unknown or lying charset
         text = decode(part.get_payload(decode=True))[0]
     if any(isinstance(d, BASE64_DEFECTS) for d in part.defects):  # found while decoding
-        return ""  # damaged in transit: the decoded bytes are noise, not the user's words
+        return None
     return text
 
 
-def _body_text(message: EmailMessage) -> str:
+def _body_text(message: EmailMessage) -> str | None:
     part = message.get_body(preferencelist=("plain",))
     if part is not None:
         return _part_text(part)
     html = message.get_body(preferencelist=("html",))
-    return html_text(_part_text(html)) if html is not None else ""
+    if html is None:
+        return ""
+    text = _part_text(html)
+    return None if text is None else html_text(text)
 
 
 def own_words(body: str) -> str:
@@ -119,11 +124,30 @@ def sent_by(message: EmailMessage, addresses: set[str]) -> bool:
 
 
 def _to_text(message: EmailMessage, unescape=lambda body: body) -> MailText:
+    body = _body_text(message)
     return MailText(
         title=" ".join(str(message.get("Subject", "") or "(no subject)").split()),
-        text=own_words(unescape(_body_text(message))),
+        text="" if body is None else own_words(unescape(body)),
         message_id=str(message.get("Message-ID", "") or "").strip(),
+        damaged=body is None,
     )
+
+
+def why_nothing_imported(messages: list[MailText]) -> str:
+    """Why mail sent by the user (`messages`, none with text) gives nothing to store."""
+    if not messages:
+        return "no mail sent by you (from your email addresses) in this file"
+    damaged = sum(m.damaged for m in messages)
+    if damaged == len(messages):
+        return "the body of your mail is damaged (broken base64 encoding); nothing to import"
+    empty = "your mail holds no text of your own (only quoted replies or a signature)"
+    return f"{empty}; {damaged} damaged message(s) skipped" if damaged else empty
+
+
+def damaged_note(messages: list[MailText]) -> list[str]:
+    damaged = sum(m.damaged for m in messages)
+    return [f"{damaged} of your messages skipped: body damaged (broken base64 encoding)"] \
+        if damaged else []
 
 
 def _mbox_unescaped(body: str) -> str:

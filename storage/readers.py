@@ -92,11 +92,12 @@ def _read_checked(path: Path, mail_addresses: set[str]) -> FileContents:
                 "`oppu config mail_addresses YOU@HOST`), "
                 "so only mail you wrote is imported")
         reader = mail.read_eml if suffix == ".eml" else mail.read_mbox
+        messages = reader(path, mail_addresses)
         texts = [FileText(m.title, m.text, f"{path.absolute()}#{m.message_id or i}")
-                 for i, m in enumerate(reader(path, mail_addresses)) if m.text.strip()]
+                 for i, m in enumerate(messages) if m.text.strip()]
         if not texts:
-            raise EmptyInput(path, "no mail sent by you with text of your own")
-        return FileContents(texts)
+            raise EmptyInput(path, mail.why_nothing_imported(messages))
+        return FileContents(texts, mail.damaged_note(messages))
     data = path.read_bytes()
     if looks_binary(data):  # the start was text, the rest is not
         raise BinaryFile(path, "binary file, not text")

@@ -134,7 +134,8 @@ class TrainConfig:
 # model on a 2-core CPU: rank 16 on every projection (rank 32 measured the same); one pass
 # over the writing (with bf16 training two passes fit the budget, and the second one
 # overfit: Chesterton's adapter reached 36.6 held-out perplexity after one pass and 39.9
-# after two, and 1.5 passes were worse than one for every author); two rows per step (one
+# after two, and 1.5 passes were worse than one for every author; LoRA dropout 0.1 did not
+# rescue two passes and measured the same at one, so it stays off); two rows per step (one
 # row, twice the steps, measured the same and is slower); a learning rate of 3e-3 (it beat
 # 1.5e-3 and 4e-4 at the same budget, and 6e-3 was worse; clipping keeps it stable); one
 # retrieved passage per item (k=2 measured the same at one pass and costs ~20% more

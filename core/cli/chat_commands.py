@@ -1,10 +1,9 @@
 """`oppu chat | ask | conversations`: talk with the personal model from a terminal."""
 
-import contextlib
-import signal
 import sys
 
 from oppu.core.cli import CommandError, open_profile, valid_text
+from oppu.core.cli.interrupt import CtrlCStops
 
 REPL_HELP = """\
 /reset            start a new conversation
@@ -52,30 +51,7 @@ def _session(profile, args, conversation_id=None):
     return ChatSession(profile, options=options, conversation_id=conversation_id)
 
 
-class _CtrlCStops:
-    """While a reply streams, Ctrl-C asks it to stop instead of killing the program."""
-
-    def __init__(self):
-        self.requested = False
-
-    def __call__(self) -> bool:
-        return self.requested
-
-    @contextlib.contextmanager
-    def armed(self):
-        self.requested = False
-
-        def on_interrupt(_signal, _frame):
-            self.requested = True
-
-        previous = signal.signal(signal.SIGINT, on_interrupt)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
-
-
-def _say(session, text: str, stop: _CtrlCStops):
+def _say(session, text: str, stop: CtrlCStops):
     from oppu.engine.errors import EngineError, ModelFileError
 
     def show(piece: str) -> None:
@@ -157,7 +133,7 @@ def run_chat(args) -> int:
     if args.resume is not None and args.incognito:
         raise CommandError("a stored conversation cannot go on incognito; "
                            "leave out --resume for an incognito chat")
-    stop = _CtrlCStops()
+    stop = CtrlCStops()
     if hasattr(sys.stdin, "reconfigure"):  # undecodable input is replaced, not fatal
         sys.stdin.reconfigure(errors="surrogateescape")
     with open_profile(args) as profile:
@@ -192,7 +168,7 @@ def run_chat(args) -> int:
 def run_ask(args) -> int:
     with open_profile(args) as profile:
         session = _session(profile, args)
-        reply = _say(session, valid_text(" ".join(args.question)), _CtrlCStops())
+        reply = _say(session, valid_text(" ".join(args.question)), CtrlCStops())
         if args.sources:
             _print_sources(reply)
         session.models.close()

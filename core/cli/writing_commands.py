@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 from oppu.core.cli import CommandError, open_profile, valid_text
+from oppu.core.cli.interrupt import CtrlCStops
 from oppu.core.cli.progress_bar import ProgressBar
 from oppu.core.progress import Progress
 
@@ -82,16 +83,23 @@ def run_add(args) -> int:
     from oppu.storage.writing import printable
 
     bar = ProgressBar()
+    files = [0]
 
     def report(done, total, result):
+        files[0] = total
         bar(Progress("import", done, total, printable(Path(result.path).name)))
 
-    with open_profile(args) as profile:
-        results = profile.writing.add_paths(args.paths, report)
+    stop = CtrlCStops()  # Ctrl-C ends the import between files and still lists what it did
+    with open_profile(args) as profile, stop.armed():
+        results = profile.writing.add_paths(args.paths, report, stop)
     for result in results:
         print(result.line())
     counts = {s: sum(r.status == s for r in results) for s in ("added", "duplicate", "skipped")}
     print(", ".join(f"{n} {s}" for s, n in counts.items()))
+    if stop.requested:
+        print(f"interrupted: stopped after {len(results)} of {files[0] or '?'} files; "
+              "the rest were not imported", file=sys.stderr)
+        return 130
     return 1 if results and counts["skipped"] == len(results) else 0
 
 

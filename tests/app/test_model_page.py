@@ -8,6 +8,7 @@ from oppu.core import adapters
 from oppu.core.training import recent_runs
 from tests.app.conftest import wait_jobs
 from tests.app.test_chat_page import send
+from tests.support.adapter_zips import lora_b_doubled, rezip, weights_changed
 from tests.support.training_setup import FAST
 
 STRONG = {**FAST, "max_steps": 8, "learning_rate": 3e-3}  # enough to beat the base: promoted
@@ -84,8 +85,14 @@ def test_retrain_toggle_and_export_the_whole_way(qtbot, trainee_app, tmp_path):
     assert {"meta.json", "adapter.gguf"} <= {name.rsplit("/", 1)[-1] for name in names}
     assert any(name.endswith("adapter_model.safetensors") for name in names)
 
-    # ...and importing it back makes a new, inactive version.
+    # Importing it back is refused: it is v1 already.
     page.importRequested.emit(target)
+    wait_jobs(qtbot, app, TRAINING_TIMEOUT_MS)
+    assert page.banner.kind == "error" and "already stored as version v1" in page.banner.label.text()
+    assert [v.version for v in page.versions.items] == ["v1"]
+
+    # A different adapter of the same shapes makes a new, inactive version.
+    page.importRequested.emit(rezip(target, tmp_path / "other.zip", weights_changed(lora_b_doubled)))
     wait_jobs(qtbot, app, TRAINING_TIMEOUT_MS)
     assert [v.version for v in page.versions.items] == ["v2", "v1"]
     assert page.versions.items[0].origin == "imported" and not page.versions.items[0].is_active

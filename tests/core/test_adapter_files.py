@@ -19,6 +19,7 @@ from oppu.trainer.gguf_adapter import write_adapter_gguf
 from oppu.trainer.peft_files import AdapterError as FileError
 from oppu.trainer.prepare import sha256_file
 from oppu.trainer.versions import app_version, write_meta
+from tests.support.adapter_zips import lora_b_doubled, rezip, weights_changed
 from tests.support.parity import (
     PARITY_BOUND,
     PROMPT,
@@ -141,10 +142,30 @@ def test_merged_export_runs_in_llama_cpp(alice, tmp_path, monkeypatch, tiny_gguf
     assert any(p.phase == "merge" for p in seen) and seen[-1].done == seen[-1].total
 
 
-def test_import_activates_only_when_asked(alice, exported):
-    second = import_adapter(alice, exported, activate=True)
+@pytest.fixture
+def fresh(tiny_gguf):
+    """A second profile on the same base, with no adapter yet."""
+    with open_profile("fresh", tiny_gguf) as profile:
+        yield profile
+
+
+
+
+def test_import_activates_only_when_asked(alice, exported, tmp_path):
+    other = rezip(exported, tmp_path / "other.zip", weights_changed(lora_b_doubled))
+    second = import_adapter(alice, other, activate=True)
     assert (second.version, second.is_active) == ("v2", True)
     assert [a.is_active for a in list_adapters(alice)] == [True, False]
+
+
+def test_an_adapter_already_stored_is_not_imported_again(alice, exported, fresh):
+    before = snapshot(alice)
+    with pytest.raises(BundleError, match="mine.zip is already stored as version v1"):
+        import_adapter(alice, exported, activate=True)
+    assert snapshot(alice) == before
+    assert import_adapter(fresh, exported).version == "v1"
+    with pytest.raises(BundleError, match="already stored as version v1"):
+        import_adapter(fresh, exported)
 
 
 def test_other_base_is_refused_unless_forced(exported, other_base):
@@ -159,26 +180,10 @@ def test_other_base_is_refused_unless_forced(exported, other_base):
         assert sha256_file(other_base).encode() in forced.gguf_path.read_bytes()
 
 
-def _rezip(source, target, change):
-    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w") as new:
-        contents = {name: old.read(name) for name in old.namelist()}
-        for name, data in change(contents).items():
-            new.writestr(name, data)
-    return target
 
 
-def _narrow_lora_a(data: bytes) -> bytes:
-    from safetensors.numpy import load, save
-
-    tensors = load(data)
-    return save({k: v[:, :48] if ".lora_A." in k else v for k, v in tensors.items()})
 
 
-def _infinite_weights(data: bytes) -> bytes:
-    from safetensors.numpy import load, save
-
-    tensors = load(data)
-    return save({k: np.full_like(v, np.inf) if ".lora_B." in k else v for k, v in tensors.items()})
 
 
 def _config_with(changes: dict):
@@ -195,22 +200,21 @@ BAD_FILES = {
     "empty": (lambda good, path: _write(path, b""), "is empty"),
     "truncated": (lambda good, path: _write(path, good.read_bytes()[:good.stat().st_size // 2]),
                   "damaged or truncated"),
-    "pickle": (lambda good, path: _rezip(good, path, lambda c: c | {
+    "pickle": (lambda good, path: rezip(good, path, lambda c: c | {
         "peft/adapter_model.bin": pickle.dumps({"weights": [1, 2]})}), "pickle"),
-    "disguised-pickle": (lambda good, path: _rezip(good, path, lambda c: c | {
+    "disguised-pickle": (lambda good, path: rezip(good, path, lambda c: c | {
         "notes.txt": pickle.dumps("hello", protocol=4)}), "pickle"),
-    "wrong-shapes": (lambda good, path: _rezip(good, path, lambda c: c | {
-        "peft/adapter_model.safetensors": _narrow_lora_a(c["peft/adapter_model.safetensors"])}),
-        "does not fit .*x48"),
-    "truncated-safetensors": (lambda good, path: _rezip(good, path, lambda c: c | {
+    "wrong-shapes": (lambda good, path: rezip(good, path, weights_changed(
+        lambda name, v: v[:, :48] if ".lora_A." in name else v)), "does not fit .*x48"),
+    "truncated-safetensors": (lambda good, path: rezip(good, path, lambda c: c | {
         "peft/adapter_model.safetensors": c["peft/adapter_model.safetensors"][:-64]}),
         "truncated"),
-    "nan-alpha": (lambda good, path: _rezip(good, path, _config_with({"lora_alpha": math.nan})),
+    "nan-alpha": (lambda good, path: rezip(good, path, _config_with({"lora_alpha": math.nan})),
                   "valid rank r and lora_alpha"),
-    "negative-alpha": (lambda good, path: _rezip(good, path, _config_with({"lora_alpha": -1e30})),
+    "negative-alpha": (lambda good, path: rezip(good, path, _config_with({"lora_alpha": -1e30})),
                        "valid rank r and lora_alpha"),
-    "infinite-weights": (lambda good, path: _rezip(good, path, lambda c: c | {
-        "peft/adapter_model.safetensors": _infinite_weights(c["peft/adapter_model.safetensors"])}),
+    "infinite-weights": (lambda good, path: rezip(good, path, weights_changed(
+        lambda name, v: np.full_like(v, np.inf) if ".lora_B." in name else v)),
         "not finite numbers"),
     "not-an-adapter": (lambda good, path: _write(path, b"just some text"),
                        "not an adapter export"),
@@ -232,15 +236,15 @@ def test_bad_imports_are_refused_with_a_reason_and_nothing_written(alice, export
 @pytest.mark.parametrize("training", ["oops", {"metrics": "garbage", "train_words": "lots"},
                                       {"metrics": {"new": 5, "base": {"loss": "x"}},
                                        "train_words": -5}])
-def test_an_ill_formed_description_is_dropped_not_trusted(alice, exported, tmp_path, training):
+def test_an_ill_formed_description_is_dropped_not_trusted(fresh, exported, tmp_path, training):
     def describe(contents):
         meta = json.loads(contents["meta.json"])
         return contents | {"meta.json": json.dumps(meta | {"training": training})}
 
-    imported = import_adapter(alice, _rezip(exported, tmp_path / "odd.zip", describe))
+    imported = import_adapter(fresh, rezip(exported, tmp_path / "odd.zip", describe))
     assert (imported.metrics, imported.words_trained) == ({}, 0)
-    assert [v.version for v in list_adapters(alice)] == [imported.version, "v1"]
-    assert main(["--profile", "alice", "adapters"]) == 0
+    assert [v.version for v in list_adapters(fresh)] == [imported.version]
+    assert main(["--profile", "fresh", "adapters"]) == 0
 
 
 def test_export_writes_into_a_new_folder_and_never_over_a_file(alice, tmp_path, capsys):
@@ -289,12 +293,12 @@ def test_a_bare_gguf_for_another_base_needs_force(alice, tmp_path, other_base):
         assert import_adapter(gina, bare, force=True).version == "v1"
 
 
-def test_a_peft_folder_without_meta_needs_force(alice, adapter_dir):
-    before = snapshot(alice)
+def test_a_peft_folder_without_meta_needs_force(fresh, adapter_dir):
+    before = snapshot(fresh)
     with pytest.raises(BundleError, match="does not say which base"):
-        import_adapter(alice, adapter_dir)
-    assert snapshot(alice) == before
-    assert import_adapter(alice, adapter_dir, force=True).version == "v2"
+        import_adapter(fresh, adapter_dir)
+    assert snapshot(fresh) == before
+    assert import_adapter(fresh, adapter_dir, force=True).version == "v1"
 
 
 def test_export_refuses_what_it_cannot_do(alice, tmp_path, other_base):
@@ -336,8 +340,8 @@ def test_command_line_export_and_import(alice, tmp_path, capsys, tiny_gguf):
     assert "no adapter version 'v7'" in capsys.readouterr().err
 
 
-def test_odd_member_names_are_never_written(alice, exported, tmp_path):
-    evil = _rezip(exported, tmp_path / "evil.zip", lambda c: c | {"../../escape.txt": b"x"})
-    imported = import_adapter(alice, evil)
+def test_odd_member_names_are_never_written(alice, exported, fresh, tmp_path):
+    evil = rezip(exported, tmp_path / "evil.zip", lambda c: c | {"../../escape.txt": b"x"})
+    imported = import_adapter(fresh, evil)
     assert sorted(p.name for p in imported.path.iterdir()) == ["adapter.gguf", "meta.json", "peft"]
     assert not list(alice.folder.parent.rglob("escape.txt"))

@@ -71,6 +71,31 @@ def test_add_reports_each_file_and_a_summary(oppu, tmp_path):
     assert out.splitlines()[0] == f"skipped   {tmp_path / 'missing.txt'} (no such file)"
 
 
+def test_ctrl_c_during_add_ends_between_files_and_lists_what_was_stored(oppu, tmp_path,
+                                                                          monkeypatch):
+    import os
+    import signal
+
+    from oppu.core.cli import writing_commands
+
+    monkeypatch.setattr("oppu.storage.writing.EMBED_GROUP", 1)  # store each file when read
+    files = [tmp_path / f"{i}.txt" for i in range(4)]
+    for i, path in enumerate(files):
+        path.write_text(f"Distinct entry number {i} about the allotment.")
+
+    class InterruptedAfterOne(writing_commands.ProgressBar):
+        def __call__(self, progress):
+            super().__call__(progress)
+            os.kill(os.getpid(), signal.SIGINT)  # the user presses Ctrl-C once
+
+    monkeypatch.setattr(writing_commands, "ProgressBar", InterruptedAfterOne)
+    status, out, err = oppu("add", *map(str, files))
+    assert status == 130
+    assert out.splitlines() == [f"added     {files[0]}", "1 added, 0 duplicate, 0 skipped"]
+    assert "interrupted: stopped after 1 of 4 files" in err
+    assert [line.split()[-1] for line in oppu("list")[1].splitlines()] == ["0"]  # titles
+
+
 def test_empty_profile_says_how_to_start(oppu):
     assert oppu("list") == (0, "nothing stored yet: try `oppu note` or `oppu add`\n", "")
     assert oppu("search", "anything") == (0, "no passages found\n", "")

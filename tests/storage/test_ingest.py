@@ -154,7 +154,24 @@ def test_mail_with_a_damaged_base64_body_is_not_stored_as_noise(mail_writing, tm
         b"!!!!not base64 at all ###"))
     [result] = mail_writing.add_paths([path])
     assert result.status == "skipped"
+    assert "damaged (broken base64" in result.reason
     assert mail_writing.stats().documents == 0
+
+
+def test_an_mbox_names_the_damaged_messages_it_skipped(mail_writing, tmp_path):
+    damaged = (f"From {ME} Sat Jan  6 10:00:00 2024\nFrom: {ME}\nSubject: Broken\n"
+               "Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: base64\n\n"
+               "!!!!not base64 at all ###\n\n")
+    mbox = write(tmp_path / "Sent.mbox", damaged + message(ME, "Fine", "The garden is in bloom."))
+    [result] = mail_writing.add_paths([mbox])
+    assert result.status == "added" and len(result.document_ids) == 1
+    assert "1 of your messages skipped: body damaged" in result.reason
+
+
+def test_mail_with_only_quotes_says_so(mail_writing, tmp_path):
+    path = write(tmp_path / "quote.eml", mail_from_me("", b"> only what Bob wrote\n"))
+    [result] = mail_writing.add_paths([path])
+    assert result.status == "skipped" and "no text of your own" in result.reason
 
 
 def test_mbox_keeps_only_mail_i_sent(mail_writing, tmp_path):

@@ -1,11 +1,15 @@
 """The "How personal is it?" part of My model: the stored four-way evaluation and its button."""
 
+import html
+
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QVBoxLayout, QWidget
 
 from oppu.app.list_models import number
 from oppu.app.widgets import button, show_progress
 
+MEASURE_TIP = ("Compare your model with the base model on writing it held out from training "
+               "(a few minutes)")
 ROWS = [("base", "Base model"), ("base+retrieval", "Base + your writing as context"),
         ("adapter", "Your model"), ("adapter+retrieval", "Your model + your writing")]
 
@@ -40,9 +44,7 @@ class EvaluationView(QWidget):
         self.summary = QLabel()
         self.summary.setWordWrap(True)
         row = QHBoxLayout()
-        self.measure = button("Measure on my writing",
-                              tooltip="Compare your model with the base model on writing it "
-                                      "held out from training (a few minutes)")
+        self.measure = button("Measure on my writing", tooltip=MEASURE_TIP)
         self.measure.clicked.connect(self.evaluateRequested)
         self.stop = button("Stop")
         self.stop.clicked.connect(self.stopRequested)
@@ -56,13 +58,22 @@ class EvaluationView(QWidget):
         box.addLayout(row)
         box.addWidget(self.progress)
 
-    def show_evaluation(self, evaluation, available: bool) -> None:
-        """`evaluation`: core's Evaluation of the active version, or None."""
-        self.measure.setVisible(available)
+    def show_evaluation(self, evaluation, unavailable: str | None) -> None:
+        """`evaluation`: core's stored Evaluation of the active version, or None;
+        `unavailable`: why it cannot be measured now, or None if it can. Visibility is left
+        alone: a refresh during a measurement must not bring the button back."""
+        self.measure.setEnabled(unavailable is None)
+        self.measure.setToolTip(MEASURE_TIP if unavailable is None else unavailable)
         self.measure.setText("Measure again" if evaluation else "Measure on my writing")
-        self.summary.setVisible(evaluation is not None or available)
-        self.summary.setText(evaluation_table(evaluation) if evaluation is not None else
-                             "Not measured on your held-out writing yet.")
+        text = evaluation_table(evaluation) if evaluation is not None else \
+            "Not measured on your held-out writing yet."
+        if unavailable is not None:
+            text += f"<br>Cannot measure now: {html.escape(unavailable)}."
+        self.summary.setText(text)
+
+    @property
+    def running(self) -> bool:
+        return not self.stop.isHidden()
 
     def started(self) -> None:
         self.measure.hide()

@@ -72,7 +72,8 @@ class ModelController(QObject):
             current, versions = adapters.active(profile), adapters.list_adapters(profile)
             self.page.show_active(current, None,
                                   evaluation.evaluation_in(current.metrics) if current else None,
-                                  has_versions=bool(versions))
+                                  has_versions=bool(versions),
+                                  unmeasurable=current and evaluation.unavailable_reason(profile))
             self.page.show_versions(versions)
             self.page.base_card.set_choices(bases.bases(), profile.settings.base_model)
             self.page.base_card.set_downloads(bases.curated())
@@ -169,9 +170,14 @@ class ModelController(QObject):
                 "perplexity than the base model on your held-out writing.", "success", 15)
 
         def failed(message: str) -> None:
+            stopped = self.evaluation_job.stopping
             self.evaluation_job = None
             view.finished()
-            self.page.banner.show_message(f"Not measured: {message}", "error")
+            self.refresh()  # what made it fail (deleted files or writing) may show there too
+            if stopped:
+                self.page.banner.show_message("Measuring stopped. Nothing changed.", "info")
+            else:
+                self.page.banner.show_message(f"Not measured: {message}", "error")
 
         self.evaluation_job = self.app.jobs.start(
             "evaluate", lambda report, stop: evaluation.evaluate_profile(

@@ -165,8 +165,9 @@ class ModelPage(QWidget):
     # -- what the controller calls ------------------------------------------------------
 
     def show_active(self, active, words_since: int | None, evaluation=None,
-                    has_versions: bool = False) -> None:
-        """`active`: core's AdapterVersion or None; `evaluation`: its stored Evaluation."""
+                    has_versions: bool = False, unmeasurable: str | None = None) -> None:
+        """`active`: core's AdapterVersion or None; `evaluation`: its stored Evaluation;
+        `unmeasurable`: why it cannot be evaluated now (None: it can)."""
         self.active_version = active.version if active else None
         self.export.setEnabled(active is not None)
         if active is None:
@@ -176,7 +177,7 @@ class ModelPage(QWidget):
                 else "Retrain to make it yours."))
             self.quality.clear()
             self.warning.hide()
-            self.evaluation.show_evaluation(None, available=False)
+            self.evaluation.setVisible(self.evaluation.running)  # Stop stays reachable
             return
         self.version_label.setText(active.version)
         origin = "imported" if active.origin == "imported" else "trained"
@@ -194,7 +195,8 @@ class ModelPage(QWidget):
         self.warning.setText("⚠ Trained on writing you have since deleted: retrain to forget "
                              "it." if active.trained_on_deleted else "")
         self.warning.setVisible(active.trained_on_deleted)
-        self.evaluation.show_evaluation(evaluation, available=active.origin != "imported")
+        self.evaluation.show()
+        self.evaluation.show_evaluation(evaluation, unmeasurable)
 
     def show_versions(self, versions: list) -> None:
         selected = self.selected()

@@ -6,6 +6,7 @@ The result is stored in the adapter's metrics under `"evaluation"` (the `adapter
 which My model shows), so it is measured once and read anywhere.
 """
 
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -67,21 +68,75 @@ def evaluation_in(metrics: dict) -> Evaluation | None:
 
 
 def stored_evaluation(profile, version: str | None = None) -> Evaluation | None:
-    """The last evaluation of `version` (default: the active adapter), if any."""
+    """The last evaluation of `version` (default: the active adapter), if any;
+    EvaluationError when there is no such adapter."""
     with profile.store.read() as session:
-        row = _adapter_row(session, version, required=version is not None)
-        return evaluation_in(row.metrics) if row is not None else None
+        return evaluation_in(_adapter_row(session, version).metrics)
 
 
-def _adapter_row(session, version: str | None, required: bool = True) -> Adapter | None:
+def _adapter_row(session, version: str | None) -> Adapter:
     statement = select(Adapter).where(Adapter.version == version) if version else \
         select(Adapter).where(Adapter.is_active.is_(True))
     row = session.scalar(statement)
-    if row is None and required:
+    if row is None:
         raise EvaluationError(f"no adapter version {version!r}" if version else
                               "no active adapter to evaluate: retrain first (Retrain my model, or "
                               "`oppu train`)")
     return row
+
+
+@dataclass(frozen=True)
+class _Target:
+    """An adapter version whose files are all there, and its held-out writing still stored."""
+    version: str
+    folder: Path
+    base_sha256: str
+    meta: dict
+    heldout_words: list[tuple[int, int]]  # (document id, words), the oldest first
+
+
+def _target(profile, version: str | None) -> _Target:
+    """What `evaluate_profile` measures; EvaluationError names the first thing missing."""
+    from oppu.trainer.peft_files import CONFIG_NAME, WEIGHTS_NAME
+    from oppu.trainer.versions import GGUF_FILE, META_FILE, PEFT_DIR, read_meta
+
+    with profile.store.read() as session:
+        row = _adapter_row(session, version)
+        version, folder, sha256, origin = (row.version, Path(row.path), row.base_sha256,
+                                           row.origin)
+    needed = [META_FILE, f"{PEFT_DIR}/{CONFIG_NAME}", f"{PEFT_DIR}/{WEIGHTS_NAME}", GGUF_FILE]
+    missing = [name for name in needed if not (folder / name).is_file()]
+    if missing:
+        raise EvaluationError(f"adapter {version}'s files are missing from {folder} "
+                              f"({', '.join(missing)}); retrain to make a new version")
+    meta = read_meta(folder)
+    wanted = meta.get("heldout_document_ids")
+    if origin == "imported":
+        raise EvaluationError(f"adapter {version} was imported: there is no record of which "
+                              "writing its training held out")
+    if wanted is None:
+        raise EvaluationError(f"adapter {version}'s {META_FILE} is unreadable or lists no "
+                              "held-out writing")
+    if not wanted:
+        raise EvaluationError(f"adapter {version} held out no writing to evaluate on (too few "
+                              "documents when it was trained); add writing and retrain")
+    with profile.store.read() as session:
+        heldout = session.execute(select(Document.id, Document.words).where(
+            Document.id.in_(wanted), Document.deleted.is_(False)).order_by(Document.id)).all()
+    if not heldout:
+        raise EvaluationError(f"all the writing adapter {version} held out has been deleted "
+                              "since; retrain to hold out new writing")
+    return _Target(version, folder, sha256, meta, [tuple(pair) for pair in heldout])
+
+
+def unavailable_reason(profile, version: str | None = None) -> str | None:
+    """Why `evaluate_profile` would refuse at once (a cheap check: files and held-out
+    writing, not the base model), or None if it can measure."""
+    try:
+        _target(profile, version)
+    except EvaluationError as error:
+        return str(error)
+    return None
 
 
 def _base_gguf(profile, meta: dict, sha256: str) -> Path:
@@ -102,37 +157,61 @@ def _sha256_matches(path: Path, sha256: str) -> bool:
     return sha256_file(path) == sha256
 
 
+def _word_budget(heldout_words: list[tuple[int, int]], max_words: int) -> dict[int, int]:
+    """Document id -> words to measure: whole documents, the oldest first, while they fit in
+    `max_words`; the first one cut to `max_words` if even it is longer."""
+    chosen, total = {}, 0
+    for document_id, words in heldout_words:
+        if total + words > max_words:
+            if not chosen:
+                chosen[document_id] = max_words
+            break
+        chosen[document_id] = words
+        total += words
+    return chosen
+
+
+@dataclass(frozen=True)
+class _Excerpt:
+    id: int
+    title: str
+    text: str
+    words: int
+
+
+class _Openings:
+    """The writing as the evaluation reads it: each held-out document cut to its budgeted
+    opening words (retrieval still searches everything)."""
+
+    def __init__(self, writing, budget: dict[int, int]):
+        self.writing, self.budget = writing, budget
+
+    def get(self, document_id: int) -> _Excerpt:
+        document = self.writing.get(document_id)
+        words = self.budget.get(document_id, document.words)
+        ends = [match.end() for match in re.finditer(r"\S+", document.text)]
+        text = document.text[:ends[words - 1]] if 0 < words < len(ends) else document.text
+        return _Excerpt(document.id, document.title, text, min(words, len(ends)))
+
+    def search(self, *args, **kwargs):
+        return self.writing.search(*args, **kwargs)
+
+
 def evaluate_profile(profile, version: str | None = None, generations: int = DEFAULT_GENERATIONS,
                      report: Report = ignore, should_stop: ShouldStop = never,
                      max_words: int = DEFAULT_MAX_WORDS) -> Evaluation:
-    """Measure the adapter (default: the active one) on its run's held-out documents (as
-    many as fit in `max_words`, at least one)."""
+    """Measure the adapter (default: the active one) on its run's held-out documents, the
+    oldest first, as many as fit in `max_words` (the first one cut to fit if it is longer)."""
     from oppu.trainer.lora import TrainConfig
     from oppu.trainer.personal_eval import generation_items, heldout_layout, perplexities
     from oppu.trainer.prepare import prepare_base
-    from oppu.trainer.versions import GGUF_FILE, PEFT_DIR, read_meta
+    from oppu.trainer.versions import GGUF_FILE, PEFT_DIR
 
-    with profile.store.read() as session:
-        row = _adapter_row(session, version)
-        version, folder, sha256 = row.version, Path(row.path), row.base_sha256
-    meta = read_meta(folder)
-    if not (folder / PEFT_DIR).is_dir():
-        raise EvaluationError(f"adapter {version} has no {PEFT_DIR}/ folder; its files are "
-                              "missing")
-    wanted = set(meta.get("heldout_document_ids") or [])
-    with profile.store.read() as session:
-        rows = session.execute(select(Document.id, Document.words).where(
-            Document.id.in_(wanted), Document.deleted.is_(False)).order_by(Document.id)).all()
-    held, words = [], 0
-    for document_id, count in rows:  # a bounded evaluation time: the oldest first
-        if held and words + count > max_words:
-            break
-        held.append(document_id)
-        words += count
-    if not held:
-        raise EvaluationError(f"adapter {version} has no held-out writing left to evaluate on "
-                              "(imported, or its held-out documents were deleted)")
-    config = TrainConfig.from_dict(meta.get("config") or {})
+    target = _target(profile, version)
+    version, folder = target.version, target.folder
+    budget = _word_budget(target.heldout_words, max_words)
+    held, writing = list(budget), _Openings(profile.writing, budget)
+    config = TrainConfig.from_dict(target.meta.get("config") or {})
     if config.retrieval_k == 0:  # trained without passages: compare with what chat retrieves
         config = replace(config, retrieval_k=max(1, profile.settings.retrieval_k))
 
@@ -141,18 +220,18 @@ def evaluate_profile(profile, version: str | None = None, generations: int = DEF
             raise Stopped("evaluation was stopped")
         report(Progress(phase, done, total, message))
 
-    gguf = _base_gguf(profile, meta, sha256)
+    gguf = _base_gguf(profile, target.meta, target.base_sha256)
     step("prepare", "base model", 0, 1)
     base = prepare_base(gguf)
     tokenizer = base.load_tokenizer()
-    layout = heldout_layout(profile.writing, tokenizer, config, held)
+    layout = heldout_layout(writing, tokenizer, config, held)
     model = base.load_model()
     ppl = perplexities(model, layout, folder / PEFT_DIR,
                        report=lambda what, done, total: step("perplexity", what, done, total))
     del model
     scores = {}
     if generations > 0:
-        items = generation_items(profile.writing, tokenizer, config, held, generations)
+        items = generation_items(writing, tokenizer, config, held, generations)
         scores = generation_scores(
             gguf, folder / GGUF_FILE, items, scale=profile.settings.adapter_scale,
             report=lambda what, done, total: step("generate", what, done, total))

@@ -107,6 +107,11 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "when each adapter was last made active, so a rollback knows the previous one",
         ["ALTER TABLE adapters ADD COLUMN activated_at DATETIME"],
     ),
+    (
+        4,
+        "which of a run's documents were held out, so forgetting one flags no adapter",
+        ["ALTER TABLE adapter_documents ADD COLUMN held_out BOOLEAN NOT NULL DEFAULT 0"],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -108,13 +108,15 @@ class Adapter(Base):
 
 
 class AdapterDocument(Base):
-    """Which documents an adapter was trained on, so forgetting one can flag the adapter."""
+    """The documents an adapter's run used: those it was trained on, so forgetting one can
+    flag the adapter, and those it held out for measuring (writing that is not new)."""
 
     __tablename__ = "adapter_documents"
     adapter_id: Mapped[int] = mapped_column(
         ForeignKey("adapters.id", ondelete="CASCADE"), primary_key=True
     )
     document_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    held_out: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class Setting(Base):

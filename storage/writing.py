@@ -360,7 +360,7 @@ class Writing:
                 raise DocumentNotFound(f"no document with id {document_id}")
             document.deleted = True
             trained_on_it = select(AdapterDocument.adapter_id).where(
-                AdapterDocument.document_id == document_id)
+                AdapterDocument.document_id == document_id, AdapterDocument.held_out.is_(False))
             session.execute(update(Adapter).where(Adapter.id.in_(trained_on_it))
                             .values(trained_on_deleted=True))
         self._purge(document_id)

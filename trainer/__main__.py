@@ -39,13 +39,16 @@ def build_parser() -> argparse.ArgumentParser:
 def run_download(args, protocol) -> int:
     from oppu.trainer.base_models import HubModel, models_dir
     from oppu.trainer.download import DownloadError, download_model
-    from oppu.trainer.prepare import BaseModelError
+    from oppu.trainer.prepare import BaseModelError, one_line
 
     model = HubModel(args.file, args.repo, args.file, 0, "", "", args.sha256, args.revision)
     try:
         path = download_model(model, args.dest or models_dir(), protocol.emit)
     except (DownloadError, BaseModelError) as error:
         protocol.result(status="failed", error=str(error))
+        return EXIT_FAILED
+    except OSError as error:  # saving it: a full disk, a folder in the way
+        protocol.result(status="failed", error=f"cannot save {args.file}: {one_line(error)}")
         return EXIT_FAILED
     protocol.result(status="succeeded", path=str(path))
     return EXIT_OK

@@ -15,10 +15,11 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from http.client import responses
 from pathlib import Path
 
 from oppu.trainer.base_models import HubModel, validate_gguf
-from oppu.trainer.prepare import sha256_file
+from oppu.trainer.prepare import BaseModelError, one_line, sha256_file
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 REPORT_EVERY_S = 0.25
@@ -38,6 +39,14 @@ class Remote:
     etag: str
 
 
+def _why(error: Exception) -> str:
+    """One line on why a request to the hub failed: its HTTP status when it answered."""
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    if isinstance(status, int):
+        return f"the hub answered {status} {responses.get(status, '')}".rstrip()
+    return one_line(error).rstrip(".")
+
+
 def resolve(model: HubModel, endpoint: str | None = None) -> Remote:
     """Ask the hub what `model` is now: size, sha256 and the address to fetch it from."""
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
@@ -46,7 +55,8 @@ def resolve(model: HubModel, endpoint: str | None = None) -> Remote:
     try:
         meta = get_hf_file_metadata(url, token=False, endpoint=endpoint)
     except Exception as error:  # noqa: BLE001 - httpx and hub errors alike: one line
-        raise DownloadError(f"cannot reach the model hub for {model.key}: {error}") from None
+        raise DownloadError(f"cannot look up {model.repo}/{model.filename} on the model hub: "
+                            f"{_why(error)}") from None
     etag = (meta.etag or "").strip('"')
     sha = model.sha256 or (etag if SHA256.match(etag) else None)
     if sha is None:
@@ -112,12 +122,14 @@ def download_model(model: HubModel, dest_dir: Path, emit: Emit,
         with open(part, "ab") as handle:
             http_get(remote.url, _CountingFile(handle, remote.size, emit), resume_size=resume,
                      expected_size=remote.size, displayed_filename=model.filename)
-    except OSError as error:
-        raise DownloadError(f"download of {model.filename} failed: {error}") from None
     except Exception as error:
-        if type(error).__module__.startswith(("httpx", "huggingface_hub")):
-            raise DownloadError(f"download of {model.filename} failed: {error}") from None
-        raise
+        if not isinstance(error, OSError) and \
+                not type(error).__module__.startswith(("httpx", "huggingface_hub")):
+            raise
+        fetched = part.stat().st_size if part.is_file() else 0
+        resumes = "; run the download again to resume" if fetched else ""
+        raise DownloadError(f"download of {model.filename} failed: {_why(error)}{resumes}"
+                            ) from None
     emit({"phase": "verify", "step": 0, "total": 1})
     actual = sha256_file(part)
     if actual != remote.sha256:
@@ -127,6 +139,10 @@ def download_model(model: HubModel, dest_dir: Path, emit: Emit,
                             f"{remote.sha256[:12]}…); the file was discarded")
     os.replace(part, final)
     state.unlink(missing_ok=True)
-    validate_gguf(final)
+    try:
+        validate_gguf(final)
+    except BaseModelError as error:  # kept, it would be listed as a base to choose
+        final.unlink(missing_ok=True)
+        raise DownloadError(f"{error}; the download was discarded") from None
     emit({"phase": "verify", "step": 1, "total": 1})
     return final

@@ -8,6 +8,7 @@ template included, exactly as it was.
 """
 
 import mmap
+import os
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -107,13 +108,11 @@ def read_header(path: Path) -> GGUFHeader:
     """Metadata scalars and the tensor table of a GGUF, checked against the file's length."""
     path = Path(path)
     try:
-        with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0,
-                                                    access=mmap.ACCESS_READ) as buffer:
-            return _parse(path, buffer)
-    except ValueError as error:  # mmap of an empty file
-        if isinstance(error, GGUFFormatError):
-            raise
-        raise GGUFFormatError(f"{path.name} is empty") from None
+        with open(path, "rb") as handle:
+            if os.fstat(handle.fileno()).st_size == 0:  # mmap refuses an empty file
+                raise GGUFFormatError(f"{path.name} is empty")
+            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as buffer:
+                return _parse(path, buffer)
     except (struct.error, OverflowError, MemoryError):
         raise GGUFFormatError(f"{path.name} is truncated or damaged (its header is cut "
                               "short)") from None
@@ -143,7 +142,9 @@ def _parse(path: Path, buffer) -> GGUFHeader:
         except (KeyError, ValueError):
             raise GGUFFormatError(f"{path.name}: tensor {name} has an unknown type {kind}") \
                 from None
-    alignment = int(fields.get("general.alignment", DEFAULT_ALIGNMENT))
+    alignment = fields.get("general.alignment", DEFAULT_ALIGNMENT)
+    if type(alignment) is not int or alignment <= 0:
+        raise GGUFFormatError(f"{path.name} is damaged: general.alignment is {alignment!r}")
     data_start = _pad(cursor.position, alignment)
     end = max((data_start + t.offset + t.nbytes for t in tensors), default=data_start)
     if end > len(buffer):

@@ -240,7 +240,6 @@ class TrainingJob:
         trained.peft_model.save_pretrained(work / PEFT_DIR)
         write_adapter_gguf(work / PEFT_DIR, base.gguf_path, work / GGUF_FILE,
                            base_sha256=base.sha256)
-        documents = sorted(set(dataset.train_document_ids) | set(dataset.heldout_document_ids))
         meta = {"run_id": self.run_id, "base": {"name": base.gguf_path.name, **base_summary},
                 "config": train_config.to_dict(), "preset": config["preset"], "metrics": metrics,
                 "train_document_ids": list(dataset.train_document_ids),
@@ -248,9 +247,9 @@ class TrainingJob:
                 "train_words": dataset.train_words, "app_version": app_version(),
                 "created": utcnow().isoformat(), "decision": decision}
         with self.control.critical():  # a stop request now waits: the work is done
-            return self._commit(work, meta, documents, promoted, decision, active_row)
+            return self._commit(work, meta, promoted, decision, active_row)
 
-    def _commit(self, work: Path, meta: dict, documents: list[int], promoted: bool,
+    def _commit(self, work: Path, meta: dict, promoted: bool,
                 decision: str, active_row) -> dict:
         adapters_dir = private_dir(self.folder / "adapters")
         with self.store.read() as session:
@@ -275,11 +274,13 @@ class TrainingJob:
                                   run_id=self.run_id)
                 session.add(adapter)
                 session.flush()
-                session.add_all(AdapterDocument(adapter_id=adapter.id, document_id=d)
-                                for d in documents)
+                trained = set(meta["train_document_ids"])
+                session.add_all(AdapterDocument(adapter_id=adapter.id, document_id=d,
+                                                held_out=d not in trained)
+                                for d in sorted(trained | set(meta["heldout_document_ids"])))
                 kept = session.scalar(select(func.count(Document.id)).where(
-                    Document.id.in_(documents), Document.deleted.is_(False)))
-                adapter.trained_on_deleted = kept < len(set(documents))  # forgotten meanwhile
+                    Document.id.in_(trained), Document.deleted.is_(False)))
+                adapter.trained_on_deleted = kept < len(trained)  # forgotten meanwhile
                 if promoted:
                     make_active(session, adapter)
                 run = session.get(TrainingRun, self.run_id)

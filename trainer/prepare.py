@@ -22,8 +22,10 @@ from oppu.storage.privacy import go_offline
 # Decoder-only families whose GGUF transformers can load and whose projections are named
 # q_proj/k_proj/v_proj/o_proj/gate_proj/up_proj/down_proj, as the LoRA targets expect.
 SUPPORTED_ARCHITECTURES = ("llama", "mistral", "qwen2", "qwen3")
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: the meta file lists every file with its size
 META_FILE = "oppu-base.json"
+SHAPE_KEYS = ("architecture", "n_head", "n_head_kv", "n_layer")
+REBUILDING = "the cached copy of this base was incomplete or outdated: preparing it again"
 GGUF_MAGIC = b"GGUF"
 
 ReportStep = Callable[[str, float], None]
@@ -74,49 +76,63 @@ def bases_cache() -> Path:
 
 def read_gguf_shape(gguf_path: Path) -> dict:
     """Architecture and head/layer counts from the GGUF header, or BaseModelError."""
-    import gguf
+    from oppu.trainer.gguf_file import GGUFFormatError, read_header
 
     try:
-        reader = gguf.GGUFReader(str(gguf_path))
+        header = read_header(gguf_path)
+    except GGUFFormatError as error:
+        raise BaseModelError(str(error)) from None  # it names the file and what is wrong
+    except OSError as error:
+        raise _unreadable(gguf_path, error) from None
 
-        def value(key: str):
-            field = reader.fields.get(key)
-            if field is None:
-                raise BaseModelError(f"{gguf_path.name}: GGUF has no {key!r}")
-            return field.contents()
+    def value(key: str):
+        if header.get(key) is None:
+            raise BaseModelError(f"{gguf_path.name}: GGUF has no {key!r}")
+        return header.get(key)
 
-        kind = reader.fields.get("general.type")
-        if kind is not None and kind.contents() != "model":
-            raise BaseModelError(f"{gguf_path.name} is an {kind.contents()} file (a LoRA adapter "
-                                 "is imported with Import adapter… or `oppu import-adapter`), not a "
-                                 "base model")
-        arch = str(value("general.architecture"))
-        if arch not in SUPPORTED_ARCHITECTURES:
-            raise BaseModelError(
-                f"{gguf_path.name}: architecture {arch!r} is not supported for training "
-                f"(supported: {', '.join(SUPPORTED_ARCHITECTURES)})")
+    kind = header.get("general.type", "model")
+    if kind != "model":
+        raise BaseModelError(f"{gguf_path.name} is an {kind} file (a LoRA adapter is imported "
+                             "with Import adapter… or `oppu import-adapter`), not a base model")
+    arch = str(value("general.architecture"))
+    if arch not in SUPPORTED_ARCHITECTURES:
+        raise BaseModelError(
+            f"{gguf_path.name}: architecture {arch!r} is not supported for training "
+            f"(supported: {', '.join(SUPPORTED_ARCHITECTURES)})")
+    try:
         n_head = int(value(f"{arch}.attention.head_count"))
-        n_head_kv_field = reader.fields.get(f"{arch}.attention.head_count_kv")
         return {"architecture": arch, "n_head": n_head,
-                "n_head_kv": int(n_head_kv_field.contents()) if n_head_kv_field else n_head,
+                "n_head_kv": int(header.get(f"{arch}.attention.head_count_kv", n_head)),
                 "n_layer": int(value(f"{arch}.block_count"))}
-    except BaseModelError:
-        raise
-    except (ValueError, IndexError, KeyError, TypeError, OSError) as error:  # from gguf/numpy
-        raise BaseModelError(f"{gguf_path.name} is not a readable GGUF file "
-                             f"({_one_line(error)})") from None
+    except (TypeError, ValueError):  # per-layer head counts: a layout we do not train
+        raise BaseModelError(f"{gguf_path.name}: its head or layer counts are not single "
+                             "numbers; this model layout is not supported for training") from None
 
 
-def _one_line(error: Exception) -> str:
+def one_line(error: Exception) -> str:
+    """The first line of an error's message: libraries add hints and tracebacks below."""
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
+def _unreadable(gguf_path: Path, error: OSError) -> BaseModelError:
+    reason = (error.strerror or one_line(error)).lower()
+    return BaseModelError(f"cannot read {gguf_path}: {reason}")
+
+
 def _check_file(gguf_path: Path) -> None:
+    if gguf_path.is_dir():
+        raise BaseModelError(f"{gguf_path} is a folder, not a GGUF file")
     if not gguf_path.is_file():
         raise BaseModelError(f"base model file not found: {gguf_path}")
-    with open(gguf_path, "rb") as handle:
-        if handle.read(4) != GGUF_MAGIC:
-            raise BaseModelError(f"{gguf_path.name} is not a GGUF file (wrong magic bytes)")
+    try:
+        with open(gguf_path, "rb") as handle:
+            magic = handle.read(4)
+    except OSError as error:
+        raise _unreadable(gguf_path, error) from None
+    if not magic:
+        raise BaseModelError(f"{gguf_path.name} is empty")
+    if magic != GGUF_MAGIC:
+        raise BaseModelError(f"{gguf_path.name} is not a GGUF file (wrong magic bytes)")
 
 
 def _sweep_stale_temps(cache: Path) -> None:
@@ -131,8 +147,27 @@ def _sweep_stale_temps(cache: Path) -> None:
             pass  # alive, another user's process: leave it
 
 
+def _cached_meta(folder: Path, sha: str) -> dict | None:
+    """The meta record of `folder` if it holds a whole, current cache of this GGUF, else None."""
+    try:
+        meta = json.loads((folder / META_FILE).read_text())
+        whole = (meta["format"] == CACHE_FORMAT and meta["sha256"] == sha
+                 and all(key in meta for key in SHAPE_KEYS)
+                 and all((folder / name).stat().st_size == size
+                         for name, size in meta["files"].items()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # damaged meta file
+        return None
+    return meta if whole else None
+
+
+def _discard_broken_cache(folder: Path, sha: str, report: ReportStep) -> None:
+    if folder.exists() and _cached_meta(folder, sha) is None:
+        report(REBUILDING, 0.0)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _dequantize_to(gguf_path: Path, target: Path, shape: dict, sha: str,
-                   report: ReportStep) -> None:
+                   report: ReportStep) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as transformers_logging
@@ -157,8 +192,11 @@ def _dequantize_to(gguf_path: Path, target: Path, shape: dict, sha: str,
     fresh.save_pretrained(target, safe_serialization=True)
     report("saving the tokenizer", 0.95)
     tokenizer.save_pretrained(target)
-    meta = {"format": CACHE_FORMAT, "sha256": sha, "source": str(gguf_path), **shape}
+    files = {path.name: path.stat().st_size for path in target.iterdir() if path.is_file()}
+    meta = {"format": CACHE_FORMAT, "sha256": sha, "source": str(gguf_path), **shape,
+            "files": files}
     (target / META_FILE).write_text(json.dumps(meta, indent=2))
+    return meta
 
 
 def prepare_base(gguf_path: Path, report: ReportStep | None = None) -> PreparedBase:
@@ -170,30 +208,28 @@ def prepare_base(gguf_path: Path, report: ReportStep | None = None) -> PreparedB
     sha = sha256_file(gguf_path)
     cache = bases_cache()
     final = cache / sha
-    meta_path = final / META_FILE
-    if not meta_path.is_file():
+    meta = _cached_meta(final, sha)
+    if meta is None:
         shape = read_gguf_shape(gguf_path)
         _sweep_stale_temps(cache)
-        if final.exists() and not meta_path.is_file():  # no meta file: not a cache
-            shutil.rmtree(final, ignore_errors=True)
+        _discard_broken_cache(final, sha, report)
         temp = cache / f".tmp-{sha[:16]}-{os.getpid()}"
         shutil.rmtree(temp, ignore_errors=True)
         try:
-            _dequantize_to(gguf_path, temp, shape, sha, report)
+            meta = _dequantize_to(gguf_path, temp, shape, sha, report)
             try:
                 os.rename(temp, final)
             except OSError:
-                if not meta_path.is_file():  # not a concurrent winner: a real failure
+                if _cached_meta(final, sha) is None:  # not a concurrent winner: a real failure
                     raise
         except (OSError, ValueError, KeyError, RuntimeError, TypeError) as error:
-            raise BaseModelError(f"cannot prepare {gguf_path.name}: {_one_line(error)}"
+            raise BaseModelError(f"cannot prepare {gguf_path.name}: {one_line(error)}"
                                  ) from error
         finally:
             shutil.rmtree(temp, ignore_errors=True)
-    meta = json.loads(meta_path.read_text())
     report("base model ready", 1.0)
     return PreparedBase(gguf_path=gguf_path, sha256=sha, hf_dir=final,
-                        **{k: meta[k] for k in ("architecture", "n_head", "n_head_kv", "n_layer")})
+                        **{key: meta[key] for key in SHAPE_KEYS})
 
 
 def describe(base: PreparedBase) -> dict:

@@ -15,8 +15,9 @@ def register(commands) -> None:
                           help="continuations to generate and score per configuration "
                                "(default 4; 0 skips generation)")
     evaluate.add_argument("--max-words", type=int, default=None, metavar="N",
-                          help="measure about this much held-out writing, in whole "
-                               "documents and at least one (default 20000)")
+                          help="measure at most this much held-out writing: whole documents, "
+                               "the oldest first, or the opening of the first if it is "
+                               "longer (default 20000)")
     evaluate.add_argument("--show", action="store_true",
                           help="print the stored result of the last evaluation, measure nothing")
     evaluate.set_defaults(run=run_eval)
@@ -54,7 +55,8 @@ def run_eval(args) -> int:
 
 def format_evaluation(result) -> str:
     lines = [(f"adapter {result.version}: {result.heldout_tokens} held-out tokens in "
-              f"{result.heldout_documents} documents it never trained on"),
+              f"{result.heldout_documents} document{'s' * (result.heldout_documents != 1)} "
+              "it never trained on"),
              f"  {'configuration':<22} {'perplexity':>10} {'lower':>8}"
              + (f" {'ROUGE-L':>8} {'style':>6}" if result.generation else "")]
     base = result.perplexity["base"]

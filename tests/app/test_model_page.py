@@ -6,6 +6,7 @@ from PySide6.QtCore import Qt
 
 from oppu.core import adapters
 from oppu.core.training import recent_runs
+from oppu.trainer.versions import read_meta
 from tests.app.conftest import wait_jobs
 from tests.app.test_chat_page import send
 from tests.support.adapter_zips import lora_b_doubled, rezip, weights_changed
@@ -167,3 +168,33 @@ def test_a_broken_adapter_file_is_refused_and_nothing_is_added(qtbot, app, tmp_p
     assert banner.kind == "error" and banner.label.text().startswith("Not imported: ")
     assert adapters.list_adapters(app.profile) == []
     assert app.model_page.import_.isEnabled() and app.model_page.file_progress.isHidden()
+
+
+def test_measure_is_offered_only_when_it_can_act(qtbot, trainee_app):
+    app = trainee_app
+    app.model.training_overrides = dict(STRONG)
+    app.window.show_page("model")
+    page = app.model_page
+    view = page.evaluation
+    assert not view.measure.isVisibleTo(page)  # nothing to measure before a first version
+    outcome, _seen, _status = retrain(qtbot, app)
+    assert outcome.promoted, outcome.decision
+    assert view.measure.isVisibleTo(page) and view.measure.isEnabled()
+
+    # A refresh while measuring (here: a version change elsewhere) keeps Measure hidden.
+    qtbot.mouseClick(view.measure, Qt.MouseButton.LeftButton)
+    app.model.refresh()
+    assert view.measure.isHidden() and not view.stop.isHidden()
+    qtbot.mouseClick(view.stop, Qt.MouseButton.LeftButton)
+    wait_jobs(qtbot, app, TRAINING_TIMEOUT_MS)
+    assert (page.banner.kind, page.banner.label.text()) == (
+        "info", "Measuring stopped. Nothing changed.")
+    assert view.measure.isVisibleTo(page) and view.measure.isEnabled() and view.stop.isHidden()
+
+    # Forgetting all the held-out writing leaves nothing to measure: say so, disable the button.
+    held = read_meta(app.profile.adapters_dir / outcome.version)["heldout_document_ids"]
+    app.writing_page.forgetRequested.emit(held)
+    wait_jobs(qtbot, app)
+    assert view.measure.isVisibleTo(page) and not view.measure.isEnabled()
+    assert "held out has been deleted" in view.measure.toolTip()
+    assert "Cannot measure now: all the writing adapter v1 held out" in view.summary.text()

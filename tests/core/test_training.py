@@ -175,7 +175,7 @@ def test_a_corrupt_base_is_a_clear_failure(trainee, tiny_gguf, tmp_path):
     trainee.set("base_model", str(broken))
     outcome = run_training(trainee, overrides=FAST)
     assert outcome.status == "failed"
-    assert outcome.error.startswith("broken.gguf is not a readable GGUF file")
+    assert outcome.error.startswith("broken.gguf is truncated")
 
 
 def _dead_pid() -> int:
@@ -215,14 +215,20 @@ def _mkdir(path):
     return path
 
 
-def test_oppu_train_runs_now_and_forgetting_its_writing_flags_it(trainee, capsys):
+def test_oppu_train_runs_now_and_forgetting_what_it_trained_on_flags_it(trainee, capsys):
     assert main(["--profile", trainee.name, "train", "--preset", "quick", "--max-steps", "2"]) == 0
     captured = capsys.readouterr()
     assert captured.out.startswith("run 1: trained v1; ")
     assert "train " in captured.err and "2/2" in captured.err  # the progress bar
     with trainee.store.read() as session:
         run = session.get(TrainingRun, 1)
-        document_id = session.query(AdapterDocument.document_id).first()[0]
+        used = dict(session.query(AdapterDocument.document_id, AdapterDocument.held_out).all())
     assert run.config["preset"] == "quick" and run.config["train"]["retrieval_k"] > 0
-    trainee.writing.forget(document_id)
+    held = [d for d, held_out in used.items() if held_out]
+    trained = [d for d, held_out in used.items() if not held_out]
+    assert held and trained
+    trainee.writing.forget(held[0])
+    assert not list_adapters(trainee)[0].trained_on_deleted  # only measured on, never trained
+    assert trainee.writing.stats().words_since_adapter == 0  # held-out writing is not new
+    trainee.writing.forget(trained[0])
     assert list_adapters(trainee)[0].trained_on_deleted

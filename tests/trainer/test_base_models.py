@@ -1,5 +1,6 @@
 """The base-model registry: bundled, local and curated GGUFs, and the profile's choice."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -48,11 +49,44 @@ def test_a_file_that_is_not_gguf_is_refused(tmp_path):
         validate_gguf(fake)
 
 
-def test_a_truncated_gguf_is_refused(tiny_gguf, tmp_path):
+@pytest.mark.parametrize("keep", [4096, 0.6])
+def test_a_truncated_gguf_is_refused_as_truncated(tiny_gguf, tmp_path, keep):
+    data = tiny_gguf.read_bytes()
     cut = tmp_path / "cut.gguf"
-    cut.write_bytes(tiny_gguf.read_bytes()[:4096])
-    with pytest.raises(BaseModelError, match="not a readable GGUF"):
+    cut.write_bytes(data[:keep if isinstance(keep, int) else int(len(data) * keep)])
+    with pytest.raises(BaseModelError, match="cut.gguf is truncated"):
         validate_gguf(cut)
+
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda path: path.write_bytes(b"") or path, "empty.gguf is empty"),
+    (lambda path: path.mkdir() or path, "is a folder, not a GGUF file"),
+])
+def test_an_empty_file_or_a_folder_is_named_as_such(tmp_path, make, expected):
+    with pytest.raises(BaseModelError, match=expected):
+        validate_gguf(make(tmp_path / "empty.gguf"))
+
+
+def test_an_unreadable_file_is_one_clear_error(tiny_gguf, tmp_path):
+    locked = tmp_path / "locked.gguf"
+    shutil.copy(tiny_gguf, locked)
+    locked.chmod(0)
+    code = ("from oppu.trainer.base_models import BaseModelError, validate_gguf\n"
+            f"try: validate_gguf({str(locked)!r})\n"
+            "except BaseModelError as error: print(error)")
+    # root reads any file: drop the capabilities that let it, as setpriv can
+    as_user = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] * (os.geteuid() == 0)
+    out = subprocess.run([*as_user, sys.executable, "-c", code], capture_output=True, text=True,
+                         check=False)
+    assert out.stdout.strip() == f"cannot read {locked}: permission denied", out.stderr
+
+
+def test_a_path_with_spaces_and_other_scripts_is_kept_exactly(profile, tiny_gguf, tmp_path):
+    named = tmp_path / "my models" / "modèle 日本語.gguf"
+    named.parent.mkdir()
+    shutil.copy(tiny_gguf, named)
+    assert use_base(profile, str(named)) == str(named)
+    assert resolve_base(profile.settings.base_model) == named
 
 
 def _small_gguf(path, architecture: str, kind: str = "model"):

@@ -28,6 +28,8 @@ class HubStandIn:
         self.sha256 = hashlib.sha256(payload).hexdigest()
         self.ranges: list[str | None] = []
         self.pause_after: int | None = None
+        self.fail_head: int | None = None  # answer HEAD, or GET, with this error status
+        self.fail_get: int | None = None
         self.release = threading.Event()
         stand_in = self
 
@@ -37,9 +39,20 @@ class HubStandIn:
             def log_message(self, *_args):
                 pass
 
+            def fail(self, status: int):
+                body = b"an error page\nof several lines"
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
             def do_HEAD(self):
                 if self.path != f"/{REPO}/resolve/main/{FILENAME}":
                     self.send_error(404)
+                    return
+                if stand_in.fail_head:
+                    self.fail(stand_in.fail_head)
                     return
                 self.send_response(200)
                 self.send_header("X-Repo-Commit", "0" * 40)
@@ -50,6 +63,9 @@ class HubStandIn:
             def do_GET(self):
                 requested = self.headers.get("Range")
                 stand_in.ranges.append(requested)
+                if stand_in.fail_get:
+                    self.fail(stand_in.fail_get)
+                    return
                 start = int(requested.split("=")[1].split("-")[0]) if requested else 0
                 body = stand_in.served[start:]
                 self.send_response(206 if start else 200)
@@ -150,3 +166,62 @@ def test_a_hub_file_other_than_the_known_version_is_refused(hub, tmp_path):
     with pytest.raises(DownloadFailed, match="not the known version"):
         download_base(model(sha256="1" * 64), dest=tmp_path)
     assert hub.ranges == []
+
+
+@pytest.mark.parametrize("request_kind, status, reason", [
+    ("head", 404, "404 Not Found"), ("head", 500, "500 Internal Server Error"),
+    ("get", 500, "500 Internal Server Error"), ("get", 403, "403 Forbidden")])
+def test_a_refusing_hub_is_one_line_and_keeps_the_app_offline(hub, tmp_path, request_kind,
+                                                               status, reason):
+    setattr(hub, f"fail_{request_kind}", status)
+    with pytest.raises(DownloadFailed) as raised:
+        download_base(model(), dest=tmp_path)
+    message = str(raised.value)
+    assert "\n" not in message and message.endswith(f"the hub answered {reason}")
+    assert f"{REPO}/{FILENAME}" in message or FILENAME in message
+    assert not (tmp_path / FILENAME).exists()
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+
+    setattr(hub, f"fail_{request_kind}", None)  # the hub is back: the next try succeeds
+    assert download_base(model(), dest=tmp_path).read_bytes() == hub.payload
+
+
+def test_a_transfer_cut_short_says_it_resumes(payload, tmp_path, monkeypatch):
+    hub = HubStandIn(payload, served=payload[:PAUSE_AFTER])  # the connection ends early
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    try:
+        with pytest.raises(DownloadFailed) as raised:
+            download_base(model(), dest=tmp_path)
+    finally:
+        hub.close()
+    assert "\n" not in str(raised.value)
+    assert str(raised.value).endswith("run the download again to resume")
+    assert (tmp_path / f"{FILENAME}.part").stat().st_size == PAUSE_AFTER
+
+
+def test_a_verified_file_that_is_no_usable_base_is_not_kept(tmp_path, monkeypatch):
+    import gguf
+
+    adapter = tmp_path / "adapter.gguf"  # the hub serves a LoRA adapter under the model's name
+    writer = gguf.GGUFWriter(str(adapter), "llama")
+    writer.add_type("adapter")
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    hub = HubStandIn(adapter.read_bytes())
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    dest = tmp_path / "models"
+    dest.mkdir()
+    try:
+        with pytest.raises(DownloadFailed, match="is an adapter file .*discarded"):
+            download_base(model(), dest=dest)
+    finally:
+        hub.close()
+    assert not (dest / FILENAME).exists() and not list(dest.glob("*.part*"))
+
+
+def test_a_failure_to_save_is_one_line_from_the_child(hub, tmp_path):
+    (tmp_path / f"{FILENAME}.part.json").mkdir()  # in the way of the resume record
+    with pytest.raises(DownloadFailed, match=f"cannot save {FILENAME}: .*Is a directory"):
+        download_base(model(), dest=tmp_path)

@@ -1,11 +1,17 @@
 """The four-configuration evaluation and `oppu eval`, on the tiny model, end to end."""
 
 import math
+import shutil
 
 import pytest
 
 from oppu.core.cli import main
-from oppu.core.evaluation import EvaluationError, evaluate_profile, stored_evaluation
+from oppu.core.evaluation import (
+    EvaluationError,
+    evaluate_profile,
+    stored_evaluation,
+    unavailable_reason,
+)
 from oppu.core.training import run_training
 from oppu.trainer.lora import TrainConfig
 from oppu.trainer.personal_eval import (
@@ -15,6 +21,7 @@ from oppu.trainer.personal_eval import (
     reduction,
     score_continuations,
 )
+from oppu.trainer.versions import read_meta, write_meta
 from tests.support.training_setup import (  # noqa: F401 - fixtures
     FAST,
     base_cache_fixture,
@@ -84,14 +91,47 @@ def test_oppu_eval_measures_and_stores(trainee, capsys):
     shown = capsys.readouterr().out
     assert "adapter + retrieval" in shown and f"{result.perplexity['base']:.2f}" in shown
 
+    # A document longer than --max-words is cut to its opening words, not measured whole.
     smaller = evaluate_profile(trainee, outcome.version, generations=0, max_words=1)
     assert smaller.heldout_documents == 1 and smaller.generation == {}
-    assert smaller.heldout_tokens <= result.heldout_tokens
+    assert 0 < smaller.heldout_tokens < 10 < result.heldout_tokens
 
 
 def test_eval_without_adapter_is_one_line(trainee, capsys):
     assert main(["--profile", trainee.name, "eval"]) == 1
     assert capsys.readouterr().err.strip() == (
         "oppu: no active adapter to evaluate: retrain first (Retrain my model, or `oppu train`)")
+    assert main(["--profile", trainee.name, "eval", "--show"]) == 1
+    assert "no active adapter to evaluate: retrain first" in capsys.readouterr().err
     assert main(["--profile", trainee.name, "eval", "--show", "--version", "v9"]) == 1
     assert "no adapter version 'v9'" in capsys.readouterr().err
+
+
+def test_eval_refuses_what_it_cannot_measure_in_one_line(trainee, capsys):
+    outcome = run_training(trainee, overrides=FAST)
+    assert outcome.status == "succeeded", outcome.error
+    assert unavailable_reason(trainee) is None
+    measured = evaluate_profile(trainee, generations=0)
+    folder = trainee.adapters_dir / outcome.version
+    meta = read_meta(folder)
+
+    def refused(match: str) -> None:
+        assert match in unavailable_reason(trainee)
+        capsys.readouterr()
+        assert main(["--profile", trainee.name, "eval", "--generations", "0"]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("oppu: ") and match in err and err.count("\n") == 1, err
+        assert stored_evaluation(trainee) == measured  # the last result is kept
+
+    for name in ("peft/adapter_model.safetensors", "adapter.gguf"):  # checked before any work
+        moved = shutil.move(folder / name, folder.parent / "aside")
+        refused(f"files are missing from {folder} ({name})")
+        shutil.move(moved, folder / name)
+
+    write_meta(folder, {**meta, "heldout_document_ids": []})
+    refused("held out no writing to evaluate on")
+    write_meta(folder, meta)
+
+    for document_id in meta["heldout_document_ids"]:
+        trainee.writing.forget(document_id)
+    refused("all the writing adapter v1 held out has been deleted")

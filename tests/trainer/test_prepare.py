@@ -1,12 +1,15 @@
 """Base preparation: the dequantized cache keyed by sha256, its atomicity, and bad GGUFs."""
 
 import hashlib
+import json
+import shutil
 
 import pytest
 import torch
 
 from oppu.trainer.prepare import (
     META_FILE,
+    REBUILDING,
     BaseModelError,
     bases_cache,
     prepare_base,
@@ -94,7 +97,7 @@ def _unsupported(tiny_gguf, path):
     (lambda gguf, path: path, "not found"),
     (lambda gguf, path: path.write_bytes(b"PK\x03\x04 a zip file, not a model") and path,
      "not a GGUF file"),
-    (_truncated, "not a readable GGUF file"),
+    (_truncated, "base.gguf is truncated"),
     (_unsupported, "architecture 'bert' is not supported"),
 ])
 def test_a_bad_base_file_gives_one_clear_error(tiny_gguf, tmp_path, oppu_home, make, expected):
@@ -103,3 +106,40 @@ def test_a_bad_base_file_gives_one_clear_error(tiny_gguf, tmp_path, oppu_home, m
         prepare_base(path)
     assert "\n" not in str(raised.value)
     assert not (oppu_home / "cache" / "bases").exists() or not list(bases_cache().iterdir())
+
+
+def _cut_weights(folder):
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100_000])
+
+
+def _rewrite_meta(**changes):
+    def damage(folder):
+        meta = json.loads((folder / META_FILE).read_text())
+        (folder / META_FILE).write_text(json.dumps(meta | changes))
+    return damage
+
+
+@pytest.mark.parametrize("damage", [
+    lambda folder: (folder / META_FILE).write_text("{half a reco"),
+    lambda folder: (folder / META_FILE).write_text("{}"),
+    _cut_weights,
+    lambda folder: (folder / "tokenizer.json").unlink(),
+    _rewrite_meta(sha256="0" * 64),  # a copy of another base's cache
+    _rewrite_meta(format=0),  # written by an older version of the app
+], ids=["meta-not-json", "meta-empty", "weights-cut", "tokenizer-gone", "other-sha", "old-format"])
+def test_a_damaged_or_stale_cache_is_rebuilt_not_used(tiny_gguf, tiny_base, damage, monkeypatch,
+                                                      tmp_path):
+    home = tmp_path / "home"
+    shutil.copytree(tiny_base.hf_dir.parent.parent.parent, home)  # the session's prepared root
+    monkeypatch.setenv("OPPU_HOME", str(home))
+    folder = bases_cache() / tiny_base.sha256
+    damage(folder)
+
+    messages = []
+    base = prepare_base(tiny_gguf, report=lambda message, fraction: messages.append(message))
+    assert REBUILDING in messages
+    assert "dequantizing the weights" in messages
+    assert base.hf_dir == folder and (base.n_head, base.n_layer) == (4, 2)
+    assert base.load_tokenizer().chat_template
+    assert base.load_model().config.num_hidden_layers == 2

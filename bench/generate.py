@@ -317,11 +317,11 @@ def markdown(r: dict) -> str:
          f"{r['adapter_overhead']:.1%} attached (target ≤ 10%), {r['merged_overhead']:.1%} "
          f"merged; r8 q/v: {r['adapter_qv_overhead']:.1%} attached, "
          f"{r['merged_qv_overhead']:.1%} merged. An attached LoRA adds four small graph "
-         "nodes per adapted projection, and on two threads their synchronization, not "
-         "their arithmetic, is the cost: it grows with the number of projections. Merged, "
-         "every adapted weight is stored as q8_0, nearly twice the bytes of Q4_1, and "
-         "decode pays for reading them; q8_0 has llama.cpp's tiled matmul kernels, so the merged "
-         "model reads a prompt faster than the base."),
+         "nodes per adapted projection, and on two threads their synchronization more than "
+         "their arithmetic (about 4% of the model's) is the cost, so it grows with the "
+         "number of projections. Merged, every adapted weight is stored as q8_0, nearly "
+         "twice the bytes of Q4_1, and decode pays for reading them; q8_0 has llama.cpp's "
+         "tiled matmul kernels, so the merged model reads a prompt faster than the base."),
         (f"- llama.cpp vs transformers: {r['speedup_vs_transformers']:.1f}x on decode "
          f"(target ≥ 5x), {r['pp_speedup_vs_transformers']:.1f}x on prompt processing."),
         ("- time to first token is the median of the runs after a warm-up, KV cache cleared "

@@ -131,7 +131,9 @@ class TrainConfig:
 
 # "balanced" (the field defaults) is the default preset (Settings.training_preset), tuned
 # by bench/personalization.py (its results file records every try) with the bundled 135M
-# model on a 2-core CPU: rank 16 on every projection (rank 32 measured the same); one pass
+# model on a 2-core CPU: rank 16 on every projection (rank 32 measured the same; only the
+# attention projections, or only q and v, cost 2 and 4 points of Chesterton's perplexity
+# cut, for less decode overhead in llama.cpp: bench/results/generate.md); one pass
 # over the writing (with bf16 training two passes fit the budget, and the second one
 # overfit: Chesterton's adapter reached 36.6 held-out perplexity after one pass and 39.9
 # after two, and 1.5 passes were worse than one for every author; LoRA dropout 0.1 did not

@@ -24,7 +24,7 @@ from oppu.core.progress import Report, ShouldStop, ignore, never
 from oppu.storage.atomic import TEMP_PREFIX
 from oppu.storage.models import Adapter, TrainingRun, utcnow
 from oppu.trainer.base_models import resolve_base
-from oppu.trainer.versions import read_meta
+from oppu.trainer.versions import WORK_DIR, read_meta
 
 LIVE = ("queued", "running")
 # A queued run without a pid may be one whose starter is about to launch it.
@@ -127,11 +127,14 @@ def settle_run(profile, run_id: int, returncode: int | None, stop_requested: boo
     """After the child has ended: its recorded outcome, or a failure if it died first."""
     with profile.store.write() as session:
         run = session.get(TrainingRun, run_id)
-        if run.status in LIVE:
+        died = run.status in LIVE
+        if died:
             run.status = "cancelled" if stop_requested else "failed"
             run.error = None if stop_requested else _death_reason(returncode)
             run.finished_at = utcnow()
     stop_file(profile, run_id).unlink(missing_ok=True)
+    if died:
+        recover_interrupted(profile)  # clears what it left half-written, as an open would
     return outcome_of(profile, run_id)
 
 
@@ -188,10 +191,12 @@ def recover_interrupted(profile) -> list[int]:
             for run in session.scalars(select(TrainingRun).where(TrainingRun.id.in_(dead),
                                                                  TrainingRun.status.in_(LIVE))):
                 run.status, run.error, run.finished_at = "failed", INTERRUPTED, utcnow()
-        for run_id in dead:
-            shutil.rmtree(profile.runs_dir / str(run_id) / "adapter", ignore_errors=True)
-    if len(dead) == len(live):
+    ended = dead
+    if len(dead) == len(live):  # no run is in progress: whatever is half-written is junk
         _sweep_adapters_dir(profile.adapters_dir, known)
+        ended = [folder.name for folder in profile.runs_dir.iterdir()]
+    for run_id in ended:
+        shutil.rmtree(profile.runs_dir / str(run_id) / WORK_DIR, ignore_errors=True)
     return dead
 
 

@@ -85,8 +85,11 @@ class StopControl:
         self._done.set()
 
     def _on_signal(self, _signum, _frame) -> None:
+        # Only the first request interrupts: a second one (the stop file's SIGTERM after the
+        # parent's) would otherwise cut short the recording of the first.
+        first = not self.requested
         self.requested = True
-        if not self._critical:
+        if first and not self._critical:
             raise StopRequested()
 
     def _watch(self) -> None:

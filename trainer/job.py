@@ -30,6 +30,7 @@ from oppu.trainer.child import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, Protocol, Sto
 from oppu.trainer.versions import (
     GGUF_FILE,
     PEFT_DIR,
+    WORK_DIR,
     active_adapter,
     app_version,
     make_active,
@@ -73,6 +74,7 @@ class TrainingJob:
         self.control = control
         self.loss_curve: list = []
         self.phase = "starting"
+        self.started = False  # whether this process took the run over (it was queued)
 
     # -- recording ----------------------------------------------------------------------
 
@@ -82,28 +84,38 @@ class TrainingJob:
                             **{k: v for k, v in extra.items() if v is not None}})
 
     def _update_run(self, **fields) -> None:
+        """Record on the run while this process runs it, never on one that has ended."""
+        if not self.started:
+            return
         with self.store.write() as session:
             run = session.get(TrainingRun, self.run_id)
-            for key, value in fields.items() if run is not None else ():
-                setattr(run, key, value)
+            if run is not None and run.status == "running":
+                for key, value in fields.items():
+                    setattr(run, key, value)
 
     def _start(self) -> dict:
         with self.store.write() as session:
             run = session.get(TrainingRun, self.run_id)
             if run is None:
                 raise LookupError(f"no training run {self.run_id}")
-            if run.status not in ("queued", "running"):
+            if run.status != "queued":  # 'running': another process is running it
                 raise LookupError(f"training run {self.run_id} is already {run.status}")
             run.status, run.pid = "running", os.getpid()
-            return dict(run.config)
+            config = dict(run.config)
+        self.started = True
+        return config
 
     def _end(self, status: str, error: str | None = None) -> int:
-        shutil.rmtree(self.folder / "runs" / str(self.run_id) / "adapter", ignore_errors=True)
+        if self.started:  # the work folder of a run another process runs is not ours
+            shutil.rmtree(self._work_folder(), ignore_errors=True)
         with self.control.critical():
             self._update_run(status=status, error=error, loss_curve=self.loss_curve,
                              finished_at=utcnow())
         self.protocol.result(run=self.run_id, status=status, error=error)
         return EXIT_STOPPED if status == "cancelled" else EXIT_FAILED
+
+    def _work_folder(self) -> Path:
+        return self.folder / "runs" / str(self.run_id) / WORK_DIR
 
     # -- the run ------------------------------------------------------------------------
 
@@ -234,7 +246,7 @@ class TrainingJob:
             if key in metrics and not math.isfinite(metrics[key]["loss"]):
                 promoted, decision = False, f"not promoted: the {key} held-out loss is not finite"
         self.emit("save", 0, 2, message="writing the adapter")
-        work = self.folder / "runs" / str(self.run_id) / "adapter"
+        work = self._work_folder()
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         trained.peft_model.save_pretrained(work / PEFT_DIR)
@@ -291,7 +303,7 @@ class TrainingJob:
         except BaseException:
             shutil.rmtree(final, ignore_errors=True)  # no row points at it: take it back
             raise
-        shutil.rmtree(work.parent / "adapter", ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
         self.emit("save", 2, 2)
         return {"version": version, "promoted": promoted, "decision": decision,
                 "metrics": meta["metrics"]}

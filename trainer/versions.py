@@ -23,6 +23,7 @@ VERSION = re.compile(r"^v(\d+)$")
 META_FILE = "meta.json"
 PEFT_DIR = "peft"
 GGUF_FILE = "adapter.gguf"
+WORK_DIR = "adapter"  # runs/<id>/adapter/: a new version being written, before its rename
 
 
 def app_version() -> str:

@@ -9,6 +9,7 @@ import sys
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 
 from oppu.core.adapters import active, list_adapters
 from oppu.core.cli import main
@@ -20,7 +21,7 @@ from oppu.core.training import (
     run_training,
 )
 from oppu.storage.models import Adapter, AdapterDocument, TrainingRun, utcnow
-from oppu.trainer.versions import GGUF_FILE, write_meta
+from oppu.trainer.versions import GGUF_FILE, WORK_DIR, write_meta
 from tests.support.sample_writing import add_notes
 from tests.support.training_setup import (  # noqa: F401 - fixtures
     FAST,
@@ -84,6 +85,23 @@ def test_kill_9_at_any_moment_leaves_the_store_intact(trainee, phase):
         else:
             assert run.status == "failed" and run.error == INTERRUPTED
             assert_unchanged(reopened, files)
+
+
+def test_a_child_killed_while_saving_leaves_no_work_files(trainee):
+    """Through `run_training` (and the app's `settle_run`), not only on the next open."""
+    files = add_active_adapter(trainee)
+
+    def kill_when_saving(progress) -> None:
+        if progress.phase == "save":
+            with trainee.store.read() as session:
+                pid = session.scalar(select(TrainingRun.pid).where(TrainingRun.status == "running"))
+            os.kill(pid, signal.SIGKILL)
+
+    outcome = run_training(trainee, kill_when_saving, overrides=FAST)
+    assert outcome.status == "failed" and "killed by signal 9" in outcome.error
+    assert not (trainee.runs_dir / str(outcome.run_id) / WORK_DIR).exists()
+    assert_unchanged(trainee, files)
+    assert run_training(trainee, overrides=FAST).version == "v2"
 
 
 def test_the_gate_keeps_a_better_adapter_and_rollback_restores_it(trainee, capsys):

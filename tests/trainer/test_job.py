@@ -1,13 +1,18 @@
 """The training child process: its JSON-line protocol, its records, SIGTERM, the gate rule."""
 
+import io
 import json
+import os
 import signal
+import subprocess
+import time
 
 import pytest
 
-from oppu.core.training import log_path
+from oppu.core.training import log_path, training_argv
 from oppu.storage.models import Adapter, AdapterDocument, TrainingRun
-from oppu.trainer.job import decide, is_out_of_memory
+from oppu.trainer.child import Protocol, StopControl, StopRequested
+from oppu.trainer.job import TrainingJob, decide, is_out_of_memory
 from oppu.trainer.versions import GGUF_FILE, META_FILE, PEFT_DIR
 from tests.support.training_setup import (  # noqa: F401 - fixtures
     FAST,
@@ -83,6 +88,48 @@ def test_sigterm_cancels_cleanly(trainee):
         assert run.status == "cancelled" and run.finished_at is not None and run.error is None
         assert session.query(Adapter).count() == 0
     assert list(trainee.adapters_dir.iterdir()) == []
+
+
+def test_a_second_stop_signal_does_not_cut_short_the_first():
+    """The parent sends SIGTERM and touches the stop file, whose watcher sends another."""
+    previous = signal.getsignal(signal.SIGTERM)
+    control = StopControl().install()
+    try:
+        with pytest.raises(StopRequested):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        os.kill(os.getpid(), signal.SIGTERM)  # while the first is being recorded
+        time.sleep(0.1)
+        assert control.requested
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_second_child_for_the_same_run_leaves_it_to_the_first(trainee):
+    run_id, first = start_run(trainee, FAST)
+    assert json.loads(first.stdout.readline())["phase"] == "prepare"  # it runs the run now
+    second = subprocess.run(training_argv(trainee, run_id), capture_output=True, text=True,
+                            check=False)
+    assert second.returncode == 1
+    assert "training run 1 is already running" in second.stdout
+    assert json.loads(first.stdout.read().splitlines()[-1])["result"]["status"] == "succeeded"
+    assert first.wait() == 0
+    with trainee.store.read() as session:
+        run = session.get(TrainingRun, run_id)
+        assert (run.status, run.adapter_version, run.error) == ("succeeded", "v1", None)
+        assert session.query(Adapter).count() == 1
+
+
+def test_a_stop_after_the_commit_does_not_rewrite_the_outcome(profile):
+    with profile.store.write() as session:
+        session.add(TrainingRun(id=1, status="queued", config={"preset": "quick"}))
+    job = TrainingJob(profile.store, profile.folder, 1, Protocol(io.StringIO()), StopControl())
+    job._start()
+    with profile.store.write() as session:  # what the commit records, in one transaction
+        session.get(TrainingRun, 1).status = "succeeded"
+    assert job._end("cancelled") == 3
+    with profile.store.read() as session:
+        assert session.get(TrainingRun, 1).status == "succeeded"
 
 
 def test_unknown_training_options_fail_the_run_clearly(trainee):

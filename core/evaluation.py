@@ -6,13 +6,13 @@ The result is stored in the adapter's metrics under `"evaluation"` (the `adapter
 which My model shows), so it is measured once and read anywhere.
 """
 
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sqlalchemy import select
 
 from oppu.core.progress import Progress, Report, ShouldStop, Stopped, ignore, never
+from oppu.storage.chunking import WORD
 from oppu.storage.models import Adapter, Document
 
 EVALUATION_KEY = "evaluation"
@@ -189,7 +189,8 @@ class _Openings:
     def get(self, document_id: int) -> _Excerpt:
         document = self.writing.get(document_id)
         words = self.budget.get(document_id, document.words)
-        ends = [match.end() for match in re.finditer(r"\S+", document.text)]
+        # cut where the stored word count counts words, so the budget means the same
+        ends = [match.end() for match in WORD.finditer(document.text)]
         text = document.text[:ends[words - 1]] if 0 < words < len(ends) else document.text
         return _Excerpt(document.id, document.title, text, min(words, len(ends)))
 

@@ -135,3 +135,13 @@ def test_eval_refuses_what_it_cannot_measure_in_one_line(trainee, capsys):
     for document_id in meta["heldout_document_ids"]:
         trainee.writing.forget(document_id)
     refused("all the writing adapter v1 held out has been deleted")
+
+
+def test_an_opening_is_cut_in_the_words_the_store_counts(profile):
+    from oppu.core.evaluation import _Openings
+
+    unspaced, _ = profile.writing.add_text("note", "今日は雨でした。明日は晴れ。", "天気")
+    spaced, _ = profile.writing.add_text("note", "Rain today, sun tomorrow.", "Weather")
+    openings = _Openings(profile.writing, {unspaced: 3, spaced: 2})
+    assert (openings.get(unspaced).text, openings.get(unspaced).words) == ("今日は", 3)
+    assert (openings.get(spaced).text, openings.get(spaced).words) == ("Rain today,", 2)

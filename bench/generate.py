@@ -8,6 +8,8 @@ In one run, on the same ~500-token chat prompt:
 - time to first token through the chat use case, with and without retrieval from a
   profile of 200 notes (retrieval, prompt layout, context budget and prefill included),
   and for the 9th message of a conversation, against the same prompt read from scratch;
+  the active version is served by its merged copy, as the app does at full strength, and
+  again with the adapter attached to the base, as for a version without that copy;
 - the baseline: the same prompt through transformers `generate` on the CPU (fp32, the
   dequantized base from trainer/prepare.py's cache).
 
@@ -207,6 +209,7 @@ def llama_part(work: Path, repeats: int) -> dict:
     from oppu.core.profile import Profile
     from oppu.engine.llm import Engine
     from oppu.storage.prompting import system_message, user_turn
+    from oppu.trainer.versions import MERGED_FILE
     from tests.engine.adapters import install_adapter
     from tests.support.tiny_model import bundled_gguf
 
@@ -237,15 +240,21 @@ def llama_part(work: Path, repeats: int) -> dict:
         say("a profile of 200 notes")
         for title, text in notes():
             profile.writing.add_note(text, title)
-        install_adapter(profile, work / "default.gguf", "v1", base_sha256(base))
+        folder = install_adapter(profile, work / "default.gguf", "v1", base_sha256(base),
+                                 merged=work / "merged.gguf")  # as a training leaves it
         models = Models()
         say("chat time to first token")
         r["ttft_ms_rag"], r["prompt_tokens_rag"], r["passages_rag"] = chat_ttft(
             profile, models, True, repeats)
+        r["ttft_model"] = models.current.model_path.name
         r["ttft_ms_no_rag"], r["prompt_tokens_no_rag"], _ = chat_ttft(
             profile, models, False, repeats)
         say("chat time to first token, 9th message of a conversation")
         r |= later_turn_ttft(profile, models, repeats)
+        say("chat time to first token, the adapter attached (a version without merged copy)")
+        (folder / MERGED_FILE).unlink()
+        r["ttft_ms_rag_attached"], _, _ = chat_ttft(profile, models, True, repeats)
+        r["ttft_ms_no_rag_attached"], _, _ = chat_ttft(profile, models, False, repeats)
         models.close()
     return r
 
@@ -278,9 +287,10 @@ def run(repeats: int) -> dict:
 
 def markdown(r: dict) -> str:
     rows = [("llama.cpp, base (Q4_1)", "base"),
-            ((f"llama.cpp, base + the trainer's default LoRA ({r['default_adapter']}, "
-              "attached at run time as the app does)"), "adapter"),
-            ("llama.cpp, that LoRA merged (q8_0 touched tensors)", "merged"),
+            ((f"llama.cpp, base + the trainer's default LoRA ({r['default_adapter']}), "
+              "attached at run time (the app at other strengths than 1)"), "adapter"),
+            ("llama.cpp, that LoRA merged (q8_0 touched tensors; the app at strength 1)",
+             "merged"),
             ("llama.cpp, base + LoRA r8 q/v, attached (comparison)", "adapter_qv"),
             ("llama.cpp, LoRA r8 q/v merged (comparison)", "merged_qv"),
             ("transformers generate, fp32 CPU (baseline)", "transformers")]
@@ -303,11 +313,17 @@ def markdown(r: dict) -> str:
                      f"{r[f'decode_tps_{key}'] / r['decode_tps_base']:.2f} |")
     lines += [
         "",
-        "| chat use case, ~500-token question | prompt tokens | time to first token (ms) |",
+        ("| chat use case, ~500-token question, default adapter active | prompt tokens | "
+         "time to first token (ms) |"),
         "| --- | ---: | ---: |",
-        (f"| with retrieval ({r['passages_rag']} passages of 200 notes) | "
-         f"{r['prompt_tokens_rag']} | {r['ttft_ms_rag']:.0f} |"),
-        f"| without retrieval | {r['prompt_tokens_no_rag']} | {r['ttft_ms_no_rag']:.0f} |",
+        (f"| with retrieval ({r['passages_rag']} passages of 200 notes), served by the "
+         f"version's merged copy | {r['prompt_tokens_rag']} | {r['ttft_ms_rag']:.0f} |"),
+        (f"| with retrieval, the adapter attached to the base instead | "
+         f"{r['prompt_tokens_rag']} | {r['ttft_ms_rag_attached']:.0f} |"),
+        (f"| without retrieval, merged copy | {r['prompt_tokens_no_rag']} | "
+         f"{r['ttft_ms_no_rag']:.0f} |"),
+        (f"| without retrieval, attached | {r['prompt_tokens_no_rag']} | "
+         f"{r['ttft_ms_no_rag_attached']:.0f} |"),
         (f"| {LATER_TURN}th message of a conversation, with retrieval, right after the "
          f"previous reply | {r['prompt_tokens_turn9']} | {r['ttft_ms_turn9_warm']:.0f} |"),
         (f"| the same prompt, nothing evaluated before (baseline) | {r['prompt_tokens_turn9']} "
@@ -322,6 +338,12 @@ def markdown(r: dict) -> str:
          "number of projections. Merged, every adapted weight is stored as q8_0, nearly "
          "twice the bytes of Q4_1, and decode pays for reading them; q8_0 has llama.cpp's "
          "tiled matmul kernels, so the merged model reads a prompt faster than the base."),
+        (f"- what the app serves: at full strength (the default) a version's merged copy, "
+         f"written with the adapter by training and import: time to first token "
+         f"{r['ttft_ms_rag']:.0f} ms against {r['ttft_ms_rag_attached']:.0f} ms attached "
+         f"({r['ttft_ms_rag_attached'] / r['ttft_ms_rag']:.2f}x), decode "
+         f"{r['merged_overhead']:.1%} below the base. Why q8_0 and not a smaller type: "
+         "bench/results/served_model.md."),
         (f"- llama.cpp vs transformers: {r['speedup_vs_transformers']:.1f}x on decode "
          f"(target ≥ 5x), {r['pp_speedup_vs_transformers']:.1f}x on prompt processing."),
         ("- time to first token is the median of the runs after a warm-up, KV cache cleared "

@@ -7,6 +7,7 @@ with a GGUF written for this base, and its row. It is activated only when asked.
 """
 
 import os
+import shutil
 from pathlib import Path
 
 from oppu.core.adapters import AdapterError, AdapterVersion, active, list_adapters
@@ -122,6 +123,12 @@ def _export_merged(profile, chosen: AdapterVersion, target: Path, quant: str,
         raise AdapterError(f"adapter {chosen.version} was trained on {chosen.base_name}, but "
                            f"this profile's base is now {base_path.name}; switch the base back "
                            "to merge it")
+    if quant == "q8_0" and chosen.merged_path is not None:  # the copy chat serves is this
+        from oppu.storage.atomic import atomic_path
+
+        with atomic_path(target) as temp:
+            shutil.copyfile(chosen.merged_path, temp)
+        return
     tensor_type, quantize_to = (quant, None) if quant in DIRECT_TYPES else ("q8_0", quant)
     write_merged_gguf(chosen.peft_dir, base_path, target, tensor_type, quantize_to,
                       lambda done, total, name: report(Progress("merge", done, total, name)))
@@ -177,19 +184,17 @@ def _stored_as(profile, weights: bytes, config: bytes) -> str | None:
 
 
 def _store_import(profile, bundle, base_path: Path, sha: str, activate: bool) -> AdapterVersion:
-    import shutil
-
     from oppu.storage.atomic import atomic_dir
     from oppu.storage.models import Adapter, utcnow
-    from oppu.trainer.gguf_adapter import write_adapter_gguf
     from oppu.trainer.peft_files import CONFIG_NAME, WEIGHTS_NAME
     from oppu.trainer.versions import (
-        GGUF_FILE,
         PEFT_DIR,
         app_version,
+        drop_old_merged_copies,
         make_active,
         next_version,
         write_meta,
+        write_model_files,
     )
 
     adapters_dir = profile.adapters_dir
@@ -209,7 +214,7 @@ def _store_import(profile, bundle, base_path: Path, sha: str, activate: bool) ->
         (temp / PEFT_DIR).mkdir()
         (temp / PEFT_DIR / CONFIG_NAME).write_bytes(bundle.config_bytes)
         (temp / PEFT_DIR / WEIGHTS_NAME).write_bytes(bundle.weights_bytes)
-        write_adapter_gguf(temp / PEFT_DIR, base_path, temp / GGUF_FILE, base_sha256=sha)
+        write_model_files(temp, base_path, sha)
         write_meta(temp, meta)
     try:
         with profile.store.write() as session:
@@ -223,4 +228,6 @@ def _store_import(profile, bundle, base_path: Path, sha: str, activate: bool) ->
     except BaseException:
         shutil.rmtree(final, ignore_errors=True)  # no row points at it: take it back
         raise
+    with profile.store.read() as session:
+        drop_old_merged_copies(session, adapters_dir, version)
     return find_version(profile, version)

@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from oppu.storage.models import Adapter, AdapterDocument
-from oppu.trainer.versions import GGUF_FILE, PEFT_DIR, active_adapter, make_active
+from oppu.trainer.versions import GGUF_FILE, MERGED_FILE, PEFT_DIR, active_adapter, make_active
 
 
 class AdapterError(Exception):
@@ -37,6 +37,12 @@ class AdapterVersion:
     @property
     def gguf_path(self) -> Path:
         return self.path / GGUF_FILE
+
+    @property
+    def merged_path(self) -> Path | None:
+        """The base with this adapter merged in, when the version still has that copy."""
+        path = self.path / MERGED_FILE
+        return path if path.is_file() else None
 
     @property
     def peft_dir(self) -> Path:

@@ -1,9 +1,10 @@
 """Chatting with one's personal model: OPPU's two memories working together.
 
 Each message gets the active adapter (parametric memory, read from the store on every
-message, so an activation or rollback applies to the next reply) and the top passages
-of the user's own writing (non-parametric memory), laid out exactly as the trainer lays
-out its items. Replies stream through a callback. Conversations are stored with the
+message, so an activation or rollback applies to the next reply; served as the version's
+merged copy at full strength, which reads prompts faster, else attached to the base) and
+the top passages of the user's own writing (non-parametric memory), laid out exactly as
+the trainer lays out its items. Replies stream through a callback. Conversations are stored with the
 adapter version, scale and passages of each reply, and the user's messages become their
 writing; an incognito session stores nothing at all.
 """
@@ -178,11 +179,12 @@ class ChatSession:
         from oppu.engine.chat import ReplyStream
 
         settings = self.profile.settings
-        path = base_model_path(settings.base_model)
-        engine = self.models.engine(path, settings.context_tokens)
+        base_path = base_model_path(settings.base_model)
+        notices: list[str] = []
+        adapter, scale = self._wanted_adapter(base_path, notices)
+        engine = self._engine(base_path, adapter, scale, settings.context_tokens, notices)
         with engine.lock:
-            notices: list[str] = []
-            version, scale = self._attach_adapter(engine, path, notices)
+            version, scale = self._attach_adapter(engine, base_path, adapter, scale, notices)
             passages = self._retrieve(text, settings)
             sampling = self._sampling(settings)
             fitted = fit_prompt(engine, [p.text for p in passages], self.history, text,
@@ -225,9 +227,9 @@ class ChatSession:
             self.conversation_id = self.conversations.create(text)
         self.conversations.add_message(self.conversation_id, "user", text)
 
-    def _attach_adapter(self, engine, base_path: Path, notices: list[str]
-                        ) -> tuple[str | None, float | None]:
-        """Put the active adapter on the engine (or none); refuse one made for another base."""
+    def _wanted_adapter(self, base_path: Path, notices: list[str]) -> tuple:
+        """The active adapter and its strength, or None when it is off or was made for
+        another base (which is refused with a notice)."""
         from oppu.core.adapters import active
 
         scale = self.options.adapter_scale
@@ -237,14 +239,35 @@ class ChatSession:
             notices.append(f"Adapter {adapter.version} was trained on another base model "
                            f"({adapter.base_name or 'unknown'}); replying without it.")
             adapter = None
+        return adapter, scale
+
+    def _engine(self, base_path: Path, adapter, scale: float, n_ctx: int, notices: list[str]):
+        """The adapter's merged copy at full strength, where the version has one: it reads
+        prompts faster than the base with the adapter attached. Else the base."""
+        merged = adapter.merged_path if adapter is not None and scale == 1.0 else None
+        if merged is not None:
+            try:
+                return self.models.engine(merged, n_ctx)
+            except ModelFileError as error:
+                notices.append(f"The merged copy of adapter {adapter.version} cannot be used "
+                               f"({error}); it is removed and the adapter attached instead.")
+                merged.unlink(missing_ok=True)
+        return self.models.engine(base_path, n_ctx)
+
+    def _attach_adapter(self, engine, base_path: Path, adapter, scale: float,
+                        notices: list[str]) -> tuple[str | None, float | None]:
+        """Attach `adapter` to the base's engine (a merged copy has it built in)."""
+        if adapter is None or engine.model_path != base_path:
+            engine.set_adapter(None)
+            return (adapter.version, scale) if adapter else (None, None)
         try:
-            engine.set_adapter(adapter.gguf_path if adapter else None, scale)
+            engine.set_adapter(adapter.gguf_path, scale)
         except ModelFileError as error:
             notices.append(f"Adapter {adapter.version} cannot be used ({error}); "
                            "replying without it.")
             engine.set_adapter(None)
-            adapter = None
-        return (adapter.version, scale) if adapter else (None, None)
+            return None, None
+        return adapter.version, scale
 
     def _retrieve(self, text: str, settings) -> list[Passage]:
         """The top k passages of the user's writing for `text`, leaving out earlier chat

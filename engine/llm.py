@@ -76,7 +76,8 @@ def _file_key(path: Path) -> tuple:
     return (str(path), stat.st_size, stat.st_mtime_ns)
 
 
-def _open_llama(path: Path, n_ctx: int, n_threads: int, n_gpu_layers: int, seed: int):
+def _open_llama(path: Path, n_ctx: int, n_threads: int, n_gpu_layers: int, seed: int,
+                options: dict):
     import llama_cpp
 
     with _construct_lock, _without_amx_buffers():
@@ -84,7 +85,7 @@ def _open_llama(path: Path, n_ctx: int, n_threads: int, n_gpu_layers: int, seed:
             return llama_cpp.Llama(
                 str(path), n_ctx=n_ctx, n_batch=512, n_threads=n_threads,
                 n_threads_batch=n_threads, n_gpu_layers=n_gpu_layers, seed=seed,
-                verbose=False)
+                verbose=False, **options)
         except (ValueError, RuntimeError):
             raise ModelFileError(path, "llama.cpp cannot load it: the file is damaged, truncated "
                                        "or of an architecture it does not support") from None
@@ -94,16 +95,18 @@ class Engine:
     """One GGUF model (a base or a merged one) and its context; not for parallel use."""
 
     def __init__(self, model_path: Path, n_ctx: int = DEFAULT_N_CTX, n_threads: int | None = None,
-                 n_gpu_layers: int | None = None, seed: int = 0):
+                 n_gpu_layers: int | None = None, seed: int = 0, **llama_options):
+        """`llama_options`: more `llama_cpp.Llama` arguments (logits_all for a benchmark)."""
         self.model_path = Path(model_path)
         check_header(self.model_path)
         threads = n_threads or cpu_threads()
         layers = gpu_layers() if n_gpu_layers is None else n_gpu_layers
-        self._llm = _open_llama(self.model_path, n_ctx, threads, layers, seed)
+        self._llm = _open_llama(self.model_path, n_ctx, threads, layers, seed, llama_options)
         trained = self._llm._model.n_ctx_train()
         if 0 < trained < n_ctx:  # a window beyond the training length only degrades output
             self._llm.close()
-            self._llm = _open_llama(self.model_path, trained, threads, layers, seed)
+            self._llm = _open_llama(self.model_path, trained, threads, layers, seed,
+                                    llama_options)
         import llama_cpp
 
         self._lib = llama_cpp
@@ -204,6 +207,18 @@ class Engine:
     def generate(self, tokens: list[int], sampler_args: dict):
         """llama-cpp-python's token generator (prefix-cached) for `tokens`."""
         return self._llm.generate(tokens, **sampler_args)
+
+    def negative_log_likelihood(self, tokens: list[int]) -> float:
+        """The summed -log p of tokens[1:], each given those before it, from nothing cached
+        (the engine must be opened with logits_all=True)."""
+        import numpy as np
+
+        self.forget_evaluated()
+        self._llm.eval(tokens[:-1])
+        logits = np.asarray(self._llm.scores[:len(tokens) - 1], dtype=np.float64)
+        peak = logits.max(axis=1, keepdims=True)
+        log_norm = peak[:, 0] + np.log(np.exp(logits - peak).sum(axis=1))
+        return float((log_norm - logits[np.arange(len(tokens) - 1), tokens[1:]]).sum())
 
     def set_seed(self, seed: int) -> None:
         self._llm.set_seed(seed)

@@ -28,15 +28,16 @@ from oppu.storage.models import Adapter, AdapterDocument, Document, TrainingRun,
 from oppu.storage.paths import private_dir, profile_dir
 from oppu.trainer.child import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, Protocol, StopControl
 from oppu.trainer.versions import (
-    GGUF_FILE,
     PEFT_DIR,
     WORK_DIR,
     active_adapter,
     app_version,
+    drop_old_merged_copies,
     make_active,
     next_version,
     read_meta,
     write_meta,
+    write_model_files,
 )
 
 OOM_MARKERS = ("out of memory", "can't allocate memory", "cannot allocate memory",
@@ -237,21 +238,18 @@ class TrainingJob:
 
     def _save(self, config, train_config, base, base_summary, dataset, trained, metrics,
               active_row) -> dict:
-        from oppu.trainer.gguf_adapter import write_adapter_gguf
-
         active = metrics.get("active")
         promoted, decision = decide(metrics["new"], metrics["base"], active,
                                     metrics.get("active_version"))
         for key in ("base", "new", "active"):
             if key in metrics and not math.isfinite(metrics[key]["loss"]):
                 promoted, decision = False, f"not promoted: the {key} held-out loss is not finite"
-        self.emit("save", 0, 2, message="writing the adapter")
+        self.emit("save", 0, 2, message="writing the adapter and its merged copy")
         work = self._work_folder()
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         trained.peft_model.save_pretrained(work / PEFT_DIR)
-        write_adapter_gguf(work / PEFT_DIR, base.gguf_path, work / GGUF_FILE,
-                           base_sha256=base.sha256)
+        write_model_files(work, base.gguf_path, base.sha256)
         meta = {"run_id": self.run_id, "base": {"name": base.gguf_path.name, **base_summary},
                 "config": train_config.to_dict(), "preset": config["preset"], "metrics": metrics,
                 "train_document_ids": list(dataset.train_document_ids),
@@ -304,6 +302,8 @@ class TrainingJob:
             shutil.rmtree(final, ignore_errors=True)  # no row points at it: take it back
             raise
         shutil.rmtree(work, ignore_errors=True)
+        with self.store.read() as session:
+            drop_old_merged_copies(session, adapters_dir, version)
         self.emit("save", 2, 2)
         return {"version": version, "promoted": promoted, "decision": decision,
                 "metrics": meta["metrics"]}

@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "oppu.core.cli.chat_commands",
     "oppu.core.cli.adapter_file_commands",
     "oppu.core.cli.eval_commands",
+    "oppu.core.cli.profile_commands",
 ]
 
 

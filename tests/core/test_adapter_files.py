@@ -15,10 +15,9 @@ from oppu.core.cli import main
 from oppu.core.profile import Profile
 from oppu.storage.models import Adapter
 from oppu.trainer.adapter_bundle import BundleError
-from oppu.trainer.gguf_adapter import write_adapter_gguf
 from oppu.trainer.peft_files import AdapterError as FileError
 from oppu.trainer.prepare import sha256_file
-from oppu.trainer.versions import app_version, write_meta
+from oppu.trainer.versions import app_version, write_meta, write_model_files
 from tests.support.adapter_zips import lora_b_doubled, rezip, weights_changed
 from tests.support.parity import (
     PARITY_BOUND,
@@ -49,7 +48,7 @@ def install_trained_version(profile, adapter_dir, base) -> str:
     folder = profile.adapters_dir / "v1"
     shutil.copytree(adapter_dir, folder / "peft")
     sha = sha256_file(base)
-    write_adapter_gguf(folder / "peft", base, folder / "adapter.gguf", base_sha256=sha)
+    write_model_files(folder, base, sha)
     write_meta(folder, {"version": "v1", "run_id": 1, "train_words": 1234,
                         "metrics": {"new": {"loss": 2.5}, "base": {"loss": 3.0}},
                         "config": {"rank": 8}, "created": "2026-01-01T00:00:00",
@@ -137,9 +136,16 @@ def test_merged_export_runs_in_llama_cpp(alice, tmp_path, monkeypatch, tiny_gguf
     path = export(alice, format="merged", report=seen.append)
     assert path == tmp_path / "oppu-alice-v1-merged-q8_0.gguf"
     ids = tokenize(tiny_gguf, PROMPT)
-    with_adapter = llama_last_logits(tiny_gguf, ids, list_adapters(alice)[0].gguf_path)
+    version = list_adapters(alice)[0]
+    with_adapter = llama_last_logits(tiny_gguf, ids, version.gguf_path)
     assert correlation(llama_last_logits(path, ids), with_adapter) >= PARITY_BOUND
-    assert any(p.phase == "merge" for p in seen) and seen[-1].done == seen[-1].total
+    # q8_0 is the merged copy chat serves, copied; without that copy it is merged afresh
+    assert path.read_bytes() == version.merged_path.read_bytes()
+    assert not any(p.phase == "merge" for p in seen) and seen[-1].done == seen[-1].total
+    version.merged_path.unlink()
+    seen.clear()
+    again = export(alice, format="merged", out=tmp_path / "again.gguf", report=seen.append)
+    assert again.read_bytes() == path.read_bytes() and any(p.phase == "merge" for p in seen)
 
 
 @pytest.fixture
@@ -149,12 +155,11 @@ def fresh(tiny_gguf):
         yield profile
 
 
-
-
 def test_import_activates_only_when_asked(alice, exported, tmp_path):
     other = rezip(exported, tmp_path / "other.zip", weights_changed(lora_b_doubled))
     second = import_adapter(alice, other, activate=True)
     assert (second.version, second.is_active) == ("v2", True)
+    assert second.merged_path is not None  # chat serves it merged, as a trained version
     assert [a.is_active for a in list_adapters(alice)] == [True, False]
 
 
@@ -343,5 +348,6 @@ def test_command_line_export_and_import(alice, tmp_path, capsys, tiny_gguf):
 def test_odd_member_names_are_never_written(alice, exported, fresh, tmp_path):
     evil = rezip(exported, tmp_path / "evil.zip", lambda c: c | {"../../escape.txt": b"x"})
     imported = import_adapter(fresh, evil)
-    assert sorted(p.name for p in imported.path.iterdir()) == ["adapter.gguf", "meta.json", "peft"]
+    assert sorted(p.name for p in imported.path.iterdir()) == [
+        "adapter.gguf", "merged-q8_0.gguf", "meta.json", "peft"]
     assert not list(alice.folder.parent.rglob("escape.txt"))

@@ -95,3 +95,23 @@ def test_delete_removes_an_inactive_version_entirely(three):
         assert session.query(AdapterDocument).count() == 4
     with three.store.read() as session:
         assert next_version(session, three.adapters_dir) == "v4"
+
+
+def test_merged_copies_are_kept_for_the_new_version_and_the_two_latest_activated(three):
+    from oppu.trainer.versions import MERGED_FILE, drop_old_merged_copies
+
+    add_version(three, "v4", 2.0)
+    for version in ("v1", "v2", "v3", "v4"):
+        (three.adapters_dir / version / MERGED_FILE).write_bytes(b"GGUF")
+    for version in ("v1", "v2", "v3"):
+        activate(three, version)
+    with three.store.read() as session:
+        drop_old_merged_copies(session, three.adapters_dir, "v4")
+    kept = {v.version for v in list_adapters(three) if v.merged_path is not None}
+    assert kept == {"v4", "v3", "v2"}  # the new one, the active one, the rollback target
+    rollback(three)  # back to v2; v3, rolled back from, loses its copy at the next drop
+    with three.store.read() as session:
+        drop_old_merged_copies(session, three.adapters_dir, "v4")
+    assert {v.version for v in list_adapters(three) if v.merged_path} == {"v4", "v2"}
+    # v1, the next rollback target, lost its copy earlier: it is served attached
+    assert all((three.adapters_dir / v / GGUF_FILE).is_file() for v in ("v1", "v2", "v3"))

@@ -9,7 +9,7 @@ from oppu.engine.chat import Sampling
 from oppu.engine.errors import ModelFileError
 from oppu.storage.models import Chunk, Conversation, Document, Message
 from oppu.storage.prompting import PASSAGES_HEADER, VOICE_INSTRUCTION, user_turn
-from tests.engine.adapters import install_adapter, lora_gguf
+from tests.engine.adapters import install_adapter, lora_gguf, merged_gguf
 from tests.support.tiny_model import bundled_gguf
 
 NOTES = {
@@ -262,3 +262,45 @@ def test_a_missing_or_damaged_base_offers_the_bundled_one(chat_profile, models, 
     assert caught.value.bundled_fallback == bundled_gguf()
     assert "my-model.gguf" in str(caught.value) and "\n" not in str(caught.value)
     assert counts(chat_profile)["Message"] == 0
+
+
+def test_full_strength_is_served_by_the_merged_copy(chat_profile, models, tiny_gguf,
+                                                    adapter_files):
+    """The merged copy (q8_0) answers as the attached adapter does, with no adapter
+    attached; a weaker strength or the adapter switched off use the base again."""
+    sha = base_sha256(tiny_gguf)
+    merged = merged_gguf(tiny_gguf, adapter_files[0].parent, seed=0)
+    install_adapter(chat_profile, adapter_files[0], "v1", sha)
+    chat = session(chat_profile, models, use_retrieval=False, incognito=True)
+    attached = chat.send(QUESTION)
+    assert models.current.model_path == tiny_gguf and models.current.adapter is not None
+    install_adapter(chat_profile, adapter_files[0], "v2", sha, merged=merged)
+    chat.reset()
+    served = chat.send(QUESTION)
+    assert served.adapter_version == "v2" and served.adapter_scale == 1.0
+    assert models.current.model_path == adapters.active(chat_profile).merged_path
+    assert models.current.adapter is None and served.text == attached.text
+    chat.reset()
+    chat.options.adapter_scale = 0.5
+    assert chat.send(QUESTION).adapter_scale == 0.5
+    assert models.current.model_path == tiny_gguf and models.current.adapter[1] == 0.5
+    chat.reset()
+    chat.options.adapter_scale, chat.options.use_adapter = None, False
+    assert chat.send(QUESTION).adapter_version is None
+    assert models.current.model_path == tiny_gguf and models.current.adapter is None
+
+
+def test_a_damaged_merged_copy_is_dropped_for_the_attached_adapter(
+        chat_profile, models, tiny_gguf, adapter_files):
+    sha = base_sha256(tiny_gguf)
+    folder = install_adapter(chat_profile, adapter_files[0], "v1", sha,
+                             merged=merged_gguf(tiny_gguf, adapter_files[0].parent, seed=0))
+    merged = adapters.active(chat_profile).merged_path
+    merged.write_bytes(merged.read_bytes()[:4096])  # cut short
+    chat = session(chat_profile, models, use_retrieval=False, incognito=True)
+    reply = chat.send(QUESTION)
+    assert reply.adapter_version == "v1" and "merged copy of adapter v1" in reply.notices[0]
+    assert not merged.exists() and (folder / "adapter.gguf").is_file()
+    assert models.current.model_path == tiny_gguf and models.current.adapter is not None
+    chat.reset()
+    assert chat.send(QUESTION).notices == ()  # said once: the copy is gone

@@ -47,18 +47,32 @@ def lora_gguf(base_gguf: Path, folder: Path, seed: int = 0, b_std: float = 0.5,
     return _built[key]
 
 
+def merged_gguf(base_gguf: Path, folder: Path, seed: int = 0) -> Path:
+    """`base_gguf` with `lora_gguf`'s adapter of that seed merged in, as a training writes it."""
+    from oppu.trainer.merge import write_merged_gguf
+
+    lora_gguf(base_gguf, folder, seed)
+    merged = folder / f"merged-{seed}.gguf"
+    if not merged.is_file():
+        write_merged_gguf(folder / f"peft-{seed}", base_gguf, merged, "q8_0")
+    return merged
+
+
 def install_adapter(profile, adapter_gguf: Path, version: str, base_sha256: str,
-                    activate: bool = True) -> Path:
-    """Put `adapter_gguf` in the profile as adapter `version`, as a finished training does."""
+                    activate: bool = True, merged: Path | None = None) -> Path:
+    """Put `adapter_gguf` (and its `merged` copy) in the profile as adapter `version`, as a
+    finished training does."""
     import shutil
 
     from oppu.core import adapters
     from oppu.storage.models import Adapter
-    from oppu.trainer.versions import GGUF_FILE
+    from oppu.trainer.versions import GGUF_FILE, MERGED_FILE
 
     folder = profile.adapters_dir / version
     folder.mkdir()
     shutil.copy(adapter_gguf, folder / GGUF_FILE)
+    if merged is not None:
+        shutil.copy(merged, folder / MERGED_FILE)
     with profile.store.write() as session:
         session.add(Adapter(version=version, path=str(folder), base_name="tiny-test-llama",
                             base_sha256=base_sha256))

@@ -13,7 +13,7 @@ from oppu.core.training import log_path, training_argv
 from oppu.storage.models import Adapter, AdapterDocument, TrainingRun
 from oppu.trainer.child import Protocol, StopControl, StopRequested
 from oppu.trainer.job import TrainingJob, decide, is_out_of_memory
-from oppu.trainer.versions import GGUF_FILE, META_FILE, PEFT_DIR
+from oppu.trainer.versions import GGUF_FILE, MERGED_FILE, META_FILE, PEFT_DIR
 from tests.support.training_setup import (  # noqa: F401 - fixtures
     FAST,
     base_cache_fixture,
@@ -43,6 +43,7 @@ def test_the_child_reports_progress_and_records_a_complete_adapter(trainee):
     assert {p.name for p in (folder / PEFT_DIR).iterdir()} >= {
         "adapter_config.json", "adapter_model.safetensors"}
     assert (folder / GGUF_FILE).read_bytes()[:4] == b"GGUF"
+    assert (folder / MERGED_FILE).read_bytes()[:4] == b"GGUF"  # what chat serves
     meta = json.loads((folder / META_FILE).read_text())
     assert meta["run_id"] == run_id and meta["version"] == "v1"
     assert meta["base"]["sha256"] and meta["app_version"] and meta["created"]

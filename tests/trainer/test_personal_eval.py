@@ -90,6 +90,10 @@ def test_oppu_eval_measures_and_stores(trainee, capsys):
     assert main(["--profile", trainee.name, "eval", "--show", "--version", outcome.version]) == 0
     shown = capsys.readouterr().out
     assert "adapter + retrieval" in shown and f"{result.perplexity['base']:.2f}" in shown
+    assert main(["--profile", trainee.name, "adapters"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    row = next(line for line in listed if f" {outcome.version} " in line)
+    assert f" {result.reduction_vs_base:.0%} " in row  # the evaluation, in the versions list
 
     # A document longer than --max-words is cut to its opening words, not measured whole.
     smaller = evaluate_profile(trainee, outcome.version, generations=0, max_words=1)

@@ -1,0 +1,76 @@
+"""`oppu profiles`: the people this machine keeps writing for; deleting one for good."""
+
+import sys
+
+from oppu.core.cli import CommandError
+
+
+def register(commands) -> None:
+    profiles = commands.add_parser(
+        "profiles", help="list the profiles, or delete one with everything it holds")
+    profiles.add_argument("--delete", metavar="NAME",
+                          help="delete this profile's writing, chats, models and settings")
+    profiles.add_argument("--yes", action="store_true",
+                          help="with --delete: do not ask for confirmation")
+    profiles.set_defaults(run=run_profiles)
+
+
+def run_profiles(args) -> int:
+    from oppu.storage.paths import list_profiles
+
+    names = list_profiles()
+    if args.delete is not None:
+        return _delete(args.delete, names, args.yes)
+    if not names:
+        print("no profiles yet: `oppu note` or `oppu add` starts the default one")
+        return 0
+    print(f"{'profile':<24} {'documents':>9} {'words':>9}  active adapter")
+    for name in names:
+        documents, words, adapter = _summary(name)
+        print(f"{name:<24} {documents:>9} {words:>9}  {adapter or '-'}")
+    return 0
+
+
+def _summary(name: str) -> tuple[int, int, str | None]:
+    from sqlalchemy import func, select
+
+    from oppu.core.adapters import active
+    from oppu.core.profile import Profile
+    from oppu.storage.models import Document
+
+    with Profile(name) as profile:
+        with profile.store.read() as session:
+            documents, words = session.execute(
+                select(func.count(Document.id), func.coalesce(func.sum(Document.words), 0))
+                .where(Document.deleted.is_(False))).one()
+        current = active(profile)
+    return documents, words, current.version if current else None
+
+
+def _delete(name: str, names: list[str], confirmed: bool) -> int:
+    from oppu.core.profile import Profile, delete_profile_data
+    from oppu.core.training import live_run
+
+    if name not in names:
+        raise CommandError(f"no profile {name!r} (profiles: {', '.join(names) or 'none'})")
+    if not confirmed and not _confirmed(name):
+        print("nothing deleted")
+        return 1
+    profile = Profile(name)
+    if (run := live_run(profile)) is not None:
+        profile.close()
+        raise CommandError(f"training run {run} of {name!r} is still running: stop it or let "
+                           "it finish, then delete")
+    delete_profile_data(profile)
+    print(f"deleted profile {name!r}: its writing, chats, adapters, runs and settings")
+    return 0
+
+
+def _confirmed(name: str) -> bool:
+    if not sys.stdin.isatty():
+        raise CommandError(f"deleting {name!r} cannot be undone: add --yes to confirm")
+    try:
+        answer = input(f"Delete profile {name!r} and everything it holds? Type its name: ")
+    except EOFError:
+        return False
+    return answer.strip() == name

@@ -1,0 +1,68 @@
+"""`oppu profiles`: listing the profiles and deleting one for good, run in-process."""
+
+import io
+
+import pytest
+
+from oppu.core.cli import main
+from oppu.core.profile import Profile
+from oppu.storage.paths import list_profiles
+
+
+@pytest.fixture
+def two(oppu_home, embedder):
+    """Two profiles with writing: 'ann' (two notes) and 'bob' (one)."""
+    for name, notes in {"ann": ["Bees swarmed twice in May.", "The starter is Gerald."],
+                        "bob": ["My chain keeps slipping on the hill."]}.items():
+        with Profile(name, embedder=embedder) as profile:
+            for note in notes:
+                profile.writing.add_note(note)
+    return oppu_home
+
+
+def oppu(capsys, *args: str) -> tuple[int, str, str]:
+    status = main(list(args))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_profiles_are_listed_with_their_writing(two, capsys):
+    status, out, _ = oppu(capsys, "profiles")
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[1:]}
+    assert status == 0 and rows == {"ann": ["2", "9", "-"], "bob": ["1", "7", "-"]}
+
+
+def test_delete_removes_one_profile_and_nothing_else(two, capsys):
+    bob_folder = two / "profiles" / "bob"
+    assert oppu(capsys, "profiles", "--delete", "ann", "--yes")[0] == 0
+    assert list_profiles() == ["bob"] and not (two / "profiles" / "ann").exists()
+    assert (bob_folder / "oppu.db").is_file()
+    assert oppu(capsys, "--profile", "bob", "stats")[1].startswith("documents: 1\n")
+
+
+def test_delete_asks_first_and_refuses_what_it_cannot_do(two, capsys, monkeypatch):
+    status, _, err = oppu(capsys, "profiles", "--delete", "carol", "--yes")
+    assert status == 1 and "no profile 'carol' (profiles: ann, bob)" in err
+    monkeypatch.setattr("sys.stdin", io.StringIO("ann\n"))  # not a terminal: no prompt
+    status, _, err = oppu(capsys, "profiles", "--delete", "ann")
+    assert status == 1 and "cannot be undone: add --yes" in err
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr("sys.stdin", Terminal("bob\n"))  # the wrong name typed
+    assert oppu(capsys, "profiles", "--delete", "ann")[1].endswith("nothing deleted\n")
+    monkeypatch.setattr("sys.stdin", Terminal("ann\n"))
+    assert oppu(capsys, "profiles", "--delete", "ann")[0] == 0
+    assert list_profiles() == ["bob"]
+
+
+def test_a_profile_in_training_is_not_deleted(two, capsys):
+    from oppu.core.training import create_run
+
+    with Profile("bob") as profile:
+        run = create_run(profile)
+    status, _, err = oppu(capsys, "profiles", "--delete", "bob", "--yes")
+    assert status == 1 and f"training run {run} of 'bob' is still running" in err
+    assert list_profiles() == ["ann", "bob"]

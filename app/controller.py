@@ -169,14 +169,17 @@ class AppController(QObject):
                 "Wait for the running task or training to finish, then delete.", "info")
             return
         name = self.profile.name
+        self.chat.models.close()  # it may hold a merged model from the profile's folder
+        failure = None
         try:
             delete_profile_data(self.profile)
         except Exception as error:  # noqa: BLE001
-            self.report_error(self.settings_page.banner, error)
+            failure = error
+        self.profile, self.writing_open = None, False
+        self.switch_profile(name)  # the same profile again: empty, or as it was on a failure
+        if failure is not None:
+            self.report_error(self.settings_page.banner, failure)
             return
-        finally:
-            self.profile, self.writing_open = None, False
-        self.switch_profile(name)
         self.settings_page.banner.show_message(
             f"All data of profile “{name}” was deleted: its writing, chats, models and settings.",
             "success", 15)

@@ -123,15 +123,27 @@ def _export_merged(profile, chosen: AdapterVersion, target: Path, quant: str,
         raise AdapterError(f"adapter {chosen.version} was trained on {chosen.base_name}, but "
                            f"this profile's base is now {base_path.name}; switch the base back "
                            "to merge it")
-    if quant == "q8_0" and chosen.merged_path is not None:  # the copy chat serves is this
-        from oppu.storage.atomic import atomic_path
-
-        with atomic_path(target) as temp:
-            shutil.copyfile(chosen.merged_path, temp)
+    if quant == "q8_0" and _copied(chosen.merged_path, target):  # the copy chat serves
         return
     tensor_type, quantize_to = (quant, None) if quant in DIRECT_TYPES else ("q8_0", quant)
     write_merged_gguf(chosen.peft_dir, base_path, target, tensor_type, quantize_to,
                       lambda done, total, name: report(Progress("merge", done, total, name)))
+
+
+def _copied(merged: Path | None, target: Path) -> bool:
+    """Copy a whole merged copy to `target`; False when there is none, or none intact."""
+    from oppu.storage.atomic import atomic_path
+    from oppu.trainer.gguf_file import GGUFFormatError, read_header
+
+    if merged is None:
+        return False
+    try:
+        read_header(merged)
+        with atomic_path(target) as temp:
+            shutil.copyfile(merged, temp)
+    except (GGUFFormatError, OSError):  # damaged, or removed by a training meanwhile
+        return False
+    return True
 
 
 def import_adapter(profile, path: Path, activate: bool = False, force: bool = False

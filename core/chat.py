@@ -82,27 +82,36 @@ def _bundled_instead_of(path) -> Path | None:
 
 
 class Models:
-    """The loaded model, shared by chat sessions; reloaded when the base or window changes."""
+    """The loaded model, shared by chat sessions; reloaded when the model file or the window
+    changes (a file written anew under the same name, such as a new version's merged copy
+    after a deletion, is another model)."""
 
     def __init__(self, n_threads: int | None = None):
         self.n_threads = n_threads
         self._engine = None
         self._key = None
         self._lock = threading.Lock()
+        self._refused: set[tuple] = set()  # file keys llama.cpp would not load
 
     def engine(self, path: Path, n_ctx: int):
         from oppu.engine.llm import Engine
 
         with self._lock:
-            if self._key != (path, n_ctx):
+            key = (_key_of(path), n_ctx)
+            if self._key != key:
                 self.close()
                 try:
                     self._engine = Engine(path, n_ctx=n_ctx, n_threads=self.n_threads)
                 except ModelFileError as error:
+                    self._refused.add(key[0])
                     error.bundled_fallback = _bundled_instead_of(path)
                     raise
-                self._key = (path, n_ctx)
+                self._key = key
             return self._engine
+
+    def refused(self, path: Path) -> bool:
+        """Whether the file now at `path` already failed to load."""
+        return _key_of(path) in self._refused
 
     @property
     def current(self):
@@ -113,6 +122,15 @@ class Models:
         if self._engine is not None:
             self._engine.close()
         self._engine, self._key = None, None
+
+
+def _key_of(path: Path) -> tuple:
+    from oppu.engine.llm import file_key
+
+    try:
+        return file_key(path)
+    except OSError:
+        return (str(path),)  # gone or unreadable: loading it says why
 
 
 class ChatSession:
@@ -245,13 +263,11 @@ class ChatSession:
         """The adapter's merged copy at full strength, where the version has one: it reads
         prompts faster than the base with the adapter attached. Else the base."""
         merged = adapter.merged_path if adapter is not None and scale == 1.0 else None
-        if merged is not None:
+        if merged is not None and not self.models.refused(merged):
             try:
                 return self.models.engine(merged, n_ctx)
             except ModelFileError as error:
-                notices.append(f"The merged copy of adapter {adapter.version} cannot be used "
-                               f"({error}); it is removed and the adapter attached instead.")
-                merged.unlink(missing_ok=True)
+                notices.append(_merged_copy_refused(adapter.version, merged, error))
         return self.models.engine(base_path, n_ctx)
 
     def _attach_adapter(self, engine, base_path: Path, adapter, scale: float,
@@ -291,6 +307,24 @@ class ChatSession:
             return self.options.sampling
         return Sampling(temperature=settings.temperature, top_p=settings.top_p,
                         max_tokens=settings.max_reply_tokens)
+
+
+def _merged_copy_refused(version: str, merged: Path, error: ModelFileError) -> str:
+    """Remove a damaged merged copy (the adapter file serves instead); keep a whole one that
+    failed to load for another reason, such as memory."""
+    from oppu.trainer.gguf_file import GGUFFormatError, read_header
+
+    try:
+        read_header(merged)
+    except (GGUFFormatError, OSError) as damage:
+        try:
+            merged.unlink(missing_ok=True)
+        except OSError:
+            pass  # in use elsewhere (Windows): a later message finds it damaged again
+        return (f"The merged copy of adapter {version} is damaged ({damage}) and was removed; "
+                "the adapter is attached to the base instead.")
+    return (f"The merged copy of adapter {version} cannot be loaded ({error}); the adapter is "
+            "attached to the base instead.")
 
 
 def _normalized(text: str) -> str:

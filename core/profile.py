@@ -7,6 +7,7 @@ from typing import Self
 
 from oppu.core.settings import Settings, load_settings, save_settings
 from oppu.core.training import recover_interrupted
+from oppu.storage.atomic import TEMP_PREFIX
 from oppu.storage.db import Store
 from oppu.storage.index import Embedder, Index
 from oppu.storage.paths import DEFAULT_PROFILE, private_dir, profile_dir
@@ -63,13 +64,27 @@ class Profile:
         self.close()
 
 
+class ProfileInUse(Exception):
+    pass
+
+
 def delete_profile_data(profile: Profile) -> None:
     """Delete everything `profile` holds: writing, chats, vectors, adapters, runs, settings.
 
-    The profile is closed first (Chroma too, or its cache would outlive the files);
-    opening the same name afterwards makes a fresh, empty profile.
+    The profile is closed first (Chroma too, or its cache would outlive the files). Its
+    folder is renamed away before anything is removed, so the profile disappears whole or
+    not at all: where files in use cannot be renamed (Windows), nothing is deleted. Opening
+    the same name afterwards makes a fresh, empty profile.
     """
     if "index" in profile.__dict__:
         profile.index.close()
     profile.close()
-    shutil.rmtree(profile.folder)
+    doomed = profile.folder.with_name(f"{TEMP_PREFIX}deleted-{profile.folder.name}")
+    shutil.rmtree(doomed, ignore_errors=True)  # an earlier deletion cut short
+    try:
+        profile.folder.rename(doomed)
+    except PermissionError:
+        raise ProfileInUse(f"profile {profile.name!r} is in use by another program (an OPPU "
+                           "window, chat or training): close it, then delete; nothing was "
+                           "deleted") from None
+    shutil.rmtree(doomed)

@@ -12,6 +12,7 @@ It runs whenever a profile opens.
 """
 
 import shutil
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -29,6 +30,9 @@ from oppu.trainer.versions import WORK_DIR, read_meta
 LIVE = ("queued", "running")
 # A queued run without a pid may be one whose starter is about to launch it.
 QUEUED_GRACE = timedelta(minutes=2)
+# A version folder still being written under a temporary name may be another process's
+# import (which merges a copy of the base: minutes for a large one); older ones are junk.
+PARTIAL_GRACE_S = 3600
 INTERRUPTED = "interrupted: the training process ended without finishing (killed or crashed)"
 
 
@@ -205,7 +209,10 @@ def _sweep_adapters_dir(adapters_dir: Path, known: set[str]) -> None:
     for folder in adapters_dir.iterdir():
         if not folder.is_dir() or folder.name in known:
             continue
-        if folder.name.startswith(TEMP_PREFIX) or isinstance(read_meta(folder).get("run_id"), int):
+        partial = folder.name.startswith(TEMP_PREFIX)
+        if partial and time.time() - folder.stat().st_mtime < PARTIAL_GRACE_S:
+            continue
+        if partial or isinstance(read_meta(folder).get("run_id"), int):
             shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -71,9 +71,10 @@ def _without_amx_buffers():
         lib.llama_model_default_params = original
 
 
-def _file_key(path: Path) -> tuple:
-    stat = path.stat()
-    return (str(path), stat.st_size, stat.st_mtime_ns)
+def file_key(path: Path) -> tuple:
+    """Which file is at `path` now: one written anew under the same name is another file."""
+    stat = Path(path).stat()
+    return (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
 
 
 def _open_llama(path: Path, n_ctx: int, n_threads: int, n_gpu_layers: int, seed: int,
@@ -137,7 +138,7 @@ class Engine:
         info = None
         if wanted is not None:
             check_header(wanted[0])
-            key = _file_key(wanted[0])
+            key = file_key(wanted[0])
             if key not in self._checked:
                 self._checked[key] = check_adapter(read_summary(wanted[0]), self.summary)
             info = self._checked[key]

@@ -43,4 +43,5 @@ def list_profiles(root: Path | None = None) -> list[str]:
     folder = (root or data_root()) / "profiles"
     if not folder.is_dir():
         return []
-    return sorted(p.name for p in folder.iterdir() if (p / "oppu.db").exists())
+    return sorted(p.name for p in folder.iterdir()
+                  if PROFILE_NAME.match(p.name) and (p / "oppu.db").exists())

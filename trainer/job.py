@@ -244,12 +244,14 @@ class TrainingJob:
         for key in ("base", "new", "active"):
             if key in metrics and not math.isfinite(metrics[key]["loss"]):
                 promoted, decision = False, f"not promoted: the {key} held-out loss is not finite"
-        self.emit("save", 0, 2, message="writing the adapter and its merged copy")
+        self.emit("save", 0, 2, message="writing the adapter")
         work = self._work_folder()
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         trained.peft_model.save_pretrained(work / PEFT_DIR)
-        write_model_files(work, base.gguf_path, base.sha256)
+        write_model_files(work, base.gguf_path, base.sha256,
+                          lambda done, total, _tensor: self.emit(
+                              "save", done, total, message="merging a copy for fast replies"))
         meta = {"run_id": self.run_id, "base": {"name": base.gguf_path.name, **base_summary},
                 "config": train_config.to_dict(), "preset": config["preset"], "metrics": metrics,
                 "train_document_ids": list(dataset.train_document_ids),

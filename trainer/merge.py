@@ -44,7 +44,7 @@ def _no_report(_done: int, _total: int, _message: str) -> None:
 
 
 def write_merged_gguf(peft_dir: Path, base_gguf: Path, out_path: Path, tensor_type: str = "q8_0",
-                      quantize_to: str | None = None, report: MergeReport = _no_report, *,
+                      quantize_to: str | None = None, report: MergeReport | None = None, *,
                       permute_qk: bool = True) -> Path:
     """Write base + adapter as one GGUF at `out_path`, atomically; return the path."""
     if tensor_type not in TENSOR_TYPES:
@@ -52,6 +52,7 @@ def write_merged_gguf(peft_dir: Path, base_gguf: Path, out_path: Path, tensor_ty
     if quantize_to is not None and quantize_to not in QUANTIZE_TYPES:
         raise ValueError(f"quantize_to must be one of {', '.join(QUANTIZE_TYPES)}, "
                          f"not {quantize_to!r}")
+    report = report or _no_report
     lora = read_peft_dir(peft_dir)
     touched = {t.base_name: t for t in lora_tensors(lora, read_base_info(base_gguf), permute_qk)}
     header = read_header(base_gguf)

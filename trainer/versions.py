@@ -10,6 +10,7 @@ row always points at a whole folder. Exactly one adapter, or none, is active; it
 
 import json
 import re
+from collections.abc import Callable
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
@@ -71,7 +72,8 @@ def make_active(session: Session, adapter: Adapter | None, when: datetime | None
     session.flush()
 
 
-def write_model_files(folder: Path, base_gguf: Path, base_sha256: str) -> None:
+def write_model_files(folder: Path, base_gguf: Path, base_sha256: str,
+                      report: Callable[[int, int, str], None] | None = None) -> None:
     """The llama.cpp files of the version in `folder`, from its `peft/`.
 
     `adapter.gguf` is the adapter alone, attached to the base at any strength. The merged
@@ -80,7 +82,9 @@ def write_model_files(folder: Path, base_gguf: Path, base_sha256: str) -> None:
     kernels, the bundled Q4_1 base has none) and decodes as fast as the attached adapter.
     q8_0 keeps the adapter's effect: on held-out Austen text the merged copy's perplexity
     was 25.19 against 25.15 attached and 32.90 for the base, where q5_0 gave 26.26 and
-    q4_0 30.99 (bench/results/served_model.md).
+    q4_0 30.99 (bench/results/served_model.md). The copy is optional: without it (a base
+    type gguf-py cannot dequantize, or no room on the disk) chat attaches the adapter.
+    `report(done, total, tensor)` follows the merge.
     """
     from oppu.trainer.gguf_adapter import write_adapter_gguf
     from oppu.trainer.merge import write_merged_gguf
@@ -89,15 +93,17 @@ def write_model_files(folder: Path, base_gguf: Path, base_sha256: str) -> None:
     write_adapter_gguf(folder / PEFT_DIR, base_gguf, folder / GGUF_FILE,
                        base_sha256=base_sha256)
     try:
-        write_merged_gguf(folder / PEFT_DIR, base_gguf, folder / MERGED_FILE, "q8_0")
-    except UnsupportedAdapter:
-        pass  # a base type gguf-py cannot dequantize: chat attaches the adapter instead
+        write_merged_gguf(folder / PEFT_DIR, base_gguf, folder / MERGED_FILE, "q8_0",
+                          report=report)
+    except (UnsupportedAdapter, OSError):
+        pass  # written atomically: nothing half-made stays behind
 
 
 def drop_old_merged_copies(session: Session, adapters_dir: Path, new_version: str) -> None:
     """Delete the merged copies of all but `new_version` and the latest activated versions;
     those versions are then served with their adapter attached."""
-    kept = {new_version, *session.scalars(
+    active = active_adapter(session)
+    kept = {new_version, active.version if active else None, *session.scalars(
         select(Adapter.version).where(Adapter.activated_at.is_not(None))
         .order_by(Adapter.activated_at.desc()).limit(MERGED_KEPT_ACTIVATED))}
     for path in Path(adapters_dir).glob(f"*/{MERGED_FILE}"):

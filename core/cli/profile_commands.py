@@ -9,7 +9,8 @@ def register(commands) -> None:
     profiles = commands.add_parser(
         "profiles", help="list the profiles, or delete one with everything it holds")
     profiles.add_argument("--delete", metavar="NAME",
-                          help="delete this profile's writing, chats, models and settings")
+                          help="delete this profile's writing, chats, models and settings "
+                               "(refused while it trains; close OPPU windows using it first)")
     profiles.add_argument("--yes", action="store_true",
                           help="with --delete: do not ask for confirmation")
     profiles.set_defaults(run=run_profiles)
@@ -48,7 +49,7 @@ def _summary(name: str) -> tuple[int, int, str | None]:
 
 
 def _delete(name: str, names: list[str], confirmed: bool) -> int:
-    from oppu.core.profile import Profile, delete_profile_data
+    from oppu.core.profile import Profile, ProfileInUse, delete_profile_data
     from oppu.core.training import live_run
 
     if name not in names:
@@ -61,7 +62,10 @@ def _delete(name: str, names: list[str], confirmed: bool) -> int:
         profile.close()
         raise CommandError(f"training run {run} of {name!r} is still running: stop it or let "
                            "it finish, then delete")
-    delete_profile_data(profile)
+    try:
+        delete_profile_data(profile)
+    except ProfileInUse as error:
+        raise CommandError(str(error)) from None
     print(f"deleted profile {name!r}: its writing, chats, adapters, runs and settings")
     return 0
 

@@ -44,12 +44,30 @@ def test_delete_all_my_data_leaves_an_empty_profile(qtbot, app):
     (folder / "adapters" / "v9").mkdir(parents=True)
     app.settings_page.delete_all.click()
     qtbot.waitUntil(lambda: app.writing_open, timeout=60_000)
+    assert app.chat.models.current is None  # no model file of the profile held open
 
     assert app.profile.name == "tester" and app.profile.folder == folder
     assert app.profile.writing.documents() == [] and app.profile.index.count() == 0
     assert not (folder / "adapters" / "v9").exists()
     assert app.writing_page.model.rowCount() == 0
     assert app.settings_page.banner.kind == "success"
+
+
+def test_a_deletion_that_fails_keeps_the_profile_open_and_whole(qtbot, app, monkeypatch):
+    from oppu.app import controller
+    from oppu.core.profile import ProfileInUse
+
+    def in_use(profile):
+        profile.close()
+        raise ProfileInUse(f"profile {profile.name!r} is in use by another program")
+
+    app.profile.writing.add_note("Kept when deleting fails.", "Kept")
+    monkeypatch.setattr(controller, "delete_profile_data", in_use)
+    app.settings_page.delete_all.click()
+    qtbot.waitUntil(lambda: app.writing_open, timeout=60_000)
+    assert app.profile.name == "tester" and len(app.profile.writing.documents()) == 1
+    assert app.settings_page.banner.kind == "error"
+    assert "in use by another program" in app.settings_page.banner.label.text()
 
 
 def test_profiles_can_be_created_and_switched(qtbot, app):

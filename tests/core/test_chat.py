@@ -208,8 +208,9 @@ def test_adapter_toggle_and_scale(chat_profile, models, tiny_gguf, adapter_files
 
 
 def test_an_adapter_for_another_base_is_refused_with_a_notice(
-        chat_profile, models, adapter_files):
-    install_adapter(chat_profile, adapter_files[0], "v1", "0" * 64)
+        chat_profile, models, tiny_gguf, adapter_files):
+    install_adapter(chat_profile, adapter_files[0], "v1", "0" * 64,  # its merged copy too
+                    merged=merged_gguf(tiny_gguf, adapter_files[0].parent, seed=0))
     chat = session(chat_profile, models, use_retrieval=False)
     reply = chat.send(QUESTION)
     assert reply.adapter_version is None
@@ -299,8 +300,54 @@ def test_a_damaged_merged_copy_is_dropped_for_the_attached_adapter(
     merged.write_bytes(merged.read_bytes()[:4096])  # cut short
     chat = session(chat_profile, models, use_retrieval=False, incognito=True)
     reply = chat.send(QUESTION)
-    assert reply.adapter_version == "v1" and "merged copy of adapter v1" in reply.notices[0]
+    assert reply.adapter_version == "v1"
+    assert "merged copy of adapter v1 is damaged" in reply.notices[0]
     assert not merged.exists() and (folder / "adapter.gguf").is_file()
     assert models.current.model_path == tiny_gguf and models.current.adapter is not None
     chat.reset()
     assert chat.send(QUESTION).notices == ()  # said once: the copy is gone
+
+
+def test_a_whole_merged_copy_that_fails_to_load_is_kept_and_skipped(
+        chat_profile, models, tiny_gguf, adapter_files, monkeypatch):
+    """Out of memory, say: the copy is fine, so it stays; the adapter is attached."""
+    from oppu.engine import llm
+
+    install_adapter(chat_profile, adapter_files[0], "v1", base_sha256(tiny_gguf),
+                    merged=merged_gguf(tiny_gguf, adapter_files[0].parent, seed=0))
+    merged, real_open = adapters.active(chat_profile).merged_path, llm._open_llama
+
+    def no_room_for_merged(path, *args):
+        if path == merged:
+            raise ModelFileError(path, "llama.cpp cannot load it")
+        return real_open(path, *args)
+
+    monkeypatch.setattr(llm, "_open_llama", no_room_for_merged)
+    chat = session(chat_profile, models, use_retrieval=False, incognito=True)
+    reply = chat.send(QUESTION)
+    assert "merged copy of adapter v1 cannot be loaded" in reply.notices[0]
+    assert merged.is_file() and models.current.model_path == tiny_gguf
+    assert models.current.adapter is not None and reply.adapter_version == "v1"
+    chat.reset()
+    assert chat.send(QUESTION).notices == ()  # not tried again for every message
+
+
+def test_a_merged_copy_written_anew_under_the_same_name_is_loaded_anew(
+        chat_profile, models, tiny_gguf, adapter_files):
+    """A deleted newest version's name is given to the next one: its merged copy has the
+    same path, and must not be answered by the model still loaded from the old one."""
+    sha = base_sha256(tiny_gguf)
+    folder = adapter_files[0].parent
+    install_adapter(chat_profile, adapter_files[0], "v1", sha,
+                    merged=merged_gguf(tiny_gguf, folder, seed=0))
+    chat = session(chat_profile, models, use_retrieval=False, incognito=True)
+    first = chat.send(QUESTION)
+    adapters.deactivate(chat_profile)
+    adapters.delete(chat_profile, "v1")
+    install_adapter(chat_profile, adapter_files[1], "v1", sha,
+                    merged=merged_gguf(tiny_gguf, folder, seed=1))
+    chat.reset()
+    second = chat.send(QUESTION)
+    chat.reset()
+    chat.options.adapter_scale = 0.999  # the same adapter attached, for reference
+    assert second.text == chat.send(QUESTION).text != first.text

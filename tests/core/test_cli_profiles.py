@@ -66,3 +66,31 @@ def test_a_profile_in_training_is_not_deleted(two, capsys):
     status, _, err = oppu(capsys, "profiles", "--delete", "bob", "--yes")
     assert status == 1 and f"training run {run} of 'bob' is still running" in err
     assert list_profiles() == ["ann", "bob"]
+
+
+def test_a_profile_in_use_is_left_whole(two, capsys, monkeypatch):
+    """Where open files cannot be renamed (Windows), nothing of the profile is deleted."""
+    from pathlib import Path
+
+    real_rename = Path.rename
+
+    def in_use(self, target):
+        if self.name == "ann":
+            raise PermissionError(32, "The process cannot access the file", str(self))
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", in_use)
+    status, _, err = oppu(capsys, "profiles", "--delete", "ann", "--yes")
+    assert status == 1 and "'ann' is in use by another program" in err
+    assert "nothing was deleted" in err and list_profiles() == ["ann", "bob"]
+    assert oppu(capsys, "--profile", "ann", "stats")[1].startswith("documents: 2\n")
+
+
+def test_a_deletion_cut_short_is_not_a_profile(two, capsys):
+    leftover = two / "profiles" / ".oppu-partial-deleted-ann"
+    (two / "profiles" / "ann").rename(leftover)  # killed before its files were removed
+    assert list_profiles() == ["bob"]
+    with Profile("ann") as fresh:
+        pass
+    assert oppu(capsys, "profiles", "--delete", "ann", "--yes")[0] == 0
+    assert not leftover.exists() and not fresh.folder.exists()

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from datetime import timedelta
 
 import pytest
@@ -205,6 +206,9 @@ def _dead_pid() -> int:
 def test_opening_a_profile_settles_runs_whose_process_is_gone(profile, embedder):
     adapters = profile.adapters_dir
     (adapters / ".oppu-partial-abc").mkdir()
+    hours_ago = time.time() - 7200
+    os.utime(adapters / ".oppu-partial-abc", (hours_ago, hours_ago))
+    (adapters / ".oppu-partial-now").mkdir()  # another process's import, still going
     write_meta(_mkdir(adapters / "v4"), {"run_id": 4})  # renamed in, never committed
     write_meta(_mkdir(adapters / "imported"), {"origin": "imported"})
     with profile.store.write() as session:
@@ -220,12 +224,13 @@ def test_opening_a_profile_settles_runs_whose_process_is_gone(profile, embedder)
     assert status == {1: ("failed", INTERRUPTED), 2: ("failed", INTERRUPTED),
                       3: ("queued", None), 4: ("failed", INTERRUPTED)}
     names = {p.name for p in adapters.iterdir()}
-    assert names == {".oppu-partial-abc", "v4", "imported"}  # run 3 may still write there
+    assert names == {".oppu-partial-abc", ".oppu-partial-now", "v4", "imported"}  # run 3 may
+    # still write there
 
     with profile.store.write() as session:
         session.get(TrainingRun, 3).status = "cancelled"
     with Profile(profile.name, embedder=embedder):
-        assert sorted(p.name for p in adapters.iterdir()) == ["imported"]
+        assert sorted(p.name for p in adapters.iterdir()) == [".oppu-partial-now", "imported"]
 
 
 def _mkdir(path):

@@ -96,6 +96,22 @@ def test_a_failed_merge_leaves_no_file_behind(tmp_path, tiny_gguf, adapter_dir):
     assert list(out.iterdir()) == []
 
 
+def test_a_version_whose_merged_copy_fails_keeps_its_adapter(tmp_path, tiny_gguf, adapter_dir):
+    """The merged copy is optional: a full disk while merging leaves the adapter file,
+    which chat then attaches, and no partial copy."""
+    import shutil
+
+    from oppu.trainer.versions import GGUF_FILE, PEFT_DIR, write_model_files
+
+    def fail_halfway(done, total, _name):
+        if done > total // 2:
+            raise OSError("No space left on device")
+
+    shutil.copytree(adapter_dir, tmp_path / PEFT_DIR)
+    write_model_files(tmp_path, tiny_gguf, "0" * 64, report=fail_halfway)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [GGUF_FILE, PEFT_DIR]
+
+
 def test_merged_model_keeps_its_chat_template_and_stops_at_the_end_token(tmp_path, tiny_gguf,
                                                                         adapter_dir):
     merged = write_merged_gguf(adapter_dir, tiny_gguf, tmp_path / "merged.gguf")

@@ -205,6 +205,7 @@ def _store_import(profile, bundle, base_path: Path, sha: str, activate: bool) ->
         drop_old_merged_copies,
         make_active,
         next_version,
+        recorded_path,
         write_meta,
         write_model_files,
     )
@@ -230,7 +231,8 @@ def _store_import(profile, bundle, base_path: Path, sha: str, activate: bool) ->
         write_meta(temp, meta)
     try:
         with profile.store.write() as session:
-            row = Adapter(version=version, path=str(final), base_name=base_path.name,
+            row = Adapter(version=version, path=recorded_path(profile.folder, final),
+                          base_name=base_path.name,
                           base_sha256=sha, origin="imported", metrics=meta["metrics"],
                           words_trained=int(meta["train_words"] or 0))
             session.add(row)

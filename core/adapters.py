@@ -13,7 +13,14 @@ from pathlib import Path
 from sqlalchemy import select
 
 from oppu.storage.models import Adapter, AdapterDocument
-from oppu.trainer.versions import GGUF_FILE, MERGED_FILE, PEFT_DIR, active_adapter, make_active
+from oppu.trainer.versions import (
+    GGUF_FILE,
+    MERGED_FILE,
+    PEFT_DIR,
+    active_adapter,
+    make_active,
+    version_folder,
+)
 
 
 class AdapterError(Exception):
@@ -53,8 +60,9 @@ class AdapterVersion:
         return (self.metrics.get("new") or {}).get("loss")
 
 
-def _version(row: Adapter) -> AdapterVersion:
-    return AdapterVersion(row.version, Path(row.path), row.base_name, row.base_sha256,
+def _version(profile, row: Adapter) -> AdapterVersion:
+    return AdapterVersion(row.version, version_folder(profile.folder, row), row.base_name,
+                          row.base_sha256,
                           row.origin, row.metrics if isinstance(row.metrics, dict) else {},
                           row.words_trained, row.is_active,
                           row.trained_on_deleted, row.created_at, row.activated_at)
@@ -63,13 +71,14 @@ def _version(row: Adapter) -> AdapterVersion:
 def list_adapters(profile) -> list[AdapterVersion]:
     """Every version, newest first."""
     with profile.store.read() as session:
-        return [_version(a) for a in session.scalars(select(Adapter).order_by(Adapter.id.desc()))]
+        return [_version(profile, a)
+                for a in session.scalars(select(Adapter).order_by(Adapter.id.desc()))]
 
 
 def active(profile) -> AdapterVersion | None:
     with profile.store.read() as session:
         row = active_adapter(session)
-        return _version(row) if row is not None else None
+        return _version(profile, row) if row is not None else None
 
 
 def _get(session, version: str) -> Adapter:
@@ -83,10 +92,10 @@ def _get(session, version: str) -> Adapter:
 def activate(profile, version: str) -> AdapterVersion:
     with profile.store.write() as session:
         row = _get(session, version)
-        if not (Path(row.path) / GGUF_FILE).is_file():
+        if not (version_folder(profile.folder, row) / GGUF_FILE).is_file():
             raise AdapterError(f"adapter {version} has no {GGUF_FILE}; its files are missing")
         make_active(session, row)
-        return _version(row)
+        return _version(profile, row)
 
 
 def deactivate(profile) -> None:
@@ -110,7 +119,7 @@ def rollback(profile) -> AdapterVersion:
                                "were active)")
         current.activated_at = None
         make_active(session, previous, when=previous.activated_at)
-        return _version(previous)
+        return _version(profile, previous)
 
 
 def delete(profile, version: str) -> None:
@@ -119,7 +128,7 @@ def delete(profile, version: str) -> None:
         row = _get(session, version)
         if row.is_active:
             raise AdapterError(f"{version} is active: activate another or roll back first")
-        folder = Path(row.path)
+        folder = version_folder(profile.folder, row)
         session.query(AdapterDocument).filter_by(adapter_id=row.id).delete()
         session.delete(row)
     shutil.rmtree(folder, ignore_errors=True)

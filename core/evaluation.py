@@ -98,12 +98,12 @@ class _Target:
 def _target(profile, version: str | None) -> _Target:
     """What `evaluate_profile` measures; EvaluationError names the first thing missing."""
     from oppu.trainer.peft_files import CONFIG_NAME, WEIGHTS_NAME
-    from oppu.trainer.versions import GGUF_FILE, META_FILE, PEFT_DIR, read_meta
+    from oppu.trainer.versions import GGUF_FILE, META_FILE, PEFT_DIR, read_meta, version_folder
 
     with profile.store.read() as session:
         row = _adapter_row(session, version)
-        version, folder, sha256, origin = (row.version, Path(row.path), row.base_sha256,
-                                           row.origin)
+        version, folder, sha256, origin = (row.version, version_folder(profile.folder, row),
+                                           row.base_sha256, row.origin)
     needed = [META_FILE, f"{PEFT_DIR}/{CONFIG_NAME}", f"{PEFT_DIR}/{WEIGHTS_NAME}", GGUF_FILE]
     missing = [name for name in needed if not (folder / name).is_file()]
     if missing:

@@ -112,6 +112,11 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "which of a run's documents were held out, so forgetting one flags no adapter",
         ["ALTER TABLE adapter_documents ADD COLUMN held_out BOOLEAN NOT NULL DEFAULT 0"],
     ),
+    (
+        5,
+        "adapter folders recorded relative to the profile, so a moved data folder keeps them",
+        ["UPDATE adapters SET path = 'adapters/' || version"],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -93,7 +93,7 @@ class Adapter(Base):
     __tablename__ = "adapters"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     version: Mapped[str] = mapped_column(String(32), unique=True)
-    path: Mapped[str] = mapped_column(Text)
+    path: Mapped[str] = mapped_column(Text)  # the version's folder, relative to the profile's
     base_name: Mapped[str] = mapped_column(String(200), default="")
     base_sha256: Mapped[str] = mapped_column(String(64))
     origin: Mapped[str] = mapped_column(String(16), default="trained")  # trained | imported

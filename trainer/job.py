@@ -36,6 +36,8 @@ from oppu.trainer.versions import (
     make_active,
     next_version,
     read_meta,
+    recorded_path,
+    version_folder,
     write_meta,
     write_model_files,
 )
@@ -183,11 +185,12 @@ class TrainingJob:
         active_row = self._comparable_active(base.sha256)
         if active_row is not None:
             self.emit("evaluate", 1, 3, message=f"active adapter {active_row.version}")
-            metrics["active"] = self._evaluate_adapter(model, Path(active_row.path) / PEFT_DIR,
+            active_folder = version_folder(self.folder, active_row)
+            metrics["active"] = self._evaluate_adapter(model, active_folder / PEFT_DIR,
                                                        dataset.heldout)
             metrics["active_version"] = active_row.version
             # Held-out documents the active adapter was trained on flatter it; say how many.
-            seen = set(read_meta(Path(active_row.path)).get("train_document_ids", []))
+            seen = set(read_meta(active_folder).get("train_document_ids", []))
             metrics["active_trained_on_heldout"] = len(seen & set(dataset.heldout_document_ids))
         self.control.check()
 
@@ -223,7 +226,7 @@ class TrainingJob:
             row = active_adapter(session)
         if row is None or row.base_sha256 != base_sha256:
             return None
-        return row if (Path(row.path) / PEFT_DIR).is_dir() else None
+        return row if (version_folder(self.folder, row) / PEFT_DIR).is_dir() else None
 
     def _evaluate_adapter(self, model, peft_dir: Path, sequences) -> dict:
         from oppu.trainer.evaluate import heldout_metrics, load_adapter
@@ -279,7 +282,7 @@ class TrainingJob:
                 os.rename(item, temp / item.name)
         try:
             with self.store.write() as session:
-                adapter = Adapter(version=version, path=str(final),
+                adapter = Adapter(version=version, path=recorded_path(self.folder, final),
                                   base_name=meta["base"]["name"],
                                   base_sha256=meta["base"]["sha256"], origin="trained",
                                   metrics=meta["metrics"], words_trained=meta["train_words"],

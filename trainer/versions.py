@@ -59,6 +59,17 @@ def read_meta(folder: Path) -> dict:
         return {}
 
 
+def version_folder(profile_folder: Path, row: Adapter) -> Path:
+    """Where a version's files are: its recorded path is relative to the profile's folder,
+    so that moving the data folder (a new machine, a restored backup) keeps every version."""
+    return Path(profile_folder) / row.path
+
+
+def recorded_path(profile_folder: Path, folder: Path) -> str:
+    """What a new version's row records for its `folder`."""
+    return Path(folder).relative_to(profile_folder).as_posix()
+
+
 def active_adapter(session: Session) -> Adapter | None:
     return session.scalar(select(Adapter).where(Adapter.is_active.is_(True)))
 

@@ -17,7 +17,7 @@ from oppu.storage.models import Adapter
 from oppu.trainer.adapter_bundle import BundleError
 from oppu.trainer.peft_files import AdapterError as FileError
 from oppu.trainer.prepare import sha256_file
-from oppu.trainer.versions import app_version, write_meta, write_model_files
+from oppu.trainer.versions import app_version, recorded_path, write_meta, write_model_files
 from tests.support.adapter_zips import lora_b_doubled, rezip, weights_changed
 from tests.support.parity import (
     PARITY_BOUND,
@@ -54,7 +54,8 @@ def install_trained_version(profile, adapter_dir, base) -> str:
                         "config": {"rank": 8}, "created": "2026-01-01T00:00:00",
                         "app_version": app_version()})
     with profile.store.write() as session:
-        session.add(Adapter(version="v1", path=str(folder), base_name=base.name,
+        session.add(Adapter(version="v1", path=recorded_path(profile.folder, folder),
+                            base_name=base.name,
                             base_sha256=sha, origin="trained", is_active=True,
                             metrics={"new": {"loss": 2.5}}, words_trained=1234))
     return "v1"

@@ -16,7 +16,7 @@ from oppu.core.adapters import (
     rollback,
 )
 from oppu.storage.models import Adapter, AdapterDocument
-from oppu.trainer.versions import GGUF_FILE, next_version
+from oppu.trainer.versions import GGUF_FILE, next_version, recorded_path
 
 
 def add_version(profile, version: str, loss: float, documents=(1, 2)) -> None:
@@ -24,7 +24,8 @@ def add_version(profile, version: str, loss: float, documents=(1, 2)) -> None:
     (folder / "peft").mkdir(parents=True)
     (folder / GGUF_FILE).write_bytes(b"GGUF")
     with profile.store.write() as session:
-        adapter = Adapter(version=version, path=str(folder), base_name="tiny.gguf",
+        adapter = Adapter(version=version, path=recorded_path(profile.folder, folder),
+                          base_name="tiny.gguf",
                           base_sha256="0" * 64, metrics={"new": {"loss": loss}})
         session.add(adapter)
         session.flush()
@@ -115,3 +116,24 @@ def test_merged_copies_are_kept_for_the_new_version_and_the_two_latest_activated
     assert {v.version for v in list_adapters(three) if v.merged_path} == {"v4", "v2"}
     # v1, the next rollback target, lost its copy earlier: it is served attached
     assert all((three.adapters_dir / v / GGUF_FILE).is_file() for v in ("v1", "v2", "v3"))
+
+
+def test_a_moved_data_folder_keeps_every_version(three, oppu_home, monkeypatch, embedder):
+    """A restored backup or a new machine puts the data folder elsewhere."""
+    import shutil
+
+    from oppu.core.profile import Profile
+
+    activate(three, "v2")
+    three.close()
+    moved = oppu_home.with_name("restored-home")
+    shutil.move(oppu_home, moved)
+    monkeypatch.setenv("OPPU_HOME", str(moved))
+    with Profile(three.name, embedder=embedder) as reopened:
+        versions = list_adapters(reopened)
+        assert {v.path for v in versions} == {reopened.adapters_dir / f"v{n}" for n in (1, 2, 3)}
+        assert all(v.gguf_path.is_file() for v in versions)
+        assert active(reopened).version == "v2"
+        assert activate(reopened, "v3").version == "v3" and rollback(reopened).version == "v2"
+        delete(reopened, "v1")
+        assert not (moved / "profiles" / three.name / "adapters" / "v1").exists()

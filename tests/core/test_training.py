@@ -22,7 +22,7 @@ from oppu.core.training import (
     run_training,
 )
 from oppu.storage.models import Adapter, AdapterDocument, TrainingRun, utcnow
-from oppu.trainer.versions import GGUF_FILE, WORK_DIR, write_meta
+from oppu.trainer.versions import GGUF_FILE, WORK_DIR, recorded_path, write_meta
 from tests.support.sample_writing import add_notes
 from tests.support.training_setup import (  # noqa: F401 - fixtures
     FAST,
@@ -40,7 +40,8 @@ def add_active_adapter(profile) -> dict:
     (folder / GGUF_FILE).write_bytes(b"GGUF adapter bytes")
     (folder / "peft" / "adapter_model.safetensors").write_bytes(b"weights")
     with profile.store.write() as session:
-        session.add(Adapter(version="v1", path=str(folder), base_sha256="f" * 64,
+        session.add(Adapter(version="v1", path=recorded_path(profile.folder, folder),
+                            base_sha256="f" * 64,
                             is_active=True, activated_at=utcnow()))
     return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 

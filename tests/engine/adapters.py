@@ -66,7 +66,7 @@ def install_adapter(profile, adapter_gguf: Path, version: str, base_sha256: str,
 
     from oppu.core import adapters
     from oppu.storage.models import Adapter
-    from oppu.trainer.versions import GGUF_FILE, MERGED_FILE
+    from oppu.trainer.versions import GGUF_FILE, MERGED_FILE, recorded_path
 
     folder = profile.adapters_dir / version
     folder.mkdir()
@@ -74,7 +74,8 @@ def install_adapter(profile, adapter_gguf: Path, version: str, base_sha256: str,
     if merged is not None:
         shutil.copy(merged, folder / MERGED_FILE)
     with profile.store.write() as session:
-        session.add(Adapter(version=version, path=str(folder), base_name="tiny-test-llama",
+        session.add(Adapter(version=version, path=recorded_path(profile.folder, folder),
+                            base_name="tiny-test-llama",
                             base_sha256=base_sha256))
     if activate:
         adapters.activate(profile, version)

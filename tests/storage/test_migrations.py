@@ -62,3 +62,16 @@ def test_a_forgotten_document_id_is_never_handed_out_again(writing):
     forgotten = writing.add_note("A note that goes.")
     writing.forget(forgotten)
     assert writing.add_note("A note that comes later.") > forgotten > kept
+
+
+def test_version_4_adapter_paths_become_relative_to_the_profile(tmp_path):
+    path = tmp_path / "oppu.db"
+    connection = sqlite3.connect(path, isolation_level=None)
+    assert migrate(connection, MIGRATIONS[:4]) == [1, 2, 3, 4]
+    connection.execute(
+        "INSERT INTO adapters (id, version, path, base_name, base_sha256, origin, metrics, "
+        "created_at) VALUES (1, 'v7', '/home/ann/.local/share/oppu/profiles/default/adapters/v7',"
+        " 'b', 's', 'trained', '{}', 'now')")
+    assert migrate(connection, MIGRATIONS) == [5]
+    assert connection.execute("SELECT path FROM adapters").fetchall() == [("adapters/v7",)]
+    connection.close()

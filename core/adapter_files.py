@@ -181,16 +181,17 @@ def import_adapter(profile, path: Path, activate: bool = False, force: bool = Fa
 
 def _stored_as(profile, weights: bytes, config: bytes) -> str | None:
     """The version holding exactly these adapter weights and config, if any."""
-    from oppu.trainer.peft_files import CONFIG_NAME, WEIGHTS_NAME
+    from oppu.trainer.peft_files import CONFIG_NAME, WEIGHTS_NAME, without_local_paths
 
     for stored in list_adapters(profile):
         folder = stored.peft_dir
         try:
             if ((folder / WEIGHTS_NAME).stat().st_size == len(weights)
-                    and (folder / WEIGHTS_NAME).read_bytes() == weights
-                    and (folder / CONFIG_NAME).read_bytes() == config):
-                return stored.version
-        except OSError:  # a version folder gone or unreadable holds nothing to compare
+                    and (folder / WEIGHTS_NAME).read_bytes() == weights):
+                kept = (folder / CONFIG_NAME).read_bytes()  # as exported, too (older versions)
+                if config in (kept, without_local_paths(kept, stored.base_name)):
+                    return stored.version
+        except (OSError, ValueError):  # a version folder gone or unreadable: nothing to compare
             continue
     return None
 

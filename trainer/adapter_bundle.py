@@ -24,6 +24,7 @@ from oppu.trainer.peft_files import (
     CorruptAdapter,
     PeftLora,
     parse_lora,
+    without_local_paths,
 )
 from oppu.trainer.versions import GGUF_FILE, META_FILE, PEFT_DIR
 
@@ -104,7 +105,10 @@ def write_bundle_zip(version_dir: Path, out_path: Path, meta: dict) -> Path:
     with atomic_path(Path(out_path)) as temp, zipfile.ZipFile(temp, "w",
                                                                zipfile.ZIP_DEFLATED) as archive:
         for item in sorted(peft.iterdir()):
-            if item.is_file():
+            if item.name == CONFIG_NAME:  # older versions hold the base's local path
+                archive.writestr(f"{PEFT_DIR}/{CONFIG_NAME}", without_local_paths(
+                    item.read_bytes(), meta["base"]["name"]))
+            elif item.is_file() and item.name != "README.md":  # peft's card repeats the path
                 archive.write(item, f"{PEFT_DIR}/{item.name}")
         archive.write(version_dir / GGUF_FILE, GGUF_FILE)
         archive.writestr(META_FILE, json.dumps(meta, indent=2, sort_keys=True, default=str))

@@ -27,6 +27,7 @@ from oppu.storage.db import Store
 from oppu.storage.models import Adapter, AdapterDocument, Document, TrainingRun, utcnow
 from oppu.storage.paths import private_dir, profile_dir
 from oppu.trainer.child import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, Protocol, StopControl
+from oppu.trainer.peft_files import save_without_local_paths
 from oppu.trainer.versions import (
     PEFT_DIR,
     WORK_DIR,
@@ -252,6 +253,7 @@ class TrainingJob:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         trained.peft_model.save_pretrained(work / PEFT_DIR)
+        save_without_local_paths(work / PEFT_DIR, base.gguf_path.name)
         write_model_files(work, base.gguf_path, base.sha256,
                           lambda done, total, _tensor: self.emit(
                               "save", done, total, message="merging a copy for fast replies"))

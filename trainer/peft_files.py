@@ -182,3 +182,22 @@ def read_peft_dir(folder: Path) -> PeftLora:
     if missing:
         raise CorruptAdapter(f"{folder} is not a PEFT adapter folder (missing {', '.join(missing)})")
     return parse_lora((folder / CONFIG_NAME).read_bytes(), (folder / WEIGHTS_NAME).read_bytes())
+
+
+def without_local_paths(config_bytes: bytes, base_name: str) -> bytes:
+    """adapter_config.json naming its base by `base_name` instead of the folder peft loaded
+    it from, which is a path on this machine (the user's name in it): files that leave the
+    profile must not carry it."""
+    config = json.loads(config_bytes)
+    if config.get("base_model_name_or_path") == base_name:
+        return config_bytes
+    config["base_model_name_or_path"] = base_name
+    return (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
+
+
+def save_without_local_paths(peft_dir: Path, base_name: str) -> None:
+    """Rewrite what `save_pretrained` left in `peft_dir` without local paths: the config's
+    base path, and the model card (README.md) that repeats it."""
+    config = Path(peft_dir) / CONFIG_NAME
+    config.write_bytes(without_local_paths(config.read_bytes(), base_name))
+    (Path(peft_dir) / "README.md").unlink(missing_ok=True)

@@ -125,6 +125,23 @@ def test_zip_holds_a_plain_peft_folder_gguf_meta_and_readme(alice, exported, tmp
         assert usage in readme
 
 
+def test_a_zip_carries_no_local_path(alice, tmp_path, tiny_gguf):
+    """peft records the folder it loaded the base from: the user's name, in a shared file."""
+    peft = list_adapters(alice)[0].peft_dir
+    config = json.loads((peft / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = "/home/ann/.local/share/oppu/cache/bases/0123"
+    (peft / "adapter_config.json").write_text(json.dumps(config))
+    (peft / "README.md").write_text("base_model: /home/ann/.local/share/oppu/cache/bases/0123")
+    exported = export(alice, out=tmp_path / "shared.zip")
+    with zipfile.ZipFile(exported) as archive:
+        assert "peft/README.md" not in archive.namelist()
+        assert not any(b"/home/ann" in archive.read(name) for name in archive.namelist())
+        shared = json.loads(archive.read("peft/adapter_config.json"))
+    assert shared["base_model_name_or_path"] == tiny_gguf.name
+    assert {k: v for k, v in shared.items() if k != "base_model_name_or_path"} == {
+        k: v for k, v in config.items() if k != "base_model_name_or_path"}
+
+
 def test_bare_gguf_export_is_the_versions_adapter_gguf(alice, tmp_path):
     path = export(alice, format="gguf", out=tmp_path)
     assert path.parent == tmp_path and path.name.endswith("-adapter.gguf")

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -44,6 +45,9 @@ def test_the_child_reports_progress_and_records_a_complete_adapter(trainee):
         "adapter_config.json", "adapter_model.safetensors"}
     assert (folder / GGUF_FILE).read_bytes()[:4] == b"GGUF"
     assert (folder / MERGED_FILE).read_bytes()[:4] == b"GGUF"  # what chat serves
+    config = json.loads((folder / PEFT_DIR / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == Path(trainee.settings.base_model).name  # no path
+    assert not (folder / PEFT_DIR / "README.md").exists()
     meta = json.loads((folder / META_FILE).read_text())
     assert meta["run_id"] == run_id and meta["version"] == "v1"
     assert meta["base"]["sha256"] and meta["app_version"] and meta["created"]

@@ -33,11 +33,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def open_profile(args):
+def open_profile(args, create: bool = False):
+    """The `--profile` profile. Only commands that store something (`create`) make a new
+    one, so that a mistyped name is an error, not a new empty profile; the default
+    profile is always there to use."""
     from oppu.core.profile import Profile
-    from oppu.storage.paths import DEFAULT_PROFILE
+    from oppu.storage.paths import DEFAULT_PROFILE, list_profiles
 
-    return Profile(DEFAULT_PROFILE if args.profile is None else args.profile)  # "" is an error
+    name = DEFAULT_PROFILE if args.profile is None else args.profile  # "" is an error
+    if not create and name != DEFAULT_PROFILE and name not in (known := list_profiles()):
+        raise CommandError(f"no profile {name!r} (profiles: {', '.join(known) or 'none'}); "
+                           "`oppu --profile NAME note` or `add` starts a new one")
+    return Profile(name)
 
 
 def valid_text(text: str) -> str:

@@ -49,7 +49,7 @@ def run_import(args) -> int:
     from oppu.core.adapter_files import import_adapter
     from oppu.core.adapters import AdapterError
 
-    with open_profile(args) as profile:
+    with open_profile(args, create=True) as profile:
         try:
             imported = import_adapter(profile, args.path, args.activate, args.force)
         except AdapterError as error:

@@ -72,7 +72,7 @@ def run_note(args) -> int:
     text = _stdin_text() if args.text == ["-"] else valid_text(" ".join(args.text))
     if not text.strip():
         raise CommandError("nothing to store: the note is empty")
-    with open_profile(args) as profile:
+    with open_profile(args, create=True) as profile:
         stored_id, new = profile.writing.add_text(
             "note", text, valid_text(args.title).strip() or title_from(text))
     print(f"{'stored' if new else 'already stored'} as document {stored_id}")
@@ -90,7 +90,7 @@ def run_add(args) -> int:
         bar(Progress("import", done, total, printable(Path(result.path).name)))
 
     stop = CtrlCStops()  # Ctrl-C ends the import between files and still lists what it did
-    with open_profile(args) as profile, stop.armed():
+    with open_profile(args, create=True) as profile, stop.armed():
         results = profile.writing.add_paths(args.paths, report, stop)
     for result in results:
         print(result.line())
@@ -156,7 +156,7 @@ def run_config(args) -> int:
     from oppu.core.bases import use_base
     from oppu.trainer.prepare import BaseModelError
 
-    with open_profile(args) as profile:
+    with open_profile(args, create=True) as profile:
         if args.key == "base_model" and args.value is not None:
             try:  # checked as `oppu base use` checks it
                 use_base(profile, args.value)

@@ -94,3 +94,12 @@ def test_a_deletion_cut_short_is_not_a_profile(two, capsys):
         pass
     assert oppu(capsys, "profiles", "--delete", "ann", "--yes")[0] == 0
     assert not leftover.exists() and not fresh.folder.exists()
+
+
+def test_a_mistyped_profile_is_an_error_not_a_new_profile(two, capsys):
+    for command in (["stats"], ["list"], ["adapters"], ["ask", "Hello?"], ["train"]):
+        status, _, err = oppu(capsys, "--profile", "an", *command)
+        assert status == 1 and "no profile 'an' (profiles: ann, bob)" in err
+    assert list_profiles() == ["ann", "bob"]
+    assert oppu(capsys, "--profile", "carol", "note", "A first note.")[0] == 0  # storing makes one
+    assert list_profiles() == ["ann", "bob", "carol"]

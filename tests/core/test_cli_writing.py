@@ -15,7 +15,10 @@ BIKE = "The chain on my old bicycle keeps slipping when I climb the hill."
 
 @pytest.fixture
 def oppu(capsys, embedder):
-    """Run `oppu ARGS` on the test profile: (exit status, stdout, stderr)."""
+    """Run `oppu ARGS` on the test profile, empty at first: (exit status, stdout, stderr)."""
+    from oppu.core.profile import Profile
+
+    Profile("cli", embedder=embedder).close()
 
     def run(*args: str) -> tuple[int, str, str]:
         status = main(["--profile", "cli", *args])

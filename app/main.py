@@ -15,8 +15,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     # and its writing are open and listed), then quit.
     parser.add_argument("--exit-when-shown", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--exit-when-ready", action="store_true", help=argparse.SUPPRESS)
-    # For the README's screenshots: drive a short tour and save one PNG per page here.
-    parser.add_argument("--screenshot", metavar="DIR", help=argparse.SUPPRESS)
+    parser.add_argument("--screenshot", metavar="DIR",
+                        help="walk through the pages, save a PNG of each into DIR, then quit "
+                             "(for documentation; the retrain it starts is cancelled)")
     return parser.parse_args(argv)
 
 

@@ -3,7 +3,8 @@
 For the README's screenshots (run it under Xvfb on a prepared profile): My writing with a
 document open, Chat with a reply (stopped after a few lines) citing its sources from the
 writing, My model during a retrain (which is then cancelled, so nothing changes), and
-Settings. Uses only what a user could click.
+Settings. Uses only what a user could click, and leaves the profile as it found it: the
+tour's conversation, and the writing its question became, are deleted at the end.
 """
 
 from pathlib import Path
@@ -100,6 +101,11 @@ class Tour(QObject):
             QTimer.singleShot(500, self, lambda: self._when(ready, then, tries - 1))
 
     def finish(self) -> None:
+        from oppu.core.conversations import delete_conversation
+
+        conversation = self.app.chat.session.conversation_id
+        if conversation is not None:
+            delete_conversation(self.app.profile, conversation, forget_writing=True)
         self.app.window.close()
 
 

@@ -6,7 +6,10 @@ dequantized with gguf-py, merged and re-encoded as F16 or Q8_0. Smaller types go
 through llama.cpp's own quantizer afterwards.
 """
 
+import contextlib
 import ctypes
+import os
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import replace
@@ -127,8 +130,29 @@ def quantize_gguf(source: Path, target: Path, kind: str, n_threads: int = 0) -> 
     params.ftype = getattr(llama_cpp, QUANTIZE_TYPES[kind])
     params.nthread = n_threads
     params.allow_requantize = True  # the base's untouched tensors are quantized already
-    code = llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(),
-                                          ctypes.byref(params))
+    # The quantizer writes a line per tensor (and per fallback type) straight to stderr:
+    # kept aside, and shown only when it fails.
+    with tempfile.TemporaryFile() as said:
+        with _stderr_to(said):
+            code = llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(),
+                                                  ctypes.byref(params))
+        said.seek(0)
+        last_lines = said.read().decode("utf-8", "replace").strip().splitlines()[-3:]
     if code != 0:
         raise RuntimeError(f"llama.cpp could not quantize {Path(source).name} to {kind} "
-                           f"(code {code})")
+                           f"(code {code}): {' / '.join(last_lines)}")
+
+
+@contextlib.contextmanager
+def _stderr_to(file):
+    """Send stderr to `file` for a while: file descriptor 2 (C code's prints) and Python's
+    `sys.stderr` (llama-cpp-python relays llama.cpp's log through it)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(file.fileno(), 2)
+    try:
+        with open(2, "w", closefd=False) as stream, contextlib.redirect_stderr(stream):
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

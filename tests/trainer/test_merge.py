@@ -64,10 +64,12 @@ def test_every_base_key_and_untouched_tensor_is_carried_over(tmp_path, tiny_gguf
 
 
 def test_smaller_types_come_from_llama_cpps_quantizer(tmp_path, tiny_gguf, adapter_dir,
-                                                      prompt_ids, merged_logits):
+                                                      prompt_ids, merged_logits, capfd):
     q8 = write_merged_gguf(adapter_dir, tiny_gguf, tmp_path / "q8.gguf", "q8_0")
+    capfd.readouterr()
     small = write_merged_gguf(adapter_dir, tiny_gguf, tmp_path / "small.gguf",
                               quantize_to="q4_k_m")
+    assert capfd.readouterr().err == ""  # the quantizer's line per tensor is kept aside
 
     assert read_header(small).get("general.file_type") == 15  # LLAMA_FTYPE_MOSTLY_Q4_K_M
     assert small.stat().st_size < q8.stat().st_size

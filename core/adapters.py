@@ -62,8 +62,8 @@ class AdapterVersion:
 
 def _version(profile, row: Adapter) -> AdapterVersion:
     return AdapterVersion(row.version, version_folder(profile.folder, row), row.base_name,
-                          row.base_sha256,
-                          row.origin, row.metrics if isinstance(row.metrics, dict) else {},
+                          row.base_sha256, row.origin,
+                          row.metrics if isinstance(row.metrics, dict) else {},
                           row.words_trained, row.is_active,
                           row.trained_on_deleted, row.created_at, row.activated_at)
 

@@ -4,9 +4,9 @@ Each message gets the active adapter (parametric memory, read from the store on 
 message, so an activation or rollback applies to the next reply; served as the version's
 merged copy at full strength, which reads prompts faster, else attached to the base) and
 the top passages of the user's own writing (non-parametric memory), laid out exactly as
-the trainer lays out its items. Replies stream through a callback. Conversations are stored with the
-adapter version, scale and passages of each reply, and the user's messages become their
-writing; an incognito session stores nothing at all.
+the trainer lays out its items. Replies stream through a callback. Conversations are
+stored with the adapter version, scale and passages of each reply, and the user's
+messages become their writing; an incognito session stores nothing at all.
 """
 
 import threading
@@ -45,15 +45,15 @@ class Reply:
     stats: object = field(repr=False, default=None)  # the engine's ReplyStats
 
 
-_sha_cache: dict[tuple[str, int, int], str] = {}
+_sha_cache: dict[tuple, str] = {}
 
 
 def base_sha256(path: Path) -> str:
     """The GGUF's sha256, computed once per file version (adapters record their base's)."""
+    from oppu.engine.llm import file_key
     from oppu.trainer.prepare import sha256_file
 
-    stat = Path(path).stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    key = file_key(path)
     if key not in _sha_cache:
         _sha_cache[key] = sha256_file(Path(path))
     return _sha_cache[key]

@@ -19,6 +19,7 @@ from pathlib import Path
 from oppu.storage.atomic import atomic_path
 from oppu.trainer.peft_files import (
     CONFIG_NAME,
+    MODEL_CARD_NAME,
     WEIGHTS_NAME,
     AdapterError,
     CorruptAdapter,
@@ -108,7 +109,7 @@ def write_bundle_zip(version_dir: Path, out_path: Path, meta: dict) -> Path:
             if item.name == CONFIG_NAME:  # older versions hold the base's local path
                 archive.writestr(f"{PEFT_DIR}/{CONFIG_NAME}", without_local_paths(
                     item.read_bytes(), meta["base"]["name"]))
-            elif item.is_file() and item.name != "README.md":  # peft's card repeats the path
+            elif item.is_file() and item.name != MODEL_CARD_NAME:
                 archive.write(item, f"{PEFT_DIR}/{item.name}")
         archive.write(version_dir / GGUF_FILE, GGUF_FILE)
         archive.writestr(META_FILE, json.dumps(meta, indent=2, sort_keys=True, default=str))

@@ -15,6 +15,7 @@ import numpy as np
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
+MODEL_CARD_NAME = "README.md"  # written by save_pretrained; it repeats the base's local path
 KEY_PREFIX = "base_model.model."
 MAX_HEADER_BYTES = 100 * 2**20
 
@@ -200,4 +201,4 @@ def save_without_local_paths(peft_dir: Path, base_name: str) -> None:
     base path, and the model card (README.md) that repeats it."""
     config = Path(peft_dir) / CONFIG_NAME
     config.write_bytes(without_local_paths(config.read_bytes(), base_name))
-    (Path(peft_dir) / "README.md").unlink(missing_ok=True)
+    (Path(peft_dir) / MODEL_CARD_NAME).unlink(missing_ok=True)

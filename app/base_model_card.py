@@ -11,7 +11,7 @@ LOCAL_FILE = "\0local"
 
 
 class BaseModelCard(QFrame):
-    baseModelRequested = Signal(str)  # the `base_model` setting: 'bundled' or a path
+    baseModelRequested = Signal(str)  # the `base_model` setting
     downloadRequested = Signal(str)  # a curated model's key
     cancelDownloadRequested = Signal()
 

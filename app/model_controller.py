@@ -253,10 +253,10 @@ class ModelController(QObject):
         model = next(e.model for e in bases.curated() if e.model.key == key)
         self.page.base_card.download_started()
 
-        def done(path) -> None:
+        def done(_path) -> None:
             self.download_job = None
             self.page.base_card.download_finished()
-            self.use_base(str(path))
+            self.use_base(key)
 
         def failed(message: str) -> None:
             self.download_job = None

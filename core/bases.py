@@ -20,6 +20,7 @@ from oppu.trainer.base_models import (
     available_bases,
     downloaded,
     models_dir,
+    resolve_base,
     validate_gguf,
 )
 
@@ -43,8 +44,11 @@ def curated() -> list[CuratedEntry]:
 
 
 def use_base(profile, setting: str) -> str:
-    """Point `profile` at a base model: `bundled` or a GGUF file we can train on."""
-    if setting != BUNDLED:
+    """Point `profile` at a base model: `bundled`, a downloaded curated model (stored by its
+    key, so that a moved data folder keeps it) or a GGUF file we can train on."""
+    if setting in {BUNDLED, *(m.key for m in CURATED)}:
+        validate_gguf(resolve_base(setting))
+    else:
         path = Path(setting).expanduser().resolve()
         validate_gguf(path)  # a one-line BaseModelError for anything we cannot train
         setting = str(path)

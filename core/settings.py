@@ -30,7 +30,8 @@ class Settings:
     context_tokens: int = _setting(
         4096, "chat context window in tokens (capped at what the model was trained for)",
         256, 131072)
-    base_model: str = _setting("bundled", "'bundled' or a path to a GGUF file")
+    base_model: str = _setting("bundled",
+                               "'bundled', a downloaded model's key or a path to a GGUF file")
     auto_retrain: bool = _setting(True, "retrain in the background when enough is new")
     retrain_min_words: int = _setting(2000, "new words needed before a retrain is due",
                                       0, 10**9)

@@ -92,12 +92,20 @@ def validate_gguf(path: Path) -> dict:
 
 
 def resolve_base(setting: str) -> Path:
-    """The GGUF file that the `base_model` setting names: `bundled` or a path."""
+    """The GGUF file that the `base_model` setting names: `bundled`, a curated model's key
+    (a download, found wherever the data folder is now) or an absolute path."""
     if not setting or setting == BUNDLED:
         return bundled_gguf()
+    model = next((m for m in CURATED if m.key == setting), None)
+    if model is not None:
+        path = downloaded(model)
+        if path is None:
+            raise BaseModelError(f"{setting} is not downloaded yet: `oppu base download {setting}`")
+        return path
     path = Path(setting).expanduser()
     if not path.is_absolute():
-        raise BaseModelError(f"base_model must be 'bundled' or an absolute path, not {setting!r}")
+        raise BaseModelError(f"base_model must be 'bundled', a downloaded model's key or an "
+                             f"absolute path, not {setting!r}")
     if not path.is_file():
         raise BaseModelError(f"base model file not found: {path}")
     return path.resolve()
@@ -119,6 +127,6 @@ def available_bases() -> list[BaseChoice]:
     for model in CURATED:
         path = downloaded(model)
         if path is not None:
-            choices.append(BaseChoice(model.description.split(":")[0], str(path), path,
+            choices.append(BaseChoice(model.description.split(":")[0], model.key, path,
                                       "downloaded"))
     return choices

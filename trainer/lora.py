@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 import torch
 
+from oppu.trainer.cpu_allocator import keep_freed_memory
 from oppu.trainer.dataset import IGNORE, WritingDataset, shuffled_rows
 from oppu.trainer.fused import fuse, keep_frozen_copies, release_frozen_copies
 from oppu.trainer.loss import packed_loss
@@ -241,6 +242,7 @@ def train_lora(model, dataset: WritingDataset, config: TrainConfig,
     result = TrainResult(peft_model, [], 0, 0, 0, 0.0, planned_steps=planned,
                          precision=precision)
     torch.set_flush_denormal(True)  # LoRA B starts at zero: keep denormals off the slow path
+    keeps_freed_memory = device == "cpu" and keep_freed_memory()
     started = time.perf_counter()
     paused = 0.0  # time spent in `report` (a caller's measurements) is not training time
     step_ends: list[float] = []
@@ -268,6 +270,8 @@ def train_lora(model, dataset: WritingDataset, config: TrainConfig,
     finally:
         result.seconds = time.perf_counter() - started - paused
         torch.set_flush_denormal(False)
+        if keeps_freed_memory:
+            keep_freed_memory(False)
         release_frozen_copies(peft_model)
         peft_model.eval()
     return result

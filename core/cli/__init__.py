@@ -6,6 +6,7 @@ import os
 import sys
 import warnings
 
+from oppu.core.cli.interrupt import terminate_as_interrupt
 from oppu.storage.privacy import go_offline
 
 COMMAND_MODULES = [
@@ -68,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     warnings.simplefilter("ignore", FutureWarning)  # libraries' deprecation notes, not ours
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args) or 0
+        with terminate_as_interrupt():
+            return args.run(args) or 0
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130

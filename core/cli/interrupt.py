@@ -1,11 +1,27 @@
-"""Ctrl-C as a request to stop cleanly, for commands that can end part-way."""
+"""Ctrl-C, or SIGTERM, as a request to stop cleanly, for commands that can end part-way.
+
+SIGTERM (`kill`, `timeout`, a service manager) is treated as Ctrl-C everywhere in the
+command line: otherwise it would end `oppu` at once and leave a training child, which runs
+in its own session, training on with nobody watching."""
 
 import contextlib
 import signal
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt():
+    """While inside, SIGTERM raises KeyboardInterrupt just as Ctrl-C does."""
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
 
 class CtrlCStops:
-    """While armed, Ctrl-C sets `requested` (and calling the object says so) instead of
+    """While armed, Ctrl-C (or SIGTERM) sets `requested` (and calling the object says so) instead of
     raising KeyboardInterrupt, so the work ends at its next safe point."""
 
     def __init__(self):
@@ -21,8 +37,9 @@ class CtrlCStops:
         def on_interrupt(_signal, _frame):
             self.requested = True
 
-        previous = signal.signal(signal.SIGINT, on_interrupt)
+        previous = {number: signal.signal(number, on_interrupt) for number in STOP_SIGNALS}
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for number, handler in previous.items():
+                signal.signal(number, handler)

@@ -131,13 +131,14 @@ def run_base(args) -> int:
     with _opened(args, BaseModelError, DownloadFailed, Stopped) as profile:
         if args.action == "use":
             if not args.target:
-                raise CommandError("say which: `oppu base use bundled` or a .gguf path")
+                raise CommandError("say which: `oppu base use bundled`, a downloaded model's "
+                                   "key or a .gguf path")
             print(f"base model: {use_base(profile, args.target)}")
         elif args.action == "download":
             if not args.target:
                 raise CommandError("say which model key; `oppu base` lists them")
             path = download_base(curated_model(args.target), ProgressBar())
-            print(f"downloaded {path}\nuse it with: oppu base use {path}")
+            print(f"downloaded {path}\nuse it with: oppu base use {args.target}")
         else:
             print(f"current: {profile.settings.base_model}")
             for choice in bases():

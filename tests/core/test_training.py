@@ -256,3 +256,23 @@ def test_oppu_train_runs_now_and_forgetting_what_it_trained_on_flags_it(trainee,
     assert trainee.writing.stats().words_since_adapter == 0  # held-out writing is not new
     trainee.writing.forget(trained[0])
     assert list_adapters(trainee)[0].trained_on_deleted
+
+
+def test_sigterm_to_oppu_train_stops_its_child_cleanly(trainee, capsys, monkeypatch):
+    from oppu.core.cli import training_commands
+
+    files = add_active_adapter(trainee)
+
+    class TerminatedWhileTraining(training_commands.ProgressBar):
+        def __call__(self, progress):
+            super().__call__(progress)
+            if progress.phase == "train":
+                os.kill(os.getpid(), signal.SIGTERM)  # `kill PID`, `timeout`, a service stop
+
+    monkeypatch.setattr(training_commands, "ProgressBar", TerminatedWhileTraining)
+    assert main(["--profile", trainee.name, "train", "--max-steps", "500"]) == 130
+    assert "stopped; nothing changed" in capsys.readouterr().out
+    assert_unchanged(trainee, files)
+    (run,) = recent_runs(trainee)
+    assert run.status == "cancelled"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # as it was before `main`

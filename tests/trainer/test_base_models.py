@@ -141,3 +141,19 @@ def test_the_curated_list_is_trainable_and_downloads_show_up(tiny_gguf):
     assert curated()[0].path == models_dir() / model.filename
     with pytest.raises(BaseModelError, match="unknown model 'gpt-5'"):
         curated_model("gpt-5")
+
+
+def test_a_downloaded_base_is_chosen_by_key_and_survives_a_moved_data_folder(
+        profile, tiny_gguf, tmp_path, monkeypatch):
+    model = CURATED[0]
+    with pytest.raises(BaseModelError, match=f"{model.key} is not downloaded yet"):
+        use_base(profile, model.key)
+    shutil.copy(tiny_gguf, models_dir() / model.filename)
+    assert bases()[1].setting == model.key  # what the app and `oppu base` offer
+    assert use_base(profile, model.key) == model.key
+    assert profile.settings.base_model == model.key
+
+    moved = tmp_path / "moved-home"
+    shutil.copytree(os.environ["OPPU_HOME"], moved)  # a restored backup, a new machine
+    monkeypatch.setenv("OPPU_HOME", str(moved))
+    assert resolve_base(model.key) == moved / "models" / model.filename

@@ -89,12 +89,20 @@ class ModelController(QObject):
 
     def _change(self, action, *args, done: str) -> None:
         try:
-            action(self.app.profile, *args)
+            changed = action(self.app.profile, *args)
         except Exception as error:  # noqa: BLE001 - core's one-line AdapterError and others
             self.app.report_error(self.page.banner, error)
         else:
             self.page.banner.show_message(done, "success", 5)
+            if isinstance(changed, adapters.AdapterVersion):  # activated: serve it merged
+                self._restore_merged_copy(changed.version)
         self.refresh()
+
+    def _restore_merged_copy(self, version: str) -> None:
+        """Chat attaches the adapter until the copy is there (about 11 s)."""
+        profile = self.app.profile
+        self.app.jobs.start("merge", lambda _report, _stop: adapters.restore_merged_copy(
+            profile, version))
 
     # -- training -----------------------------------------------------------------------
 

@@ -12,14 +12,17 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from oppu.core.progress import Progress, Report, ignore
 from oppu.storage.models import Adapter, AdapterDocument
 from oppu.trainer.versions import (
     GGUF_FILE,
     MERGED_FILE,
     PEFT_DIR,
     active_adapter,
+    drop_old_merged_copies,
     make_active,
     version_folder,
+    write_merged_copy,
 )
 
 
@@ -132,3 +135,33 @@ def delete(profile, version: str) -> None:
         session.query(AdapterDocument).filter_by(adapter_id=row.id).delete()
         session.delete(row)
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def restore_merged_copy(profile, version: str, report: Report = ignore) -> bool:
+    """Write `version`'s merged copy again if it has none, so that chat serves it at full
+    speed once more: only the latest versions keep theirs (`drop_old_merged_copies`), so
+    activating an older one, or rolling back far enough, finds it gone. Takes about as long
+    as the merge after training (11 s for the bundled model). False when the profile's base
+    is not the one the adapter was made for, or the copy cannot be written; chat then
+    attaches the adapter, as it does meanwhile."""
+    from oppu.core.chat import base_sha256
+    from oppu.trainer.base_models import resolve_base
+    from oppu.trainer.prepare import BaseModelError
+
+    with profile.store.read() as session:
+        row = _get(session, version)
+        folder, made_for = version_folder(profile.folder, row), row.base_sha256
+    if (folder / MERGED_FILE).is_file():
+        return True
+    try:
+        base = resolve_base(profile.settings.base_model)
+        if base_sha256(base) != made_for:
+            return False
+    except (BaseModelError, OSError):
+        return False
+    if not write_merged_copy(folder, base, lambda done, total, tensor: report(
+            Progress("merge", done, total, message=tensor))):
+        return False
+    with profile.store.write() as session:
+        drop_old_merged_copies(session, profile.adapters_dir, version)
+    return True

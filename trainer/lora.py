@@ -140,7 +140,8 @@ class TrainConfig:
 # after two, and 1.5 passes were worse than one for every author; LoRA dropout 0.1 did not
 # rescue two passes and measured the same at one, so it stays off); two rows per step (one
 # row, twice the steps, measured the same and is slower); a learning rate of 3e-3 (it beat
-# 1.5e-3 and 4e-4 at the same budget, and 6e-3 was worse; clipping keeps it stable); one
+# 1.5e-3 and 4e-4 at the same budget, and 6e-3 was worse; clipping keeps it stable; LoRA+,
+# B's rate 4x A's, cost Chesterton 3 points); one
 # retrieved passage per item (k=2 measured the same at one pass and costs ~20% more
 # compute); and a 9-minute budget, so that a large profile still trains in bounded time and
 # the three-author benchmark stays under 45 minutes.

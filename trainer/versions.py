@@ -98,16 +98,25 @@ def write_model_files(folder: Path, base_gguf: Path, base_sha256: str,
     `report(done, total, tensor)` follows the merge.
     """
     from oppu.trainer.gguf_adapter import write_adapter_gguf
-    from oppu.trainer.merge import write_merged_gguf
-    from oppu.trainer.peft_files import UnsupportedAdapter
 
     write_adapter_gguf(folder / PEFT_DIR, base_gguf, folder / GGUF_FILE,
                        base_sha256=base_sha256)
+    write_merged_copy(folder, base_gguf, report)
+
+
+def write_merged_copy(folder: Path, base_gguf: Path,
+                      report: Callable[[int, int, str], None] | None = None) -> bool:
+    """The merged copy of the version in `folder` (see `write_model_files`); False when it
+    cannot be written, which leaves nothing behind (the write is atomic)."""
+    from oppu.trainer.merge import write_merged_gguf
+    from oppu.trainer.peft_files import UnsupportedAdapter
+
     try:
         write_merged_gguf(folder / PEFT_DIR, base_gguf, folder / MERGED_FILE, "q8_0",
                           report=report)
     except (UnsupportedAdapter, OSError):
-        pass  # written atomically: nothing half-made stays behind
+        return False
+    return True
 
 
 def drop_old_merged_copies(session: Session, adapters_dir: Path, new_version: str) -> None:

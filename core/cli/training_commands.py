@@ -105,20 +105,22 @@ def _evaluated_cut(metrics: dict) -> str:
 
 
 def run_activate(args) -> int:
-    from oppu.core.adapters import AdapterError, activate
+    from oppu.core.adapters import AdapterError, activate, restore_merged_copy
 
     with _opened(args, AdapterError) as profile:
         version = activate(profile, args.version)
-    print(f"{version.version} is now active")
+        print(f"{version.version} is now active", flush=True)
+        restore_merged_copy(profile, version.version, ProgressBar())
     return 0
 
 
 def run_rollback(args) -> int:
-    from oppu.core.adapters import AdapterError, rollback
+    from oppu.core.adapters import AdapterError, restore_merged_copy, rollback
 
     with _opened(args, AdapterError) as profile:
         version = rollback(profile)
-    print(f"rolled back: {version.version} is active again")
+        print(f"rolled back: {version.version} is active again", flush=True)
+        restore_merged_copy(profile, version.version, ProgressBar())
     return 0
 
 

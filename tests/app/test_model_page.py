@@ -6,7 +6,7 @@ from PySide6.QtCore import Qt
 
 from oppu.core import adapters
 from oppu.core.training import recent_runs
-from oppu.trainer.versions import read_meta
+from oppu.trainer.versions import MERGED_FILE, read_meta
 from tests.app.conftest import wait_jobs
 from tests.app.test_chat_page import send
 from tests.support.adapter_zips import lora_b_doubled, rezip, weights_changed
@@ -99,8 +99,12 @@ def test_retrain_toggle_and_export_the_whole_way(qtbot, trainee_app, tmp_path):
     assert page.versions.items[0].origin == "imported" and not page.versions.items[0].is_active
     assert not page.rollback.isEnabled()  # v1 is the only version ever active
     assert page.banner.action.text() == "Activate v2"
+    merged = adapters.list_adapters(app.profile)[0].path / MERGED_FILE
+    merged.unlink()  # as older versions' copies are dropped
     page.banner.action.click()
     assert adapters.active(app.profile).version == "v2"
+    wait_jobs(qtbot, app, TRAINING_TIMEOUT_MS)
+    assert merged.is_file()  # written again in the background for chat
     assert page.rollback.isEnabled()
     page.rollbackRequested.emit()
     assert adapters.active(app.profile).version == "v1"

@@ -351,3 +351,25 @@ def test_a_merged_copy_written_anew_under_the_same_name_is_loaded_anew(
     chat.reset()
     chat.options.adapter_scale = 0.999  # the same adapter attached, for reference
     assert second.text == chat.send(QUESTION).text != first.text
+
+
+def test_an_activated_version_without_its_merged_copy_gets_it_written_again(
+        chat_profile, models, tiny_gguf, adapter_files):
+    """Only the latest versions keep a merged copy; activating an older one writes its copy
+    again (the command line and the app do so after activation), and chat serves it."""
+    sha = base_sha256(tiny_gguf)
+    folder = adapter_files[0].parent
+    fresh = merged_gguf(tiny_gguf, folder, seed=0)  # what training wrote for this adapter
+    install_adapter(chat_profile, adapter_files[0], "v1", sha, peft=folder / "peft-0")
+    assert adapters.active(chat_profile).merged_path is None
+    seen = []
+    assert adapters.restore_merged_copy(chat_profile, "v1", seen.append)
+    restored = adapters.active(chat_profile).merged_path
+    assert restored.read_bytes() == fresh.read_bytes()
+    assert seen[-1].phase == "merge" and seen[-1].done == seen[-1].total > 0
+    session(chat_profile, models, use_retrieval=False, incognito=True).send(QUESTION)
+    assert models.current.model_path == restored and models.current.adapter is None
+
+    install_adapter(chat_profile, adapter_files[0], "v2", "f" * 64, peft=folder / "peft-0")
+    assert not adapters.restore_merged_copy(chat_profile, "v2")  # made for another base
+    assert adapters.active(chat_profile).merged_path is None

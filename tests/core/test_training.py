@@ -22,7 +22,7 @@ from oppu.core.training import (
     run_training,
 )
 from oppu.storage.models import Adapter, AdapterDocument, TrainingRun, utcnow
-from oppu.trainer.versions import GGUF_FILE, WORK_DIR, recorded_path, write_meta
+from oppu.trainer.versions import GGUF_FILE, MERGED_FILE, WORK_DIR, recorded_path, write_meta
 from tests.support.sample_writing import add_notes
 from tests.support.training_setup import (  # noqa: F401 - fixtures
     FAST,
@@ -119,7 +119,9 @@ def test_the_gate_keeps_a_better_adapter_and_rollback_restores_it(trainee, capsy
     assert frozen.metrics["active_version"] == "v1"
     assert active(trainee).version == "v1"
 
+    (trainee.adapters_dir / "v2" / MERGED_FILE).unlink()  # dropped as older versions' are
     assert main(["--profile", trainee.name, "activate", "v2"]) == 0
+    assert (trainee.adapters_dir / "v2" / MERGED_FILE).is_file()  # written again for chat
     assert main(["--profile", trainee.name, "rollback"]) == 0
     assert active(trainee).version == "v1"
     assert main(["--profile", trainee.name, "adapters"]) == 0

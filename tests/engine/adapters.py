@@ -59,20 +59,23 @@ def merged_gguf(base_gguf: Path, folder: Path, seed: int = 0) -> Path:
 
 
 def install_adapter(profile, adapter_gguf: Path, version: str, base_sha256: str,
-                    activate: bool = True, merged: Path | None = None) -> Path:
-    """Put `adapter_gguf` (and its `merged` copy) in the profile as adapter `version`, as a
-    finished training does."""
+                    activate: bool = True, merged: Path | None = None,
+                    peft: Path | None = None) -> Path:
+    """Put `adapter_gguf` (and its `merged` copy, its `peft` folder) in the profile as
+    adapter `version`, as a finished training does."""
     import shutil
 
     from oppu.core import adapters
     from oppu.storage.models import Adapter
-    from oppu.trainer.versions import GGUF_FILE, MERGED_FILE, recorded_path
+    from oppu.trainer.versions import GGUF_FILE, MERGED_FILE, PEFT_DIR, recorded_path
 
     folder = profile.adapters_dir / version
     folder.mkdir()
     shutil.copy(adapter_gguf, folder / GGUF_FILE)
     if merged is not None:
         shutil.copy(merged, folder / MERGED_FILE)
+    if peft is not None:
+        shutil.copytree(peft, folder / PEFT_DIR)
     with profile.store.write() as session:
         session.add(Adapter(version=version, path=recorded_path(profile.folder, folder),
                             base_name="tiny-test-llama",

@@ -79,8 +79,12 @@ def data_root_of(profile) -> Path:
 
 def training_argv(profile, run_id: int) -> list[str]:
     """The child's command line, for subprocess here and for the app's QProcess."""
-    return python_module_argv("oppu.trainer", "train", "--profile", profile.name,
-                              "--run", str(run_id), "--root", str(data_root_of(profile)))
+    return python_module_argv("oppu.trainer", *_child_arguments(profile, run_id))
+
+
+def _child_arguments(profile, run_id: int) -> list[str]:
+    return ["train", "--profile", profile.name, "--run", str(run_id),
+            "--root", str(data_root_of(profile))]
 
 
 _newest_live = (select(TrainingRun.id).where(TrainingRun.status.in_(LIVE))
@@ -167,18 +171,23 @@ def run_training(profile, report: Report = ignore, should_stop: ShouldStop = nev
     return settle_run(profile, run_id, outcome.returncode, outcome.stop_requested)
 
 
-def _alive(pid: int | None) -> bool:
-    """Whether `pid` is still a training child of ours (not a reused pid, not a zombie)."""
+def _alive(profile, run_id: int, pid: int | None) -> bool:
+    """Whether `pid` is still the run's training child: not a zombie, and not a reused pid,
+    even one that another run's child got (its arguments name the run)."""
     import psutil
 
     if not pid:
         return False
+    # not the data root: the same folder may be spelt differently (a symlink) by the opener
+    naming_the_run = _child_arguments(profile, run_id)[:5]
     try:
-        return "oppu.trainer" in psutil.Process(pid).cmdline()
+        cmdline = psutil.Process(pid).cmdline()
     except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return False
     except psutil.AccessDenied:
         return True
+    return "oppu.trainer" in cmdline and any(
+        cmdline[i:i + 5] == naming_the_run for i in range(len(cmdline)))
 
 
 def recover_interrupted(profile) -> list[int]:
@@ -189,7 +198,7 @@ def recover_interrupted(profile) -> list[int]:
                                .where(TrainingRun.status.in_(LIVE))).all()
         known = set(session.scalars(select(Adapter.version)))
     dead = [run_id for run_id, pid, started in live
-            if not _alive(pid) and (pid or started < cutoff)]
+            if not _alive(profile, run_id, pid) and (pid or started < cutoff)]
     if dead:
         with profile.store.write() as session:
             for run in session.scalars(select(TrainingRun).where(TrainingRun.id.in_(dead),

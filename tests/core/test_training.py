@@ -20,6 +20,7 @@ from oppu.core.training import (
     TrainingBusy,
     recent_runs,
     run_training,
+    training_argv,
 )
 from oppu.storage.models import Adapter, AdapterDocument, TrainingRun, utcnow
 from oppu.trainer.versions import GGUF_FILE, MERGED_FILE, WORK_DIR, recorded_path, write_meta
@@ -214,6 +215,9 @@ def test_opening_a_profile_settles_runs_whose_process_is_gone(profile, embedder)
     (adapters / ".oppu-partial-now").mkdir()  # another process's import, still going
     write_meta(_mkdir(adapters / "v4"), {"run_id": 4})  # renamed in, never committed
     write_meta(_mkdir(adapters / "imported"), {"origin": "imported"})
+    # a process now holding run 5's old pid: another run's training child
+    other_run = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)",
+                                  *training_argv(profile, 99)[1:]])
     with profile.store.write() as session:
         session.add_all([
             TrainingRun(id=1, status="running", pid=_dead_pid()),
@@ -221,11 +225,17 @@ def test_opening_a_profile_settles_runs_whose_process_is_gone(profile, embedder)
             TrainingRun(id=3, status="queued", pid=None),  # its starter may be about to run it
             TrainingRun(id=4, status="queued", pid=None,
                         started_at=utcnow() - timedelta(hours=1)),
+            TrainingRun(id=5, status="running", pid=other_run.pid),
         ])
-    with Profile(profile.name, embedder=embedder) as reopened, reopened.store.read() as session:
-        status = {r.id: (r.status, r.error) for r in session.query(TrainingRun)}
+    try:
+        with Profile(profile.name, embedder=embedder) as reopened, \
+                reopened.store.read() as session:
+            status = {r.id: (r.status, r.error) for r in session.query(TrainingRun)}
+    finally:
+        other_run.kill()
     assert status == {1: ("failed", INTERRUPTED), 2: ("failed", INTERRUPTED),
-                      3: ("queued", None), 4: ("failed", INTERRUPTED)}
+                      3: ("queued", None), 4: ("failed", INTERRUPTED),
+                      5: ("failed", INTERRUPTED)}
     names = {p.name for p in adapters.iterdir()}
     assert names == {".oppu-partial-abc", ".oppu-partial-now", "v4", "imported"}  # run 3 may
     # still write there

@@ -93,6 +93,7 @@ def steady_rate(marks: list[tuple[float, int]]) -> float:
 
 def child_ours(args) -> dict:
     from oppu.core.profile import Profile
+    from oppu.trainer.answer_replay import base_answerer
     from oppu.trainer.base_models import bundled_gguf
     from oppu.trainer.dataset import build_dataset
     from oppu.trainer.lora import PRESETS, train_lora
@@ -103,7 +104,8 @@ def child_ours(args) -> dict:
     base = prepare_base(bundled_gguf())
     started = time.perf_counter()
     with Profile("bench") as profile:
-        dataset = build_dataset(profile.writing, base.load_tokenizer(), config)
+        dataset = build_dataset(profile.writing, base.load_tokenizer(), config,
+                                answerer=base_answerer(base.gguf_path, config.seed))
     build_s = time.perf_counter() - started
     (args.work / "dataset.pkl").write_bytes(pickle.dumps(dataset.train))
     model = base.load_model()

@@ -7,6 +7,10 @@ a user turn with up to k passages retrieved from OLDER documents only (as in OPP
 stretch itself as the assistant's reply. Only the reply carries loss, plus the template's
 end token where the reply reaches the end of the document.
 
+A few items in the chat layout follow the writing: questions about passages of the training
+documents with the base model's own answers (`oppu.trainer.answer_replay`), so that the
+adapter keeps answering in chat. Only the answer carries loss.
+
 Items are packed back to back into rows of exactly `seq_len` tokens: the last item of a row
 is cut where the row ends and the document goes on in the next item, with a fresh prompt.
 Positions restart at 0 for every item and the item boundaries travel with the rows, so the
@@ -18,12 +22,14 @@ on the same side of the split as the profile grows.
 
 import hashlib
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 
 import torch
 
 from oppu.storage.prompting import writing_messages
+from oppu.trainer.answer_replay import pick_passages, question_count, question_messages
 
 IGNORE = -100
 OPENING_TOKENS = 48  # the text before a stretch, shown as the user's opening
@@ -46,6 +52,20 @@ class ItemSource:
     reply_end: int
     ends_document: bool  # the reply reaches the end and carries the end-of-turn token
     passage_document_ids: tuple[int, ...]
+    kind: str = "writing"  # or "answer": a question about the document, the base's answer
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A question about a passage of a training document, and the base model's answer."""
+    document_id: int
+    passage: str
+    question: str
+    answer: str
+
+
+# passages -> a (question, answer) pair for each, or None where there is no answer
+Answerer = Callable[[list[str]], list[tuple[str, str] | None]]
 
 
 @dataclass
@@ -157,9 +177,11 @@ class _Layout:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def prompt(self, passages: list[str], title: str, opening: str) -> list[int]:
+        return self.messages_prompt(writing_messages(passages, title, opening))
+
+    def messages_prompt(self, messages: list[dict]) -> list[int]:
         return list(self.tokenizer.apply_chat_template(
-            writing_messages(passages, title, opening), tokenize=True,
-            add_generation_prompt=True, return_dict=False))
+            messages, tokenize=True, add_generation_prompt=True, return_dict=False))
 
     def fit(self, passages: list[str], title: str, opening: str, budget: int
             ) -> tuple[list[int] | None, int]:
@@ -235,6 +257,7 @@ class _Builder:
         self.exclude = exclude_from_retrieval
         self.retrieved = 0
         self.items = 0
+        self.answers = 0
 
     def passages(self, query: str, document_id: int) -> list:
         k = self.config.retrieval_k
@@ -244,12 +267,14 @@ class _Builder:
                                    before_document=document_id)
         return [h for h in hits if h.document_id not in self.exclude][:k]
 
-    def pack(self, document_ids: list[int]) -> PackedSequences:
+    def pack(self, document_ids: list[int], answers: Sequence[Answer] = ()) -> PackedSequences:
         packer = _Packer(self.config.seq_len)
         for document_id in document_ids:
             document = self.writing.get(document_id)
             self._pack_document(packer, document_id, document.title[:TITLE_CHARS],
                                 self.layout.encode(document.text))
+        for answer in answers:
+            self._pack_answer(packer, answer)
         pad_id = self.layout.tokenizer.pad_token_id
         return packer.sequences(self.layout.end_ids[0] if pad_id is None else pad_id)
 
@@ -293,9 +318,31 @@ class _Builder:
             self.items += 1
 
 
-def build_dataset(writing, tokenizer, config, heldout_ids: set[int] | None = None
-                  ) -> WritingDataset:
-    """Lay out and pack the profile's writing; `heldout_ids` overrides the seeded split."""
+    def _pack_answer(self, packer: _Packer, answer: Answer) -> None:
+        prompt = self.layout.messages_prompt(question_messages(answer.question, answer.passage))
+        reply = self.layout.encode(answer.answer) + self.layout.end_ids
+        if len(prompt) + len(reply) > packer.seq_len:
+            return
+        if len(prompt) + len(reply) > packer.space:
+            packer.close()
+        packer.add(prompt + reply, [IGNORE] * len(prompt) + reply,
+                   ItemSource(answer.document_id, 0, 0, True, (), kind="answer"))
+        self.answers += 1
+
+
+def _answers(writing, train_ids: list[int], count: int, seed: int, answerer: Answerer
+             ) -> list[Answer]:
+    picked = pick_passages({d: writing.get(d).text for d in train_ids}, count, seed)
+    replies = answerer([passage for _, passage in picked]) if picked else []
+    return [Answer(document_id, passage, *reply)
+            for (document_id, passage), reply in zip(picked, replies, strict=True) if reply]
+
+
+def build_dataset(writing, tokenizer, config, heldout_ids: set[int] | None = None,
+                  answerer: Answerer | None = None) -> WritingDataset:
+    """Lay out and pack the profile's writing; `heldout_ids` overrides the seeded split.
+    `answerer` answers questions about training passages (`answer_replay.base_answerer`);
+    without one the training set is the writing alone."""
     summaries = sorted(writing.documents(), key=lambda d: d.id)
     words = sum(d.words for d in summaries)
     if words < config.min_words or not summaries:
@@ -308,12 +355,16 @@ def build_dataset(writing, tokenizer, config, heldout_ids: set[int] | None = Non
         train_ids = [d for d in ids if d not in heldout_ids]
     if not train_ids:
         raise NotEnoughWriting(0, config.min_words)
+    word_counts = {d.id: d.words for d in summaries}
+    answers = [] if answerer is None else _answers(
+        writing, train_ids, question_count(sum(word_counts[d] for d in train_ids),
+                                           config.answer_items), config.seed, answerer)
     builder = _Builder(writing, tokenizer, config, exclude_from_retrieval=set(held_ids))
-    train = builder.pack(train_ids)
+    train = builder.pack(train_ids, answers)
     builder.exclude = set()  # held-out items retrieve as the engine would: from everything older
     heldout = builder.pack(held_ids)
-    word_counts = {d.id: d.words for d in summaries}
-    stats = {"items": builder.items, "retrieved_passages": builder.retrieved,
+    stats = {"items": builder.items, "answer_items": builder.answers,
+             "retrieved_passages": builder.retrieved,
              "train_rows": len(train), "heldout_rows": len(heldout),
              "train_tokens": train.tokens, "train_loss_tokens": train.loss_tokens,
              "padding_tokens": train.padding + heldout.padding}

@@ -150,6 +150,7 @@ class TrainingJob:
     def _train(self, config: dict) -> dict:
         from oppu.storage.index import Index
         from oppu.storage.writing import Writing
+        from oppu.trainer.answer_replay import base_answerer
         from oppu.trainer.dataset import NotEnoughWriting, build_dataset
         from oppu.trainer.evaluate import LearningCurve, heldout_metrics
         from oppu.trainer.lora import PRESETS, TrainConfig, pick_device, train_lora
@@ -176,7 +177,9 @@ class TrainingJob:
                                  "base_sha256": base.sha256})
         self.emit("dataset", 0, 1, message="laying out your writing")
         tokenizer = base.load_tokenizer()
-        dataset = build_dataset(writing, tokenizer, train_config)
+        answerer = base_answerer(base.gguf_path, train_config.seed, lambda done, total: self.emit(
+            "dataset", done, total, message="asking the base model about your writing"))
+        dataset = build_dataset(writing, tokenizer, train_config, answerer=answerer)
         self.emit("dataset", 1, 1)
 
         device = pick_device(train_config.device)

@@ -73,6 +73,10 @@ class TrainConfig:
     seq_len: int = _field(1024, "tokens per packed row; an item never exceeds it")
     grad_clip: float = _field(1.0, "gradient norm clip (0: none)")
     retrieval_k: int = _field(1, "passages of older writing in each training prompt")
+    answer_items: int = _field(96, "at most this many questions, with passages of the "
+                                   "writing, answered by the base model and trained on too, "
+                                   "so that chat with the adapter still answers (one per "
+                                   "500 words; 0: none)")
     retrieval_min_score: float = _field(0.2, "passages less similar than this are left out")
     heldout_fraction: float = _field(0.15, "share of documents held out for evaluation")
     min_words: int = _field(1000, "training needs at least this many words of writing")
@@ -101,6 +105,7 @@ class TrainConfig:
             (64 <= self.seq_len <= 32768, "seq_len must be between 64 and 32768"),
             (self.grad_clip >= 0, "grad_clip must be 0 or more"),
             (self.retrieval_k >= 0, "retrieval_k must be 0 or more"),
+            (self.answer_items >= 0, "answer_items must be 0 or more"),
             (0 <= self.heldout_fraction < 1, "heldout_fraction must be in [0, 1)"),
             (self.min_words >= 1, "min_words must be at least 1"),
             (self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}"),

@@ -183,3 +183,43 @@ def test_too_little_writing_is_refused_with_the_counts(writer, tiny_tokenizer):
         build_dataset(writer.writing, tiny_tokenizer, replace(CONFIG, min_words=words + 1))
     assert str(refused.value) == f"not enough writing yet ({words} words, need {words + 1})"
     assert (refused.value.words, refused.value.needed) == (words, words + 1)
+
+
+def test_questions_about_training_passages_carry_the_base_models_answers(
+        writer, tiny_tokenizer, monkeypatch):
+    """Replay items: a question about a passage of a training document in the chat layout,
+    with loss on the answer and its end token only; none for held-out documents, none for
+    a passage without an answer, and at most one per WORDS_PER_QUESTION training words."""
+    from oppu.trainer import answer_replay
+
+    asked = []
+
+    def answerer(passages):
+        asked.extend(passages)
+        return [None if i == 0 else ("What is this passage about?", f"It is about note {i}.")
+                for i in range(len(passages))]
+
+    config = replace(CONFIG, answer_items=3)
+    monkeypatch.setattr(answer_replay, "WORDS_PER_QUESTION", 10_000)
+    few = build_dataset(writer.writing, tiny_tokenizer, config, answerer=answerer)
+    assert not asked and few.stats["answer_items"] == 0  # 1,200 words: too few to ask about
+
+    monkeypatch.setattr(answer_replay, "WORDS_PER_QUESTION", 100)
+    dataset = build_dataset(writer.writing, tiny_tokenizer, config, answerer=answerer)
+    assert len(asked) == 3  # answer_items caps it
+    replayed = [(row, start, end, source) for row, start, end, source in _items(dataset.train)
+                if source.kind == "answer"]
+    assert len(replayed) == dataset.stats["answer_items"] == 2  # the first had no answer
+    assert not any(source.kind == "answer" for *_, source in _items(dataset.heldout))
+    end_id = tiny_tokenizer.convert_tokens_to_ids("<|im_end|>")
+    for (row, start, end, source), number in zip(replayed, (1, 2), strict=True):
+        assert source.document_id in dataset.train_document_ids
+        ids, labels = dataset.train.input_ids[row], dataset.train.labels[row]
+        reply = _reply_start(labels, start, end)
+        prompt = tiny_tokenizer.decode(ids[start:reply])
+        assert VOICE_INSTRUCTION in prompt and PASSAGES_HEADER in prompt
+        assert " ".join(asked[number].split()[:5]) in prompt
+        assert prompt.endswith("What is this passage about?<|im_end|>\n<|im_start|>assistant\n")
+        assert tiny_tokenizer.decode(ids[reply:end - 1]) == f"It is about note {number}."
+        assert int(ids[end - 1]) == end_id
+        assert bool((labels[reply:end] == ids[reply:end]).all())

@@ -102,13 +102,13 @@ def child_ours(args) -> dict:
     config = replace(PRESETS[PRESET], max_steps=args.steps, max_minutes=0,
                      precision=args.precision)
     base = prepare_base(bundled_gguf())
+    model = base.load_model()
     started = time.perf_counter()
     with Profile("bench") as profile:
         dataset = build_dataset(profile.writing, base.load_tokenizer(), config,
-                                answerer=base_answerer(base.gguf_path, config.seed))
+                                answerer=base_answerer(model))
     build_s = time.perf_counter() - started
     (args.work / "dataset.pkl").write_bytes(pickle.dumps(dataset.train))
-    model = base.load_model()
     marks = []
     result = train_lora(model, dataset, config,
                         lambda r: marks.append((time.perf_counter(), r["tokens"])),

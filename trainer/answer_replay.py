@@ -4,16 +4,15 @@ Every writing item teaches the adapter to continue the owner's text. On its own,
 turns every chat message into more of that text: asked "What is the capital of France?",
 an adapter trained on twenty chapters of Persuasion wrote 500 tokens of novel and never
 answered. A share of items in the chat layout (a question, about a passage of the owner's
-writing or an everyday one with the passage as retrieved context, answered by the base
-model itself, greedily, through llama.cpp as chat serves it) keeps the answering the base
-model did, while the writing items bring the voice: replay, as continual learning calls
-it. They carry loss on the answer and its end token only, come from training documents
-only, and are never part of the held-out set.
+writing or an everyday one with the passage as retrieved context, answered greedily by the
+base model itself before any adapter is attached) keeps the answering the base model did,
+while the writing items bring the voice: replay, as continual learning calls it. They carry
+loss on the answer and its end token only, come from training documents only, and are
+never part of the held-out set.
 """
 
 import random
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Sequence
 
 from oppu.storage.prompting import system_message, user_turn
 
@@ -45,14 +44,17 @@ QUESTIONS = ABOUT_THE_PASSAGE + EVERYDAY
 PASSAGE_WORDS = 120
 ANSWER_TOKENS = 200
 WORDS_PER_QUESTION = 500  # a small profile gets few: its writing is what it is about
+ROWS_PER_BATCH = 16
+PAD_ID = 0  # any token: padding is masked out, and what follows a stop is cut off
 
 
 def question_count(train_words: int, most: int) -> int:
     return min(most, train_words // WORDS_PER_QUESTION) if most else 0
 
 
-def pick_passages(texts: dict[int, str], count: int, seed: int) -> list[tuple[int, str]]:
-    """`count` stretches of about PASSAGE_WORDS words from the documents `texts` (by id)."""
+def pick_questions(texts: dict[int, str], count: int, seed: int) -> list[tuple[int, str, str]]:
+    """`count` (document id, passage, question): stretches of about PASSAGE_WORDS words from
+    the documents `texts` (by id), each with a question from QUESTIONS."""
     rng = random.Random(f"answer-replay:{seed}")
     ids = sorted(texts)
     picked = []
@@ -60,7 +62,8 @@ def pick_passages(texts: dict[int, str], count: int, seed: int) -> list[tuple[in
         document_id = rng.choice(ids)
         words = texts[document_id].split()
         start = rng.randrange(max(1, len(words) - PASSAGE_WORDS))
-        picked.append((document_id, " ".join(words[start:start + PASSAGE_WORDS])))
+        picked.append((document_id, " ".join(words[start:start + PASSAGE_WORDS]),
+                       rng.choice(QUESTIONS)))
     return picked
 
 
@@ -68,26 +71,55 @@ def question_messages(question: str, passage: str) -> list[dict]:
     return [system_message(), user_turn(question, [passage])]
 
 
-def base_answerer(base_gguf: Path, seed: int,
-                  report: Callable[[int, int], None] = lambda done, total: None):
-    """A function from passages to (question, answer) pairs, the answers the base model
-    gives through llama.cpp; None for a passage whose answer did not end in time."""
-    def answer(passages: list[str]) -> list[tuple[str, str] | None]:
-        from oppu.engine.chat import ReplyStream, Sampling
-        from oppu.engine.llm import Engine
+def reply_until_stop(generated: list[int], stop_ids: Sequence[int]) -> list[int] | None:
+    """The reply before the first stop token; None if it never stopped or said nothing."""
+    end = next((i for i, token in enumerate(generated) if token in stop_ids), None)
+    if end is None or end == 0:
+        return None
+    return generated[:end]
 
-        rng = random.Random(f"answer-replay-questions:{seed}")
-        answers = []
-        with Engine(base_gguf, n_ctx=2048, seed=seed) as engine:
-            for done, passage in enumerate(passages):
-                report(done, len(passages))
-                question = rng.choice(QUESTIONS)
-                prompt = engine.prompt_tokens(question_messages(question, passage))
-                reply = ReplyStream(engine, prompt, Sampling.greedy(ANSWER_TOKENS))
-                text = reply.text().strip()
-                answers.append((question, text) if reply.stats.stop_reason == "end" and text
-                               else None)
-        report(len(passages), len(passages))
-        return answers
+
+def greedy_continuations(model, prompts: list[list[int]], stop_ids: Sequence[int],
+                         max_new_tokens: int, report: Callable[[int, int], None]
+                         ) -> list[list[int]]:
+    """What `model` generates greedily after each prompt, ROWS_PER_BATCH prompts of similar
+    length at a time, left-padded; a row that stopped early goes on with PAD_ID."""
+    import torch
+    from transformers import GenerationConfig
+
+    settings = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False,
+                                eos_token_id=list(stop_ids), pad_token_id=PAD_ID)
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    generated: list[list[int]] = [[] for _ in prompts]
+    for start in range(0, len(order), ROWS_PER_BATCH):
+        report(start, len(prompts))
+        rows = order[start:start + ROWS_PER_BATCH]
+        width = max(len(prompts[row]) for row in rows)
+        padding = [width - len(prompts[row]) for row in rows]
+        input_ids = torch.tensor([[PAD_ID] * pad + prompts[row]
+                                  for row, pad in zip(rows, padding)], device=model.device)
+        attention_mask = torch.tensor([[0] * pad + [1] * (width - pad) for pad in padding],
+                                      device=model.device)
+        with torch.inference_mode():
+            output = model.generate(input_ids=input_ids, attention_mask=attention_mask,
+                                    generation_config=settings)
+        for row, tokens in zip(rows, output[:, width:].tolist()):
+            generated[row] = tokens
+    report(len(prompts), len(prompts))
+    return generated
+
+
+def base_answerer(model, report: Callable[[int, int], None] = lambda done, total: None):
+    """Answers prompts (token ids) greedily with `model`, the base model without adapters:
+    the reply's ids before a stop id, or None where the answer did not end within
+    ANSWER_TOKENS."""
+    def answer(prompts: list[list[int]], stop_ids: Sequence[int]) -> list[list[int] | None]:
+        was_training = model.training
+        model.eval()
+        try:
+            generated = greedy_continuations(model, prompts, stop_ids, ANSWER_TOKENS, report)
+        finally:
+            model.train(was_training)
+        return [reply_until_stop(tokens, stop_ids) for tokens in generated]
 
     return answer

@@ -29,7 +29,7 @@ from itertools import pairwise
 import torch
 
 from oppu.storage.prompting import writing_messages
-from oppu.trainer.answer_replay import pick_passages, question_count, question_messages
+from oppu.trainer.answer_replay import pick_questions, question_count, question_messages
 
 IGNORE = -100
 OPENING_TOKENS = 48  # the text before a stretch, shown as the user's opening
@@ -57,15 +57,14 @@ class ItemSource:
 
 @dataclass(frozen=True)
 class Answer:
-    """A question about a passage of a training document, and the base model's answer."""
+    """A question with a passage of a training document, and the base model's answer."""
     document_id: int
-    passage: str
-    question: str
-    answer: str
+    prompt: list[int]
+    reply: list[int]  # without the end-of-turn token
 
 
-# passages -> a (question, answer) pair for each, or None where there is no answer
-Answerer = Callable[[list[str]], list[tuple[str, str] | None]]
+# (prompts, stop ids) -> the reply to each prompt, or None where there is no answer
+Answerer = Callable[[list[list[int]], Sequence[int]], list[list[int] | None]]
 
 
 @dataclass
@@ -319,8 +318,7 @@ class _Builder:
 
 
     def _pack_answer(self, packer: _Packer, answer: Answer) -> None:
-        prompt = self.layout.messages_prompt(question_messages(answer.question, answer.passage))
-        reply = self.layout.encode(answer.answer) + self.layout.end_ids
+        prompt, reply = answer.prompt, answer.reply + self.layout.end_ids
         if len(prompt) + len(reply) > packer.seq_len:
             return
         if len(prompt) + len(reply) > packer.space:
@@ -330,12 +328,14 @@ class _Builder:
         self.answers += 1
 
 
-def _answers(writing, train_ids: list[int], count: int, seed: int, answerer: Answerer
-             ) -> list[Answer]:
-    picked = pick_passages({d: writing.get(d).text for d in train_ids}, count, seed)
-    replies = answerer([passage for _, passage in picked]) if picked else []
-    return [Answer(document_id, passage, *reply)
-            for (document_id, passage), reply in zip(picked, replies, strict=True) if reply]
+def _answers(writing, layout: _Layout, train_ids: list[int], count: int, seed: int,
+             answerer: Answerer) -> list[Answer]:
+    picked = pick_questions({d: writing.get(d).text for d in train_ids}, count, seed)
+    prompts = [layout.messages_prompt(question_messages(question, passage))
+               for _, passage, question in picked]
+    replies = answerer(prompts, layout.end_ids) if picked else []
+    return [Answer(document_id, prompt, reply) for (document_id, *_), prompt, reply
+            in zip(picked, prompts, replies, strict=True) if reply]
 
 
 def build_dataset(writing, tokenizer, config, heldout_ids: set[int] | None = None,
@@ -356,10 +356,11 @@ def build_dataset(writing, tokenizer, config, heldout_ids: set[int] | None = Non
     if not train_ids:
         raise NotEnoughWriting(0, config.min_words)
     word_counts = {d.id: d.words for d in summaries}
-    answers = [] if answerer is None else _answers(
-        writing, train_ids, question_count(sum(word_counts[d] for d in train_ids),
-                                           config.answer_items), config.seed, answerer)
     builder = _Builder(writing, tokenizer, config, exclude_from_retrieval=set(held_ids))
+    answers = [] if answerer is None else _answers(
+        writing, builder.layout, train_ids,
+        question_count(sum(word_counts[d] for d in train_ids), config.answer_items),
+        config.seed, answerer)
     train = builder.pack(train_ids, answers)
     builder.exclude = set()  # held-out items retrieve as the engine would: from everything older
     heldout = builder.pack(held_ids)

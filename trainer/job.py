@@ -176,15 +176,13 @@ class TrainingJob:
         self._update_run(config={**config, "train": train_config.to_dict(),
                                  "base_sha256": base.sha256})
         self.emit("dataset", 0, 1, message="laying out your writing")
-        tokenizer = base.load_tokenizer()
-        answerer = base_answerer(base.gguf_path, train_config.seed, lambda done, total: self.emit(
+        model = base.load_model(device=pick_device(train_config.device))
+        answerer = base_answerer(model, lambda done, total: self.emit(
             "dataset", done, total, message="asking the base model about your writing"))
-        dataset = build_dataset(writing, tokenizer, train_config, answerer=answerer)
+        dataset = build_dataset(writing, base.load_tokenizer(), train_config, answerer=answerer)
         self.emit("dataset", 1, 1)
 
-        device = pick_device(train_config.device)
         self.emit("evaluate", 0, 3, message="base model")
-        model = base.load_model(device=device)
         metrics = {"base": heldout_metrics(model, dataset.heldout)}
         active_row = self._comparable_active(base.sha256)
         if active_row is not None:

@@ -11,14 +11,26 @@ def prompt_ids(tiny_gguf):
     return tokenize(tiny_gguf, PROMPT)
 
 
-@pytest.fixture(scope="session")
-def tiny_base(tmp_path_factory, tiny_gguf):
-    """The tiny GGUF prepared (dequantized, cached) once per session, in a data root of its own."""
+def prepared_once(tmp_path_factory, gguf):
+    """`gguf` prepared (dequantized, cached) in a data root of its own."""
     from oppu.trainer.prepare import prepare_base
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("OPPU_HOME", str(tmp_path_factory.mktemp("prepared-home")))
-        return prepare_base(tiny_gguf)
+        return prepare_base(gguf)
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory, tiny_gguf):
+    return prepared_once(tmp_path_factory, tiny_gguf)
+
+
+@pytest.fixture(scope="session")
+def bundled_base(tmp_path_factory):
+    """The bundled SmolLM2 prepared once per session (about 50 s): for slow tests."""
+    from tests.support.tiny_model import bundled_gguf
+
+    return prepared_once(tmp_path_factory, bundled_gguf())
 
 
 @pytest.fixture(scope="session")

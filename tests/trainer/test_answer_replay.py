@@ -1,7 +1,16 @@
-"""Replay items' answers come from the base model itself, through llama.cpp."""
+"""Replay items' answers come from the base model itself, generated greedily in batches."""
 
-from oppu.trainer.answer_replay import QUESTIONS, base_answerer, pick_passages
-from tests.support.tiny_model import bundled_gguf
+import pytest
+import torch
+
+from oppu.trainer.answer_replay import (
+    QUESTIONS,
+    base_answerer,
+    greedy_continuations,
+    pick_questions,
+    question_messages,
+    reply_until_stop,
+)
 
 PASSAGE = ("Anne walked down to the harbour at Lyme with Captain Wentworth and the Musgroves. "
            "The wind was high, the sea was grey, and Louisa insisted on being jumped down the "
@@ -10,19 +19,49 @@ PASSAGE = ("Anne walked down to the harbour at Lyme with Captain Wentworth and t
 
 def test_passages_are_stretches_of_the_given_documents_picked_by_seed():
     texts = {7: " ".join(f"w{i}" for i in range(500)), 9: "short text"}
-    picked = pick_passages(texts, 5, seed=1)
-    assert picked == pick_passages(texts, 5, seed=1) != pick_passages(texts, 5, seed=2)
-    for document_id, passage in picked:
+    picked = pick_questions(texts, 5, seed=1)
+    assert picked == pick_questions(texts, 5, seed=1) != pick_questions(texts, 5, seed=2)
+    for document_id, passage, question in picked:
         assert passage in texts[document_id] and len(passage.split()) <= 120
+        assert question in QUESTIONS
 
 
-def test_the_bundled_base_model_answers_questions_about_a_passage():
+def test_a_reply_is_what_comes_before_the_first_stop_token():
+    assert reply_until_stop([5, 6, 2, 7, 2], stop_ids=[2]) == [5, 6]
+    assert reply_until_stop([5, 6, 7], stop_ids=[2]) is None  # never ended: no answer
+    assert reply_until_stop([2, 5], stop_ids=[2]) is None  # ended without a word
+
+
+def test_batched_generation_gives_what_each_prompt_gets_alone(tiny_base, tiny_tokenizer):
+    """Left padding must not change a greedy continuation: prompts of different lengths,
+    batched, continue as each does on its own."""
+    model = tiny_base.load_model().eval()
+    prompts = [tiny_tokenizer.apply_chat_template(
+        question_messages(question, PASSAGE[:length]), add_generation_prompt=True,
+        return_dict=False) for question, length in zip(QUESTIONS, (40, 120, 200))]
+    assert len({len(prompt) for prompt in prompts}) == 3
+    never = [len(tiny_tokenizer) + 7]  # a stop id no model output can be
     progress = []
-    answers = base_answerer(bundled_gguf(), seed=0,
-                            report=lambda done, total: progress.append((done, total)))(
-        [PASSAGE, PASSAGE])
-    assert progress[-1] == (2, 2)
-    answered = [a for a in answers if a is not None]
-    assert answered  # the base model ends its answers on its own
-    for question, answer in answered:
-        assert question in QUESTIONS and answer.strip() == answer and answer
+    batched = greedy_continuations(model, prompts, never, 8,
+                                   lambda done, total: progress.append((done, total)))
+    alone = [model.generate(input_ids=torch.tensor([prompt]), max_new_tokens=8,
+                            do_sample=False, pad_token_id=0)[0, len(prompt):].tolist()
+             for prompt in prompts]
+    assert batched == alone and progress == [(0, 3), (3, 3)]
+    assert base_answerer(model)(prompts, never) == [None] * 3  # none ended: no answers
+
+
+@pytest.mark.slow
+def test_the_bundled_base_model_answers_questions_about_a_passage(bundled_base):
+    tokenizer = bundled_base.load_tokenizer()
+    prompts = [tokenizer.apply_chat_template(question_messages(question, PASSAGE),
+                                             add_generation_prompt=True, return_dict=False)
+               for question in QUESTIONS]
+    progress = []
+    answers = base_answerer(bundled_base.load_model(), lambda done, total: progress.append(
+        (done, total)))(prompts, [tokenizer.convert_tokens_to_ids("<|im_end|>")])
+    assert progress[0] == (0, len(QUESTIONS)) and progress[-1] == (len(QUESTIONS),) * 2
+    answered = {question: tokenizer.decode(reply) for question, reply in zip(QUESTIONS, answers)
+                if reply is not None}
+    assert len(answered) >= len(QUESTIONS) // 3  # the base model ends many answers itself
+    assert "Anne" in answered[QUESTIONS[0]]  # "Summarize this passage in two sentences."

@@ -235,11 +235,8 @@ def test_time_spent_in_report_is_not_training_time(tiny_base, notes_dataset):
 
 
 @pytest.mark.slow
-def test_the_bundled_model_prepares_and_trains_a_few_steps(embedder, profile):
-    from oppu.trainer.prepare import prepare_base
-    from tests.support.tiny_model import bundled_gguf
-
-    base = prepare_base(bundled_gguf())
+def test_the_bundled_model_prepares_and_trains_a_few_steps(bundled_base, profile):
+    base = bundled_base
     assert (base.n_layer, base.n_head, base.n_head_kv) == (30, 9, 3)
     add_notes(profile, count=10, words_each=150, seed=7)
     config = replace(PRESETS["balanced"], seq_len=512, max_steps=3, batch_size=1,

@@ -69,15 +69,16 @@ def download_base(model: HubModel, report: Report = ignore, should_stop: ShouldS
     """Fetch `model` (resuming a partial download) and return the verified file."""
     dest = dest or models_dir()
     stop_file = dest / f"{model.filename}.stop"
+    log_path = dest / f"{model.filename}.log"  # the child's stderr, kept when it fails
     stop_file.unlink(missing_ok=True)
     try:
         outcome = run_child(download_argv(model, dest, stop_file), report, should_stop,
-                            env=online_env(), stop_file=stop_file,
-                            log_path=dest / f"{model.filename}.log")
+                            env=online_env(), stop_file=stop_file, log_path=log_path)
     finally:
         stop_file.unlink(missing_ok=True)
     result = outcome.result or {}
     if result.get("status") == "succeeded":
+        log_path.unlink(missing_ok=True)
         return Path(result["path"])
     if outcome.stop_requested:
         raise Stopped(f"download of {model.filename} stopped; it resumes next time")

@@ -9,11 +9,13 @@ app closed, the network gone, the process killed) resumes where it stopped. We d
 across processes.
 """
 
+import fcntl
 import json
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from http.client import responses
 from pathlib import Path
@@ -102,14 +104,37 @@ def _resume_size(part: Path, state: Path, remote: Remote) -> int:
     return part.stat().st_size
 
 
+@contextmanager
+def _only_download_of(final: Path) -> Iterator[None]:
+    """Held while `final` is being fetched: two downloads of one file (two windows, the app
+    and `oppu base download`) would write into the same part file."""
+    lock = final.with_name(final.name + ".lock")
+    with open(lock, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DownloadError(f"{final.name} is already being downloaded; wait for that "
+                                "download to finish") from None
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
+
+
 def download_model(model: HubModel, dest_dir: Path, emit: Emit,
                    endpoint: str | None = None) -> Path:
     """Fetch `model` into `dest_dir`, resuming a partial file; the path once verified."""
-    from huggingface_hub.file_download import http_get
     from huggingface_hub.utils import disable_progress_bars
 
     disable_progress_bars()  # progress goes to `emit`, not to a tqdm bar on stderr
     final = Path(dest_dir) / model.filename
+    with _only_download_of(final):
+        return _fetch(model, final, emit, endpoint)
+
+
+def _fetch(model: HubModel, final: Path, emit: Emit, endpoint: str | None) -> Path:
+    from huggingface_hub.file_download import http_get
+
     part = final.with_name(final.name + ".part")
     state = final.with_name(final.name + ".part.json")
     emit({"phase": "resolve", "step": 0, "total": 1, "message": model.repo})

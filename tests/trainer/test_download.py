@@ -225,3 +225,23 @@ def test_a_failure_to_save_is_one_line_from_the_child(hub, tmp_path):
     (tmp_path / f"{FILENAME}.part.json").mkdir()  # in the way of the resume record
     with pytest.raises(DownloadFailed, match=f"cannot save {FILENAME}: .*Is a directory"):
         download_base(model(), dest=tmp_path)
+
+
+def test_a_second_download_of_the_same_file_waits_its_turn(hub, payload, tmp_path):
+    """Two downloads of one model at once (the app and `oppu base download`) would write
+    into one part file: the second is refused while the first runs, which then finishes."""
+    hub.pause_after = PAUSE_AFTER
+    seen = []
+    first = threading.Thread(target=lambda: seen.append(
+        download_base(model(), seen.append, dest=tmp_path)))
+    first.start()
+    try:
+        while not any(getattr(p, "done", 0) > 0 for p in seen) and first.is_alive():
+            threading.Event().wait(0.05)
+        with pytest.raises(DownloadFailed, match="already being downloaded"):
+            download_base(model(), dest=tmp_path)
+    finally:
+        hub.release.set()
+        first.join(timeout=60)
+    assert seen[-1] == tmp_path / FILENAME and seen[-1].read_bytes() == payload
+    assert sorted(p.name for p in tmp_path.iterdir()) == [FILENAME]

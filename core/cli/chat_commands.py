@@ -54,13 +54,19 @@ def _session(profile, args, conversation_id=None):
 def _say(session, text: str, stop: CtrlCStops):
     from oppu.engine.errors import EngineError, ModelFileError
 
+    reader_gone = False  # `oppu ask ... | head`: the reply so far is still stored
+
     def show(piece: str) -> None:
-        sys.stdout.write(piece)
-        sys.stdout.flush()
+        nonlocal reader_gone
+        try:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            reader_gone = True
 
     try:
         with stop.armed():
-            reply = session.send(text, show, stop)
+            reply = session.send(text, show, lambda: reader_gone or stop())
     except ModelFileError as error:
         hint = ""
         if error.bundled_fallback is not None:
@@ -68,6 +74,8 @@ def _say(session, text: str, stop: CtrlCStops):
         raise CommandError(f"{error}{hint}") from None
     except EngineError as error:
         raise CommandError(str(error)) from None
+    if reader_gone:
+        raise BrokenPipeError  # main exits quietly, as for `oppu list | head`
     sys.stdout.write("\n")
     if reply.stop_reason == "stopped":
         print("[stopped]", file=sys.stderr)

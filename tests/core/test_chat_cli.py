@@ -1,6 +1,7 @@
 """`oppu chat`, `oppu ask` and `oppu conversations` on the tiny model."""
 
 import io
+import os
 
 import pytest
 from sqlalchemy import func, select
@@ -98,3 +99,28 @@ def test_a_missing_base_model_is_one_line_with_the_bundled_hint(cli_profile, cap
     assert oppu("ask", "hello") == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "gone.gguf" in err and "base_model bundled" in err
+
+
+def test_a_reader_that_stops_reading_stops_the_reply_which_is_still_stored(
+        cli_profile, monkeypatch):
+    """`oppu ask ... | head -c 5`: the pipe closes mid-reply; generation stops within a
+    token, the conversation keeps the question and the reply so far, and the exit is
+    quiet (141)."""
+    class ClosingPipe(io.StringIO):
+        refused = 0
+
+        def write(self, text):
+            if self.tell() >= 3:
+                self.refused += 1
+                raise BrokenPipeError
+            return super().write(text)
+
+        def fileno(self):
+            return os.open(os.devnull, os.O_WRONLY)
+
+    pipe = ClosingPipe()
+    monkeypatch.setattr("sys.stdout", pipe)
+    monkeypatch.setattr("os.dup2", lambda *_: None)
+    assert oppu("ask", "--no-rag", "Tell me about Miso") == 141
+    assert 1 <= pipe.refused <= 2  # of up to 12 reply tokens
+    assert stored(cli_profile) == (1, 2)

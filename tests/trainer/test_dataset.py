@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from oppu.storage.prompting import PASSAGES_HEADER, VOICE_INSTRUCTION, writing_messages
+from oppu.trainer.answer_replay import QUESTIONS
 from oppu.trainer.dataset import (
     IGNORE,
     MIN_REPLY_TOKENS,
@@ -194,10 +195,11 @@ def test_questions_about_training_passages_carry_the_base_models_answers(
 
     asked = []
 
-    def answerer(passages):
-        asked.extend(passages)
-        return [None if i == 0 else ("What is this passage about?", f"It is about note {i}.")
-                for i in range(len(passages))]
+    def answerer(prompts, stop_ids):
+        assert list(stop_ids) == [tiny_tokenizer.convert_tokens_to_ids("<|im_end|>")]
+        asked.extend(prompts)
+        return [None if i == 0 else tiny_tokenizer.encode(f"It is about note {i}.")
+                for i in range(len(prompts))]
 
     config = replace(CONFIG, answer_items=3)
     monkeypatch.setattr(answer_replay, "WORDS_PER_QUESTION", 10_000)
@@ -218,8 +220,10 @@ def test_questions_about_training_passages_carry_the_base_models_answers(
         reply = _reply_start(labels, start, end)
         prompt = tiny_tokenizer.decode(ids[start:reply])
         assert VOICE_INSTRUCTION in prompt and PASSAGES_HEADER in prompt
-        assert " ".join(asked[number].split()[:5]) in prompt
-        assert prompt.endswith("What is this passage about?<|im_end|>\n<|im_start|>assistant\n")
+        assert list(ids[start:reply]) == asked[number]
+        assert prompt.endswith("<|im_end|>\n<|im_start|>assistant\n")
+        question = prompt.rsplit("\n\n", 1)[1].split("<|im_end|>")[0]
+        assert question in QUESTIONS
         assert tiny_tokenizer.decode(ids[reply:end - 1]) == f"It is about note {number}."
         assert int(ids[end - 1]) == end_id
         assert bool((labels[reply:end] == ids[reply:end]).all())

@@ -330,10 +330,12 @@ class _Builder:
 
 def _answers(writing, layout: _Layout, train_ids: list[int], count: int, seed: int,
              answerer: Answerer) -> list[Answer]:
+    if not count:  # too little writing to ask about: read no document for it
+        return []
     picked = pick_questions({d: writing.get(d).text for d in train_ids}, count, seed)
     prompts = [layout.messages_prompt(question_messages(question, passage))
                for _, passage, question in picked]
-    replies = answerer(prompts, layout.end_ids) if picked else []
+    replies = answerer(prompts, layout.end_ids)
     return [Answer(document_id, prompt, reply) for (document_id, *_), prompt, reply
             in zip(picked, prompts, replies, strict=True) if reply]
 

@@ -4,7 +4,8 @@ In one run, on the same ~500-token chat prompt:
 - llama.cpp decode and prompt-processing speed for the base, base + an adapter of the
   trainer's default config (the adapter the app serves; random non-zero B, attached at run
   time as the app does), that adapter merged into the base (q8_0), and for comparison a
-  rank-8 q/v LoRA (the paper's recipe), attached and merged;
+  rank-16 LoRA on all seven projections (the default until the MLP-only one measured the
+  same in bench/results/personalization.md), attached and merged;
 - time to first token through the chat use case, with and without retrieval from a
   profile of 200 notes (retrieval, prompt layout, context budget and prefill included),
   and for the 9th message of a conversation, against the same prompt read from scratch;
@@ -62,7 +63,7 @@ def notes() -> list[tuple[str, str]]:
 
 def make_adapters(work: Path, base: Path) -> dict:
     from oppu.trainer.gguf_adapter import write_adapter_gguf
-    from oppu.trainer.lora import TrainConfig
+    from oppu.trainer.lora import ALL_LINEAR, TrainConfig
     from oppu.trainer.merge import write_merged_gguf
     from oppu.trainer.prepare import prepare_base
     from tests.support.peft_fixtures import make_peft_adapter
@@ -72,17 +73,18 @@ def make_adapters(work: Path, base: Path) -> dict:
     model = prepare_base(base).load_model().eval()
     load_s = time.perf_counter() - start
     default = TrainConfig()
-    make_peft_adapter(model, work / "peft-qv", rank=8, alpha=16, targets=("q_proj", "v_proj"),
-                      b_std=B_STD)
+    make_peft_adapter(model, work / "peft-all", rank=default.rank, alpha=default.alpha,
+                      targets=ALL_LINEAR, b_std=B_STD)
     make_peft_adapter(model, work / "peft-default", rank=default.rank, alpha=default.alpha,
                       targets=default.target_modules, b_std=B_STD)
     return {
         "model": model, "torch_load_s": load_s,
         "default_config": f"rank {default.rank}, {', '.join(default.target_modules)}",
-        "qv": write_adapter_gguf(work / "peft-qv", base, work / "qv.gguf"),
+        "all": write_adapter_gguf(work / "peft-all", base, work / "all.gguf"),
         "default": write_adapter_gguf(work / "peft-default", base, work / "default.gguf"),
         "merged": write_merged_gguf(work / "peft-default", base, work / "merged.gguf", "q8_0"),
-        "merged_qv": write_merged_gguf(work / "peft-qv", base, work / "merged-qv.gguf", "q8_0"),
+        "merged_all": write_merged_gguf(work / "peft-all", base, work / "merged-all.gguf",
+                                        "q8_0"),
     }
 
 
@@ -217,11 +219,11 @@ def llama_part(work: Path, repeats: int) -> dict:
     r = {"omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
          "gomp_spincount": os.environ.get("GOMP_SPINCOUNT")}
     engine, merged = Engine(base), Engine(work / "merged.gguf")
-    merged_qv = Engine(work / "merged-qv.gguf")
+    merged_all = Engine(work / "merged-all.gguf")
     prompt = engine.prompt_tokens([system_message(), user_turn(long_question())])
     configs = {"base": (engine, None), "adapter": (engine, work / "default.gguf"),
-               "merged": (merged, None), "adapter_qv": (engine, work / "qv.gguf"),
-               "merged_qv": (merged_qv, None)}
+               "merged": (merged, None), "adapter_all": (engine, work / "all.gguf"),
+               "merged_all": (merged_all, None)}
     speeds = {name: [] for name in configs}
     for repeat in range(repeats):  # round robin, so drifting load hits every config alike
         for name, (which, adapter) in configs.items():
@@ -232,7 +234,7 @@ def llama_part(work: Path, repeats: int) -> dict:
         r[f"pp_tps_{name}"] = max(p for p, _ in runs)
         r[f"decode_tps_{name}"] = max(d for _, d in runs)
     r["n_threads"], r["n_gpu_layers"] = engine.n_threads, engine.n_gpu_layers
-    for which in (engine, merged, merged_qv):
+    for which in (engine, merged, merged_all):
         which.close()
 
     os.environ["OPPU_HOME"] = str(work / "home")
@@ -273,7 +275,7 @@ def run(repeats: int) -> dict:
                             "--repeats", str(repeats)], stdout=subprocess.PIPE, text=True,
                            check=True)
     r |= json.loads(child.stdout.strip().splitlines()[-1])
-    for name in ("adapter", "merged", "adapter_qv", "merged_qv"):
+    for name in ("adapter", "merged", "adapter_all", "merged_all"):
         r[f"{name}_overhead"] = 1 - r[f"decode_tps_{name}"] / r["decode_tps_base"]
     r["speedup_vs_transformers"] = r["decode_tps_base"] / r["decode_tps_transformers"]
     r["pp_speedup_vs_transformers"] = r["pp_tps_base"] / r["pp_tps_transformers"]
@@ -291,8 +293,9 @@ def markdown(r: dict) -> str:
               "attached at run time (the app at other strengths than 1)"), "adapter"),
             ("llama.cpp, that LoRA merged (q8_0 touched tensors; the app at strength 1)",
              "merged"),
-            ("llama.cpp, base + LoRA r8 q/v, attached (comparison)", "adapter_qv"),
-            ("llama.cpp, LoRA r8 q/v merged (comparison)", "merged_qv"),
+            ("llama.cpp, base + LoRA r16 on all seven projections, attached (comparison)",
+             "adapter_all"),
+            ("llama.cpp, LoRA r16 on all seven projections, merged (comparison)", "merged_all"),
             ("transformers generate, fp32 CPU (baseline)", "transformers")]
     lines = [
         "# Generation benchmark: bundled SmolLM2-135M-Instruct (Q4_1)",
@@ -331,8 +334,8 @@ def markdown(r: dict) -> str:
         "",
         (f"- adapter overhead on decode, the trainer's default adapter: "
          f"{r['adapter_overhead']:.1%} attached (target ≤ 10%), {r['merged_overhead']:.1%} "
-         f"merged; r8 q/v: {r['adapter_qv_overhead']:.1%} attached, "
-         f"{r['merged_qv_overhead']:.1%} merged. An attached LoRA adds four small graph "
+         f"merged; r16 on all seven projections: {r['adapter_all_overhead']:.1%} attached, "
+         f"{r['merged_all_overhead']:.1%} merged. An attached LoRA adds four small graph "
          "nodes per adapted projection, and on two threads their synchronization more than "
          "their arithmetic (about 4% of the model's) is the cost, so it grows with the "
          "number of projections. Merged, every adapted weight is stored as q8_0, nearly "

@@ -11,7 +11,7 @@ Reported: useful (non-padding) tokens/s of each (steady state: the first optimiz
 left out), their ratio, peak RSS, and MFU = model FLOP/s over the measured matmul FLOP/s.
 Model FLOPs count the work a LoRA step needs: forward and input-gradient matmuls of the
 frozen projections (4 x params per token), the LoRA matmuls (6 r (in + out) per token and
-projection), causal attention within items (12 d per query-key pair: forward and about
+adapted projection), causal attention within items (12 d per query-key pair: forward and about
 twice that backward) and the output layer on loss-bearing tokens only (4 V d each).
 
 Run: .venv/bin/python bench/train.py [--corpus FILE] [--documents 8] [--steps 8]
@@ -114,7 +114,8 @@ def child_ours(args) -> dict:
                         lambda r: marks.append((time.perf_counter(), r["tokens"])),
                         lambda: False)
     rows = dataset.train
-    per_token = model_flops(model.config, rows, config.rank) / rows.tokens
+    per_token = model_flops(model.config, rows, config.rank,
+                            config.target_modules) / rows.tokens
     rate = steady_rate(marks)
     return {"tokens_per_s": rate, "loss_tokens_per_s": rate * rows.loss_tokens / rows.tokens,
             "flops_per_token": per_token, "steps": result.steps, "tokens": result.tokens,
@@ -123,14 +124,16 @@ def child_ours(args) -> dict:
             "config": config.to_dict(), "precision": result.precision, "peak_rss_mb": _rss_mb()}
 
 
-def model_flops(model_config, rows, rank: int) -> float:
-    """The FLOPs one pass over `rows` needs (see the module docstring)."""
+def model_flops(model_config, rows, rank: int, targets: tuple[str, ...]) -> float:
+    """The FLOPs one pass over `rows` needs with LoRA on `targets` (see the module
+    docstring)."""
     c = model_config
     d, ffn, layers = c.hidden_size, c.intermediate_size, c.num_hidden_layers
     kv = c.num_key_value_heads * (d // c.num_attention_heads)
-    shapes = [(d, d), (d, kv), (d, kv), (d, d), (d, ffn), (d, ffn), (ffn, d)]
-    linear = sum(i * o for i, o in shapes) * layers
-    lora = sum(6 * rank * (i + o) for i, o in shapes) * layers
+    shapes = {"q_proj": (d, d), "k_proj": (d, kv), "v_proj": (d, kv), "o_proj": (d, d),
+              "gate_proj": (d, ffn), "up_proj": (d, ffn), "down_proj": (ffn, d)}
+    linear = sum(i * o for i, o in shapes.values()) * layers
+    lora = sum(6 * rank * (i + o) for name, (i, o) in shapes.items() if name in targets) * layers
     pairs = sum((b - a) * (b - a + 1) // 2 for bounds in rows.bounds for a, b in pairwise(bounds))
     return (4 * linear + lora) * rows.tokens + 12 * d * layers * pairs \
         + 4 * c.vocab_size * d * rows.loss_tokens

@@ -145,7 +145,8 @@ def run(args) -> dict:
 
     trained = train_lora(fresh_model(), dataset, config, mark, lambda: False)
     rows = dataset.train
-    per_token = model_flops(model_config, rows, config.rank) / rows.tokens
+    per_token = model_flops(model_config, rows, config.rank,
+                            config.target_modules) / rows.tokens
     rate = steady_rate(marks)
     ours = {"tokens_per_s": rate, "precision": trained.precision, "steps": trained.steps,
             "flops_per_token": per_token, "peak_gpu_mb": _peak_memory_mb(device),

@@ -36,7 +36,8 @@ from oppu.trainer.packed_attention import use_packed_attention
 from oppu.trainer.precision import PRECISIONS, resolve_precision
 
 CONFIG_FORMAT = 1
-ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+MLP_PROJECTIONS = ("gate_proj", "up_proj", "down_proj")
+ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", *MLP_PROJECTIONS)
 DEVICES = ("auto", "cpu", "cuda")
 # Tokens per forward pass. On the CPU this bounds activation memory (about 1.5 MB a token
 # for the 135M model in fp32, roughly half that in bf16): the default preset's peak RSS,
@@ -61,7 +62,8 @@ class TrainConfig:
     rank: int = _field(16, "LoRA rank r: the adapter's capacity")
     alpha: float = _field(32.0, "LoRA alpha; the update is scaled by alpha / rank")
     dropout: float = _field(0.0, "dropout on the LoRA input (0 is fastest)")
-    target_modules: tuple[str, ...] = _field(ALL_LINEAR, "projections that get a LoRA adapter")
+    target_modules: tuple[str, ...] = _field(MLP_PROJECTIONS,
+                                             "projections that get a LoRA adapter")
     epochs: float = _field(1.0, "passes over the training rows")
     learning_rate: float = _field(3e-3, "peak AdamW learning rate")
     max_steps: int = _field(0, "cap on optimizer steps (0: no cap)")
@@ -137,19 +139,23 @@ class TrainConfig:
 
 # "balanced" (the field defaults) is the default preset (Settings.training_preset), tuned
 # by bench/personalization.py (its results file records every try) with the bundled 135M
-# model on a 2-core CPU: rank 16 on every projection (rank 32 measured the same; only the
-# attention projections, or only q and v, cost 2 and 4 points of Chesterton's perplexity
-# cut, for less decode overhead in llama.cpp: bench/results/generate.md); one pass
-# over the writing (with bf16 training two passes fit the budget, and the second one
-# overfit: Chesterton's adapter reached 36.6 held-out perplexity after one pass and 39.9
-# after two, and 1.5 passes were worse than one for every author; LoRA dropout 0.1 did not
-# rescue two passes and measured the same at one, so it stays off); two rows per step (one
-# row, twice the steps, measured the same and is slower); a learning rate of 3e-3 (it beat
-# 1.5e-3 and 4e-4 at the same budget, and 6e-3 was worse; clipping keeps it stable; LoRA+,
-# B's rate 4x A's, cost Chesterton 3 points); one
-# retrieved passage per item (k=2 measured the same at one pass and costs ~20% more
-# compute); and a 9-minute budget, so that a large profile still trains in bounded time and
-# the three-author benchmark stays under 45 minutes.
+# model on a 2-core CPU: rank 16 on the MLP projections (gate, up, down), which measured
+# the same as all seven projections (Chesterton 37.4 held-out perplexity either way), while
+# the attention projections alone, or only q and v, cost 2 and 4 points of the cut; an
+# attached adapter costs llama.cpp decode time per adapted projection, so three instead of
+# seven keep it near the base's speed (bench/results/generate.md); rank 32 measured the
+# same as 16; one pass over the writing (with bf16 training two passes fit the budget, and
+# the second one overfit: Chesterton's adapter reached 36.6 held-out perplexity after one
+# pass and 39.9 after two, and 1.5 passes were worse than one for every author; LoRA
+# dropout 0.1 did not rescue two passes and measured the same at one, so it stays off); two
+# rows per step (one row, twice the steps, measured the same and is slower); a learning
+# rate of 3e-3 (it beat 1.5e-3 and 4e-4 at the same budget, and 6e-3 was worse; clipping
+# keeps it stable; LoRA+, B's rate 4x A's, cost Chesterton 3 points); one retrieved passage
+# per item (k=2 measured the same at one pass and costs ~20% more compute); rows of 1024
+# tokens (rows of 512, a fresh prompt every ~300 tokens, raised the measured cut only
+# because the base lost context: the adapter's own held-out perplexity got worse, 39.3
+# against 37.4); and a 9-minute budget, so that a large profile still trains in bounded
+# time and the three-author benchmark stays under 45 minutes.
 PRESETS: dict[str, TrainConfig] = {
     "quick": TrainConfig(rank=8, alpha=16.0, epochs=1.0, seq_len=512, max_minutes=3.0),
     "balanced": TrainConfig(),  # the field defaults

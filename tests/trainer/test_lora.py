@@ -19,7 +19,7 @@ from oppu.trainer.fused import (
     release_frozen_copies,
     weight_as,
 )
-from oppu.trainer.lora import PRESETS, Stopped, TrainConfig, train_lora, wrap_lora
+from oppu.trainer.lora import ALL_LINEAR, PRESETS, Stopped, TrainConfig, train_lora, wrap_lora
 from oppu.trainer.loss import linear_cross_entropy
 from tests.support.sample_writing import add_notes
 
@@ -91,7 +91,7 @@ def test_the_fused_rotary_embedding_matches_the_stock_formula():
 def _lora_outputs(tiny_base, fused: bool, autocast: bool = False):
     """Logits and LoRA gradients of the tiny model with a non-trivial adapter."""
     ids = torch.randint(0, 49152, (1, 40), generator=torch.Generator().manual_seed(1))
-    model = wrap_lora(tiny_base.load_model(), TrainConfig(seed=3))
+    model = wrap_lora(tiny_base.load_model(), TrainConfig(seed=3, target_modules=ALL_LINEAR))
     for name, parameter in model.named_parameters():
         if "lora_B" in name:  # peft starts B at zero; make the adapter matter
             torch.nn.init.normal_(parameter, std=0.1, generator=torch.Generator()
@@ -135,7 +135,7 @@ def test_under_bf16_autocast_the_fused_layers_agree_with_peft_and_keep_fp32_mast
 
 
 def test_training_keeps_bf16_copies_of_the_frozen_weights_only_while_it_runs(tiny_base):
-    model = wrap_lora(tiny_base.load_model(), TrainConfig(seed=3))
+    model = wrap_lora(tiny_base.load_model(), TrainConfig(seed=3, target_modules=ALL_LINEAR))
     model.get_base_model().get_output_embeddings().weight.requires_grad_(False)
     assert keep_frozen_copies(model, torch.bfloat16) == 2 * 7 + 1  # projections, output
     copies = [m.__dict__[COPY] for m in model.modules() if COPY in m.__dict__]

@@ -3,7 +3,8 @@
 In one run, on the same ~500-token chat prompt:
 - llama.cpp decode and prompt-processing speed for the base, base + an adapter of the
   trainer's default config (the adapter the app serves; random non-zero B, attached at run
-  time as the app does), that adapter merged into the base (q8_0), and for comparison a
+  time as the app does), that adapter merged into the base as the app serves it (every
+  block weight q8_0, `merge.write_served_gguf`), and for comparison a
   rank-16 LoRA on all seven projections (the default until the MLP-only one measured the
   same in bench/results/personalization.md), attached and merged;
 - time to first token through the chat use case, with and without retrieval from a
@@ -64,7 +65,7 @@ def notes() -> list[tuple[str, str]]:
 def make_adapters(work: Path, base: Path) -> dict:
     from oppu.trainer.gguf_adapter import write_adapter_gguf
     from oppu.trainer.lora import ALL_LINEAR, TrainConfig
-    from oppu.trainer.merge import write_merged_gguf
+    from oppu.trainer.merge import write_served_gguf
     from oppu.trainer.prepare import prepare_base
     from tests.support.peft_fixtures import make_peft_adapter
 
@@ -82,9 +83,8 @@ def make_adapters(work: Path, base: Path) -> dict:
         "default_config": f"rank {default.rank}, {', '.join(default.target_modules)}",
         "all": write_adapter_gguf(work / "peft-all", base, work / "all.gguf"),
         "default": write_adapter_gguf(work / "peft-default", base, work / "default.gguf"),
-        "merged": write_merged_gguf(work / "peft-default", base, work / "merged.gguf", "q8_0"),
-        "merged_all": write_merged_gguf(work / "peft-all", base, work / "merged-all.gguf",
-                                        "q8_0"),
+        "merged": write_served_gguf(work / "peft-default", base, work / "merged.gguf"),
+        "merged_all": write_served_gguf(work / "peft-all", base, work / "merged-all.gguf"),
     }
 
 
@@ -291,7 +291,7 @@ def markdown(r: dict) -> str:
     rows = [("llama.cpp, base (Q4_1)", "base"),
             ((f"llama.cpp, base + the trainer's default LoRA ({r['default_adapter']}), "
               "attached at run time (the app at other strengths than 1)"), "adapter"),
-            ("llama.cpp, that LoRA merged (q8_0 touched tensors; the app at strength 1)",
+            ("llama.cpp, that LoRA merged (every block weight q8_0; the app at strength 1)",
              "merged"),
             ("llama.cpp, base + LoRA r16 on all seven projections, attached (comparison)",
              "adapter_all"),
@@ -338,14 +338,15 @@ def markdown(r: dict) -> str:
          f"{r['merged_all_overhead']:.1%} merged. An attached LoRA adds four small graph "
          "nodes per adapted projection, and on two threads their synchronization more than "
          "their arithmetic (about 4% of the model's) is the cost, so it grows with the "
-         "number of projections. Merged, every adapted weight is stored as q8_0, nearly "
-         "twice the bytes of Q4_1, and decode pays for reading them; q8_0 has llama.cpp's "
-         "tiled matmul kernels, so the merged model reads a prompt faster than the base."),
+         "number of projections. Merged (the copy the app serves), every weight matrix of the "
+         "blocks is stored as q8_0, nearly twice the bytes of Q4_1, but q8_0 has llama.cpp's "
+         "tiled matmul kernels and Q4_1 none, so the merged model reads a prompt faster than "
+         "the base and decodes about as fast."),
         (f"- what the app serves: at full strength (the default) a version's merged copy, "
          f"written with the adapter by training and import: time to first token "
          f"{r['ttft_ms_rag']:.0f} ms against {r['ttft_ms_rag_attached']:.0f} ms attached "
          f"({r['ttft_ms_rag_attached'] / r['ttft_ms_rag']:.2f}x), decode "
-         f"{r['merged_overhead']:.1%} below the base. Why q8_0 and not a smaller type: "
+         f"{-r['merged_overhead']:+.1%} against the base. Why q8_0 and not a smaller type: "
          "bench/results/served_model.md."),
         (f"- llama.cpp vs transformers: {r['speedup_vs_transformers']:.1f}x on decode "
          f"(target ≥ 5x), {r['pp_speedup_vs_transformers']:.1f}x on prompt processing."),

@@ -88,9 +88,10 @@ def write_model_files(folder: Path, base_gguf: Path, base_sha256: str,
     """The llama.cpp files of the version in `folder`, from its `peft/`.
 
     `adapter.gguf` is the adapter alone, attached to the base at any strength. The merged
-    copy is the base with the adapter added in at full strength, which chat serves instead:
-    llama.cpp reads prompts about 1.7x faster through it (q8_0 weights have its tiled matmul
-    kernels, the bundled Q4_1 base has none) and decodes as fast as the attached adapter.
+    copy is the base with the adapter added in at full strength, every block weight in
+    q8_0, which chat serves instead: llama.cpp reads prompts about 1.7x faster through it
+    (q8_0 weights have its tiled matmul kernels, the bundled Q4_1 base has none) and decodes
+    faster than the attached adapter (`merge.write_served_gguf`).
     q8_0 keeps the adapter's effect: on held-out Austen text the merged copy's perplexity
     was 25.19 against 25.15 attached and 32.90 for the base, where q5_0 gave 26.26 and
     q4_0 30.99 (bench/results/served_model.md). The copy is optional: without it (a base
@@ -108,12 +109,11 @@ def write_merged_copy(folder: Path, base_gguf: Path,
                       report: Callable[[int, int, str], None] | None = None) -> bool:
     """The merged copy of the version in `folder` (see `write_model_files`); False when it
     cannot be written, which leaves nothing behind (the write is atomic)."""
-    from oppu.trainer.merge import write_merged_gguf
+    from oppu.trainer.merge import write_served_gguf
     from oppu.trainer.peft_files import UnsupportedAdapter
 
     try:
-        write_merged_gguf(folder / PEFT_DIR, base_gguf, folder / MERGED_FILE, "q8_0",
-                          report=report)
+        write_served_gguf(folder / PEFT_DIR, base_gguf, folder / MERGED_FILE, report)
     except (UnsupportedAdapter, OSError):
         return False
     return True

@@ -49,12 +49,12 @@ def lora_gguf(base_gguf: Path, folder: Path, seed: int = 0, b_std: float = 0.5,
 
 def merged_gguf(base_gguf: Path, folder: Path, seed: int = 0) -> Path:
     """`base_gguf` with `lora_gguf`'s adapter of that seed merged in, as a training writes it."""
-    from oppu.trainer.merge import write_merged_gguf
+    from oppu.trainer.merge import write_served_gguf
 
     lora_gguf(base_gguf, folder, seed)
     merged = folder / f"merged-{seed}.gguf"
     if not merged.is_file():
-        write_merged_gguf(folder / f"peft-{seed}", base_gguf, merged, "q8_0")
+        write_served_gguf(folder / f"peft-{seed}", base_gguf, merged)
     return merged
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from oppu.trainer.gguf_file import read_header
-from oppu.trainer.merge import write_merged_gguf
+from oppu.trainer.merge import write_merged_gguf, write_served_gguf
 from tests.support.parity import (
     DIFFERS_BOUND,
     PARITY_BOUND,
@@ -61,6 +61,23 @@ def test_every_base_key_and_untouched_tensor_is_carried_over(tmp_path, tiny_gguf
         else:
             assert new.tensor_type == old.tensor_type
             assert np.array_equal(np.asarray(new.data), np.asarray(old.data))
+
+
+def test_the_served_copy_holds_every_block_matrix_as_q8_0(tmp_path, tiny_gguf, adapter_dir,
+                                                         prompt_ids, merged_logits):
+    """Adapted or not (this adapter is on attention only), each weight matrix of the blocks
+    is q8_0, for llama.cpp's fast kernels; the rest is carried over byte for byte."""
+    served = write_served_gguf(adapter_dir, tiny_gguf, tmp_path / "served.gguf")
+    base_reader, served_reader = gguf.GGUFReader(tiny_gguf), gguf.GGUFReader(served)
+
+    for old, new in zip(base_reader.tensors, served_reader.tensors, strict=True):
+        if old.name.startswith("blk.") and len(old.shape) == 2:
+            assert new.tensor_type == gguf.GGMLQuantizationType.Q8_0, old.name
+        else:
+            assert np.array_equal(np.asarray(new.data), np.asarray(old.data)), old.name
+    unadapted = [t for t in base_reader.tensors if t.name.endswith("ffn_up.weight")]
+    assert unadapted and all(t.tensor_type != gguf.GGMLQuantizationType.Q8_0 for t in unadapted)
+    assert correlation(llama_last_logits(served, prompt_ids), merged_logits) >= PARITY_BOUND
 
 
 def test_smaller_types_come_from_llama_cpps_quantizer(tmp_path, tiny_gguf, adapter_dir,

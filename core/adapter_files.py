@@ -116,18 +116,22 @@ def _export_zip(chosen: AdapterVersion, target: Path) -> None:
 
 def _export_merged(profile, chosen: AdapterVersion, target: Path, quant: str,
                    report: Report) -> None:
-    from oppu.trainer.merge import write_merged_gguf
+    from oppu.trainer.merge import write_merged_gguf, write_served_gguf
 
     base_path, sha = profile_base(profile)
     if sha != chosen.base_sha256:
         raise AdapterError(f"adapter {chosen.version} was trained on {chosen.base_name}, but "
                            f"this profile's base is now {base_path.name}; switch the base back "
                            "to merge it")
-    if quant == "q8_0" and _copied(chosen.merged_path, target):  # the copy chat serves
+    def progress(done: int, total: int, name: str) -> None:
+        report(Progress("merge", done, total, name))
+
+    if quant == "q8_0":  # the copy chat serves: copied where there is one, else made alike
+        if not _copied(chosen.merged_path, target):
+            write_served_gguf(chosen.peft_dir, base_path, target, progress)
         return
     tensor_type, quantize_to = (quant, None) if quant in DIRECT_TYPES else ("q8_0", quant)
-    write_merged_gguf(chosen.peft_dir, base_path, target, tensor_type, quantize_to,
-                      lambda done, total, name: report(Progress("merge", done, total, name)))
+    write_merged_gguf(chosen.peft_dir, base_path, target, tensor_type, quantize_to, progress)
 
 
 def _copied(merged: Path | None, target: Path) -> bool:

@@ -141,21 +141,22 @@ class TrainConfig:
 # by bench/personalization.py (its results file records every try) with the bundled 135M
 # model on a 2-core CPU: rank 16 on the MLP projections (gate, up, down), which measured
 # the same as all seven projections (Chesterton 37.4 held-out perplexity either way), while
-# the attention projections alone, or only q and v, cost 2 and 4 points of the cut; an
-# attached adapter costs llama.cpp decode time per adapted projection, so three instead of
-# seven keep it near the base's speed (bench/results/generate.md); rank 32 measured the
-# same as 16; one pass over the writing (with bf16 training two passes fit the budget, and
-# the second one overfit: Chesterton's adapter reached 36.6 held-out perplexity after one
-# pass and 39.9 after two, and 1.5 passes were worse than one for every author; LoRA
-# dropout 0.1 did not rescue two passes and measured the same at one, so it stays off); two
-# rows per step (one row, twice the steps, measured the same and is slower); a learning
-# rate of 3e-3 (it beat 1.5e-3 and 4e-4 at the same budget, and 6e-3 was worse; clipping
-# keeps it stable; LoRA+, B's rate 4x A's, cost Chesterton 3 points); one retrieved passage
-# per item (k=2 measured the same at one pass and costs ~20% more compute); rows of 1024
-# tokens (rows of 512, a fresh prompt every ~300 tokens, raised the measured cut only
-# because the base lost context: the adapter's own held-out perplexity got worse, 39.3
-# against 37.4); and a 9-minute budget, so that a large profile still trains in bounded
-# time and the three-author benchmark stays under 45 minutes.
+# the attention projections alone, or only q and v, cost 2 and 4 points of the cut, and
+# only up and down measured a little worse (37.6); an attached adapter costs llama.cpp
+# decode time per adapted projection, so three instead of seven keep it near the base's
+# speed (bench/results/generate.md); rank 32 measured the same as 16; one pass over the
+# writing (with bf16 training two passes fit the budget, and the second one overfit:
+# Chesterton's adapter reached 36.6 held-out perplexity after one pass and 39.9 after two,
+# and 1.5 passes were worse than one for every author; LoRA dropout 0.1 did not rescue two
+# passes and measured the same at one, so it stays off); two rows per step (one row, twice
+# the steps, measured the same and is slower); a learning rate of 3e-3 (it beat 1.5e-3 and
+# 4e-4 at the same budget, and 6e-3 was worse; clipping keeps it stable; LoRA+, B's rate 4x
+# A's, cost Chesterton 3 points); one retrieved passage per item (k=2 measured the same at
+# one pass and costs ~20% more compute); rows of 1024 tokens (rows of 512, a fresh prompt
+# every ~300 tokens, raised the measured cut only because the base lost context: the
+# adapter's own held-out perplexity got worse, 39.3 against 37.4); and a 9-minute budget,
+# so that a large profile still trains in bounded time and the three-author benchmark stays
+# under 45 minutes.
 PRESETS: dict[str, TrainConfig] = {
     "quick": TrainConfig(rank=8, alpha=16.0, epochs=1.0, seq_len=512, max_minutes=3.0),
     "balanced": TrainConfig(),  # the field defaults

@@ -137,8 +137,8 @@ def _dequantize(data: np.ndarray, qtype: int, name: str) -> np.ndarray:
         return gguf.dequantize(data, gguf.GGMLQuantizationType(qtype)).astype(np.float32)
     except NotImplementedError:
         raise UnsupportedAdapter(f"gguf-py cannot dequantize {name} (stored as "
-                                 f"{gguf.GGMLQuantizationType(qtype).name}) to merge into it") \
-            from None
+                                 f"{gguf.GGMLQuantizationType(qtype).name}) to write a merged "
+                                 "model") from None
 
 
 def _encode(weights: np.ndarray, qtype) -> np.ndarray:

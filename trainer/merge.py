@@ -51,9 +51,9 @@ def write_served_gguf(peft_dir: Path, base_gguf: Path, out_path: Path,
                       report: MergeReport | None = None) -> Path:
     """The merged copy chat serves at full strength: every weight matrix of the blocks as
     Q8_0, adapted or not. llama.cpp has tiled matmul kernels for Q8_0 and none for the
-    bundled base's Q4_1, so a copy with only the adapted matrices in Q8_0 (an adapter on
-    the MLP) read prompts at 711 tokens/s where one with all of them did at 896, and
-    decoded at 134 against 138 tokens/s (bench/results/generate.md)."""
+    bundled base's Q4_1: with an adapter on the MLP, a copy with only the adapted matrices
+    in Q8_0 read prompts at 711 tokens/s and this one at 905 (bench/generate.py, both on
+    the same 2-core CPU)."""
     return write_merged_gguf(peft_dir, base_gguf, out_path, "q8_0", report=report,
                              all_block_weights=True)
 

@@ -89,9 +89,9 @@ def write_model_files(folder: Path, base_gguf: Path, base_sha256: str,
 
     `adapter.gguf` is the adapter alone, attached to the base at any strength. The merged
     copy is the base with the adapter added in at full strength, every block weight in
-    q8_0, which chat serves instead: llama.cpp reads prompts about 1.7x faster through it
+    q8_0, which chat serves instead: llama.cpp reads prompts about twice as fast through it
     (q8_0 weights have its tiled matmul kernels, the bundled Q4_1 base has none) and decodes
-    faster than the attached adapter (`merge.write_served_gguf`).
+    faster than the attached adapter (`merge.write_served_gguf`, bench/results/generate.md).
     q8_0 keeps the adapter's effect: on held-out Austen text the merged copy's perplexity
     was 25.19 against 25.15 attached and 32.90 for the base, where q5_0 gave 26.26 and
     q4_0 30.99 (bench/results/served_model.md). The copy is optional: without it (a base

@@ -178,25 +178,25 @@ def import_adapter(profile, path: Path, activate: bool = False, force: bool = Fa
         lora_tensors(bundle.lora, base)
     except FileError as error:
         raise BundleError(f"{path.name} does not fit {base_path.name}: {error}") from None
-    if same := _stored_as(profile, bundle.weights_bytes, bundle.config_bytes):
+    if same := _stored_as(profile, bundle.lora):
         raise BundleError(f"{path.name} is already stored as version {same}; nothing imported")
     return _store_import(profile, bundle, base_path, sha, activate)
 
 
-def _stored_as(profile, weights: bytes, config: bytes) -> str | None:
-    """The version holding exactly these adapter weights and config, if any."""
-    from oppu.trainer.peft_files import CONFIG_NAME, WEIGHTS_NAME, without_local_paths
+def _stored_as(profile, lora) -> str | None:
+    """The version holding the same adapter as `lora`, if any: the same scale, modules and
+    weights, whichever file it came in (a zip holds the PEFT files, an adapter .gguf the
+    tensors llama.cpp reads; both decode to the same numbers)."""
+    from oppu.trainer.peft_files import AdapterError as UnreadableAdapter
+    from oppu.trainer.peft_files import read_peft_dir
 
     for stored in list_adapters(profile):
-        folder = stored.peft_dir
         try:
-            if ((folder / WEIGHTS_NAME).stat().st_size == len(weights)
-                    and (folder / WEIGHTS_NAME).read_bytes() == weights):
-                kept = (folder / CONFIG_NAME).read_bytes()  # as exported, too (older versions)
-                if config in (kept, without_local_paths(kept, stored.base_name)):
-                    return stored.version
-        except (OSError, ValueError):  # a version folder gone or unreadable: nothing to compare
+            kept = read_peft_dir(stored.peft_dir)
+        except (OSError, UnreadableAdapter):  # gone or unreadable: nothing to compare
             continue
+        if kept.same_adapter(lora):
+            return stored.version
     return None
 
 

@@ -69,6 +69,15 @@ class PeftLora:
         root = math.sqrt(self.rank) if self.config.get("use_rslora") else self.rank
         return self.alpha / root
 
+    def same_adapter(self, other: "PeftLora") -> bool:
+        """The same update B·A·scale on the same modules, whichever file each came from."""
+        if (self.rank, self.scale, self.modules.keys()) != (other.rank, other.scale,
+                                                            other.modules.keys()):
+            return False
+        return all(np.array_equal(mine, theirs)
+                   for name, pair in self.modules.items()
+                   for mine, theirs in zip(pair, other.modules[name], strict=True))
+
 
 def parse_safetensors(data: bytes, label: str = WEIGHTS_NAME) -> dict[str, np.ndarray]:
     """Tensors of a safetensors file as float32 arrays, after checking its header."""

@@ -191,6 +191,18 @@ def test_an_adapter_already_stored_is_not_imported_again(alice, exported, fresh)
         import_adapter(fresh, exported)
 
 
+def test_the_same_adapter_in_another_file_format_is_not_imported_again(alice, exported, fresh,
+                                                                        tmp_path):
+    bare = export(alice, format="gguf", out=tmp_path)
+    assert import_adapter(fresh, bare).version == "v1"
+    before = snapshot(fresh)
+    with pytest.raises(BundleError, match="mine.zip is already stored as version v1"):
+        import_adapter(fresh, exported)
+    assert snapshot(fresh) == before
+    other = rezip(exported, tmp_path / "other.zip", weights_changed(lora_b_doubled))
+    assert import_adapter(fresh, other).version == "v2"
+
+
 def test_other_base_is_refused_unless_forced(exported, other_base):
     with open_profile("carol", other_base) as carol:
         before = snapshot(carol)

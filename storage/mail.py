@@ -27,6 +27,8 @@ PARSE_ERRORS = (ValueError, LookupError, email.errors.MessageError)
 # Damage that leaves noise. A missing padding is repaired by the parser and is not listed.
 BASE64_DEFECTS = (email.errors.InvalidBase64CharactersDefect,
                   email.errors.InvalidBase64LengthDefect)
+BROKEN_BODY = "with a damaged body (broken base64 encoding)"
+CUT_OFF = "cut off where the file ends"
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,7 @@ class MailText:
     title: str
     text: str
     message_id: str
-    damaged: bool = False  # its body was broken in transit and is left out
+    damaged: str = ""  # why its body is left out: BROKEN_BODY or CUT_OFF; "" when whole
 
 
 @contextmanager
@@ -123,13 +125,20 @@ def sent_by(message: EmailMessage, addresses: set[str]) -> bool:
     return bool(senders & addresses)
 
 
-def _to_text(message: EmailMessage, unescape=lambda body: body) -> MailText:
-    body = _body_text(message)
+def _cut_off(message: EmailMessage) -> bool:
+    """A multipart message whose closing boundary never comes: the file ends inside it."""
+    return any(isinstance(d, email.errors.CloseBoundaryNotFoundDefect)
+               for part in message.walk() for d in part.defects)
+
+
+def _to_text(message: EmailMessage, unescape=lambda body: body, cut_off=False) -> MailText:
+    cut_off = cut_off or _cut_off(message)
+    body = None if cut_off else _body_text(message)
     return MailText(
         title=" ".join(str(message.get("Subject", "") or "(no subject)").split()),
         text="" if body is None else own_words(unescape(body)),
         message_id=str(message.get("Message-ID", "") or "").strip(),
-        damaged=body is None,
+        damaged=CUT_OFF if cut_off else BROKEN_BODY if body is None else "",
     )
 
 
@@ -137,17 +146,23 @@ def why_nothing_imported(messages: list[MailText]) -> str:
     """Why mail sent by the user (`messages`, none with text) gives nothing to store."""
     if not messages:
         return "no mail sent by you (from your email addresses) in this file"
-    damaged = sum(m.damaged for m in messages)
-    if damaged == len(messages):
-        return "the body of your mail is damaged (broken base64 encoding); nothing to import"
+    if all(m.damaged for m in messages):
+        return f"your mail was skipped: {_reasons(messages)}; nothing to import"
     empty = "your mail holds no text of your own (only quoted replies or a signature)"
-    return f"{empty}; {damaged} damaged message(s) skipped" if damaged else empty
+    return f"{empty}; skipped: {_reasons(messages)}" if any(m.damaged for m in messages) \
+        else empty
 
 
 def damaged_note(messages: list[MailText]) -> list[str]:
-    damaged = sum(m.damaged for m in messages)
-    return [f"{damaged} of your messages skipped: body damaged (broken base64 encoding)"] \
-        if damaged else []
+    return [f"skipped: {_reasons(messages)}"] if any(m.damaged for m in messages) else []
+
+
+def _reasons(messages: list[MailText]) -> str:
+    """'2 messages with a damaged body (...), 1 message cut off where the file ends'."""
+    counts = {reason: sum(m.damaged == reason for m in messages)
+              for reason in (BROKEN_BODY, CUT_OFF)}
+    return ", ".join(f"{count} message{'s' * (count > 1)} {reason}"
+                     for reason, count in counts.items() if count)
 
 
 def _mbox_unescaped(body: str) -> str:
@@ -172,13 +187,20 @@ def read_mbox(path: Path, addresses: set[str]) -> list[MailText]:
     with path.open("rb") as handle:
         if not handle.read(5) == b"From ":
             raise BrokenMailbox(path, "not an mbox file (it must start with a 'From ' line)")
+        handle.seek(-1, 2)
+        # Every message in an mbox ends with a line break (a blank line before the next
+        # "From "): a file that ends without one was cut, inside its last message.
+        ends_cut = handle.read(1) != b"\n"
     box = mailbox.mbox(path, factory=_parse, create=False)
     texts = []
     try:
         with _broken_mail_is_reported(path, "mbox"):
-            for message in box:
+            keys = box.keys()
+            for key in keys:
+                message = box[key]
                 if message.keys() and sent_by(message, addresses):
-                    texts.append(_to_text(message, _mbox_unescaped))
+                    texts.append(_to_text(message, _mbox_unescaped,
+                                          cut_off=ends_cut and key == keys[-1]))
     finally:
         box.close()
     return texts

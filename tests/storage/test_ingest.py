@@ -154,7 +154,7 @@ def test_mail_with_a_damaged_base64_body_is_not_stored_as_noise(mail_writing, tm
         b"!!!!not base64 at all ###"))
     [result] = mail_writing.add_paths([path])
     assert result.status == "skipped"
-    assert "damaged (broken base64" in result.reason
+    assert "1 message with a damaged body (broken base64 encoding)" in result.reason
     assert mail_writing.stats().documents == 0
 
 
@@ -165,7 +165,27 @@ def test_an_mbox_names_the_damaged_messages_it_skipped(mail_writing, tmp_path):
     mbox = write(tmp_path / "Sent.mbox", damaged + message(ME, "Fine", "The garden is in bloom."))
     [result] = mail_writing.add_paths([mbox])
     assert result.status == "added" and len(result.document_ids) == 1
-    assert "1 of your messages skipped: body damaged" in result.reason
+    assert "skipped: 1 message with a damaged body" in result.reason
+
+
+def test_an_mbox_cut_off_inside_its_last_message_keeps_the_whole_ones(mail_writing, tmp_path):
+    whole = message(ME, "Fine", "The garden is in bloom.")
+    cut = message(ME, "Cut", "The roses by the gate have finally opened and I think")
+    mbox = write(tmp_path / "Sent.mbox", whole + cut.rstrip("\n"))
+    [result] = mail_writing.add_paths([mbox])
+    assert result.status == "added" and len(result.document_ids) == 1
+    assert "skipped: 1 message cut off where the file ends" in result.reason
+    assert mail_writing.get(result.document_ids[0]).text == "The garden is in bloom."
+
+
+def test_a_multipart_mail_without_its_closing_boundary_is_cut_off(mail_writing, tmp_path):
+    path = write(tmp_path / "cut.eml", mail_from_me(
+        'MIME-Version: 1.0\nContent-Type: multipart/alternative; boundary="b1"',
+        b"--b1\nContent-Type: text/plain\n\nThe roses by the gate have finally opened\n"))
+    [result] = mail_writing.add_paths([path])
+    assert result.status == "skipped"
+    assert "1 message cut off where the file ends" in result.reason
+    assert mail_writing.stats().documents == 0
 
 
 def test_mail_with_only_quotes_says_so(mail_writing, tmp_path):

@@ -21,7 +21,7 @@ from oppu.app.writing_controller import WritingController
 from oppu.core import DEFAULT_PROFILE, list_profiles
 from oppu.core.bases import bases
 from oppu.core.devices import device_summary
-from oppu.core.profile import Profile, delete_profile_data
+from oppu.core.profile import Profile, delete_profile_data, rename_profile
 from oppu.core.settings import Settings
 
 ProfileFactory = Callable[[str], Profile]
@@ -141,6 +141,7 @@ class AppController(QObject):
         page = self.settings_page
         page.settingChanged.connect(self.change_setting)
         page.openFolderRequested.connect(lambda: page.open_folder(self.profile.folder))
+        page.renameRequested.connect(self.rename_profile)
         page.deleteAllRequested.connect(self.delete_all_data)
         self.window.pageShown.connect(lambda key: self.show_devices() if key == "settings"
                                       else None)
@@ -162,27 +163,41 @@ class AppController(QObject):
                         failed=lambda message: self.settings_page.show_devices(
                             f"Could not check the devices: {message}"), background=True)
 
+    def rename_profile(self, new_name: str) -> None:
+        """Give the current profile another name and open it under that name."""
+        old_name = self.profile.name
+        self._change_profile_folder(
+            "rename", lambda profile: rename_profile(profile, new_name), new_name,
+            f"Profile “{old_name}” is now called “{new_name}”.")
+
     def delete_all_data(self) -> None:
         """Delete everything of the current profile and start it afresh, empty."""
+        name = self.profile.name
+        self._change_profile_folder(
+            "delete", delete_profile_data, name,
+            f"All data of profile “{name}” was deleted: its writing, chats, models and "
+            "settings.")
+
+    def _change_profile_folder(self, action: str, change, then_open: str, done: str) -> None:
+        """Run core's `change(profile)`, which closes the profile, then open `then_open`, or
+        the profile as it was if `change` failed. Refused while anything could write to it."""
         if self.jobs.busy() or self.model.training.running:
             self.settings_page.banner.show_message(
-                "Wait for the running task or training to finish, then delete.", "info")
+                f"Wait for the running task or training to finish, then {action}.", "info")
             return
         name = self.profile.name
         self.chat.models.close()  # it may hold a merged model from the profile's folder
         failure = None
         try:
-            delete_profile_data(self.profile)
-        except Exception as error:  # noqa: BLE001
+            change(self.profile)
+        except Exception as error:  # noqa: BLE001 - refused or failed: shown, the app goes on
             failure = error
         self.profile, self.writing_open = None, False
-        self.switch_profile(name)  # the same profile again: empty, or as it was on a failure
+        self.switch_profile(name if failure else then_open)
         if failure is not None:
             self.report_error(self.settings_page.banner, failure)
             return
-        self.settings_page.banner.show_message(
-            f"All data of profile “{name}” was deleted: its writing, chats, models and settings.",
-            "success", 15)
+        self.settings_page.banner.show_message(done, "success", 15)
 
     def change_setting(self, key: str, value) -> bool:
         try:

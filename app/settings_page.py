@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
+    QInputDialog,
     QLabel,
     QLineEdit,
     QSpinBox,
@@ -50,6 +51,7 @@ NUMBER_FORMATS = {
 class SettingsPage(QWidget):
     settingChanged = Signal(str, object)
     openFolderRequested = Signal()
+    renameRequested = Signal(str)  # the profile's new name
     deleteAllRequested = Signal()
 
     def __init__(self, parent: QWidget | None = None):
@@ -101,10 +103,14 @@ class SettingsPage(QWidget):
         box.addWidget(hint("Everything OPPU knows about you is in this folder, on this computer."))
         row = QHBoxLayout()
         self.folder = QLabel()
+        self.profile_name = ""
         self.folder.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         open_folder = button("Open folder")
         open_folder.clicked.connect(self.openFolderRequested)
+        self.rename = button("Rename profile…")
+        self.rename.clicked.connect(self._ask_new_name)
         row.addWidget(self.folder, 1)
+        row.addWidget(self.rename)
         row.addWidget(open_folder)
         box.addLayout(row)
         danger = QHBoxLayout()
@@ -145,7 +151,9 @@ class SettingsPage(QWidget):
             self.editors[key].setEnabled(on)
 
     def show_folder(self, folder: Path) -> None:
+        """The profile's folder, which bears its name."""
         self.folder.setText(str(folder))
+        self.profile_name = folder.name
 
     def show_devices(self, text: str) -> None:
         self.devices.setText(text)
@@ -160,6 +168,12 @@ class SettingsPage(QWidget):
         if key == "auto_retrain":
             self.set_schedule_enabled(value)
         self.settingChanged.emit(key, value)
+
+    def _ask_new_name(self) -> None:
+        name, ok = QInputDialog.getText(self, "Rename profile", "New name of this profile:",
+                                        text=self.profile_name)
+        if ok and name.strip() and name.strip() != self.profile_name:
+            self.renameRequested.emit(name.strip())
 
     def _confirm_delete_all(self) -> None:
         if widgets.ask(self, "Delete all my data",

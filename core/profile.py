@@ -10,7 +10,7 @@ from oppu.core.training import recover_interrupted
 from oppu.storage.atomic import TEMP_PREFIX
 from oppu.storage.db import Store
 from oppu.storage.index import Embedder, Index
-from oppu.storage.paths import DEFAULT_PROFILE, private_dir, profile_dir
+from oppu.storage.paths import DEFAULT_PROFILE, private_dir, profile_dir, profile_path
 from oppu.storage.writing import ReconcileReport, Writing
 
 
@@ -68,6 +68,48 @@ class ProfileInUse(Exception):
     pass
 
 
+class ProfileExists(ValueError):
+    pass
+
+
+def _close_whole(profile: Profile) -> None:
+    """Close the store, and Chroma too (or its cache would outlive a move of its files)."""
+    if "index" in profile.__dict__:
+        profile.index.close()
+    profile.close()
+
+
+def rename_profile(profile: Profile, new_name: str) -> str:
+    """Give `profile` another name, with everything it holds; return the new name.
+
+    Its folder is renamed in one step: the profile moves whole or not at all (where files
+    in use cannot be renamed, on Windows, it keeps its name). Refused while one of its
+    training runs is live: the trainer writes into the folder by its name. `profile` is
+    closed whatever happens: open the new name, or the old one after an error, to go on.
+    """
+    from oppu.core.training import live_run
+
+    try:
+        target = profile_path(new_name, profile.folder.parent.parent)
+        if new_name == profile.name:
+            raise ProfileExists(f"the profile is already called {new_name!r}")
+        if target.exists() and not target.samefile(profile.folder):  # not just another case
+            raise ProfileExists(f"a profile named {new_name!r} already exists: pick another "
+                                "name")
+        if (run := live_run(profile)) is not None:
+            raise ProfileInUse(f"training run {run} of {profile.name!r} is still running: stop "
+                               "it or let it finish, then rename")
+    finally:
+        _close_whole(profile)
+    try:
+        profile.folder.rename(target)
+    except PermissionError:
+        raise ProfileInUse(f"profile {profile.name!r} is in use by another program (an OPPU "
+                           "window, chat or training): close it, then rename; nothing was "
+                           "renamed") from None
+    return new_name
+
+
 def delete_profile_data(profile: Profile) -> None:
     """Delete everything `profile` holds: writing, chats, vectors, adapters, runs, settings.
 
@@ -76,9 +118,7 @@ def delete_profile_data(profile: Profile) -> None:
     not at all: where files in use cannot be renamed (Windows), nothing is deleted. Opening
     the same name afterwards makes a fresh, empty profile.
     """
-    if "index" in profile.__dict__:
-        profile.index.close()
-    profile.close()
+    _close_whole(profile)
     doomed = profile.folder.with_name(f"{TEMP_PREFIX}deleted-{profile.folder.name}")
     shutil.rmtree(doomed, ignore_errors=True)  # an earlier deletion cut short
     try:

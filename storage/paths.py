@@ -29,14 +29,20 @@ def private_dir(path: Path) -> Path:
     return path
 
 
-def profile_dir(name: str, root: Path | None = None) -> Path:
+def profile_path(name: str, root: Path | None = None) -> Path:
+    """Where profile `name` lives (nothing is created); InvalidProfileName if it cannot."""
     if not PROFILE_NAME.match(name) or name in {".", ".."}:
         shown = name if len(name) <= 40 else name[:39] + "…"
         raise InvalidProfileName(
             f"invalid profile name {shown!r}: up to 64 plain letters (a-z, A-Z) and digits, "
             "plus space, '_', '.', '-' after the first character"
         )
-    return private_dir((root or data_root()) / "profiles" / name)
+    return (root or data_root()) / "profiles" / name
+
+
+def profile_dir(name: str, root: Path | None = None) -> Path:
+    """Profile `name`'s folder, created if new."""
+    return private_dir(profile_path(name, root))
 
 
 def list_profiles(root: Path | None = None) -> list[str]:

@@ -1,4 +1,5 @@
-"""`oppu profiles`: the people this machine keeps writing for; deleting one for good."""
+"""`oppu profiles`: the people this machine keeps writing for; renaming one, deleting one for
+good."""
 
 import sys
 
@@ -7,10 +8,15 @@ from oppu.core.cli import CommandError
 
 def register(commands) -> None:
     profiles = commands.add_parser(
-        "profiles", help="list the profiles, or delete one with everything it holds")
-    profiles.add_argument("--delete", metavar="NAME",
-                          help="delete this profile's writing, chats, models and settings "
-                               "(refused while it trains; close OPPU windows using it first)")
+        "profiles", help="list the profiles, rename one, or delete one with everything it "
+                         "holds")
+    change = profiles.add_mutually_exclusive_group()
+    change.add_argument("--rename", nargs=2, metavar=("NAME", "NEW_NAME"),
+                        help="give a profile another name, with everything it holds "
+                             "(refused while it trains; close OPPU windows using it first)")
+    change.add_argument("--delete", metavar="NAME",
+                        help="delete this profile's writing, chats, models and settings "
+                             "(refused while it trains; close OPPU windows using it first)")
     profiles.add_argument("--yes", action="store_true",
                           help="with --delete: do not ask for confirmation")
     profiles.set_defaults(run=run_profiles)
@@ -22,6 +28,8 @@ def run_profiles(args) -> int:
     names = list_profiles()
     if args.delete is not None:
         return _delete(args.delete, names, args.yes)
+    if args.rename is not None:
+        return _rename(*args.rename, names)
     if not names:
         print("no profiles yet: `oppu note` or `oppu add` starts the default one")
         return 0
@@ -48,12 +56,29 @@ def _summary(name: str) -> tuple[int, int, str | None]:
     return documents, words, current.version if current else None
 
 
+def _existing(name: str, names: list[str]) -> None:
+    if name not in names:
+        raise CommandError(f"no profile {name!r} (profiles: {', '.join(names) or 'none'})")
+
+
+def _rename(name: str, new_name: str, names: list[str]) -> int:
+    from oppu.core.profile import Profile, ProfileExists, ProfileInUse, rename_profile
+    from oppu.storage.paths import InvalidProfileName
+
+    _existing(name, names)
+    try:
+        rename_profile(Profile(name), new_name)
+    except (ProfileExists, ProfileInUse, InvalidProfileName) as error:
+        raise CommandError(str(error)) from None
+    print(f"renamed profile {name!r} to {new_name!r}")
+    return 0
+
+
 def _delete(name: str, names: list[str], confirmed: bool) -> int:
     from oppu.core.profile import Profile, ProfileInUse, delete_profile_data
     from oppu.core.training import live_run
 
-    if name not in names:
-        raise CommandError(f"no profile {name!r} (profiles: {', '.join(names) or 'none'})")
+    _existing(name, names)
     if not confirmed and not _confirmed(name):
         print("nothing deleted")
         return 1

@@ -70,6 +70,35 @@ def test_a_deletion_that_fails_keeps_the_profile_open_and_whole(qtbot, app, monk
     assert "in use by another program" in app.settings_page.banner.label.text()
 
 
+def test_the_profile_can_be_renamed_with_everything_it_holds(qtbot, app, monkeypatch):
+    from oppu.core import list_profiles
+
+    app.profile.writing.add_note("Written before the profile had its real name.", "Old")
+    monkeypatch.setattr("oppu.app.settings_page.QInputDialog.getText",
+                        lambda *_args, **_kwargs: ("Ann Smith", True))
+    app.settings_page.rename.click()
+    qtbot.waitUntil(lambda: app.writing_open, timeout=60_000)
+    assert app.profile.name == "Ann Smith" and app.profile.folder.name == "Ann Smith"
+    assert [d.title for d in app.profile.writing.documents()] == ["Old"]
+    assert app.window.profiles.currentData() == "Ann Smith"
+    assert "tester" not in list_profiles(app.data_root)
+    assert app.settings_page.folder.text() == str(app.profile.folder)
+    assert app.settings_page.banner.kind == "success"
+
+
+def test_a_refused_rename_keeps_the_profile_open_and_whole(qtbot, app, monkeypatch):
+    app.switch_profile("second")
+    qtbot.waitUntil(lambda: app.writing_open, timeout=60_000)
+    app.profile.writing.add_note("Kept when renaming is refused.", "Kept")
+    monkeypatch.setattr("oppu.app.settings_page.QInputDialog.getText",
+                        lambda *_args, **_kwargs: ("tester", True))
+    app.settings_page.rename.click()
+    qtbot.waitUntil(lambda: app.writing_open, timeout=60_000)
+    assert app.profile.name == "second" and len(app.profile.writing.documents()) == 1
+    assert app.settings_page.banner.kind == "error"
+    assert "a profile named 'tester' already exists" in app.settings_page.banner.label.text()
+
+
 def test_profiles_can_be_created_and_switched(qtbot, app):
     app.profile.writing.add_note("Written by the first person.", "First")
     assert app.switch_profile("second")

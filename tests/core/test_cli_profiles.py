@@ -103,3 +103,31 @@ def test_a_mistyped_profile_is_an_error_not_a_new_profile(two, capsys):
     assert list_profiles() == ["ann", "bob"]
     assert oppu(capsys, "--profile", "carol", "note", "A first note.")[0] == 0  # storing makes one
     assert list_profiles() == ["ann", "bob", "carol"]
+
+
+def test_rename_moves_a_profile_with_everything_it_holds(two, capsys, embedder):
+    status, out, _ = oppu(capsys, "profiles", "--rename", "ann", "Ann Smith")
+    assert status == 0 and out == "renamed profile 'ann' to 'Ann Smith'\n"
+    assert list_profiles() == ["Ann Smith", "bob"] and not (two / "profiles" / "ann").exists()
+    with Profile("Ann Smith", embedder=embedder) as renamed:
+        assert renamed.writing.stats().documents == 2
+        [hit, *_] = renamed.writing.search("Who is the starter?")  # the index moved along
+        assert "Gerald" in hit.text
+
+
+def test_rename_refuses_what_it_cannot_do_and_changes_nothing(two, capsys):
+    from oppu.core.training import create_run
+
+    for new_name, reason in [("bob", "a profile named 'bob' already exists"),
+                             ("../x", "invalid profile name '../x'"),
+                             ("ann", "already called 'ann'")]:
+        status, _, err = oppu(capsys, "profiles", "--rename", "ann", new_name)
+        assert status == 1 and reason in err
+    assert oppu(capsys, "profiles", "--rename", "carol", "dan")[2].endswith(
+        "no profile 'carol' (profiles: ann, bob)\n")
+    with Profile("bob") as profile:
+        run = create_run(profile)
+    status, _, err = oppu(capsys, "profiles", "--rename", "bob", "robert")
+    assert status == 1 and f"training run {run} of 'bob' is still running" in err
+    assert list_profiles() == ["ann", "bob"]
+    assert oppu(capsys, "--profile", "ann", "stats")[1].startswith("documents: 2\n")

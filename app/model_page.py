@@ -20,7 +20,7 @@ from oppu.app.evaluation_view import EvaluationView
 from oppu.app.export_dialog import ask_export
 from oppu.app.list_models import number, perplexity, versions_model, when
 from oppu.app.loss_plot import LossPlot
-from oppu.app.widgets import button, card, hint, page_layout, scrolling_grid, show_progress
+from oppu.app.widgets import button, card, card_grid, hint, page_layout, show_progress
 
 PHASES = {"prepare": "Preparing the base model", "dataset": "Laying out your writing",
           "evaluate": "Measuring", "train": "Training", "save": "Saving your model",
@@ -49,15 +49,13 @@ class ModelPage(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         layout, self.banner = page_layout(self, "My model")
-        grid = scrolling_grid(layout)
-        grid.addWidget(self._active_card(), 0, 0)
-        grid.addWidget(self._training_card(), 0, 1)
-        grid.addWidget(self._versions_card(), 1, 0, 1, 2)
-        grid.addWidget(self._files_card(), 2, 0)
+        grid = card_grid(layout, stretch=(2, 3))
+        grid.add(self._active_card())
+        grid.add(self._training_card())
+        grid.add(self._versions_card(), wide=True)
+        grid.add(self._files_card())
         self.base_card = BaseModelCard()
-        grid.addWidget(self.base_card, 2, 1)
-        grid.setColumnStretch(0, 2)
-        grid.setColumnStretch(1, 3)
+        grid.add(self.base_card)
         self.active_version: str | None = None
         self.quantizations = ["q8_0", "f16"]  # the merged model's types; core's full list
 

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from oppu.app import widgets
-from oppu.app.widgets import button, card, hint, page_layout, scrolling_grid
+from oppu.app.widgets import button, card, card_grid, hint, page_layout
 from oppu.core.settings import Settings
 
 GROUPS = [
@@ -57,9 +57,9 @@ class SettingsPage(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         layout, self.banner = page_layout(self, "Settings")
-        grid = scrolling_grid(layout)
+        grid = card_grid(layout)
         self.editors: dict[str, QWidget] = {}
-        for position, (title, keys) in enumerate(GROUPS):
+        for title, keys in GROUPS:
             frame, box = card(title)
             form = QFormLayout()
             for key in keys:
@@ -69,9 +69,8 @@ class SettingsPage(QWidget):
                 self.devices = hint("Checking which device will be used…")
                 box.addWidget(self.devices)
             box.addStretch()
-            grid.addWidget(frame, position // 2, position % 2)
-        grid.addWidget(self._data_card(), len(GROUPS) // 2, 0, 1, 2)
-        grid.setRowStretch(len(GROUPS) // 2 + 1, 1)
+            grid.add(frame)
+        grid.add(self._data_card(), wide=True)
 
     def _editor(self, key: str) -> QWidget:
         if Settings.choices(key):

@@ -143,19 +143,77 @@ def ask(parent: QWidget, title: str, question: str, action: str) -> bool:
     return box.clickedButton() is confirm
 
 
-def scrolling_grid(layout: QVBoxLayout) -> QGridLayout:
-    """A grid of cards that scrolls vertically, added to a page's `layout`."""
-    scroll = QScrollArea()
-    scroll.setWidgetResizable(True)
-    scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-    body = QWidget()
-    body.setObjectName("Page")
-    grid = QGridLayout(body)
-    grid.setContentsMargins(0, 0, 4, 0)
-    grid.setSpacing(12)
-    scroll.setWidget(body)
-    layout.addWidget(scroll, 1)
+class CardGrid(QScrollArea):
+    """Cards in two columns that scroll vertically; a wide card takes a row of its own.
+
+    When the page is too narrow for two cards side by side, they stack in one column in
+    the same order, so nothing is ever cut off at the right edge.
+    """
+
+    SPACING = 12
+
+    def __init__(self, stretch: tuple[int, int] = (1, 1)):
+        super().__init__()
+        self.setWidgetResizable(True)
+        self.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        body = QWidget()
+        body.setObjectName("Page")
+        self.grid = QGridLayout(body)
+        self.grid.setContentsMargins(0, 0, 4, 0)
+        self.grid.setSpacing(self.SPACING)
+        self.setWidget(body)
+        self.stretch = stretch
+        self.cards: list[tuple[QWidget, bool]] = []
+        self.columns = 2
+
+    def add(self, card: QWidget, wide: bool = False) -> None:
+        self.cards.append((card, wide))
+        self._place()
+
+    def _positions(self, columns: int) -> list[tuple[QWidget, int, int, int]]:
+        """(card, row, column, columns spanned) of each card, in reading order."""
+        placed, row, col = [], 0, 0
+        for card, wide in self.cards:
+            if wide or columns == 1:
+                row, col = row + (col > 0), 0
+                placed.append((card, row, 0, columns))
+                row += 1
+            else:
+                placed.append((card, row, col, 1))
+                row, col = (row + 1, 0) if col == 1 else (row, 1)
+        return placed
+
+    def _place(self) -> None:
+        for row in range(self.grid.rowCount()):
+            self.grid.setRowStretch(row, 0)
+        placed = self._positions(self.columns)
+        for card, *_ in placed:
+            self.grid.removeWidget(card)
+        for card, row, col, span in placed:
+            self.grid.addWidget(card, row, col, 1, span)
+        self.grid.setRowStretch(max((row for _, row, _, _ in placed), default=-1) + 1, 1)
+        for col in (0, 1):
+            self.grid.setColumnStretch(col, self.stretch[col] if self.columns == 2 else 0)
+
+    def _two_columns_fit(self) -> bool:
+        total = sum(self.stretch)
+        needed = max((card.minimumSizeHint().width() * total / self.stretch[col]
+                      for card, _, col, span in self._positions(2) if span == 1), default=0)
+        return self.viewport().width() >= needed + self.SPACING + 4
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        columns = 2 if self._two_columns_fit() else 1
+        if columns != self.columns:
+            self.columns = columns
+            self._place()
+
+
+def card_grid(layout: QVBoxLayout, stretch: tuple[int, int] = (1, 1)) -> CardGrid:
+    """A `CardGrid` filling the rest of a page's `layout`."""
+    grid = CardGrid(stretch)
+    layout.addWidget(grid, 1)
     return grid
 
 

@@ -173,3 +173,24 @@ def test_an_unexpected_error_is_one_line_in_the_window(app, capsys):
     assert banner.kind == "error" and banner.isVisible()
     assert banner.label.text() == "Something went wrong: KeyError: 'conversation 7'"
     assert "Traceback" in capsys.readouterr().err  # the details go to the log, not a dialog
+
+
+def test_cards_stack_in_one_column_when_the_page_is_too_narrow_for_two(qtbot):
+    from oppu.app.settings_page import SettingsPage
+    from oppu.app.widgets import CardGrid
+
+    page = SettingsPage()
+    qtbot.addWidget(page)
+    grid = page.findChild(CardGrid)
+    page.resize(1000, 700)
+    page.show()
+    qtbot.waitUntil(lambda: grid.columns == 2)
+    [(retrain, _), (training, _), *_] = grid.cards
+    assert retrain.geometry().top() == training.geometry().top()  # side by side
+    page.resize(560, 700)
+    qtbot.waitUntil(lambda: grid.columns == 1)
+    qtbot.wait(50)
+    assert retrain.geometry().bottom() < training.geometry().top()  # one under the other
+    assert all(card.geometry().right() <= grid.viewport().width() for card, _ in grid.cards)
+    page.resize(1000, 700)
+    qtbot.waitUntil(lambda: grid.columns == 2)

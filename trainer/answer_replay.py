@@ -11,9 +11,13 @@ loss on the answer and its end token only, come from training documents only, an
 never part of the held-out set.
 """
 
+import hashlib
+import json
 import random
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
+from oppu.storage.atomic import write_text
 from oppu.storage.prompting import system_message, user_turn
 
 # Questions with short answers: the base model ends those on its own, and the adapter
@@ -45,7 +49,10 @@ PASSAGE_WORDS = 120
 ANSWER_TOKENS = 200
 WORDS_PER_QUESTION = 500  # a small profile gets few: its writing is what it is about
 ROWS_PER_BATCH = 16
+ANSWER_CACHE_FILE = "base-answers.json"  # in the profile's runs folder
 PAD_ID = 0  # any token: padding is masked out, and what follows a stop is cut off
+# (prompts, stop ids) -> the reply to each prompt, or None where there is no answer
+Answerer = Callable[[list[list[int]], Sequence[int]], list[list[int] | None]]
 
 
 def question_count(train_words: int, most: int) -> int:
@@ -54,12 +61,21 @@ def question_count(train_words: int, most: int) -> int:
 
 def pick_questions(texts: dict[int, str], count: int, seed: int) -> list[tuple[int, str, str]]:
     """`count` (document id, passage, question): stretches of about PASSAGE_WORDS words from
-    the documents `texts` (by id), each with a question from QUESTIONS."""
-    rng = random.Random(f"answer-replay:{seed}")
-    ids = sorted(texts)
+    the documents `texts` (by id), each with a question from QUESTIONS.
+
+    Each document offers one slot per WORDS_PER_QUESTION words (at least one), and each slot
+    its own passage and question, drawn from the seed, the document and the slot alone. The
+    `count` slots that draw the lowest numbers are asked. So writing grows the share of a
+    document by its length, and a profile that grows keeps most of its questions from one
+    run to the next, whose answers `AnswerCache` then has already.
+    """
+    slots = []
+    for document_id, text in texts.items():
+        for slot in range(max(1, len(text.split()) // WORDS_PER_QUESTION)):
+            rng = random.Random(f"answer-replay:{seed}:{document_id}:{slot}")
+            slots.append((rng.random(), document_id, slot, rng))
     picked = []
-    for _ in range(count if ids else 0):
-        document_id = rng.choice(ids)
+    for _, document_id, _, rng in sorted(slots, key=lambda s: s[:3])[:count]:
         words = texts[document_id].split()
         start = rng.randrange(max(1, len(words) - PASSAGE_WORDS))
         picked.append((document_id, " ".join(words[start:start + PASSAGE_WORDS]),
@@ -123,3 +139,45 @@ def base_answerer(model, report: Callable[[int, int], None] = lambda done, total
         return [reply_until_stop(tokens, stop_ids) for tokens in generated]
 
     return answer
+
+
+class AnswerCache:
+    """The base model's answers of the last run, by prompt, in one small JSON file.
+
+    A retrain asks mostly the questions of the run before (`pick_questions` keeps them as
+    the writing grows), and a greedy answer of the same base model to the same prompt is
+    the same answer: asking again would cost minutes of a CPU retrain (96 questions about
+    Persuasion: 138 s on 2 cores). The file holds the latest run's answers only, so it
+    never grows beyond `answer_items`; it is replaced whole, and one that cannot be read is
+    a cache that holds nothing.
+    """
+
+    def __init__(self, path: Path, base_sha256: str):
+        self.path = Path(path)
+        self.base_sha256 = base_sha256
+        try:
+            saved = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            saved = {}
+        self.saved = saved if isinstance(saved, dict) else {}
+
+    def key(self, prompt: list[int], stop_ids: Sequence[int]) -> str:
+        made = json.dumps([self.base_sha256, ANSWER_TOKENS, sorted(stop_ids), prompt])
+        return hashlib.sha256(made.encode()).hexdigest()
+
+    def around(self, answerer: Answerer) -> Answerer:
+        """`answerer`, asked only about the prompts this cache has no answer for."""
+        def answer(prompts: list[list[int]], stop_ids: Sequence[int]) -> list[list[int] | None]:
+            keys = [self.key(prompt, stop_ids) for prompt in prompts]
+            missing = [i for i, key in enumerate(keys) if key not in self.saved]
+            fresh = answerer([prompts[i] for i in missing], stop_ids) if missing else []
+            known = self.saved | {keys[i]: reply for i, reply in zip(missing, fresh, strict=True)}
+            replies = [known[key] for key in keys]
+            self.saved = dict(zip(keys, replies))
+            try:
+                write_text(self.path, json.dumps(self.saved))
+            except OSError:  # a full disk costs the next run time, not this run
+                pass
+            return replies
+
+        return answer

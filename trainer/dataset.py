@@ -22,14 +22,19 @@ on the same side of the split as the profile grows.
 
 import hashlib
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 
 import torch
 
 from oppu.storage.prompting import writing_messages
-from oppu.trainer.answer_replay import pick_questions, question_count, question_messages
+from oppu.trainer.answer_replay import (
+    Answerer,
+    pick_questions,
+    question_count,
+    question_messages,
+)
 
 IGNORE = -100
 OPENING_TOKENS = 48  # the text before a stretch, shown as the user's opening
@@ -61,10 +66,6 @@ class Answer:
     document_id: int
     prompt: list[int]
     reply: list[int]  # without the end-of-turn token
-
-
-# (prompts, stop ids) -> the reply to each prompt, or None where there is no answer
-Answerer = Callable[[list[list[int]], Sequence[int]], list[list[int] | None]]
 
 
 @dataclass

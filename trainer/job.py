@@ -150,7 +150,7 @@ class TrainingJob:
     def _train(self, config: dict) -> dict:
         from oppu.storage.index import Index
         from oppu.storage.writing import Writing
-        from oppu.trainer.answer_replay import base_answerer
+        from oppu.trainer.answer_replay import ANSWER_CACHE_FILE, AnswerCache, base_answerer
         from oppu.trainer.dataset import NotEnoughWriting, build_dataset
         from oppu.trainer.evaluate import LearningCurve, heldout_metrics
         from oppu.trainer.lora import PRESETS, TrainConfig, pick_device, train_lora
@@ -177,8 +177,9 @@ class TrainingJob:
                                  "base_sha256": base.sha256})
         self.emit("dataset", 0, 1, message="laying out your writing")
         model = base.load_model(device=pick_device(train_config.device))
-        answerer = base_answerer(model, lambda done, total: self.emit(
-            "dataset", done, total, message="asking the base model about your writing"))
+        answers = AnswerCache(self.folder / "runs" / ANSWER_CACHE_FILE, base.sha256)
+        answerer = answers.around(base_answerer(model, lambda done, total: self.emit(
+            "dataset", done, total, message="asking the base model about your writing")))
         dataset = build_dataset(writing, base.load_tokenizer(), train_config, answerer=answerer)
         self.emit("dataset", 1, 1)
 

@@ -5,6 +5,8 @@ import torch
 
 from oppu.trainer.answer_replay import (
     QUESTIONS,
+    WORDS_PER_QUESTION,
+    AnswerCache,
     base_answerer,
     greedy_continuations,
     pick_questions,
@@ -24,6 +26,45 @@ def test_passages_are_stretches_of_the_given_documents_picked_by_seed():
     for document_id, passage, question in picked:
         assert passage in texts[document_id] and len(passage.split()) <= 120
         assert question in QUESTIONS
+
+
+def words(count: int, tag: str) -> str:
+    return " ".join(f"{tag}{i}" for i in range(count))
+
+
+def test_a_growing_profile_keeps_its_questions_and_long_documents_get_more():
+    texts = {d: words(300 + 200 * d, f"d{d}w") for d in range(10)}
+    before = pick_questions(texts, 8, seed=3)
+    grown = texts | {d: words(900, f"d{d}w") for d in (10, 11)}
+    after = pick_questions(grown, 8, seed=3)
+    # a question of the old documents is asked now only if it was asked before, the same way
+    assert all(pick in before for pick in after if pick[0] < 10)
+    assert len([pick for pick in after if pick[0] < 10]) >= 5
+    slots = pick_questions({1: words(10 * WORDS_PER_QUESTION, "a"), 2: words(50, "b")}, 11, 0)
+    assert [document for document, *_ in slots].count(1) == 10  # one per 500 words
+
+
+def counting(answers: dict):
+    """A fake answerer that replies with the prompt reversed and counts what it is asked."""
+    def answer(prompts, _stop_ids):
+        answers["asked"] += len(prompts)
+        return [prompt[::-1] if prompt[0] else None for prompt in prompts]
+
+    return answer
+
+
+def test_the_answer_cache_asks_only_new_prompts_and_keeps_the_last_run(tmp_path):
+    path, seen = tmp_path / "answers.json", {"asked": 0}
+    first = AnswerCache(path, "base-a").around(counting(seen))
+    assert first([[1, 2], [0, 5], [3, 4]], [2]) == [[2, 1], None, [4, 3]]
+    second = AnswerCache(path, "base-a").around(counting(seen))  # the next run, from the file
+    assert second([[3, 4], [0, 5], [6, 7]], [2]) == [[4, 3], None, [7, 6]]
+    assert seen["asked"] == 3 + 1  # a None answer is remembered too
+    assert len(AnswerCache(path, "base-a").saved) == 3  # the latest run's prompts only
+    AnswerCache(path, "base-b").around(counting(seen))([[3, 4]], [2])  # another base model
+    assert seen["asked"] == 5
+    path.write_bytes(b"\x00 not json")
+    assert AnswerCache(path, "base-a").around(counting(seen))([[8, 9]], [2]) == [[9, 8]]
 
 
 def test_a_reply_is_what_comes_before_the_first_stop_token():

@@ -12,6 +12,7 @@ import pytest
 
 from oppu.core.training import log_path, training_argv
 from oppu.storage.models import Adapter, AdapterDocument, TrainingRun
+from oppu.trainer.answer_replay import ANSWER_CACHE_FILE
 from oppu.trainer.child import Protocol, StopControl, StopRequested
 from oppu.trainer.job import TrainingJob, decide, is_out_of_memory
 from oppu.trainer.versions import GGUF_FILE, MERGED_FILE, META_FILE, PEFT_DIR
@@ -76,6 +77,19 @@ def test_the_child_reports_progress_and_records_a_complete_adapter(trainee):
     assert adapter.base_sha256 == meta["base"]["sha256"]
     assert adapter.path == "adapters/v1"  # relative: the data folder may move
     assert trainee.writing.stats().words_since_adapter == 0
+
+
+def test_a_retrain_on_the_same_writing_asks_the_base_model_nothing_again(trainee):
+    asking = "asking the base model about your writing"
+    messages = []
+    for _ in range(2):
+        run_id, child = start_run(trainee, FAST)
+        records = [json.loads(line) for line in child.stdout]
+        assert child.wait() == 0, log_path(trainee, run_id).read_text()
+        messages.append([r.get("message") for r in records[:-1] if r.get("phase") == "dataset"])
+    assert asking in messages[0] and asking not in messages[1]
+    saved = json.loads((trainee.runs_dir / ANSWER_CACHE_FILE).read_text())
+    assert saved and all(reply is None or isinstance(reply, list) for reply in saved.values())
 
 
 def test_sigterm_cancels_cleanly(trainee):

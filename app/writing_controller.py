@@ -105,13 +105,13 @@ class WritingController(QObject):
         self.page.set_preview(document.title, document.text)
 
     def forget(self, document_ids: list[int]) -> None:
-        writing = self._writing()
-        if writing is None:
+        if self._writing() is None:
             return
+        profile = self.app.profile
 
         def work(_report, _should_stop):
             for document_id in document_ids:
-                writing.forget(document_id)
+                profile.forget(document_id)
             return len(document_ids)
 
         def done(count: int) -> None:

@@ -128,5 +128,5 @@ def delete_conversation(profile, conversation_id: int, forget_writing: bool = Fa
     if not forget_writing:
         return 0
     for document_id in documents:
-        profile.writing.forget(document_id)
+        profile.forget(document_id)
     return len(documents)

@@ -47,6 +47,16 @@ class Profile:
         self.last_reconcile = writing.reconcile()
         return writing
 
+    def forget(self, document_id: int) -> None:
+        """Delete a document and what was made from it, model versions aside: its chunks,
+        its vectors (`Writing.forget`, which flags adapters trained on it) and the base
+        model's cached answers about the writing, which may quote it (the next retrain asks
+        again)."""
+        from oppu.trainer.answer_replay import ANSWER_CACHE_FILE
+
+        self.writing.forget(document_id)
+        (self.runs_dir / ANSWER_CACHE_FILE).unlink(missing_ok=True)
+
     def set(self, key: str, value) -> Settings:
         """Change one setting, validated and saved."""
         self.settings = self.settings.with_value(key, value)

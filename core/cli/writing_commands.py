@@ -136,7 +136,7 @@ def run_forget(args) -> int:
     with open_profile(args) as profile:
         for forgotten_id in dict.fromkeys(args.ids):  # each id once, in the order given
             try:
-                profile.writing.forget(forgotten_id)
+                profile.forget(forgotten_id)
                 print(f"forgot document {forgotten_id}")
             except DocumentNotFound as error:
                 print(f"oppu: {error}", file=sys.stderr)

@@ -144,6 +144,18 @@ def test_forget_goes_on_past_a_missing_id_and_says_which(oppu):
     assert oppu("stats")[1].startswith("documents: 0\n")
 
 
+def test_forgetting_drops_the_cached_answers_about_the_writing(oppu):
+    """The base model's replay answers may quote any document: forgetting one drops them."""
+    from oppu.core.profile import Profile
+    from oppu.trainer.answer_replay import ANSWER_CACHE_FILE
+
+    oppu("note", GARDEN)
+    with Profile("cli") as profile:
+        cache = profile.runs_dir / ANSWER_CACHE_FILE
+    cache.write_text('{"key": [1, 2, 3]}')
+    assert oppu("forget", "1")[0] == 0 and not cache.exists()
+
+
 def test_list_filter_is_plain_text_and_notes_come_from_stdin(oppu, monkeypatch):
     monkeypatch.setattr("sys.stdin", io.StringIO("A note piped in: 100% done.\n"))
     assert oppu("note", "--title", "   ", "-") == (0, "stored as document 1\n", "")

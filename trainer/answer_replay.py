@@ -159,7 +159,8 @@ class AnswerCache:
             saved = json.loads(self.path.read_text())
         except (OSError, ValueError):
             saved = {}
-        self.saved = saved if isinstance(saved, dict) else {}
+        self.saved = {key: reply for key, reply in saved.items() if _is_reply(reply)} \
+            if isinstance(saved, dict) else {}
 
     def key(self, prompt: list[int], stop_ids: Sequence[int]) -> str:
         made = json.dumps([self.base_sha256, ANSWER_TOKENS, sorted(stop_ids), prompt])
@@ -181,3 +182,8 @@ class AnswerCache:
             return replies
 
         return answer
+
+
+def _is_reply(value) -> bool:
+    """What a cached answer can be: None, or token ids."""
+    return value is None or (isinstance(value, list) and all(type(t) is int for t in value))

@@ -1,5 +1,7 @@
 """Replay items' answers come from the base model itself, generated greedily in batches."""
 
+import json
+
 import pytest
 import torch
 
@@ -65,6 +67,9 @@ def test_the_answer_cache_asks_only_new_prompts_and_keeps_the_last_run(tmp_path)
     assert seen["asked"] == 5
     path.write_bytes(b"\x00 not json")
     assert AnswerCache(path, "base-a").around(counting(seen))([[8, 9]], [2]) == [[9, 8]]
+    cache = AnswerCache(path, "base-a")
+    path.write_text(json.dumps({cache.key([8, 9], [2]): "text", cache.key([1], [2]): [1.5]}))
+    assert AnswerCache(path, "base-a").saved == {}  # valid JSON, but no answers in it
 
 
 def test_a_reply_is_what_comes_before_the_first_stop_token():

@@ -109,16 +109,30 @@ def _only_download_of(final: Path) -> Iterator[None]:
     """Held while `final` is being fetched: two downloads of one file (two windows, the app
     and `oppu base download`) would write into the same part file."""
     lock = final.with_name(final.name + ".lock")
-    with open(lock, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise DownloadError(f"{final.name} is already being downloaded; wait for that "
-                                "download to finish") from None
-        try:
-            yield
-        finally:
-            lock.unlink(missing_ok=True)
+    while True:
+        with open(lock, "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise DownloadError(f"{final.name} is already being downloaded; wait for that "
+                                    "download to finish") from None
+            if not _still_named(lock, handle):  # the download before removed it meanwhile
+                continue
+            try:
+                yield
+            finally:
+                lock.unlink(missing_ok=True)
+            return
+
+
+def _still_named(lock: Path, handle) -> bool:
+    """Whether the file `handle` locked is still the one at `lock`: a lock taken on a file
+    the last holder had just removed guards nothing, as another process can create and lock
+    a new file by that name."""
+    try:
+        return os.stat(lock).st_ino == os.fstat(handle.fileno()).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def download_model(model: HubModel, dest_dir: Path, emit: Emit,

@@ -245,3 +245,26 @@ def test_a_second_download_of_the_same_file_waits_its_turn(hub, payload, tmp_pat
         first.join(timeout=60)
     assert seen[-1] == tmp_path / FILENAME and seen[-1].read_bytes() == payload
     assert sorted(p.name for p in tmp_path.iterdir()) == [FILENAME]
+
+
+def test_a_lock_whose_file_was_removed_meanwhile_is_taken_again(tmp_path, monkeypatch):
+    """The download before may remove the lock file between this one opening and locking
+    it: that lock guards nothing, so the file is opened and locked again by its name."""
+    import fcntl
+
+    from oppu.trainer import download
+
+    final = tmp_path / FILENAME
+    lock = tmp_path / f"{FILENAME}.lock"
+    real_flock, locked = fcntl.flock, []
+
+    def flock(handle, operation):
+        if not locked:
+            lock.unlink()  # the last holder cleaning up, just before this lock is taken
+        real_flock(handle, operation)
+        locked.append(os.fstat(handle.fileno()).st_ino)
+
+    monkeypatch.setattr(download.fcntl, "flock", flock)
+    with download._only_download_of(final):
+        assert len(locked) == 2 and os.stat(lock).st_ino == locked[-1]
+    assert not lock.exists()

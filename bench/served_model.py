@@ -38,6 +38,7 @@ HELDOUT_TOKENS = 4096
 WINDOW = 512
 PROMPT_TOKENS = 500
 DECODE_TOKENS = 128
+SERVED = "q8_0"  # every block weight matrix in q8_0: `merge.write_served_gguf`
 # name -> (write_merged_gguf's tensor type, the quantizer's type or None)
 MERGED = {"q8_0": ("q8_0", None), "q5_0": ("q8_0", "q5_0"), "q4_0": ("q8_0", "q4_0"),
           "q4_k_m": ("q8_0", "q4_k_m")}
@@ -65,13 +66,15 @@ def trained_version(home: Path) -> Path:
 
 
 def merged_copies(version: Path, base: Path, work: Path) -> dict[str, Path]:
-    from oppu.trainer.merge import write_merged_gguf
+    """The merged copies to compare; q8_0 is the served copy, as training writes it."""
+    from oppu.trainer.merge import write_merged_gguf, write_served_gguf
 
     made = {}
     for name, (tensor_type, quantize_to) in MERGED.items():
         say(f"merging as {name}")
-        made[name] = write_merged_gguf(version / "peft", base, work / f"merged-{name}.gguf",
-                                       tensor_type, quantize_to)
+        out = work / f"merged-{name}.gguf"
+        made[name] = (write_served_gguf(version / "peft", base, out) if name == SERVED else
+                      write_merged_gguf(version / "peft", base, out, tensor_type, quantize_to))
     return made
 
 
@@ -155,9 +158,10 @@ def markdown(r: dict) -> str:
          f"(perplexity {q8['perplexity']:.2f} against {attached['perplexity']:.2f} attached) "
          f"and reads prompts {q8['prompt_tps'] / attached['prompt_tps']:.1f}x as fast as the "
          f"attached adapter ({q8['prompt_tps']:.0f} against {attached['prompt_tps']:.0f} "
-         "tokens/s), because q8_0 has llama.cpp's tiled matmul kernels and Q4_1 has none. "
-         "Decode speeds are close: the attached adapter's extra graph nodes against q8_0's "
-         "larger weights."),
+         "tokens/s), because q8_0 has llama.cpp's tiled matmul kernels and Q4_1 has none; "
+         f"it decodes at {q8['decode_tps']:.1f} tokens/s against {attached['decode_tps']:.1f} "
+         f"attached and {rows['base']['decode_tps']:.1f} for the base alone (every block "
+         "weight is q8_0 in the served copy, adapted or not)."),
         ("- Smaller types lose part of what the adapter learnt: the base is already 4-bit, "
          "so storing the merged weights in 4 or 5 bits rounds them a second time, and the "
          "adapter's small additions partly round away. "

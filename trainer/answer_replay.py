@@ -46,9 +46,13 @@ EVERYDAY = (
 )
 QUESTIONS = ABOUT_THE_PASSAGE + EVERYDAY
 PASSAGE_WORDS = 120
-ANSWER_TOKENS = 200
+# Every batch runs this many steps, as about half the answers never end (about Persuasion:
+# 52 of 96 ended, all but 2 of those within 128 tokens). With 200 tokens and 16 rows a
+# batch those 96 took 134 s on 2 cores; with 48 rows 105 s and the same answers (96 rows:
+# 112 s); with 128 tokens and 48 rows 78 s, peak RSS 2.5 GB, under training's own peak.
+ANSWER_TOKENS = 128
 WORDS_PER_QUESTION = 500  # a small profile gets few: its writing is what it is about
-ROWS_PER_BATCH = 16
+ROWS_PER_BATCH = 48
 ANSWER_CACHE_FILE = "base-answers.json"  # in the profile's runs folder
 PAD_ID = 0  # any token: padding is masked out, and what follows a stop is cut off
 # (prompts, stop ids) -> the reply to each prompt, or None where there is no answer
@@ -146,8 +150,8 @@ class AnswerCache:
 
     A retrain asks mostly the questions of the run before (`pick_questions` keeps them as
     the writing grows), and a greedy answer of the same base model to the same prompt is
-    the same answer: asking again would cost minutes of a CPU retrain (96 questions about
-    Persuasion: 138 s on 2 cores). The file holds the latest run's answers only, so it
+    the same answer: asking again would cost a minute or more of a CPU retrain (96 questions
+    about Persuasion: 78 s on 2 cores). The file holds the latest run's answers only, so it
     never grows beyond `answer_items`; it is replaced whole, and one that cannot be read is
     a cache that holds nothing.
     """

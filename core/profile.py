@@ -89,6 +89,16 @@ def _close_whole(profile: Profile) -> None:
     profile.close()
 
 
+def _refuse_while_training(profile: Profile, action: str) -> None:
+    """ProfileInUse while one of the profile's training runs is live: the trainer writes
+    into the profile's folder, by its name, until it ends."""
+    from oppu.core.training import live_run
+
+    if (run := live_run(profile)) is not None:
+        raise ProfileInUse(f"training run {run} of {profile.name!r} is still running: stop it "
+                           f"or let it finish, then {action}")
+
+
 def rename_profile(profile: Profile, new_name: str) -> str:
     """Give `profile` another name, with everything it holds; return the new name.
 
@@ -97,8 +107,6 @@ def rename_profile(profile: Profile, new_name: str) -> str:
     training runs is live: the trainer writes into the folder by its name. `profile` is
     closed whatever happens: open the new name, or the old one after an error, to go on.
     """
-    from oppu.core.training import live_run
-
     try:
         target = profile_path(new_name, profile.folder.parent.parent)
         if new_name == profile.name:
@@ -106,9 +114,7 @@ def rename_profile(profile: Profile, new_name: str) -> str:
         if target.exists() and not target.samefile(profile.folder):  # not just another case
             raise ProfileExists(f"a profile named {new_name!r} already exists: pick another "
                                 "name")
-        if (run := live_run(profile)) is not None:
-            raise ProfileInUse(f"training run {run} of {profile.name!r} is still running: stop "
-                               "it or let it finish, then rename")
+        _refuse_while_training(profile, "rename")
     finally:
         _close_whole(profile)
     try:
@@ -123,12 +129,16 @@ def rename_profile(profile: Profile, new_name: str) -> str:
 def delete_profile_data(profile: Profile) -> None:
     """Delete everything `profile` holds: writing, chats, vectors, adapters, runs, settings.
 
-    The profile is closed first (Chroma too, or its cache would outlive the files). Its
-    folder is renamed away before anything is removed, so the profile disappears whole or
-    not at all: where files in use cannot be renamed (Windows), nothing is deleted. Opening
-    the same name afterwards makes a fresh, empty profile.
+    Refused while one of its training runs is live. The profile is closed whatever happens
+    (Chroma too, or its cache would outlive the files). Its folder is renamed away before
+    anything is removed, so the profile disappears whole or not at all: where files in use
+    cannot be renamed (Windows), nothing is deleted. Opening the same name afterwards makes
+    a fresh, empty profile.
     """
-    _close_whole(profile)
+    try:
+        _refuse_while_training(profile, "delete")
+    finally:
+        _close_whole(profile)
     doomed = profile.folder.with_name(f"{TEMP_PREFIX}deleted-{profile.folder.name}")
     shutil.rmtree(doomed, ignore_errors=True)  # an earlier deletion cut short
     try:

@@ -76,19 +76,13 @@ def _rename(name: str, new_name: str, names: list[str]) -> int:
 
 def _delete(name: str, names: list[str], confirmed: bool) -> int:
     from oppu.core.profile import Profile, ProfileInUse, delete_profile_data
-    from oppu.core.training import live_run
 
     _existing(name, names)
     if not confirmed and not _confirmed(name):
         print("nothing deleted")
         return 1
-    profile = Profile(name)
-    if (run := live_run(profile)) is not None:
-        profile.close()
-        raise CommandError(f"training run {run} of {name!r} is still running: stop it or let "
-                           "it finish, then delete")
     try:
-        delete_profile_data(profile)
+        delete_profile_data(Profile(name))
     except ProfileInUse as error:
         raise CommandError(str(error)) from None
     print(f"deleted profile {name!r}: its writing, chats, adapters, runs and settings")

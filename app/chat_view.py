@@ -8,12 +8,13 @@ from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
-    QScrollArea,
     QSizePolicy,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
+
+from oppu.app.widgets import VerticalScroll
 
 # Re-render streaming markdown at most this often. Every render lays out and repaints the
 # reply on cores that llama.cpp's threads are decoding on: in the app, on 2 cores, 40 ms
@@ -168,18 +169,13 @@ class Bubble(QFrame):
         QGuiApplication.clipboard().setText(self.text)
 
 
-class Transcript(QScrollArea):
+class Transcript(VerticalScroll):
     """The messages of one conversation, newest at the bottom."""
 
     def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent)
+        super().__init__("TranscriptBody", parent)
         self.setObjectName("Transcript")
-        self.setWidgetResizable(True)
-        self.setFrameShape(QFrame.Shape.NoFrame)
-        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        body = QWidget()
-        body.setObjectName("TranscriptBody")
-        self.column = QVBoxLayout(body)
+        self.column = QVBoxLayout(self.body)
         self.column.setContentsMargins(16, 12, 16, 12)
         self.column.setSpacing(10)
         self.empty = QLabel()
@@ -189,7 +185,6 @@ class Transcript(QScrollArea):
         self.empty.setContentsMargins(40, 80, 40, 0)
         self.column.addWidget(self.empty)
         self.column.addStretch()
-        self.setWidget(body)
         self.bubbles: list[Bubble] = []
         self.rows: list[QWidget] = []
         self.verticalScrollBar().rangeChanged.connect(self._follow)

@@ -143,7 +143,20 @@ def ask(parent: QWidget, title: str, question: str, action: str) -> bool:
     return box.clickedButton() is confirm
 
 
-class CardGrid(QScrollArea):
+class VerticalScroll(QScrollArea):
+    """A frameless area whose `body`, as wide as the area, scrolls vertically only."""
+
+    def __init__(self, body_name: str, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWidgetResizable(True)
+        self.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.body = QWidget()
+        self.body.setObjectName(body_name)
+        self.setWidget(self.body)
+
+
+class CardGrid(VerticalScroll):
     """Cards in two columns that scroll vertically; a wide card takes a row of its own.
 
     When the page is too narrow for two cards side by side, they stack in one column in
@@ -153,16 +166,10 @@ class CardGrid(QScrollArea):
     SPACING = 12
 
     def __init__(self, stretch: tuple[int, int] = (1, 1)):
-        super().__init__()
-        self.setWidgetResizable(True)
-        self.setFrameShape(QScrollArea.Shape.NoFrame)
-        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        body = QWidget()
-        body.setObjectName("Page")
-        self.grid = QGridLayout(body)
+        super().__init__("Page")
+        self.grid = QGridLayout(self.body)
         self.grid.setContentsMargins(0, 0, 4, 0)
         self.grid.setSpacing(self.SPACING)
-        self.setWidget(body)
         self.stretch = stretch
         self.cards: list[tuple[QWidget, bool]] = []
         self.columns = 2

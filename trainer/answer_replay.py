@@ -73,14 +73,15 @@ def pick_questions(texts: dict[int, str], count: int, seed: int) -> list[tuple[i
     document by its length, and a profile that grows keeps most of its questions from one
     run to the next, whose answers `AnswerCache` then has already.
     """
+    words_of = {document_id: text.split() for document_id, text in texts.items()}
     slots = []
-    for document_id, text in texts.items():
-        for slot in range(max(1, len(text.split()) // WORDS_PER_QUESTION)):
+    for document_id, words in words_of.items():
+        for slot in range(max(1, len(words) // WORDS_PER_QUESTION)):
             rng = random.Random(f"answer-replay:{seed}:{document_id}:{slot}")
             slots.append((rng.random(), document_id, slot, rng))
     picked = []
     for _, document_id, _, rng in sorted(slots, key=lambda s: s[:3])[:count]:
-        words = texts[document_id].split()
+        words = words_of[document_id]
         start = rng.randrange(max(1, len(words) - PASSAGE_WORDS))
         picked.append((document_id, " ".join(words[start:start + PASSAGE_WORDS]),
                        rng.choice(QUESTIONS)))

@@ -188,6 +188,11 @@ class AnswerCache:
 
         return answer
 
+    def drop(self) -> None:
+        """Delete the file: its answers may quote writing that is now forgotten."""
+        self.saved = {}
+        self.path.unlink(missing_ok=True)
+
 
 def _is_reply(value) -> bool:
     """What a cached answer can be: None, or token ids."""

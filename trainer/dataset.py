@@ -28,6 +28,7 @@ from itertools import pairwise
 
 import torch
 
+from oppu.storage.errors import DocumentNotFound
 from oppu.storage.prompting import writing_messages
 from oppu.trainer.answer_replay import (
     Answerer,
@@ -267,11 +268,10 @@ class _Builder:
                                    before_document=document_id)
         return [h for h in hits if h.document_id not in self.exclude][:k]
 
-    def pack(self, document_ids: list[int], answers: Sequence[Answer] = ()) -> PackedSequences:
+    def pack(self, documents: Sequence, answers: Sequence[Answer] = ()) -> PackedSequences:
         packer = _Packer(self.config.seq_len)
-        for document_id in document_ids:
-            document = self.writing.get(document_id)
-            self._pack_document(packer, document_id, document.title[:TITLE_CHARS],
+        for document in documents:
+            self._pack_document(packer, document.id, document.title[:TITLE_CHARS],
                                 self.layout.encode(document.text))
         for answer in answers:
             self._pack_answer(packer, answer)
@@ -329,11 +329,23 @@ class _Builder:
         self.answers += 1
 
 
-def _answers(writing, layout: _Layout, train_ids: list[int], count: int, seed: int,
-             answerer: Answerer) -> list[Answer]:
-    if not count:  # too little writing to ask about: read no document for it
+def read_documents(writing, document_ids: Sequence[int]) -> list:
+    """The documents among `document_ids` that are still stored, each read once, in order.
+    One forgotten while a run reads the writing is left out, not an error."""
+    documents = []
+    for document_id in document_ids:
+        try:
+            documents.append(writing.get(document_id))
+        except DocumentNotFound:
+            pass
+    return documents
+
+
+def _answers(layout: _Layout, train: list, count: int, seed: int, answerer: Answerer
+             ) -> list[Answer]:
+    if not count:
         return []
-    picked = pick_questions({d: writing.get(d).text for d in train_ids}, count, seed)
+    picked = pick_questions({d.id: d.text for d in train}, count, seed)
     prompts = [layout.messages_prompt(question_messages(question, passage))
                for _, passage, question in picked]
     replies = answerer(prompts, layout.end_ids)
@@ -346,11 +358,11 @@ def build_dataset(writing, tokenizer, config, heldout_ids: set[int] | None = Non
     """Lay out and pack the profile's writing; `heldout_ids` overrides the seeded split.
     `answerer` answers questions about training passages (`answer_replay.base_answerer`);
     without one the training set is the writing alone."""
-    summaries = sorted(writing.documents(), key=lambda d: d.id)
-    words = sum(d.words for d in summaries)
-    if words < config.min_words or not summaries:
+    documents = read_documents(writing, sorted(d.id for d in writing.documents()))
+    words = sum(d.words for d in documents)
+    if words < config.min_words or not documents:
         raise NotEnoughWriting(words, config.min_words)
-    ids = [d.id for d in summaries]
+    ids = [d.id for d in documents]
     if heldout_ids is None:
         train_ids, held_ids = split_documents(ids, config.heldout_fraction, config.seed)
     else:
@@ -358,23 +370,25 @@ def build_dataset(writing, tokenizer, config, heldout_ids: set[int] | None = Non
         train_ids = [d for d in ids if d not in heldout_ids]
     if not train_ids:
         raise NotEnoughWriting(0, config.min_words)
-    word_counts = {d.id: d.words for d in summaries}
+    held = set(held_ids)
+    train_documents = [d for d in documents if d.id not in held]
+    heldout_documents = [d for d in documents if d.id in held]
     builder = _Builder(writing, tokenizer, config, exclude_from_retrieval=set(held_ids))
     answers = [] if answerer is None else _answers(
-        writing, builder.layout, train_ids,
-        question_count(sum(word_counts[d] for d in train_ids), config.answer_items),
+        builder.layout, train_documents,
+        question_count(sum(d.words for d in train_documents), config.answer_items),
         config.seed, answerer)
-    train = builder.pack(train_ids, answers)
+    train = builder.pack(train_documents, answers)
     builder.exclude = set()  # held-out items retrieve as the engine would: from everything older
-    heldout = builder.pack(held_ids)
+    heldout = builder.pack(heldout_documents)
     stats = {"items": builder.items, "answer_items": builder.answers,
              "retrieved_passages": builder.retrieved,
              "train_rows": len(train), "heldout_rows": len(heldout),
              "train_tokens": train.tokens, "train_loss_tokens": train.loss_tokens,
              "padding_tokens": train.padding + heldout.padding}
     return WritingDataset(train, heldout, train_ids, held_ids,
-                          sum(word_counts[d] for d in train_ids),
-                          sum(word_counts[d] for d in held_ids), stats)
+                          sum(d.words for d in train_documents),
+                          sum(d.words for d in heldout_documents), stats)
 
 
 def shuffled_rows(count: int, seed: int, epoch: int) -> list[int]:

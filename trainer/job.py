@@ -181,6 +181,12 @@ class TrainingJob:
         answerer = answers.around(base_answerer(model, lambda done, total: self.emit(
             "dataset", done, total, message="asking the base model about your writing")))
         dataset = build_dataset(writing, base.load_tokenizer(), train_config, answerer=answerer)
+        used = dataset.train_document_ids + dataset.heldout_document_ids
+        with self.store.read() as session:
+            if _count_kept(session, used) < len(used):
+                # Forgotten while this run read it: `Profile.forget` may have deleted the
+                # file before the answers above were written back, so drop them here.
+                answers.drop()
         self.emit("dataset", 1, 1)
 
         self.emit("evaluate", 0, 3, message="base model")
@@ -297,9 +303,7 @@ class TrainingJob:
                 session.add_all(AdapterDocument(adapter_id=adapter.id, document_id=d,
                                                 held_out=d not in trained)
                                 for d in sorted(trained | set(meta["heldout_document_ids"])))
-                kept = session.scalar(select(func.count(Document.id)).where(
-                    Document.id.in_(trained), Document.deleted.is_(False)))
-                adapter.trained_on_deleted = kept < len(trained)  # forgotten meanwhile
+                adapter.trained_on_deleted = _count_kept(session, trained) < len(trained)
                 if promoted:
                     make_active(session, adapter)
                 run = session.get(TrainingRun, self.run_id)
@@ -316,6 +320,12 @@ class TrainingJob:
         self.emit("save", 2, 2)
         return {"version": version, "promoted": promoted, "decision": decision,
                 "metrics": meta["metrics"]}
+
+
+def _count_kept(session, document_ids) -> int:
+    """How many of `document_ids` are still stored, not forgotten."""
+    return session.scalar(select(func.count(Document.id)).where(
+        Document.id.in_(list(document_ids)), Document.deleted.is_(False)))
 
 
 def run_job(profile_name: str, run_id: int, root: Path | None, protocol: Protocol) -> int:

@@ -49,11 +49,14 @@ def heldout_layout(writing, tokenizer, config, document_ids: list[int],
     document, as the engine would."""
     if config.retrieval_k <= 0:
         raise ValueError("retrieval_k must be at least 1 to compare with and without retrieval")
+    from oppu.trainer.dataset import read_documents
+
     exclude = set() if retrieve_from_heldout else set(document_ids)
+    documents = read_documents(writing, document_ids)
     plain = _builder(writing, tokenizer, replace(config, retrieval_k=0), exclude)
     with_passages = _builder(writing, tokenizer, config, exclude)
-    return HeldoutLayout(plain.pack(document_ids), with_passages.pack(document_ids),
-                         list(document_ids), with_passages.retrieved)
+    return HeldoutLayout(plain.pack(documents), with_passages.pack(documents),
+                         [d.id for d in documents], with_passages.retrieved)
 
 
 def _builder(writing, tokenizer, config, exclude: set[int]):

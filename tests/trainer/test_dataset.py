@@ -14,6 +14,7 @@ from oppu.trainer.dataset import (
     OPENING_TOKENS,
     NotEnoughWriting,
     build_dataset,
+    read_documents,
     split_documents,
 )
 from oppu.trainer.lora import TrainConfig
@@ -176,6 +177,13 @@ def test_items_retrieve_only_from_older_documents(dataset):
             assert may_see_heldout or not held & set(source.passage_document_ids)
             retrieved += len(source.passage_document_ids)
     assert retrieved > 0
+
+
+def test_a_document_forgotten_while_a_run_reads_the_writing_is_left_out(writer):
+    first, second = sorted(d.id for d in writer.writing.documents())[:2]
+    gone = 10**6  # what `Writing.get` says of a forgotten document: no such document
+    read = read_documents(writer.writing, [first, gone, second])
+    assert [d.id for d in read] == [first, second] and all(d.text for d in read)
 
 
 def test_too_little_writing_is_refused_with_the_counts(writer, tiny_tokenizer):

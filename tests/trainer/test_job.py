@@ -92,6 +92,28 @@ def test_a_retrain_on_the_same_writing_asks_the_base_model_nothing_again(trainee
     assert saved and all(reply is None or isinstance(reply, list) for reply in saved.values())
 
 
+def test_writing_forgotten_while_the_base_model_answers_leaves_no_cached_answers(trainee):
+    """The child is paused as it starts asking, the parent forgets a document (deleting
+    the cache file first), and only then are the answers, which may quote it, written."""
+    document_id = trainee.writing.documents()[0].id
+    run_id, child = start_run(trainee, FAST)
+    for line in child.stdout:
+        record = json.loads(line)
+        if record.get("message") == "asking the base model about your writing":
+            child.send_signal(signal.SIGSTOP)
+            trainee.forget(document_id)
+            child.send_signal(signal.SIGCONT)
+            break
+    records = [json.loads(line) for line in child.stdout]
+    assert child.wait() == 0, log_path(trainee, run_id).read_text()
+    assert records[-1]["result"]["status"] == "succeeded"
+    assert not (trainee.runs_dir / ANSWER_CACHE_FILE).exists()
+    meta = json.loads((trainee.adapters_dir / "v1" / META_FILE).read_text())
+    with trainee.store.read() as session:
+        flagged = session.query(Adapter).one().trained_on_deleted
+    assert flagged == (document_id in meta["train_document_ids"])  # read before it went
+
+
 def test_sigterm_cancels_cleanly(trainee):
     run_id, child = start_run(trainee, {**FAST, "max_steps": 500})
     seen = []

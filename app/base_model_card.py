@@ -68,6 +68,12 @@ class BaseModelCard(QFrame):
         self.choices.blockSignals(False)
         self._current = current
 
+    def set_training(self, training: bool) -> None:
+        """A run trains for the base it started on: the choice waits until it ends."""
+        self.choices.setEnabled(not training)
+        self.choices.setToolTip("The base model can change once the retrain ends."
+                                if training else "")
+
     def set_downloads(self, entries: list) -> None:
         """`entries`: core's `CuratedEntry`s (a model, and its path once downloaded)."""
         self.downloads.clear()

@@ -86,6 +86,18 @@ class ModelController(QObject):
             return
         self.app.window.set_adapter(current.version if current else None, bool(versions))
         self.versionsChanged.emit()
+        if current is not None:
+            self._check_base(current, profile.settings.base_model)
+
+    def _check_base(self, current, base_setting: str) -> None:
+        """In the background: hashing a large base the first time takes seconds."""
+        def done(other: bool) -> None:
+            profile = self.app.profile
+            if other and profile is not None and profile.settings.base_model == base_setting:
+                self.page.show_other_base(current.version, current.base_name or "unknown")
+
+        self.app.jobs.start("base-check", lambda _report, _stop: adapters.made_for_another_base(
+            current, base_setting), done, failed=lambda _message: None, background=True)
 
     def _change(self, action, *args, done: str) -> None:
         try:

@@ -70,6 +70,7 @@ class ModelPage(QWidget):
         self.quality.setWordWrap(True)
         self.warning = hint("")
         self.warning.hide()
+        self.warnings: dict[str, str] = {}  # what the warning line says, by cause
         box.addWidget(self.version_label)
         box.addWidget(self.details)
         box.addWidget(self.quality)
@@ -174,7 +175,7 @@ class ModelPage(QWidget):
                 "Activate a version below to use it again." if has_versions
                 else "Retrain to make it yours."))
             self.quality.clear()
-            self.warning.hide()
+            self._show_warnings({})
             self.evaluation.setVisible(self.evaluation.running)  # Stop stays reachable
             return
         self.version_label.setText(active.version)
@@ -190,11 +191,22 @@ class ModelPage(QWidget):
                                  "both given passages of your writing, as in training")
         else:
             self.quality.setText("No held-out measurement for this version.")
-        self.warning.setText("⚠ Trained on writing you have since deleted: retrain to forget "
-                             "it." if active.trained_on_deleted else "")
-        self.warning.setVisible(active.trained_on_deleted)
+        self._show_warnings({"deleted": "⚠ Trained on writing you have since deleted: retrain "
+                                        "to forget it."} if active.trained_on_deleted else {})
         self.evaluation.show()
         self.evaluation.show_evaluation(evaluation, unmeasurable)
+
+    def show_other_base(self, version: str, base_name: str) -> None:
+        """The active `version` was trained on another base model than the profile's."""
+        if version == self.active_version:
+            self._show_warnings(self.warnings | {"base": (
+                f"⚠ Trained on another base model ({base_name}): chat replies without it. "
+                f"Retrain to make a version for this base, or choose {base_name} again.")})
+
+    def _show_warnings(self, warnings: dict[str, str]) -> None:
+        self.warnings = warnings
+        self.warning.setText("<br>".join(warnings.values()))
+        self.warning.setVisible(bool(warnings))
 
     def show_versions(self, versions: list) -> None:
         selected = self.selected()
@@ -212,6 +224,7 @@ class ModelPage(QWidget):
 
     def training_started(self) -> None:
         self.retrain.setEnabled(False)
+        self.base_card.set_training(True)
         self.cancel.setEnabled(True)
         self.cancel.show()
         self.plot.clear()
@@ -246,6 +259,7 @@ class ModelPage(QWidget):
 
     def training_finished(self) -> None:
         self.retrain.setEnabled(True)
+        self.base_card.set_training(False)
         self.cancel.hide()
         self.progress.hide()
         self.eta.hide()

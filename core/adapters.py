@@ -71,6 +71,14 @@ def _version(profile, row: Adapter) -> AdapterVersion:
                           row.trained_on_deleted, row.created_at, row.activated_at)
 
 
+def made_for_another_base(version: AdapterVersion, base_setting: str) -> bool:
+    """Whether `version` was trained on another base model than the one `base_setting` names
+    (chat replies without such an adapter). Hashes the base once per file version."""
+    from oppu.core.chat import base_model_path, base_sha256
+
+    return version.base_sha256 != base_sha256(base_model_path(base_setting))
+
+
 def list_adapters(profile) -> list[AdapterVersion]:
     """Every version, newest first."""
     with profile.store.read() as session:

@@ -45,7 +45,11 @@ def curated() -> list[CuratedEntry]:
 
 def use_base(profile, setting: str) -> str:
     """Point `profile` at a base model: `bundled`, a downloaded curated model (stored by its
-    key, so that a moved data folder keeps it) or a GGUF file we can train on."""
+    key, so that a moved data folder keeps it) or a GGUF file we can train on. Refused while
+    the profile trains: the run's adapter would be made for the base it left."""
+    from oppu.core.profile import refuse_while_training
+
+    refuse_while_training(profile, "change the base model")
     if setting in {BUNDLED, *(m.key for m in CURATED)}:
         validate_gguf(resolve_base(setting))
     else:

@@ -1,6 +1,7 @@
-"""When a retrain is due: enough new writing since the last adapter, and enough time since
-the last run that trained (or, shorter, since the last one that failed). `oppu train
---if-due` (cron, a systemd timer) and the app both ask here."""
+"""When a retrain is due: enough new writing since the last adapter (or an active adapter
+trained on writing the user has since deleted), and enough time since the last run that
+trained (or, shorter, since the last one that failed). `oppu train --if-due` (cron, a
+systemd timer) and the app both ask here."""
 
 from datetime import timedelta
 
@@ -8,6 +9,7 @@ from sqlalchemy import func, select
 
 from oppu.core.training import live_run
 from oppu.storage.models import TrainingRun, utcnow
+from oppu.trainer.versions import active_adapter
 
 # A failed run (too little writing then, a damaged base, no memory) holds the next
 # automatic one off for this long only, not the whole minimum wait between trainings;
@@ -24,14 +26,20 @@ def retrain_due(profile) -> tuple[bool, str]:
     if busy is not None:
         return False, f"training run {busy} is in progress"
     new_words = profile.writing.stats().words_since_adapter
-    if new_words < settings.retrain_min_words:
-        return False, (f"{new_words} new words since the last adapter; "
-                       f"a retrain needs {settings.retrain_min_words}")
     with profile.store.read() as session:
+        active = active_adapter(session)
+        forgotten = active.version if active is not None and active.trained_on_deleted else None
         latest = dict(session.execute(
             select(TrainingRun.status, func.max(TrainingRun.started_at))
             .where(TrainingRun.status.in_(("succeeded", "failed")))
             .group_by(TrainingRun.status)).all())
+    if new_words >= settings.retrain_min_words:
+        reason = f"{new_words} new words since the last adapter"
+    elif forgotten:
+        reason = f"the active {forgotten} was trained on writing you have since deleted"
+    else:
+        return False, (f"{new_words} new words since the last adapter; "
+                       f"a retrain needs {settings.retrain_min_words}")
     minimum = timedelta(hours=settings.retrain_min_hours)
     now = utcnow()
     for status, wait, what in (("succeeded", minimum, "run"),
@@ -40,6 +48,6 @@ def retrain_due(profile) -> tuple[bool, str]:
         if last is not None and now - last < wait:
             waited = (now - last).total_seconds() / 3600
             left = wait.total_seconds() / 3600 - waited
-            return False, (f"{new_words} new words, but the last {what} started "
+            return False, (f"{reason}, but the last {what} started "
                            f"{waited:.1f} h ago; next in {left:.1f} h")
-    return True, f"{new_words} new words since the last adapter"
+    return True, reason

@@ -89,7 +89,7 @@ def _close_whole(profile: Profile) -> None:
     profile.close()
 
 
-def _refuse_while_training(profile: Profile, action: str) -> None:
+def refuse_while_training(profile: Profile, action: str) -> None:
     """ProfileInUse while one of the profile's training runs is live: the trainer writes
     into the profile's folder, by its name, until it ends."""
     from oppu.core.training import live_run
@@ -114,7 +114,7 @@ def rename_profile(profile: Profile, new_name: str) -> str:
         if target.exists() and not target.samefile(profile.folder):  # not just another case
             raise ProfileExists(f"a profile named {new_name!r} already exists: pick another "
                                 "name")
-        _refuse_while_training(profile, "rename")
+        refuse_while_training(profile, "rename")
     finally:
         _close_whole(profile)
     try:
@@ -136,7 +136,7 @@ def delete_profile_data(profile: Profile) -> None:
     a fresh, empty profile.
     """
     try:
-        _refuse_while_training(profile, "delete")
+        refuse_while_training(profile, "delete")
     finally:
         _close_whole(profile)
     doomed = profile.folder.with_name(f"{TEMP_PREFIX}deleted-{profile.folder.name}")

@@ -24,7 +24,14 @@ from sqlalchemy import func, select
 
 from oppu.storage.atomic import atomic_dir
 from oppu.storage.db import Store
-from oppu.storage.models import Adapter, AdapterDocument, Document, TrainingRun, utcnow
+from oppu.storage.models import (
+    Adapter,
+    AdapterDocument,
+    Document,
+    Setting,
+    TrainingRun,
+    utcnow,
+)
 from oppu.storage.paths import private_dir, profile_dir
 from oppu.trainer.child import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, Protocol, StopControl
 from oppu.trainer.peft_files import save_without_local_paths
@@ -54,12 +61,18 @@ def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, MemoryError) or any(m in str(error).lower() for m in OOM_MARKERS)
 
 
-def decide(new: dict, base: dict, active: dict | None, active_version: str | None
-           ) -> tuple[bool, str]:
-    """Promote only an adapter whose held-out loss beats the base's and the active one's."""
+def decide(new: dict, base: dict, active: dict | None, active_version: str | None,
+           active_forgotten: bool = False) -> tuple[bool, str]:
+    """Promote only an adapter whose held-out loss beats the base's and the active one's.
+    An active adapter trained on writing the user has since deleted (`active_forgotten`) is
+    no bar: the retrain is what forgets that writing, so beating the base is enough."""
     if not new["loss"] < base["loss"]:
         return False, (f"not promoted: held-out loss {new['loss']:.4f} does not beat the base "
                        f"model's {base['loss']:.4f}")
+    if active is not None and active_forgotten:
+        return True, (f"promoted: held-out loss {new['loss']:.4f} beats the base model's "
+                      f"{base['loss']:.4f}; it replaces {active_version}, which was trained on "
+                      f"writing you have since deleted")
     if active is not None and not new["loss"] < active["loss"]:
         return False, (f"not promoted: held-out loss {new['loss']:.4f} does not beat the active "
                        f"{active_version}'s {active['loss']:.4f}; {active_version} stays active")
@@ -252,7 +265,8 @@ class TrainingJob:
               active_row) -> dict:
         active = metrics.get("active")
         promoted, decision = decide(metrics["new"], metrics["base"], active,
-                                    metrics.get("active_version"))
+                                    metrics.get("active_version"),
+                                    active_row is not None and active_row.trained_on_deleted)
         for key in ("base", "new", "active"):
             if key in metrics and not math.isfinite(metrics[key]["loss"]):
                 promoted, decision = False, f"not promoted: the {key} held-out loss is not finite"
@@ -272,18 +286,23 @@ class TrainingJob:
                 "train_words": dataset.train_words, "app_version": app_version(),
                 "created": utcnow().isoformat(), "decision": decision}
         with self.control.critical():  # a stop request now waits: the work is done
-            return self._commit(work, meta, promoted, decision, active_row)
+            return self._commit(work, meta, promoted, decision, active_row,
+                                config.get("base_setting"))
 
-    def _commit(self, work: Path, meta: dict, promoted: bool,
-                decision: str, active_row) -> dict:
+    def _commit(self, work: Path, meta: dict, promoted: bool, decision: str, active_row,
+                base_setting: str | None) -> dict:
         adapters_dir = private_dir(self.folder / "adapters")
         with self.store.read() as session:
             version = next_version(session, adapters_dir)
             current = active_adapter(session)
+            base_now = session.get(Setting, "base_model")  # no row: still the default
         if promoted and (current.id if current else None) != (active_row.id if active_row
                                                               else None):
             promoted = False
             decision = "not promoted: the active adapter was changed during training"
+        elif promoted and None not in (base_now, base_setting) and base_now.value != base_setting:
+            promoted = False
+            decision = "not promoted: the base model was changed during training"
         meta |= {"version": version, "decision": decision, "promoted": promoted}
         final = adapters_dir / version
         write_meta(work, meta)

@@ -126,11 +126,12 @@ def run_rollback(args) -> int:
 
 def run_base(args) -> int:
     from oppu.core.bases import DownloadFailed, bases, curated, download_base, use_base
+    from oppu.core.profile import ProfileInUse
     from oppu.core.progress import Stopped
     from oppu.trainer.base_models import curated as curated_model
     from oppu.trainer.prepare import BaseModelError
 
-    with _opened(args, BaseModelError, DownloadFailed, Stopped) as profile:
+    with _opened(args, BaseModelError, DownloadFailed, Stopped, ProfileInUse) as profile:
         if args.action == "use":
             if not args.target:
                 raise CommandError("say which: `oppu base use bundled`, a downloaded model's "

@@ -154,13 +154,14 @@ def run_stats(args) -> int:
 
 def run_config(args) -> int:
     from oppu.core.bases import use_base
+    from oppu.core.profile import ProfileInUse
     from oppu.trainer.prepare import BaseModelError
 
     with open_profile(args, create=True) as profile:
         if args.key == "base_model" and args.value is not None:
             try:  # checked as `oppu base use` checks it
                 use_base(profile, args.value)
-            except BaseModelError as error:
+            except (BaseModelError, ProfileInUse) as error:
                 raise CommandError(str(error)) from None
         elif args.key and args.value is not None:
             profile.set(args.key, args.value)

@@ -29,7 +29,9 @@ def retrain(qtbot, app):
     with qtbot.waitSignal(app.model.training.finished, timeout=TRAINING_TIMEOUT_MS) as ended:
         qtbot.mouseClick(page.retrain, Qt.MouseButton.LeftButton)
         assert not page.retrain.isEnabled() and not page.cancel.isHidden()
+        assert not page.base_card.choices.isEnabled()  # a run trains for the base it began on
     app.model.training.progress.disconnect(watch)
+    assert page.base_card.choices.isEnabled()
     return ended.args[0], seen, status
 
 
@@ -65,6 +67,17 @@ def test_retrain_toggle_and_export_the_whole_way(qtbot, trainee_app, tmp_path):
     assert page.banner.kind == "success" and "Measured v1" in page.banner.label.text()
     assert "Your model + your writing" in view.summary.text()
     assert view.measure.text() == "Measure again" and view.stop.isHidden()
+
+    # Another base model: v1 stays active, and the page says chat replies without it.
+    base = app.profile.settings.base_model
+    page.base_card.baseModelRequested.emit("bundled")
+    wait_jobs(qtbot, app)
+    assert page.warning.isVisibleTo(page) and page.warning.text() == (
+        "⚠ Trained on another base model (tiny-llama.gguf): chat replies without it. "
+        "Retrain to make a version for this base, or choose tiny-llama.gguf again.")
+    page.base_card.baseModelRequested.emit(base)
+    wait_jobs(qtbot, app)
+    assert not page.warning.isVisibleTo(page)
 
     # The personal model answers in chat; the toolbar toggle turns it off for the next reply.
     send(qtbot, app, "What did the hiking club photograph?")

@@ -68,6 +68,17 @@ def test_a_profile_in_training_is_not_deleted(two, capsys):
     assert list_profiles() == ["ann", "bob"]
 
 
+def test_the_base_model_does_not_change_under_a_training_run(two, capsys):
+    from oppu.core.training import create_run
+
+    with Profile("bob") as profile:
+        run = create_run(profile)
+    for command in (("base", "use", "bundled"), ("config", "base_model", "bundled")):
+        status, _, err = oppu(capsys, "--profile", "bob", *command)
+        assert status == 1 and err == (f"oppu: training run {run} of 'bob' is still running: "
+                                       "stop it or let it finish, then change the base model\n")
+
+
 def test_a_profile_in_use_is_left_whole(two, capsys, monkeypatch):
     """Where open files cannot be renamed (Windows), nothing of the profile is deleted."""
     from pathlib import Path

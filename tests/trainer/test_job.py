@@ -114,6 +114,22 @@ def test_writing_forgotten_while_the_base_model_answers_leaves_no_cached_answers
     assert flagged == (document_id in meta["train_document_ids"])  # read before it went
 
 
+def test_a_run_whose_base_model_was_changed_meanwhile_is_kept_but_not_made_active(trainee):
+    run_id, child = start_run(trainee, FAST)
+    for line in child.stdout:
+        if json.loads(line).get("phase") == "train":
+            child.send_signal(signal.SIGSTOP)
+            trainee.set("base_model", "bundled-but-another.gguf")  # the user picks another
+            child.send_signal(signal.SIGCONT)
+            break
+    result = [json.loads(line) for line in child.stdout][-1]["result"]
+    assert child.wait() == 0, log_path(trainee, run_id).read_text()
+    assert result["promoted"] is False
+    assert result["decision"] == "not promoted: the base model was changed during training"
+    with trainee.store.read() as session:
+        assert [(a.version, a.is_active) for a in session.query(Adapter)] == [("v1", False)]
+
+
 def test_sigterm_cancels_cleanly(trainee):
     run_id, child = start_run(trainee, {**FAST, "max_steps": 500})
     seen = []
@@ -191,6 +207,11 @@ def test_the_gate_promotes_only_what_beats_both():
                                     "v1's 2.0000; v1 stays active")
     promoted, why = decide(base, base, None, None)
     assert not promoted and "does not beat the base model's 3.0000" in why
+    # Trained on writing since deleted: the retrain that forgets it needs only beat the base.
+    assert decide(good, base, better, "v1", active_forgotten=True) == (
+        True, ("promoted: held-out loss 2.5000 beats the base model's 3.0000; it replaces v1, "
+               "which was trained on writing you have since deleted"))
+    assert not decide(base, base, better, "v1", active_forgotten=True)[0]
 
 
 def test_real_out_of_memory_errors_are_recognised():

@@ -26,6 +26,20 @@ BODY_TAG = re.compile(r"<body[^>]*>")
 IMAGE_TAG = re.compile(r"<img[^>]*>")
 MARKDOWN = (QTextDocument.MarkdownFeature.MarkdownDialectGitHub
             | QTextDocument.MarkdownFeature.MarkdownNoHTML)
+# A word-wrapping QLabel never breaks inside a word: one long URL or path would widen the
+# whole transcript. Runs of this many characters get a zero-width space after them.
+LONG_RUN = 30
+_CHARACTER = r"(?:&#?\w+;|[^\s<>])"  # an HTML entity counts as one
+_LONG_RUN = re.compile(f"{_CHARACTER}{{{LONG_RUN}}}(?={_CHARACTER})")
+_TAG = re.compile(r"(<[^>]*>)")
+
+
+def breakable(text: str) -> str:
+    """`text`, plain or HTML, with a line-break opportunity in every long unbroken run (in
+    the text, never inside a tag or an entity). For display only: Copy takes the text."""
+    parts = _TAG.split(text)
+    return "".join(part if i % 2 else _LONG_RUN.sub("\\g<0>\u200b", part)
+                   for i, part in enumerate(parts))
 
 
 def markdown_html(text: str) -> str:
@@ -57,8 +71,9 @@ class SourcesPanel(QWidget):
             text = " ".join(passage.text.split())
             similarity = ("" if passage.score is None else
                           f" <span style='color:#6b7287'>· similarity {passage.score:.2f}</span>")
-            entry = QLabel(f"<b>{_escape(passage.title or 'Untitled')}</b>{similarity}"
-                           f"<br>{_escape(text[:400])}{'…' if len(text) > 400 else ''}")
+            entry = QLabel(breakable(
+                f"<b>{_escape(passage.title or 'Untitled')}</b>{similarity}"
+                f"<br>{_escape(text[:400])}{'…' if len(text) > 400 else ''}"))
             entry.setObjectName("Source")
             entry.setWordWrap(True)
             entry.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -147,7 +162,7 @@ class Bubble(QFrame):
         self.set_sources(sources)
 
     def set_notices(self, notices) -> None:
-        self.notice.setText("\n".join(notices))
+        self.notice.setText(breakable("\n".join(notices)))
         self.notice.setVisible(bool(notices))
 
     def set_sources(self, sources) -> None:
@@ -160,9 +175,9 @@ class Bubble(QFrame):
 
     def _render(self) -> None:
         if self.role == "user":
-            self.body.setText(self.text)
+            self.body.setText(breakable(self.text))
             return
-        self.body.setText(markdown_html(self.text or " "))
+        self.body.setText(breakable(markdown_html(self.text or " ")))
         self.copy.setVisible(bool(self.text))
 
     def _copy(self) -> None:

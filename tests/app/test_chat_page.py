@@ -136,3 +136,18 @@ def test_html_in_a_message_or_reply_is_shown_as_text(qtbot, app):
     assert "&lt;img src=" in shown and "&lt;b&gt;text&lt;/b&gt;" in shown  # HTML is not
     reply.finish("A picture: ![x](/etc/hostname)")
     assert "<img" not in reply.body.text() and "[image]" in reply.body.text()  # nothing loads
+
+
+def test_a_long_unbroken_word_wraps_inside_its_bubble(qtbot, app):
+    """A key or a link longer than the window: wrapped, never widening the transcript (Qt
+    breaks at a hyphen or a slash, but not inside a run of letters)."""
+    app.window.resize(900, 700)
+    app.window.show_page("chat")
+    url = "https://example.org/?key=" + "Zm9vYmFy" * 60
+    send(qtbot, app, f"Please read {url} for me")
+    transcript = app.chat_page.transcript
+    qtbot.waitUntil(lambda: transcript.widget().width() <= transcript.viewport().width())
+    user = transcript.bubbles[0]
+    assert user.width() <= transcript.viewport().width()
+    assert user.text == f"Please read {url} for me"  # what Copy takes: no added characters
+    assert url in user.body.text().replace("\u200b", "")

@@ -100,17 +100,19 @@ class SettingsPage(QWidget):
     def _data_card(self) -> QWidget:
         frame, box = card("Your data")
         box.addWidget(hint("Everything OPPU knows about you is in this folder, on this computer."))
-        row = QHBoxLayout()
-        self.folder = QLabel()
+        self.folder = QLabel()  # a line of its own, wrapped: a long path widens nothing
+        self.folder.setWordWrap(True)
         self.profile_name = ""
         self.folder.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        box.addWidget(self.folder)
+        row = QHBoxLayout()
         open_folder = button("Open folder")
         open_folder.clicked.connect(self.openFolderRequested)
         self.rename = button("Rename profile…")
         self.rename.clicked.connect(self._ask_new_name)
-        row.addWidget(self.folder, 1)
         row.addWidget(self.rename)
         row.addWidget(open_folder)
+        row.addStretch()
         box.addLayout(row)
         danger = QHBoxLayout()
         danger.addWidget(hint("Deleting removes this profile's writing, chats, models and "

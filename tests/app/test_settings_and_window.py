@@ -187,6 +187,7 @@ def test_cards_stack_in_one_column_when_the_page_is_too_narrow_for_two(qtbot):
     qtbot.waitUntil(lambda: grid.columns == 2)
     [(retrain, _), (training, _), *_] = grid.cards
     assert retrain.geometry().top() == training.geometry().top()  # side by side
+    page.folder.setText("/home/jane.doe/.local/share/oppu/profiles/Jane Doe's writing, 2026")
     page.resize(560, 700)
     qtbot.waitUntil(lambda: grid.columns == 1)
     qtbot.wait(50)

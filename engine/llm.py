@@ -180,7 +180,20 @@ class Engine:
         return self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=special)
 
     def detokenize_bytes(self, tokens: list[int]) -> bytes:
-        return self._llm.detokenize(tokens)
+        """The bytes `tokens` spell. Not llama-cpp-python's `detokenize`: its 32-byte buffer
+        turns any longer piece (SmolLM2 has 47: a newline and 35 spaces, 60 dashes) into
+        nothing, and deeply indented code lost lines."""
+        buffer = ctypes.create_string_buffer(64)
+        pieces = []
+        for token in tokens:
+            size = self._lib.llama_token_to_piece(self._vocab, token, buffer, len(buffer), 0,
+                                                  False)
+            if size < 0:  # too small: -size is what the piece needs
+                buffer = ctypes.create_string_buffer(-size)
+                size = self._lib.llama_token_to_piece(self._vocab, token, buffer, len(buffer),
+                                                      0, False)
+            pieces.append(buffer.raw[:size])
+        return b"".join(pieces)
 
     def detokenize(self, tokens: list[int]) -> str:
         return self.detokenize_bytes(tokens).decode("utf-8", errors="replace")

@@ -72,3 +72,13 @@ def test_chat_on_the_bundled_model_with_retrieval_and_an_adapter(profile, smollm
     assert len(pieces) > 1 and reply.adapter_version == "v1"
     assert reply.sources[0].title == "Summer plans"
     assert "Dolomites" in reply.prompt_messages[-1]["content"]
+
+
+def test_every_token_detokenizes_to_its_whole_piece(smollm2):
+    """Pieces longer than 32 bytes (a newline and 35 spaces, 60 dashes) came out empty."""
+    code = "def f(x):\n" + "".join(" " * (4 * depth) + f"if x > {depth}:\n"
+                                   for depth in range(1, 12)) + " " * 48 + "return x\n"
+    for text in (code, "-" * 60 + "\n" + "=" * 80):
+        tokens = smollm2.tokenize(text)
+        assert smollm2.detokenize(tokens) == text
+        assert any(len(smollm2.detokenize([t]).encode()) > 32 for t in tokens)

@@ -29,6 +29,7 @@ BASE64_DEFECTS = (email.errors.InvalidBase64CharactersDefect,
                   email.errors.InvalidBase64LengthDefect)
 BROKEN_BODY = "with a damaged body (broken base64 encoding)"
 CUT_OFF = "cut off where the file ends"
+UNREADABLE = "that could not be read (malformed headers)"
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class MailText:
     title: str
     text: str
     message_id: str
-    damaged: str = ""  # why its body is left out: BROKEN_BODY or CUT_OFF; "" when whole
+    damaged: str = ""  # why it is left out: BROKEN_BODY, CUT_OFF, UNREADABLE; "" when whole
 
 
 @contextmanager
@@ -121,8 +122,10 @@ def own_words(body: str) -> str:
 
 
 def sent_by(message: EmailMessage, addresses: set[str]) -> bool:
-    senders = {addr.lower() for _, addr in getaddresses(message.get_all("From", []))}
-    return bool(senders & addresses)
+    """Read from the raw From headers: the modern header parser raises on some malformed
+    addresses (AttributeError, TypeError, … on `win@[prize`), common in spam."""
+    raw = [str(value) for name, value in message.raw_items() if name.lower() == "from"]
+    return bool({addr.lower() for _, addr in getaddresses(raw)} & addresses)
 
 
 def _cut_off(message: EmailMessage) -> bool:
@@ -147,7 +150,7 @@ def why_nothing_imported(messages: list[MailText]) -> str:
     if not messages:
         return "no mail sent by you (from your email addresses) in this file"
     if all(m.damaged for m in messages):
-        return f"your mail was skipped: {_reasons(messages)}; nothing to import"
+        return f"skipped: {_reasons(messages)}; nothing to import"
     empty = "your mail holds no text of your own (only quoted replies or a signature)"
     return f"{empty}; skipped: {_reasons(messages)}" if any(m.damaged for m in messages) \
         else empty
@@ -160,7 +163,7 @@ def damaged_note(messages: list[MailText]) -> list[str]:
 def _reasons(messages: list[MailText]) -> str:
     """'2 messages with a damaged body (...), 1 message cut off where the file ends'."""
     counts = {reason: sum(m.damaged == reason for m in messages)
-              for reason in (BROKEN_BODY, CUT_OFF)}
+              for reason in (BROKEN_BODY, CUT_OFF, UNREADABLE)}
     return ", ".join(f"{count} message{'s' * (count > 1)} {reason}"
                      for reason, count in counts.items() if count)
 
@@ -175,12 +178,21 @@ def _parse(handle) -> EmailMessage:
     return email.message_from_binary_file(handle, policy=email.policy.default)
 
 
+def _own_text(message: EmailMessage, addresses: set[str], **how) -> list[MailText]:
+    """The message's text if the user sent it. One the email package cannot read (it
+    raises all sorts on malformed headers) is reported as such, and the rest still count."""
+    try:
+        return [_to_text(message, **how)] if sent_by(message, addresses) else []
+    except Exception:  # noqa: BLE001 - see above
+        return [MailText("", "", "", UNREADABLE)]
+
+
 def read_eml(path: Path, addresses: set[str]) -> list[MailText]:
     with _broken_mail_is_reported(path, "email"), path.open("rb") as handle:
         message = _parse(handle)
         if not message.keys():
             raise BrokenMailbox(path, "not an email message (no headers)")
-        return [_to_text(message)] if sent_by(message, addresses) else []
+        return _own_text(message, addresses)
 
 
 def read_mbox(path: Path, addresses: set[str]) -> list[MailText]:
@@ -196,11 +208,15 @@ def read_mbox(path: Path, addresses: set[str]) -> list[MailText]:
     try:
         with _broken_mail_is_reported(path, "mbox"):
             keys = box.keys()
-            for key in keys:
+        for key in keys:
+            try:
                 message = box[key]
-                if message.keys() and sent_by(message, addresses):
-                    texts.append(_to_text(message, _mbox_unescaped,
-                                          cut_off=ends_cut and key == keys[-1]))
+            except Exception:  # noqa: BLE001 - one message the parser chokes on
+                texts.append(MailText("", "", "", UNREADABLE))
+                continue
+            if message.keys():
+                texts += _own_text(message, addresses, unescape=_mbox_unescaped,
+                                   cut_off=ends_cut and key == keys[-1])
     finally:
         box.close()
     return texts

@@ -79,6 +79,18 @@ def read_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES,
         raise UnreadablePath(path, f"cannot read: {error.strerror or error}") from error
 
 
+def path_text(path: Path) -> str:
+    """The path as text to store and show. A name that is not UTF-8 (an old disk's Latin-1
+    "café.txt") arrives as surrogate escapes, which SQLite and the terminal refuse: its
+    bytes are decoded as a file's contents are."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return decode(os.fsencode(text))[0]
+    return text
+
+
 def _read_checked(path: Path, mail_addresses: set[str]) -> FileContents:
     with path.open("rb") as handle:
         head = handle.read(8192)
@@ -93,7 +105,7 @@ def _read_checked(path: Path, mail_addresses: set[str]) -> FileContents:
                 "so only mail you wrote is imported")
         reader = mail.read_eml if suffix == ".eml" else mail.read_mbox
         messages = reader(path, mail_addresses)
-        texts = [FileText(m.title, m.text, f"{path.absolute()}#{m.message_id or i}")
+        texts = [FileText(m.title, m.text, f"{path_text(path.absolute())}#{m.message_id or i}")
                  for i, m in enumerate(messages) if m.text.strip()]
         if not texts:
             raise EmptyInput(path, mail.why_nothing_imported(messages))
@@ -104,7 +116,7 @@ def _read_checked(path: Path, mail_addresses: set[str]) -> FileContents:
     text, warning = decode(data)
     if not text.strip():
         raise EmptyInput(path, "file holds only whitespace")
-    return FileContents([FileText(path.stem, text, str(path.absolute()))],
+    return FileContents([FileText(path_text(Path(path.stem)), text, path_text(path.absolute()))],
                         [warning] if warning else [])
 
 

@@ -26,6 +26,7 @@ from oppu.storage.readers import (
     MAIL_SUFFIXES,
     FileContents,
     folder_problem,
+    path_text,
     read_file,
     walk,
 )
@@ -181,7 +182,11 @@ class Writing:
                 waiting.append(_ReadFile(path, *self._read(path)))
                 waiting_passages += sum(len(d.passages) for d in waiting[-1].drafts)
             except IngestError as error:
-                waiting.append(IngestResult(str(path), "skipped", error.reason))
+                waiting.append(IngestResult(path_text(path), "skipped", error.reason))
+            except Exception as error:  # noqa: BLE001 - a parser's own bug on odd input (the
+                # email package's on some spam headers) skips that file, not the whole import
+                waiting.append(IngestResult(path_text(path), "skipped",
+                                            f"could not be read ({type(error).__name__}: {error})"))
             if waiting_passages >= EMBED_GROUP:
                 store_waiting()
                 waiting_passages = 0
@@ -195,7 +200,7 @@ class Writing:
 
     def _store_file(self, path: Path, contents: FileContents, drafts: list[Draft],
                     vectors: dict[str, np.ndarray]) -> IngestResult:
-        result = IngestResult(str(path), "duplicate", "; ".join(contents.warnings))
+        result = IngestResult(path_text(path), "duplicate", "; ".join(contents.warnings))
         earlier: list[int] = []
         for draft, (document_id, new) in zip(drafts, self._store(drafts, vectors)):
             if new:

@@ -204,3 +204,16 @@ def test_a_file_name_with_a_newline_is_reported_on_one_line(writing, tmp_path):
     [result] = writing.add_paths([write(tmp_path / "two\nlines.txt", "Words of mine, twice over.")])
     assert result.status == "added" and result.line().count("\n") == 0
     assert "two\\nlines.txt" in result.line()
+
+
+def test_a_file_name_that_is_not_utf8_is_read_and_named(writing, tmp_path):
+    """An old disk's Latin-1 "café.txt": SQLite refused the name, and the import stopped."""
+    folder = tmp_path / "old disk"
+    write(folder / "a.txt", "The first note.")
+    latin1 = Path(os.fsdecode(bytes(folder) + b"/caf\xe9.txt"))
+    write(latin1, "Coffee by the harbour, every morning.")
+    write(folder / "z.txt", "The last note.")
+    results = writing.add_paths([folder])
+    assert [r.status for r in results] == ["added", "added", "added"]
+    assert results[1].path.endswith("café.txt") and results[1].line().encode("utf-8")
+    assert sorted(d.title for d in writing.documents()) == ["a", "café", "z"]

@@ -188,6 +188,21 @@ def test_a_multipart_mail_without_its_closing_boundary_is_cut_off(mail_writing, 
     assert mail_writing.stats().documents == 0
 
 
+@pytest.mark.parametrize("sender", ["win@[prize", "ame@[ ", ": ; , .>)",
+                                    ":?;??@example.com.", "=?utf-8?q??=(me= "])
+def test_spam_with_malformed_headers_leaves_the_rest_of_the_mbox(mail_writing, tmp_path, sender):
+    """The email package raised AttributeError, TypeError, … on these From headers, which
+    aborted the whole import; an mbox with one of them lost all the user's mail in it."""
+    mbox = write(tmp_path / "All mail.mbox", message(ME, "Fine", "The garden is in bloom.")
+                 + message(sender, "You won", "Claim your prize now.")
+                 + message(ME, "Later", "The roses opened today."))
+    note = write(tmp_path / "z-notes.txt", "Notes of mine, after the mailbox.")
+    results = mail_writing.add_paths([mbox, note])
+    assert [r.status for r in results] == ["added", "added"]
+    assert len(results[0].document_ids) == 2
+    assert sorted(d.title for d in mail_writing.documents()) == ["Fine", "Later", "z-notes"]
+
+
 def test_mail_with_only_quotes_says_so(mail_writing, tmp_path):
     path = write(tmp_path / "quote.eml", mail_from_me("", b"> only what Bob wrote\n"))
     [result] = mail_writing.add_paths([path])

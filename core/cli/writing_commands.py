@@ -59,11 +59,17 @@ def register(commands) -> None:
 
 
 def _stdin_text() -> str:
-    """Standard input as text, in whatever encoding it came (as a file would be read)."""
-    from oppu.storage.encoding import decode
+    """Standard input as text, in whatever encoding it came (as a file would be read);
+    binary data (an image piped by mistake) is refused as `oppu add` refuses it."""
+    from oppu.storage.encoding import decode, looks_binary
 
     raw = getattr(sys.stdin, "buffer", None)
-    return decode(raw.read())[0] if raw is not None else sys.stdin.read()
+    if raw is None:
+        return sys.stdin.read()
+    data = raw.read()
+    if looks_binary(data):
+        raise CommandError("nothing stored: standard input is binary data, not text")
+    return decode(data)[0]
 
 
 def run_note(args) -> int:
@@ -104,11 +110,13 @@ def run_add(args) -> int:
 
 
 def run_list(args) -> int:
+    from oppu.storage.writing import printable
+
     with open_profile(args) as profile:
         documents = profile.writing.documents(valid_text(args.filter), args.source)
     for d in documents:
         print(f"{d.id:>6}  {d.source:<5} {d.created_at:%Y-%m-%d %H:%M}  {d.words:>7} words  "
-              f"{d.title}")
+              f"{printable(d.title)}")
     if not documents:
         print("nothing matches" if args.filter or args.source
               else "nothing stored yet: try `oppu note` or `oppu add`")
@@ -116,14 +124,16 @@ def run_list(args) -> int:
 
 
 def run_search(args) -> int:
+    from oppu.storage.writing import printable
+
     query = valid_text(" ".join(args.query))
     if not query.strip():
         raise CommandError("nothing to search for: the query is empty")
     with open_profile(args) as profile:
         passages = profile.writing.search(query, args.k)
     for p in passages:
-        print(f"[{p.score:.3f}] {p.title} (document {p.document_id})")
-        print("    " + " ".join(p.text.split())[:300])
+        print(f"[{p.score:.3f}] {printable(p.title)} (document {p.document_id})")
+        print("    " + printable(" ".join(p.text.split())[:300]))
     if not passages:
         print("no passages found")
     return 0

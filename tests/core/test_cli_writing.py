@@ -168,6 +168,19 @@ def test_list_filter_is_plain_text_and_notes_come_from_stdin(oppu, monkeypatch):
     assert oppu("list", "--filter", "Caf\xe9")[1].rstrip().endswith("Caf\xe9 au lait.")
     assert oppu("note", " ") == (1, "", "oppu: nothing to store: the note is empty\n")
     assert oppu("search", " ") == (1, "", "oppu: nothing to search for: the query is empty\n")
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(bytes(range(256)) * 4)))
+    assert oppu("note", "-") == (  # an image piped by mistake
+        1, "", "oppu: nothing stored: standard input is binary data, not text\n")
+    assert oppu("stats")[1].startswith("documents: 3\n")
+
+
+def test_list_and_search_show_control_characters_escaped(oppu):
+    """A title with a newline or a terminal escape stays on its line, and inert."""
+    assert oppu("note", "--title", "diary\nentry \x1b[31mRED", BIKE)[0] == 0
+    [line] = oppu("list")[1].splitlines()
+    assert line.endswith("diary\\nentry \\x1b[31mRED") and "\x1b" not in line
+    first, _text = oppu("search", "bicycle chain")[1].splitlines()
+    assert "diary\\nentry \\x1b[31mRED" in first
 
 
 def test_a_fresh_process_prints_only_the_answer(oppu_home):

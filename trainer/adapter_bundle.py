@@ -151,15 +151,24 @@ def _read_zip(path: Path) -> Bundle:
             if sum(m.file_size for m in members) > MAX_TOTAL_BYTES:
                 raise BundleError(f"{path.name} unpacks to more than "
                                   f"{MAX_TOTAL_BYTES // 2**30} GiB")
+            for member in members:  # a pickle anywhere is refused, by its name or its start
+                with archive.open(member) as handle:
+                    _refuse_pickle(member.filename, handle.read(2))
+            # Only what an adapter is made of is unpacked: a huge extra member (a zip bomb)
+            # costs nothing.
             contents = {}
             for member in members:
-                with archive.open(member) as handle:
-                    contents[member.filename] = handle.read()
-                _refuse_pickle(member.filename, contents[member.filename])
+                if member.filename == META_FILE or member.filename.rpartition("/")[2] in (
+                        CONFIG_NAME, WEIGHTS_NAME):
+                    with archive.open(member) as handle:
+                        contents[member.filename] = handle.read()
     except BundleError as error:
         raise BundleError(f"{path.name}: {error}") from None
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError) as error:
         raise BundleError(f"{path.name} is damaged or truncated ({error})") from None
+    except (RuntimeError, NotImplementedError) as error:  # a password; Deflate64 and the like
+        raise BundleError(f"{path.name} cannot be unpacked ({error}): zip the exported files "
+                          "again without a password") from None
     configs = [name for name in contents if name.rpartition("/")[2] == CONFIG_NAME]
     if len(configs) != 1:
         raise BundleError(f"{path.name} holds {len(configs)} {CONFIG_NAME} files; an adapter "

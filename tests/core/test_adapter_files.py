@@ -231,7 +231,21 @@ def _write(path, data: bytes):
     return path
 
 
+def _headers_say(good, path, local_field: int, central_field: int, value: int):
+    """`good` with a 2-byte field of every local and central header set to `value`: the
+    encryption flag (a password-protected zip) or the compression method (Deflate64)."""
+    data = bytearray(good.read_bytes())
+    for signature, field in ((b"PK\x03\x04", local_field), (b"PK\x01\x02", central_field)):
+        start = data.find(signature)
+        while start >= 0:
+            data[start + field:start + field + 2] = value.to_bytes(2, "little")
+            start = data.find(signature, start + 4)
+    return _write(path, bytes(data))
+
+
 BAD_FILES = {
+    "password": (lambda good, path: _headers_say(good, path, 6, 8, 1), "password"),
+    "deflate64": (lambda good, path: _headers_say(good, path, 8, 10, 9), "cannot be unpacked"),
     "empty": (lambda good, path: _write(path, b""), "is empty"),
     "truncated": (lambda good, path: _write(path, good.read_bytes()[:good.stat().st_size // 2]),
                   "damaged or truncated"),

@@ -58,11 +58,15 @@ class ModelController(QObject):
         page.base_card.baseModelRequested.connect(self.use_base)
         page.base_card.downloadRequested.connect(self.download)
         page.base_card.cancelDownloadRequested.connect(self.cancel_download)
-        app.profileOpened.connect(lambda _profile: self.refresh())
+        app.profileOpened.connect(self._profile_opened)
         app.writingReady.connect(self.refresh)
         app.writingReady.connect(self._load_quantizations)
 
     # -- showing ------------------------------------------------------------------------
+
+    def _profile_opened(self, _profile) -> None:
+        self.page.plot.clear()  # the last run's loss was another profile's
+        self.refresh()
 
     def refresh(self) -> None:
         profile = self.app.profile
@@ -146,12 +150,12 @@ class ModelController(QObject):
     def _training_finished(self, outcome) -> None:
         self.page.training_finished()
         self.app.window.set_training(None)
+        # The decision reads "promoted: held-out loss … beats …" or "not promoted: …".
+        why = outcome.decision.partition(": ")[2] if outcome.status == "succeeded" else ""
         if outcome.status == "succeeded" and outcome.promoted:
-            text = f"Your new model {outcome.version} is active: {outcome.decision}."
-            kind = "success"
+            text, kind = f"Your new model {outcome.version} is active: {why}.", "success"
         elif outcome.status == "succeeded":
-            text = f"{outcome.version} was trained but not made active: {outcome.decision}."
-            kind = "info"
+            text, kind = f"{outcome.version} was trained but not made active: {why}.", "info"
         elif outcome.status == "cancelled":
             text, kind = "Training stopped. Nothing changed.", "info"
         else:

@@ -48,7 +48,12 @@ class WritingController(QObject):
             self.page.set_busy_saving(False)
             return
 
-        def saved(_document_id) -> None:
+        def saved(stored: tuple[int, bool]) -> None:
+            if not stored[1]:  # the note stays in the editor: nothing of it was taken
+                self.page.set_busy_saving(False)
+                self.page.banner.show_message("This text is already in your writing; nothing "
+                                              "new was saved.", "info", 6)
+                return
             self.page.note_saved()
             self.page.banner.show_message("Note saved to your writing.", "success", 4)
             self._changed()
@@ -57,7 +62,7 @@ class WritingController(QObject):
             self.page.set_busy_saving(False)
             self.page.banner.show_message(message, "error")
 
-        self.app.jobs.start("save-note", lambda _r, _s: writing.add_note(text, title),
+        self.app.jobs.start("save-note", lambda _r, _s: writing.add_text("note", text, title),
                             saved, failed=failed)
 
     def import_paths(self, paths: list[str]) -> None:
@@ -117,7 +122,8 @@ class WritingController(QObject):
         def done(count: int) -> None:
             self.page.preview.clear()
             self.page.banner.show_message(
-                f"Deleted {count} document{'s' if count != 1 else ''} and its passages.",
+                f"Deleted {count} document{'s' if count != 1 else ''} and "
+                f"{'their' if count != 1 else 'its'} passages.",
                 "success", 5)
             self._changed()
 

@@ -111,7 +111,8 @@ def make_draft(source: str, text: str, title: str = "", origin: str | None = Non
         raise ValueError(f"unknown source {source!r}")
     if not text or not text.strip():
         raise EmptyInput(origin, "nothing to store: the text is empty")
-    return Draft(source, title[:500], text, origin, content_hash(text), split_passages(text))
+    return Draft(source, (title.strip() or title_from(text))[:500], text, origin,
+                 content_hash(text), split_passages(text))
 
 
 @dataclass(frozen=True)
@@ -133,15 +134,16 @@ class Writing:
 
     def add_text(self, source: str, text: str, title: str = "", origin: str | None = None
                  ) -> tuple[int, bool]:
-        """Store one text as a document. Returns its id and whether it is new."""
+        """Store one text as a document (untitled: titled by its first line). Returns its id
+        and whether it is new."""
         draft = make_draft(source, text, title, origin)
         return self._store([draft], self._embed(self._unstored([draft])))[0]
 
     def add_note(self, text: str, title: str = "") -> int:
-        return self.add_text("note", text, title or title_from(text))[0]
+        return self.add_text("note", text, title)[0]
 
     def add_chat_message(self, text: str) -> int:
-        return self.add_text("chat", text, title_from(text))[0]
+        return self.add_text("chat", text)[0]
 
     def add_file(self, path: Path) -> IngestResult:
         """Ingest one file. Raises an `IngestError` subclass for input that cannot be used."""

@@ -73,14 +73,11 @@ def _stdin_text() -> str:
 
 
 def run_note(args) -> int:
-    from oppu.storage.writing import title_from
-
     text = _stdin_text() if args.text == ["-"] else valid_text(" ".join(args.text))
     if not text.strip():
         raise CommandError("nothing to store: the note is empty")
     with open_profile(args, create=True) as profile:
-        stored_id, new = profile.writing.add_text(
-            "note", text, valid_text(args.title).strip() or title_from(text))
+        stored_id, new = profile.writing.add_text("note", text, valid_text(args.title))
     print(f"{'stored' if new else 'already stored'} as document {stored_id}")
     return 0
 

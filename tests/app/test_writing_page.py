@@ -26,6 +26,15 @@ def test_saving_a_note_stores_it_and_updates_the_counters(qtbot, app):
     stored = app.profile.writing.documents()
     assert [(d.source, d.title) for d in stored] == [("note", "Allotment")]
 
+    # The same text again, under another title: said so, and kept in the editor.
+    page.note_title.setText("Beans")
+    page.note_text.setPlainText("The beans came up early this year, right along the fence.")
+    qtbot.mouseClick(page.save_note, Qt.MouseButton.LeftButton)
+    wait_jobs(qtbot, app)
+    assert page.banner.kind == "info" and "already in your writing" in page.banner.label.text()
+    assert page.note_text.toPlainText().startswith("The beans") and page.save_note.isEnabled()
+    assert titles(page) == ["Allotment"]
+
 
 def test_an_empty_note_is_refused_with_a_message(qtbot, app):
     page = app.writing_page
@@ -110,7 +119,7 @@ def test_a_core_failure_shows_one_readable_line(qtbot, app, monkeypatch):
     def broken(*_args, **_kwargs):
         raise OSError(28, "No space left on device", "/data/oppu.db")
 
-    monkeypatch.setattr(app.profile.writing, "add_note", broken)
+    monkeypatch.setattr(app.profile.writing, "add_text", broken)
     app.window.show_page("writing")
     app.writing_page.note_text.setPlainText("A note that cannot be stored.")
     qtbot.mouseClick(app.writing_page.save_note, Qt.MouseButton.LeftButton)

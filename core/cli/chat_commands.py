@@ -3,7 +3,9 @@
 import sys
 
 from oppu.core.cli import CommandError, open_profile, valid_text
-from oppu.core.cli.interrupt import CtrlCStops
+from oppu.core.cli.interrupt import CtrlCStops, Terminated, terminate_ends
+
+TERMINATED = 128 + 15  # the exit status of a command ended by SIGTERM
 
 REPL_HELP = """\
 /reset            start a new conversation
@@ -150,15 +152,21 @@ def run_chat(args) -> int:
         except ConversationNotFound as error:
             raise CommandError(str(error)) from None
         print(f"oppu chat ({_describe(session)}); /help for commands", file=sys.stderr)
+        status = 0
         while True:
             try:
-                line = valid_text(input("you> "))
+                with terminate_ends():
+                    line = valid_text(input("you> "))
             except EOFError:
                 print()
                 break
             except KeyboardInterrupt:  # at the prompt: drop the line, as shells do
                 print()
                 continue
+            except Terminated:  # `kill`, `timeout`: the session ends
+                print()
+                status = TERMINATED
+                break
             if not line.strip():
                 continue
             if line.startswith("/"):
@@ -168,9 +176,15 @@ def run_chat(args) -> int:
                 except ValueError as error:
                     print(error, file=sys.stderr)
                 continue
-            _say(session, line, stop)
+            try:
+                _say(session, line, stop)
+            except CommandError as error:  # this message failed; the session goes on
+                print(f"oppu: {error}", file=sys.stderr)
+            if stop.terminated:
+                status = TERMINATED
+                break
         session.models.close()
-    return 0
+    return status
 
 
 def run_ask(args) -> int:

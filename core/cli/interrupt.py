@@ -26,6 +26,7 @@ class CtrlCStops:
 
     def __init__(self):
         self.requested = False
+        self.terminated = False  # the request was SIGTERM: the whole command should end
 
     def __call__(self) -> bool:
         return self.requested
@@ -34,8 +35,9 @@ class CtrlCStops:
     def armed(self):
         self.requested = False
 
-        def on_interrupt(_signal, _frame):
+        def on_interrupt(number, _frame):
             self.requested = True
+            self.terminated |= number == signal.SIGTERM
 
         previous = {number: signal.signal(number, on_interrupt) for number in STOP_SIGNALS}
         try:
@@ -43,3 +45,20 @@ class CtrlCStops:
         finally:
             for number, handler in previous.items():
                 signal.signal(number, handler)
+
+
+class Terminated(Exception):
+    """SIGTERM where Ctrl-C only clears a line: at an interactive prompt."""
+
+
+@contextlib.contextmanager
+def terminate_ends():
+    """While inside, SIGTERM raises Terminated, so that `kill` ends a prompt loop."""
+    def on_terminate(_signal, _frame):
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, on_terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

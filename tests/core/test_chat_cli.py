@@ -124,3 +124,27 @@ def test_a_reader_that_stops_reading_stops_the_reply_which_is_still_stored(
     assert oppu("ask", "--no-rag", "Tell me about Miso") == 141
     assert 1 <= pipe.refused <= 2  # of up to 12 reply tokens
     assert stored(cli_profile) == (1, 2)
+
+
+def test_a_message_that_fails_is_reported_and_the_session_goes_on(cli_profile, capsys,
+                                                                   monkeypatch, tmp_path):
+    cli_profile.set("base_model", str(tmp_path / "gone.gguf"))
+    monkeypatch.setattr("sys.stdin", io.StringIO("hello\n/help\n"))
+    assert oppu("chat") == 0
+    captured = capsys.readouterr()
+    assert "oppu: " in captured.err and "gone.gguf" in captured.err
+    assert "/adapter on|off" in captured.out  # the next line was still read
+
+
+def test_sigterm_at_the_prompt_ends_the_session(cli_profile, capsys, monkeypatch):
+    """`kill` or `timeout`: Ctrl-C at the prompt only clears the line, SIGTERM ends it."""
+    import signal
+
+    class KilledWhileWaiting(io.StringIO):
+        def readline(self, *_args):
+            os.kill(os.getpid(), signal.SIGTERM)
+            return "never read\n"
+
+    monkeypatch.setattr("sys.stdin", KilledWhileWaiting())
+    assert oppu("chat") == 143
+    assert stored(cli_profile) == (0, 0)

@@ -13,6 +13,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from oppu.storage.errors import StoreUnavailable
 from oppu.storage.migrations import migrate
 
 BUSY_TIMEOUT_MS = 30_000
@@ -42,12 +43,21 @@ class Store:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        raw = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         try:
-            raw.execute("PRAGMA journal_mode = WAL")
-            self.applied_migrations = migrate(raw)
-        finally:
-            raw.close()
+            raw = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000,
+                                  isolation_level=None)
+            try:
+                raw.execute("PRAGMA journal_mode = WAL")
+                self.applied_migrations = migrate(raw)
+            finally:
+                raw.close()
+        except sqlite3.OperationalError as error:  # locked past the timeout, unreadable, …
+            raise StoreUnavailable(f"{self.path} cannot be opened: {error}") from error
+        except sqlite3.DatabaseError as error:  # "file is not a database", "malformed"
+            raise StoreUnavailable(
+                f"{self.path} is damaged ({error}): OPPU cannot read this profile. Restore "
+                "the file from a backup, or move it away to start the profile afresh "
+                "(its writing is lost then)") from error
         self._read_engine = _engine(self.path, "BEGIN")
         self._write_engine = _engine(self.path, "BEGIN IMMEDIATE")
         self._reader = sessionmaker(self._read_engine, expire_on_commit=False)

@@ -44,3 +44,7 @@ class MailAddressNotSet(IngestError):
 
 class DocumentNotFound(StorageError):
     pass
+
+
+class StoreUnavailable(StorageError):
+    """The profile's database cannot be opened: damaged, or held by another process."""

@@ -2,15 +2,21 @@
 
 import importlib.util
 import logging
+import re
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from oppu.storage.errors import StorageError
 from oppu.storage.privacy import go_offline
 
 COLLECTION = "writing"
+# What SQLite says of a damaged file (codes 26 and 11), as chromadb passes it on.
+DAMAGED = re.compile(r"file is not a database|database disk image is malformed|"
+                     r"\(code: (26|11)\)")
 EMBED_BATCH = 64
 # Chroma refuses larger writes in one call (its max_batch_size is 5461 with SQLite).
 WRITE_BATCH = 4096
@@ -81,6 +87,14 @@ class Hit:
     score: float  # cosine similarity, 1 is identical
 
 
+def _forget_failed_client(folder: Path) -> None:
+    """chromadb keeps the system of a client that failed to open cached by its path, half
+    made; a new client at that path would get it back. (Private in chromadb 1.x.)"""
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    SharedSystemClient._identifier_to_system.pop(str(folder), None)
+
+
 class Index:
     def __init__(self, folder: Path, embedder: Embedder | None = None):
         go_offline()
@@ -89,11 +103,25 @@ class Index:
 
         logging.getLogger("chromadb.telemetry").setLevel(logging.CRITICAL)
         self.embedder = embedder or default_embedder()
-        self._client = chromadb.PersistentClient(
-            path=str(folder), settings=Settings(anonymized_telemetry=False)
-        )
         self.rebuilt = False
-        self._collection = self._open_collection()
+
+        def open_client():
+            self._client = chromadb.PersistentClient(
+                path=str(folder), settings=Settings(anonymized_telemetry=False))
+            self._collection = self._open_collection()
+
+        try:
+            open_client()
+        except Exception as error:  # chromadb wraps SQLite's errors in its own
+            if not DAMAGED.search(str(error)):
+                raise StorageError(f"the search index {folder} cannot be opened: {error}") \
+                    from error
+            # Only SQLite is the truth: a damaged index is set aside (not deleted, in case
+            # someone wants to look) and built again from the store (`Writing.reconcile`).
+            folder.rename(folder.with_name(f"{folder.name}.damaged-{int(time.time())}"))
+            _forget_failed_client(folder)
+            open_client()
+            self.rebuilt = True
 
     def _open_collection(self):
         existing = {c.name for c in self._client.list_collections()}

@@ -122,6 +122,16 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
 LATEST = MIGRATIONS[-1][0]
 
 
+def _applied_versions(connection) -> set[int] | None:
+    """The versions recorded as applied; None before the first migration."""
+    has_table = connection.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+    ).fetchone()
+    if not has_table:
+        return None
+    return {row[0] for row in connection.execute("SELECT version FROM schema_version")}
+
+
 def migrate(connection, migrations=MIGRATIONS) -> list[int]:
     """Apply every migration newer than the database, each in its own transaction.
 
@@ -130,12 +140,18 @@ def migrate(connection, migrations=MIGRATIONS) -> list[int]:
     cascade into its children; each migration must leave none dangling.
     """
     connection.execute("PRAGMA foreign_keys = OFF")
-    connection.execute(
-        "CREATE TABLE IF NOT EXISTS schema_version "
-        "(version INTEGER PRIMARY KEY, description TEXT, applied_at DATETIME)"
-    )
+    known = _applied_versions(connection)  # read without a write lock: see below
+    if known is None:
+        connection.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version "
+            "(version INTEGER PRIMARY KEY, description TEXT, applied_at DATETIME)"
+        )
     applied = []
     for version, description, statements in migrations:
+        if version in (known or ()):
+            # Up to date: no write lock, which would make every opening of the profile
+            # (`oppu list` too) wait behind another process's long write.
+            continue
         connection.execute("BEGIN IMMEDIATE")
         try:
             done = connection.execute(

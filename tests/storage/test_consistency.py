@@ -187,3 +187,18 @@ def test_a_new_embedding_model_rebuilds_the_index_from_sqlite(profile, embedder)
     assert (report.added, report.removed) == (len(stored), 0)
     assert index.ids() == stored
     assert Index(profile.folder / "chroma", renamed).rebuilt is False
+
+
+def test_a_damaged_index_is_set_aside_and_built_again_from_the_store(oppu_home, embedder):
+    """SQLite is the truth: a chroma.sqlite3 that is no database any more (a disk fault)
+    made every command fail; now the index is rebuilt from the store."""
+    with Profile("tester", embedder=embedder) as profile:
+        diary = profile.writing.add_note(DIARY)
+        folder = profile.folder
+    (folder / "chroma" / "chroma.sqlite3").write_bytes(b"not a database at all " * 500)
+
+    with Profile("tester", embedder=embedder) as profile:
+        assert profile.writing.search("mending a fence", k=1)[0].document_id == diary
+        assert profile.index.rebuilt and profile.last_reconcile.added == 1
+        assert_consistent(profile.writing)
+    assert len(list(folder.glob("chroma.damaged-*"))) == 1

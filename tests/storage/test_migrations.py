@@ -1,6 +1,9 @@
 import sqlite3
 
+import pytest
+
 from oppu.storage.db import Store
+from oppu.storage.errors import StoreUnavailable
 from oppu.storage.migrations import LATEST, MIGRATIONS, migrate
 
 TABLES = {"documents", "chunks", "conversations", "messages", "training_runs", "adapters",
@@ -75,3 +78,30 @@ def test_version_4_adapter_paths_become_relative_to_the_profile(tmp_path):
     assert migrate(connection, MIGRATIONS) == [5]
     assert connection.execute("SELECT path FROM adapters").fetchall() == [("adapters/v7",)]
     connection.close()
+
+
+def test_a_damaged_database_is_one_line_naming_it(tmp_path):
+    path = tmp_path / "oppu.db"
+    path.write_bytes(b"not a database at all " * 500)
+    with pytest.raises(StoreUnavailable) as refused:
+        Store(path)
+    assert str(refused.value).startswith(f"{path} is damaged (file is not a database)")
+
+
+def test_opening_an_up_to_date_store_does_not_wait_for_another_writer(tmp_path, monkeypatch):
+    """Migrations took the write lock on every open: `oppu list` waited behind a long
+    import in another process, and failed with "database is locked" after the timeout."""
+    from oppu.storage import db
+
+    path = tmp_path / "oppu.db"
+    Store(path).close()
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    monkeypatch.setattr(db, "BUSY_TIMEOUT_MS", 200)
+    try:
+        store = Store(path)
+        assert store.schema_version() == LATEST
+        store.close()
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()

@@ -148,7 +148,8 @@ class Index:
                 ids=list(ids[start:end]),
                 embeddings=vectors[start:end],
                 documents=list(texts[start:end]),
-                metadatas=[{"document_id": int(d)} for d in document_ids[start:end]],
+                metadatas=[{"document_id": int(d), "written_at": int(time.time())}
+                           for d in document_ids[start:end]],
             )
 
     def delete(self, ids) -> None:
@@ -158,6 +159,13 @@ class Index:
 
     def ids(self) -> set[str]:
         return set(self._collection.get(include=[])["ids"])
+
+    def written_before(self, ids, cutoff: float) -> set[str]:
+        """Those of `ids` written before `cutoff` (a Unix time), or by a version that did
+        not record when."""
+        found = self._collection.get(ids=list(ids), include=["metadatas"]) if ids else None
+        return {vector_id for vector_id, meta in zip(found["ids"], found["metadatas"])
+                if (meta or {}).get("written_at", 0) < cutoff} if found else set()
 
     def count(self) -> int:
         return self._collection.count()

@@ -6,6 +6,7 @@ orphan vectors or tombstones that `reconcile()` settles on the next open.
 """
 
 import re
+import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -36,6 +37,9 @@ CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 # add_paths embeds the passages of several files in one call once this many are waiting:
 # small files then cost one model call per group instead of one each.
 EMBED_GROUP = 256
+# A vector with no row this much older than its write is a crashed write's (a big mbox's
+# passages go in one transaction of a few seconds to a minute).
+ORPHAN_AFTER_S = 600
 
 
 @dataclass
@@ -331,16 +335,16 @@ class Writing:
         hits = self.index.search(query, 2 * k, min_score, before_document)
         if not hits:
             return []
-        with self.store.read() as session:
+        with self.store.read() as session:  # only stored passages: an orphan never shows
             titles = dict(session.execute(
-                select(Document.id, Document.title).where(
-                    Document.id.in_({h.document_id for h in hits}), Document.deleted.is_(False))
+                select(Chunk.id, Document.title).join(Document).where(
+                    Chunk.id.in_({h.chunk_id for h in hits}), Document.deleted.is_(False))
             ).all())
         unique = {}
         for h in hits:  # best first
-            if h.document_id in titles:
+            if h.chunk_id in titles:
                 unique.setdefault(content_hash(h.text), h)
-        return [Passage(h.chunk_id, h.document_id, titles[h.document_id], h.text, h.score)
+        return [Passage(h.chunk_id, h.document_id, titles[h.chunk_id], h.text, h.score)
                 for h in list(unique.values())[:k]]
 
     def stats(self) -> WritingStats:
@@ -392,7 +396,10 @@ class Writing:
         with self.store.read() as session:
             expected = dict(session.execute(select(Chunk.id, Chunk.document_id)).all())
         present = self.index.ids()
-        orphans = present - expected.keys()
+        # A write in progress (another process) has its vectors in Chroma before its rows
+        # commit: only vectors older than that can take are a crashed write's orphans.
+        orphans = self.index.written_before(present - expected.keys(),
+                                            time.time() - ORPHAN_AFTER_S)
         missing = sorted(expected.keys() - present)
         self.index.delete(orphans)
         for start in range(0, len(missing), EMBED_GROUP):

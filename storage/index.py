@@ -98,20 +98,13 @@ def _forget_failed_client(folder: Path) -> None:
 class Index:
     def __init__(self, folder: Path, embedder: Embedder | None = None):
         go_offline()
-        import chromadb
-        from chromadb.config import Settings
-
         logging.getLogger("chromadb.telemetry").setLevel(logging.CRITICAL)
         self.embedder = embedder or default_embedder()
         self.rebuilt = False
-
-        def open_client():
-            self._client = chromadb.PersistentClient(
-                path=str(folder), settings=Settings(anonymized_telemetry=False))
-            self._collection = self._open_collection()
-
+        self.folder = Path(folder)
+        self._lock = threading.RLock()
         try:
-            open_client()
+            self._open()
         except Exception as error:  # chromadb wraps SQLite's errors in its own
             if not DAMAGED.search(str(error)):
                 raise StorageError(f"the search index {folder} cannot be opened: {error}") \
@@ -120,8 +113,28 @@ class Index:
             # someone wants to look) and built again from the store (`Writing.reconcile`).
             folder.rename(folder.with_name(f"{folder.name}.damaged-{int(time.time())}"))
             _forget_failed_client(folder)
-            open_client()
+            self._open()
             self.rebuilt = True
+
+    def _open(self) -> None:
+        import chromadb
+        from chromadb.config import Settings
+
+        self._client = chromadb.PersistentClient(
+            path=str(self.folder), settings=Settings(anonymized_telemetry=False))
+        self._collection = self._open_collection()
+        self._known_count = self._collection.count()
+
+    def _up_to_date(self) -> int:
+        """The number of vectors, with this process's view of them current. Vectors another
+        process wrote (`oppu note` beside the app) are counted, but this process's copy of
+        the nearest-neighbour index never sees them (chromadb 1.x): it is opened again."""
+        total = self._collection.count()
+        if total != self._known_count:
+            self._client.close()
+            self._open()
+            total = self._known_count
+        return total
 
     def _open_collection(self):
         existing = {c.name for c in self._client.list_collections()}
@@ -142,20 +155,24 @@ class Index:
             return
         if vectors is None:
             vectors = self.embedder.embed(texts)
-        for start in range(0, len(ids), WRITE_BATCH):
-            end = start + WRITE_BATCH
-            self._collection.upsert(
-                ids=list(ids[start:end]),
-                embeddings=vectors[start:end],
-                documents=list(texts[start:end]),
-                metadatas=[{"document_id": int(d), "written_at": int(time.time())}
-                           for d in document_ids[start:end]],
-            )
+        with self._lock:
+            for start in range(0, len(ids), WRITE_BATCH):
+                end = start + WRITE_BATCH
+                self._collection.upsert(
+                    ids=list(ids[start:end]),
+                    embeddings=vectors[start:end],
+                    documents=list(texts[start:end]),
+                    metadatas=[{"document_id": int(d), "written_at": int(time.time())}
+                               for d in document_ids[start:end]],
+                )
+            self._known_count = self._collection.count()
 
     def delete(self, ids) -> None:
         ids = list(ids)
-        for start in range(0, len(ids), WRITE_BATCH):
-            self._collection.delete(ids=ids[start:start + WRITE_BATCH])
+        with self._lock:
+            for start in range(0, len(ids), WRITE_BATCH):
+                self._collection.delete(ids=ids[start:start + WRITE_BATCH])
+            self._known_count = self._collection.count()
 
     def ids(self) -> set[str]:
         return set(self._collection.get(include=[])["ids"])
@@ -186,7 +203,12 @@ class Index:
         self, vector, k: int = 4, min_score: float = 0.0, before_document: int | None = None
     ) -> list[Hit]:
         """Like `search`, for a query already embedded (a unit vector)."""
-        total = self.count()
+        with self._lock:  # the client may be opened again (`_up_to_date`) under a writer
+            return self._search_vector(vector, k, min_score, before_document)
+
+    def _search_vector(self, vector, k: int, min_score: float, before_document: int | None
+                       ) -> list[Hit]:
+        total = self._up_to_date()
         if total == 0 or k <= 0:
             return []
         if before_document is None:

@@ -213,3 +213,16 @@ def test_a_damaged_index_is_set_aside_and_built_again_from_the_store(oppu_home, 
         assert profile.index.rebuilt and profile.last_reconcile.added == 1
         assert_consistent(profile.writing)
     assert len(list(folder.glob("chroma.damaged-*"))) == 1
+
+
+def test_writing_another_process_stores_is_found_by_an_open_profile(oppu_home, embedder):
+    """`oppu note` while the app is open: the app's search saw only what it had at open."""
+    with Profile("tester", embedder=embedder) as profile:
+        profile.writing.add_note(LETTER)
+        assert [p.document_id for p in profile.writing.search(DIARY, k=1)] != []
+        added = subprocess.run(
+            [sys.executable, "-c", ("import sys; from oppu.core.profile import Profile\n"
+             "with Profile('tester') as p: print(p.writing.add_note(sys.argv[1]))"), DIARY],
+            check=True, capture_output=True, text=True, timeout=300)
+        diary = int(added.stdout)
+        assert profile.writing.search(DIARY, k=1)[0].document_id == diary

@@ -239,7 +239,7 @@ class ModelController(QObject):
             profile, version, format, quantization, path, report, overwrite=True), done,
             progress=self.page.file_job_progress, failed=failed)
 
-    def import_adapter(self, path) -> None:
+    def import_adapter(self, path, force: bool = False) -> None:
         profile = self.app.profile
         self.page.file_job_started(f"Checking {path.name}…")
 
@@ -253,10 +253,15 @@ class ModelController(QObject):
 
         def failed(message: str) -> None:
             self.page.file_job_finished()
-            self.page.banner.show_message(f"Not imported: {message}", "error")
+            foreign = isinstance(job.error, adapter_files.ForeignBase)
+            self.page.banner.show_message(
+                f"Not imported: {message}" + (". It can be imported anyway if its shapes fit "
+                                              "this base model." if foreign else ""),
+                "error", action=("Import anyway", lambda: self.import_adapter(path, force=True))
+                if foreign else None)
 
-        self.app.jobs.start("import-adapter", lambda _report, _stop: adapter_files.import_adapter(
-            profile, path), done, failed=failed)
+        job = self.app.jobs.start("import-adapter", lambda _report, _stop: (
+            adapter_files.import_adapter(profile, path, force=force)), done, failed=failed)
 
     # -- base models --------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from oppu.core.adapters import AdapterError, AdapterVersion, active, list_adapters
 from oppu.core.progress import Progress, Report, ignore
+from oppu.trainer.adapter_bundle import BundleError
 
 FORMATS = ("zip", "gguf", "merged")
 DIRECT_TYPES = ("q8_0", "f16")  # merged types written directly; others via llama.cpp's quantizer
@@ -150,6 +151,10 @@ def _copied(merged: Path | None, target: Path) -> bool:
     return True
 
 
+class ForeignBase(BundleError):
+    """Trained on another base model: `force` imports it if it fits this one."""
+
+
 def import_adapter(profile, path: Path, activate: bool = False, force: bool = False
                    ) -> AdapterVersion:
     """A new adapter version from an exported zip or adapter .gguf (or a PEFT folder),
@@ -169,8 +174,7 @@ def import_adapter(profile, path: Path, activate: bool = False, force: bool = Fa
                       f"{str(claimed['sha256'])[:12]}), not on this profile's base "
                       f"{base_path.name} ({sha[:12]})" if claimed.get("sha256") else
                       "it does not say which base model it was trained on")
-            raise BundleError(f"{path.name} refused: {reason}; --force imports it anyway when "
-                              "its architecture and shapes fit")
+            raise ForeignBase(f"{path.name} refused: {reason}")
         if claimed.get("architecture") not in (None, base.architecture):
             raise BundleError(f"{path.name} is for a {claimed['architecture']} model, this "
                               f"profile's base is {base.architecture}: it cannot fit")

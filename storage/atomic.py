@@ -6,6 +6,7 @@ the final rename never crosses a file system), flushed to disk, then renamed wit
 half file under the final name.
 """
 
+import errno
 import os
 import shutil
 import tempfile
@@ -34,18 +35,37 @@ def _fsync_tree(folder: Path) -> None:
 
 
 @contextmanager
+def _errors_name(final: Path) -> Iterator[None]:
+    """An OSError about the temporary file (that nobody asked for) names `final` instead."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is None or TEMP_PREFIX not in os.fspath(error.filename):
+            raise
+        raise type(error)(error.errno, error.strerror, str(final)) from None
+
+
+@contextmanager
 def atomic_path(final: Path) -> Iterator[Path]:
-    """Yield a temporary path to write; on success it replaces `final`, else it is removed."""
+    """Yield a temporary path to write; on success it replaces `final`, else it is removed.
+    A symbolic link is written through (it stays a link); a device, a pipe or a folder
+    under the name is never replaced."""
     final = Path(final)
+    if final.is_symlink():
+        final = Path(os.path.realpath(final))
+    if final.exists() and not final.is_file():
+        raise OSError(errno.EEXIST, "exists and is not a regular file", str(final))
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=final.suffix, dir=final.parent)
+    with _errors_name(final):
+        fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=final.suffix, dir=final.parent)
     os.close(fd)
     temp = Path(name)
     try:
-        yield temp
-        fsync_path(temp)
-        os.replace(temp, final)
-        fsync_path(final.parent)
+        with _errors_name(final):
+            yield temp
+            fsync_path(temp)
+            os.replace(temp, final)
+            fsync_path(final.parent)
     finally:
         temp.unlink(missing_ok=True)
 

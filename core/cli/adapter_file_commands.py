@@ -46,12 +46,15 @@ def run_export(args) -> int:
 
 
 def run_import(args) -> int:
-    from oppu.core.adapter_files import import_adapter
+    from oppu.core.adapter_files import ForeignBase, import_adapter
     from oppu.core.adapters import AdapterError
 
     with open_profile(args, create=True) as profile:
         try:
             imported = import_adapter(profile, args.path, args.activate, args.force)
+        except ForeignBase as error:
+            raise CommandError(f"{error}; --force imports it anyway when its architecture "
+                               "and shapes fit") from None
         except AdapterError as error:
             raise CommandError(str(error)) from None
     state = "active" if imported.is_active else "not active: `oppu activate " + \

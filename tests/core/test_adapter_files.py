@@ -9,7 +9,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from oppu.core.adapter_files import export, import_adapter
+from oppu.core.adapter_files import ForeignBase, export, import_adapter
 from oppu.core.adapters import AdapterError, list_adapters
 from oppu.core.cli import main
 from oppu.core.profile import Profile
@@ -206,7 +206,8 @@ def test_the_same_adapter_in_another_file_format_is_not_imported_again(alice, ex
 def test_other_base_is_refused_unless_forced(exported, other_base):
     with open_profile("carol", other_base) as carol:
         before = snapshot(carol)
-        with pytest.raises(BundleError, match="trained on tiny-llama.gguf .* --force"):
+        with pytest.raises(ForeignBase, match="trained on tiny-llama.gguf .*, not on this "
+                                              "profile's base"):
             import_adapter(carol, exported)
         assert snapshot(carol) == before
 

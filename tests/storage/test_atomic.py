@@ -46,3 +46,26 @@ def test_an_existing_folder_is_never_replaced(tmp_path):
     with pytest.raises(FileExistsError), atomic_dir(tmp_path / "v1"):
         pass
     assert os.listdir(tmp_path) == ["v1"]
+
+
+def test_a_link_is_written_through_and_a_device_or_pipe_never_replaced(tmp_path):
+    real = tmp_path / "real.bin"
+    real.write_bytes(b"old")
+    link = tmp_path / "link.bin"
+    link.symlink_to(real)
+    write_bytes(link, b"new")
+    assert link.is_symlink() and real.read_bytes() == b"new"
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    with pytest.raises(OSError, match="exists and is not a regular file"):
+        write_bytes(pipe, b"data")
+    assert pipe.exists() and not pipe.is_file()
+
+
+def test_an_error_names_the_file_asked_for_not_the_temporary(tmp_path):
+    """An export to a full disk said "No space left on device: …/.oppu-partial-h5utsu9f.zip"."""
+    target = tmp_path / "out.bin"
+    with pytest.raises(OSError) as failed, atomic_path(target) as temp:
+        raise OSError(28, "No space left on device", str(temp))
+    assert failed.value.filename == str(target) and TEMP_PREFIX not in str(failed.value)
+    assert failed.value.errno == 28 and os.listdir(tmp_path) == []

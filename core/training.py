@@ -214,14 +214,16 @@ def recover_interrupted(profile) -> list[int]:
 
 
 def _sweep_adapters_dir(adapters_dir: Path, known: set[str]) -> None:
-    """Remove what a killed run or delete left: half-renamed and row-less trained folders."""
+    """Remove what a killed run, import or delete left: half-renamed folders, and row-less
+    ones that a run or an import made (an import's only after the grace time: another
+    process may be between its folder's rename and its row)."""
     for folder in adapters_dir.iterdir():
         if not folder.is_dir() or folder.name in known:
             continue
-        partial = folder.name.startswith(TEMP_PREFIX)
-        if partial and time.time() - folder.stat().st_mtime < PARTIAL_GRACE_S:
-            continue
-        if partial or isinstance(read_meta(folder).get("run_id"), int):
+        old = time.time() - folder.stat().st_mtime >= PARTIAL_GRACE_S
+        meta = read_meta(folder)
+        if (folder.name.startswith(TEMP_PREFIX) and old or isinstance(meta.get("run_id"), int)
+                or meta.get("origin") == "imported" and old):
             shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -26,6 +26,7 @@ __all__ = ["UnsupportedAdapter", "lora_tensors", "read_base_info", "write_adapte
 # Architectures whose q/k rows llama.cpp's converter permutes (and transformers un-permutes).
 ROPE_PERMUTED_ARCHS = frozenset({"llama"})
 BASE_SHA256_KEY = "oppu.base_sha256"
+NAME_SUFFIX = " personal LoRA"  # an adapter GGUF's general.name: its base's, then this
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ def write_lora_gguf(path: Path, base: BaseInfo, lora: PeftLora, tensors: list[Lo
     writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
     # llama.cpp scales by alpha / rank; this alpha makes that equal PEFT's own scale.
     writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, lora.scale * lora.rank)
-    writer.add_name(f"{base.name} personal LoRA")
+    writer.add_name(base.name + NAME_SUFFIX)
     if base_sha256:
         writer.add_string(BASE_SHA256_KEY, base_sha256)
     for t in tensors:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from oppu.trainer.gguf_adapter import BASE_SHA256_KEY, BaseInfo, _tensor_name_map
+from oppu.trainer.gguf_adapter import BASE_SHA256_KEY, NAME_SUFFIX, BaseInfo, _tensor_name_map
 from oppu.trainer.peft_files import KEY_PREFIX, AdapterMismatch, CorruptAdapter, UnsupportedAdapter
 
 HF_MODULE_PREFIX = "model.layers."
@@ -97,6 +97,8 @@ def read_adapter_gguf(path: Path, base: BaseInfo) -> tuple[bytes, bytes, dict]:
               "lora_dropout": 0.0, "bias": "none",
               "target_modules": sorted({stems[s].rpartition(".")[2] for s in halves})}
     sha256 = _field(reader, BASE_SHA256_KEY)
-    meta = {"base": {"architecture": architecture, "name": str(_field(reader, "general.name"))}
+    name = str(_field(reader, "general.name") or "")
+    meta = {"base": {"architecture": architecture}
+            | ({"name": name.removesuffix(NAME_SUFFIX)} if name.endswith(NAME_SUFFIX) else {})
             | ({"sha256": str(sha256)} if sha256 else {})}
     return json.dumps(config, indent=2).encode(), save(tensors), meta

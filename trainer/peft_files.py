@@ -7,6 +7,7 @@ forged file is refused with a reason instead of crashing a library.
 
 import json
 import math
+import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,12 +175,32 @@ def build_lora(config: dict, tensors: dict[str, np.ndarray]) -> PeftLora:
             raise CorruptAdapter(f"module {module} holds weights that are not finite numbers "
                                  "(NaN or infinity)")
         lora.modules[module] = (a, b)
+    uncovered = [module for module in lora.modules if not _targeted(config, module)]
+    if uncovered:
+        raise CorruptAdapter(f"{CONFIG_NAME}'s target_modules "
+                             f"({config.get('target_modules')!r}) leave out {uncovered[0]}, "
+                             "whose weights the adapter holds: PEFT would drop them")
     if not lora.modules and lora.others:
         raise UnsupportedAdapter(f"the adapter holds no LoRA pairs llama.cpp can load "
                                  f"({', '.join(lora.others[:3])})")
     if not lora.modules:
         raise CorruptAdapter("the adapter holds no LoRA tensors")
     return lora
+
+
+def _targeted(config: dict, module: str) -> bool:
+    """Whether PEFT applies the config's LoRA to `module`, as it reads target_modules: a
+    list of name endings, "all-linear", or a regular expression for the whole name."""
+    targets = config.get("target_modules")
+    if isinstance(targets, list):
+        return any(module == t or module.endswith(f".{t}") for t in targets
+                   if isinstance(t, str))
+    if targets == "all-linear":
+        return True
+    try:
+        return isinstance(targets, str) and re.fullmatch(targets, module) is not None
+    except re.error:
+        return False
 
 
 def parse_lora(config_text: str | bytes, weights: bytes) -> PeftLora:

@@ -19,7 +19,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from oppu.storage.models import Adapter, utcnow
+from oppu.storage.models import Adapter, Message, TrainingRun, utcnow
 
 VERSION = re.compile(r"^v(\d+)$")
 META_FILE = "meta.json"
@@ -40,8 +40,12 @@ def app_version() -> str:
 
 
 def next_version(session: Session, adapters_dir: Path) -> str:
-    """`v<N+1>`, N the largest number in use by a row or a folder (even an orphan one)."""
+    """`v<N+1>`, N the largest number ever used: by a row, a folder (even an orphan one), or
+    a training run or a chat reply that names a version since deleted. A number is never
+    handed out twice, so "v2" in an old conversation means the adapter that wrote it."""
     names = set(session.scalars(select(Adapter.version)))
+    for column in (TrainingRun.adapter_version, Message.adapter_version):
+        names.update(session.scalars(select(column).where(column.is_not(None)).distinct()))
     names.update(p.name for p in adapters_dir.iterdir() if p.is_dir())
     numbers = [int(m.group(1)) for m in map(VERSION.match, names) if m]
     return f"v{max(numbers, default=0) + 1}"

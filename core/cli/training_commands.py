@@ -1,9 +1,21 @@
 """`oppu train | adapters | activate | rollback | base`: the personal adapter."""
 
+import argparse
 from contextlib import contextmanager
 
 from oppu.core.cli import CommandError, open_profile
 from oppu.core.cli.progress_bar import ProgressBar
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return value
 
 
 def register(commands) -> None:
@@ -12,7 +24,8 @@ def register(commands) -> None:
                        help="only if enough is new (for cron or a systemd timer)")
     train.add_argument("--preset", choices=["quick", "balanced", "thorough"],
                        help="override the training_preset setting for this run")
-    train.add_argument("--max-steps", type=int, help="stop training after this many steps")
+    train.add_argument("--max-steps", type=positive_int,
+                       help="stop training after this many steps")
     train.set_defaults(run=run_train)
 
     adapters = commands.add_parser("adapters", help="list your adapter versions and metrics")
@@ -48,7 +61,7 @@ def run_train(args) -> int:
     from oppu.core.training import TrainingBusy, run_training
     from oppu.trainer.prepare import BaseModelError
 
-    overrides = {"max_steps": args.max_steps} if args.max_steps else {}
+    overrides = {"max_steps": args.max_steps} if args.max_steps is not None else {}
     with _opened(args, TrainingBusy, BaseModelError) as profile:
         if args.if_due:
             due, why = retrain_due(profile)

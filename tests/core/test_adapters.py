@@ -4,6 +4,8 @@ The versions here are rows and folders laid out as a training run leaves them; t
 files' contents do not matter to these operations (test_job covers real ones).
 """
 
+import shutil
+
 import pytest
 
 from oppu.core.adapters import (
@@ -120,7 +122,6 @@ def test_merged_copies_are_kept_for_the_new_version_and_the_two_latest_activated
 
 def test_a_moved_data_folder_keeps_every_version(three, oppu_home, monkeypatch, embedder):
     """A restored backup or a new machine puts the data folder elsewhere."""
-    import shutil
 
     from oppu.core.profile import Profile
 
@@ -137,3 +138,17 @@ def test_a_moved_data_folder_keeps_every_version(three, oppu_home, monkeypatch, 
         assert activate(reopened, "v3").version == "v3" and rollback(reopened).version == "v2"
         delete(reopened, "v1")
         assert not (moved / "profiles" / three.name / "adapters" / "v1").exists()
+
+
+def test_a_deleted_versions_number_is_never_handed_out_again(three):
+    """A reply stored as written by v3 keeps meaning that adapter after v3 is deleted."""
+    from oppu.core.conversations import Conversations
+
+    conversations = Conversations(three.store)
+    chat = conversations.create("Hello")
+    conversations.add_message(chat, "assistant", "Hi there.", "v3", 1.0, [])
+    activate(three, "v2")
+    delete(three, "v3")
+    shutil.rmtree(three.adapters_dir / "v3", ignore_errors=True)
+    with three.store.read() as session:
+        assert next_version(session, three.adapters_dir) == "v4"

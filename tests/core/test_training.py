@@ -214,7 +214,9 @@ def test_opening_a_profile_settles_runs_whose_process_is_gone(profile, embedder)
     os.utime(adapters / ".oppu-partial-abc", (hours_ago, hours_ago))
     (adapters / ".oppu-partial-now").mkdir()  # another process's import, still going
     write_meta(_mkdir(adapters / "v4"), {"run_id": 4})  # renamed in, never committed
-    write_meta(_mkdir(adapters / "imported"), {"origin": "imported"})
+    write_meta(_mkdir(adapters / "imported"), {"origin": "imported"})  # maybe still going
+    write_meta(_mkdir(adapters / "v7"), {"origin": "imported"})  # killed before its row
+    os.utime(adapters / "v7", (hours_ago, hours_ago))
     # a process now holding run 5's old pid: another run's training child
     other_run = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)",
                                   *training_argv(profile, 99)[1:]])
@@ -237,7 +239,7 @@ def test_opening_a_profile_settles_runs_whose_process_is_gone(profile, embedder)
                       3: ("queued", None), 4: ("failed", INTERRUPTED),
                       5: ("failed", INTERRUPTED)}
     names = {p.name for p in adapters.iterdir()}
-    assert names == {".oppu-partial-abc", ".oppu-partial-now", "v4", "imported"}  # run 3 may
+    assert names == {".oppu-partial-abc", ".oppu-partial-now", "v4", "imported", "v7"}  # run 3 may
     # still write there
 
     with profile.store.write() as session:
@@ -249,6 +251,14 @@ def test_opening_a_profile_settles_runs_whose_process_is_gone(profile, embedder)
 def _mkdir(path):
     path.mkdir()
     return path
+
+
+@pytest.mark.parametrize("steps", ["0", "-5", "ten"])
+def test_a_step_count_below_one_is_refused_before_any_run(profile, capsys, steps):
+    with pytest.raises(SystemExit):
+        main(["--profile", profile.name, "train", "--max-steps", steps])
+    assert "must be a whole number of at least 1" in capsys.readouterr().err
+    assert recent_runs(profile) == []
 
 
 def test_oppu_train_runs_now_and_forgetting_what_it_trained_on_flags_it(trainee, capsys):

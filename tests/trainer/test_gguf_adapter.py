@@ -124,6 +124,9 @@ def _rewrite_weights(folder, change):
 def test_unknown_target_module_is_refused(tmp_path, tiny_gguf, adapter_dir):
     folder = shutil.copytree(adapter_dir, tmp_path / "peft")
     _rewrite_weights(folder, lambda t: {k.replace("q_proj", "qq_proj"): v for k, v in t.items()})
+    config = json.loads((folder / "adapter_config.json").read_text())
+    config["target_modules"] = [*config["target_modules"], "qq_proj"]  # peft would load it
+    (folder / "adapter_config.json").write_text(json.dumps(config))
     with pytest.raises(UnsupportedAdapter, match="unknown target module .*qq_proj"):
         write_adapter_gguf(folder, tiny_gguf, tmp_path / "adapter.gguf")
 

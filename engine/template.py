@@ -3,6 +3,8 @@
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from oppu.storage.prompting import rendered
+
 # For a GGUF without a template: ChatML, which the bundled SmolLM2 also uses.
 CHATML = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + "
@@ -37,4 +39,4 @@ class ChatTemplate:
 
     def render(self, messages: list[dict]) -> str:
         """The prompt text for `messages`, ending where the assistant's reply begins."""
-        return self._formatter(messages=messages).prompt
+        return rendered(lambda fitted: self._formatter(messages=fitted).prompt, messages)

@@ -12,7 +12,8 @@ from one message to the next, and llama.cpp reuses its evaluated tokens instead 
 re-reading the whole conversation for every reply.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 VOICE_INSTRUCTION = (
     "You are a private assistant that writes as its owner: in their own voice, "
@@ -45,3 +46,22 @@ def continuation_request(title: str, opening: str) -> str:
 def writing_messages(passages: Sequence[str], title: str, opening: str) -> list[dict]:
     """System + user turns of one writing item; the user's own text is the reply."""
     return [system_message(), user_turn(continuation_request(title, opening), passages)]
+
+
+Rendered = TypeVar("Rendered")
+
+
+def rendered(render: Callable[[list[dict]], Rendered], messages: list[dict]) -> Rendered:
+    """`render(messages)` through a chat template. A template that refuses a system turn
+    (Mistral's and Gemma's raise an error for one) gets the system instruction at the head
+    of the first user turn instead: training and chat both render through here."""
+    try:
+        return render(messages)
+    except Exception:  # the template's own raise_exception, as Jinja raises it
+        if not messages or messages[0]["role"] != "system":
+            raise
+    system, *rest = messages
+    if rest and rest[0]["role"] == "user":
+        rest[0] = {**rest[0], "content": f"{system['content']}\n\n{rest[0]['content']}"}
+        return render(rest)
+    return render([{"role": "user", "content": system["content"]}, *rest])

@@ -29,7 +29,7 @@ from itertools import pairwise
 import torch
 
 from oppu.storage.errors import DocumentNotFound
-from oppu.storage.prompting import writing_messages
+from oppu.storage.prompting import rendered, writing_messages
 from oppu.trainer.answer_replay import (
     Answerer,
     pick_questions,
@@ -159,17 +159,20 @@ class _Layout:
     def __init__(self, tokenizer):
         self.tokenizer = tokenizer
         probe = "\ue000"  # a private-use character no text contains
-        prompt = tokenizer.apply_chat_template(writing_messages([], "", ""), tokenize=False,
-                                               add_generation_prompt=True)
-        full = tokenizer.apply_chat_template(
-            writing_messages([], "", "") + [{"role": "assistant", "content": probe}],
-            tokenize=False)
+        prompt = self.render(writing_messages([], "", ""), tokenize=False,
+                             add_generation_prompt=True)
+        full = self.render(writing_messages([], "", "")
+                           + [{"role": "assistant", "content": probe}], tokenize=False)
         if not full.startswith(prompt) or probe not in full:
             raise ValueError("the base model's chat template cannot lay out a reply")
         suffix = full[full.index(probe) + len(probe):].rstrip()
         self.end_ids = tokenizer(suffix, add_special_tokens=False)["input_ids"]
         if not self.end_ids:
             raise ValueError("the base model's chat template has no end-of-turn token")
+
+    def render(self, messages: list[dict], **options):
+        return rendered(lambda fitted: self.tokenizer.apply_chat_template(fitted, **options),
+                        messages)
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -181,8 +184,8 @@ class _Layout:
         return self.messages_prompt(writing_messages(passages, title, opening))
 
     def messages_prompt(self, messages: list[dict]) -> list[int]:
-        return list(self.tokenizer.apply_chat_template(
-            messages, tokenize=True, add_generation_prompt=True, return_dict=False))
+        return list(self.render(messages, tokenize=True, add_generation_prompt=True,
+                                return_dict=False))
 
     def fit(self, passages: list[str], title: str, opening: str, budget: int
             ) -> tuple[list[int] | None, int]:

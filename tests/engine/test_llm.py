@@ -138,3 +138,17 @@ def test_the_chat_bounds_openmp_spinning_unless_told_otherwise(policy, spin, exp
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                          text=True, check=True).stdout.split()
     assert out == [*expected.split(), "False"]
+
+
+def test_a_template_without_a_system_turn_gets_the_instruction_in_the_first_user_turn():
+    """Mistral's template raised "Conversation roles must alternate" for every message."""
+    from oppu.engine.template import ChatTemplate
+    from oppu.storage.prompting import VOICE_INSTRUCTION
+    from tests.support.templates import MISTRAL
+
+    template = ChatTemplate(MISTRAL, "<s>", "</s>", from_model=True)
+    prompt = template.render([system_message(), user_turn("Tell me about the bees."),
+                              {"role": "assistant", "content": "They hum."},
+                              user_turn("And the hive?")])
+    assert prompt == (f"<s>[INST] {VOICE_INSTRUCTION}\n\nTell me about the bees. [/INST]"
+                      "They hum.</s>[INST] And the hive? [/INST]")

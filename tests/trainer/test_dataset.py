@@ -235,3 +235,18 @@ def test_questions_about_training_passages_carry_the_base_models_answers(
         assert tiny_tokenizer.decode(ids[reply:end - 1]) == f"It is about note {number}."
         assert int(ids[end - 1]) == end_id
         assert bool((labels[reply:end] == ids[reply:end]).all())
+
+
+def test_a_template_without_a_system_turn_lays_out_the_same_items(writer, tiny_tokenizer):
+    import copy
+
+    from tests.support.templates import MISTRAL
+
+    tokenizer = copy.deepcopy(tiny_tokenizer)
+    tokenizer.chat_template = MISTRAL
+    dataset = build_dataset(writer.writing, tokenizer, CONFIG)
+    row, start, end, _source = next(_items(dataset.train))
+    text = tokenizer.decode(dataset.train.input_ids[row][start:end])
+    assert f"[INST] {VOICE_INSTRUCTION}\n\n" in text and "[/INST]" in text
+    assert dataset.stats["items"] == build_dataset(writer.writing, tiny_tokenizer,
+                                                   CONFIG).stats["items"]

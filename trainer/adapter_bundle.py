@@ -158,8 +158,7 @@ def _read_zip(path: Path) -> Bundle:
             # costs nothing.
             contents = {}
             for member in members:
-                if member.filename == META_FILE or member.filename.rpartition("/")[2] in (
-                        CONFIG_NAME, WEIGHTS_NAME):
+                if member.filename.rpartition("/")[2] in (META_FILE, CONFIG_NAME, WEIGHTS_NAME):
                     with archive.open(member) as handle:
                         contents[member.filename] = handle.read()
     except BundleError as error:
@@ -176,7 +175,9 @@ def _read_zip(path: Path) -> Bundle:
     prefix = configs[0][:-len(CONFIG_NAME)]
     if prefix + WEIGHTS_NAME not in contents:
         raise BundleError(f"{path.name} has no {prefix}{WEIGHTS_NAME}")
-    meta = _parse_meta(contents.get(META_FILE), path.name)
+    # An export zipped again from its unzipped folder has it all one folder down.
+    top = prefix.removesuffix(f"{PEFT_DIR}/")
+    meta = _parse_meta(contents.get(top + META_FILE), path.name)
     return _bundle(path, "zip", contents[configs[0]], contents[prefix + WEIGHTS_NAME], meta)
 
 
@@ -188,13 +189,15 @@ def _read_folder(folder: Path) -> Bundle:
                     _refuse_pickle(item.name, handle.read(2))
                 except BundleError as error:
                     raise BundleError(f"{folder.name}: {error}") from None
-    missing = [n for n in (CONFIG_NAME, WEIGHTS_NAME) if not (folder / n).is_file()]
+    # An unzipped export (its peft/ beside meta.json), or a bare PEFT folder.
+    peft = folder / PEFT_DIR if (folder / PEFT_DIR / CONFIG_NAME).is_file() else folder
+    missing = [n for n in (CONFIG_NAME, WEIGHTS_NAME) if not (peft / n).is_file()]
     if missing:
         raise BundleError(f"{folder} is not a PEFT adapter folder (missing {', '.join(missing)})")
     meta = _parse_meta((folder / META_FILE).read_bytes() if (folder / META_FILE).is_file()
                        else None, folder.name)
-    return _bundle(folder, "folder", (folder / CONFIG_NAME).read_bytes(),
-                   (folder / WEIGHTS_NAME).read_bytes(), meta)
+    return _bundle(folder, "folder", (peft / CONFIG_NAME).read_bytes(),
+                   (peft / WEIGHTS_NAME).read_bytes(), meta)
 
 
 def _read_gguf(path: Path, base) -> Bundle:

@@ -353,6 +353,20 @@ def test_a_peft_folder_without_meta_needs_force(fresh, adapter_dir):
     assert import_adapter(fresh, adapter_dir, force=True).version == "v1"
 
 
+def test_an_unzipped_export_or_one_zipped_again_from_its_folder_imports(fresh, exported,
+                                                                         tmp_path):
+    """What a file manager makes of the zip (macOS unzips downloads; "Compress" zips the
+    folder again, one level down): it still says which base it was trained on."""
+    folder = tmp_path / "mine"
+    with zipfile.ZipFile(exported) as bundle:
+        bundle.extractall(folder)
+    assert import_adapter(fresh, folder).version == "v1"
+    again = rezip(exported, tmp_path / "mine-again.zip",
+                  lambda contents: {f"mine/{name}": data for name, data in contents.items()})
+    with pytest.raises(BundleError, match="already stored as version v1"):  # base accepted
+        import_adapter(fresh, again)
+
+
 def test_export_refuses_what_it_cannot_do(alice, tmp_path, other_base):
     out = tmp_path / "out"
     out.mkdir()

@@ -29,8 +29,7 @@ MARKDOWN = (QTextDocument.MarkdownFeature.MarkdownDialectGitHub
 # A word-wrapping QLabel never breaks inside a word: one long URL or path would widen the
 # whole transcript. Runs of this many characters get a zero-width space after them.
 LONG_RUN = 30
-_CHARACTER = r"(?:&#?\w+;|[^\s<>])"  # an HTML entity counts as one
-_LONG_RUN = re.compile(f"{_CHARACTER}{{{LONG_RUN}}}(?={_CHARACTER})")
+_UNIT = re.compile(r"&#?\w+;|.", re.DOTALL)  # an HTML entity counts as one character
 _TAG = re.compile(r"(<[^>]*>)")
 
 
@@ -38,8 +37,21 @@ def breakable(text: str) -> str:
     """`text`, plain or HTML, with a line-break opportunity in every long unbroken run (in
     the text, never inside a tag or an entity). For display only: Copy takes the text."""
     parts = _TAG.split(text)
-    return "".join(part if i % 2 else _LONG_RUN.sub("\\g<0>\u200b", part)
-                   for i, part in enumerate(parts))
+    return "".join(part if i % 2 else _broken_runs(part) for i, part in enumerate(parts))
+
+
+def _broken_runs(text: str) -> str:
+    pieces, run = [], 0
+    for unit in _UNIT.findall(text):
+        if unit.isspace():
+            run = 0
+        elif run == LONG_RUN:
+            pieces.append("\u200b")
+            run = 1
+        else:
+            run += 1
+        pieces.append(unit)
+    return "".join(pieces)
 
 
 def markdown_html(text: str) -> str:

@@ -1,6 +1,6 @@
 """Wires the My model page to core: training runs, versions, adapter files and base models."""
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtWidgets import QApplication
 
 from oppu.app.model_page import ModelPage
@@ -94,10 +94,18 @@ class ModelController(QObject):
             self._check_base(current, profile.settings.base_model)
 
     def _check_base(self, current, base_setting: str) -> None:
-        """In the background: hashing a large base the first time takes seconds."""
+        """In the background: hashing a large base the first time takes seconds (one
+        check at a time; the refresh after it checks again if something changed)."""
+        if self.app.jobs.is_running("base-check"):
+            return
+        profile = self.app.profile
+
         def done(other: bool) -> None:
-            profile = self.app.profile
-            if other and profile is not None and profile.settings.base_model == base_setting:
+            if self.app.profile is not profile:
+                return
+            if profile.settings.base_model != base_setting:
+                QTimer.singleShot(0, self.refresh)  # changed meanwhile: once this job ended
+            elif other:
                 self.page.show_other_base(current.version, current.base_name or "unknown")
 
         self.app.jobs.start("base-check", lambda _report, _stop: adapters.made_for_another_base(

@@ -237,7 +237,7 @@ def evaluate_profile(profile, version: str | None = None, generations: int = DEF
             gguf, folder / GGUF_FILE, items, scale=profile.settings.adapter_scale,
             report=lambda what, done, total: step("generate", what, done, total))
     result = Evaluation(version, {k: v["perplexity"] for k, v in ppl.items()},
-                        ppl["base"]["tokens"], len(held), scores)
+                        ppl["base"]["tokens"], len(layout.document_ids), scores)
     with profile.store.write() as session:
         row = _adapter_row(session, version)
         row.metrics = {**(row.metrics or {}), EVALUATION_KEY: result.to_dict()}

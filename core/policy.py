@@ -28,7 +28,15 @@ def retrain_due(profile) -> tuple[bool, str]:
     new_words = profile.writing.stats().words_since_adapter
     with profile.store.read() as session:
         active = active_adapter(session)
-        forgotten = active.version if active is not None and active.trained_on_deleted else None
+        forgotten = None
+        if active is not None and active.trained_on_deleted:
+            # Asks for one run, not one after another: a run since the version became
+            # active (too little writing left, or a new adapter that did not beat the base)
+            # leaves the rest to the user, whom My model tells.
+            tried = session.scalar(select(func.count(TrainingRun.id)).where(
+                TrainingRun.status.in_(("succeeded", "failed")),
+                TrainingRun.started_at > active.activated_at))
+            forgotten = None if tried else active.version
         latest = dict(session.execute(
             select(TrainingRun.status, func.max(TrainingRun.started_at))
             .where(TrainingRun.status.in_(("succeeded", "failed")))

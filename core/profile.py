@@ -65,6 +65,10 @@ class Profile:
         return self.settings
 
     def close(self) -> None:
+        """Close the store, and Chroma if it was opened: its client shares one system per
+        folder with any later one in this process, which a client left open keeps stale."""
+        if "index" in self.__dict__:
+            self.index.close()
         self.store.close()
 
     def __enter__(self) -> Self:
@@ -80,13 +84,6 @@ class ProfileInUse(Exception):
 
 class ProfileExists(ValueError):
     pass
-
-
-def _close_whole(profile: Profile) -> None:
-    """Close the store, and Chroma too (or its cache would outlive a move of its files)."""
-    if "index" in profile.__dict__:
-        profile.index.close()
-    profile.close()
 
 
 def refuse_while_training(profile: Profile, action: str) -> None:
@@ -116,7 +113,7 @@ def rename_profile(profile: Profile, new_name: str) -> str:
                                 "name")
         refuse_while_training(profile, "rename")
     finally:
-        _close_whole(profile)
+        profile.close()
     try:
         profile.folder.rename(target)
     except PermissionError:
@@ -138,7 +135,7 @@ def delete_profile_data(profile: Profile) -> None:
     try:
         refuse_while_training(profile, "delete")
     finally:
-        _close_whole(profile)
+        profile.close()
     doomed = profile.folder.with_name(f"{TEMP_PREFIX}deleted-{profile.folder.name}")
     shutil.rmtree(doomed, ignore_errors=True)  # an earlier deletion cut short
     try:

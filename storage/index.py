@@ -1,5 +1,6 @@
 """The Chroma index of the user's passages. SQLite is the truth; this can be rebuilt."""
 
+import contextlib
 import importlib.util
 import logging
 import re
@@ -111,8 +112,12 @@ class Index:
                     from error
             # Only SQLite is the truth: a damaged index is set aside (not deleted, in case
             # someone wants to look) and built again from the store (`Writing.reconcile`).
-            folder.rename(folder.with_name(f"{folder.name}.damaged-{int(time.time())}"))
-            _forget_failed_client(folder)
+            if hasattr(self, "_client"):  # opened, then failed reading its collection
+                with contextlib.suppress(Exception):
+                    self._client.close()
+            _forget_failed_client(self.folder)
+            self.folder.rename(self.folder.with_name(
+                f"{self.folder.name}.damaged-{int(time.time())}"))
             self._open()
             self.rebuilt = True
 
@@ -122,13 +127,15 @@ class Index:
 
         self._client = chromadb.PersistentClient(
             path=str(self.folder), settings=Settings(anonymized_telemetry=False))
+        self._closed = False
         self._collection = self._open_collection()
         self._known_count = self._collection.count()
 
     def _up_to_date(self) -> int:
         """The number of vectors, with this process's view of them current. Vectors another
         process wrote (`oppu note` beside the app) are counted, but this process's copy of
-        the nearest-neighbour index never sees them (chromadb 1.x): it is opened again."""
+        the nearest-neighbour index never sees them (chromadb 1.x): it is opened again.
+        Every use of the collection holds `_lock`, as a reopening replaces it."""
         total = self._collection.count()
         if total != self._known_count:
             self._client.close()
@@ -156,6 +163,7 @@ class Index:
         if vectors is None:
             vectors = self.embedder.embed(texts)
         with self._lock:
+            self._up_to_date()  # else another process's vectors would count as seen
             for start in range(0, len(ids), WRITE_BATCH):
                 end = start + WRITE_BATCH
                 self._collection.upsert(
@@ -170,26 +178,38 @@ class Index:
     def delete(self, ids) -> None:
         ids = list(ids)
         with self._lock:
+            self._up_to_date()
             for start in range(0, len(ids), WRITE_BATCH):
                 self._collection.delete(ids=ids[start:start + WRITE_BATCH])
             self._known_count = self._collection.count()
 
     def ids(self) -> set[str]:
-        return set(self._collection.get(include=[])["ids"])
+        with self._lock:
+            return set(self._collection.get(include=[])["ids"])
 
     def written_before(self, ids, cutoff: float) -> set[str]:
         """Those of `ids` written before `cutoff` (a Unix time), or by a version that did
         not record when."""
-        found = self._collection.get(ids=list(ids), include=["metadatas"]) if ids else None
-        return {vector_id for vector_id, meta in zip(found["ids"], found["metadatas"])
-                if (meta or {}).get("written_at", 0) < cutoff} if found else set()
+        ids, old = list(ids), set()
+        with self._lock:
+            for start in range(0, len(ids), WRITE_BATCH):
+                found = self._collection.get(ids=ids[start:start + WRITE_BATCH],
+                                             include=["metadatas"])
+                old.update(vector_id for vector_id, meta in zip(found["ids"], found["metadatas"])
+                           if (meta or {}).get("written_at", 0) < cutoff)
+        return old
 
     def count(self) -> int:
-        return self._collection.count()
+        with self._lock:
+            return self._collection.count()
 
     def close(self) -> None:
-        """Release Chroma's in-process system, so a later client at this path starts afresh."""
-        self._client.close()
+        """Release Chroma's in-process system, so a later client at this path starts afresh.
+        Once: a second close would release another client's share of it."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._client.close()
 
     def search(
         self, query: str, k: int = 4, min_score: float = 0.0, before_document: int | None = None

@@ -29,7 +29,7 @@ BASE64_DEFECTS = (email.errors.InvalidBase64CharactersDefect,
                   email.errors.InvalidBase64LengthDefect)
 BROKEN_BODY = "with a damaged body (broken base64 encoding)"
 CUT_OFF = "cut off where the file ends"
-UNREADABLE = "that could not be read (malformed headers)"
+UNREADABLE = "that the email parser could not read"
 
 
 @dataclass(frozen=True)

@@ -115,13 +115,14 @@ def generation_items(writing, tokenizer, config, document_ids: list[int], count:
     """`count` (opening, real continuation) pairs spread evenly over the documents' text,
     each with the `config.retrieval_k` passages the trainer's retrieval gives its opening
     (never from `exclude`)."""
+    from oppu.trainer.dataset import read_documents
+
     retrieval = _builder(writing, tokenizer, config, set(exclude))
     spans = []
-    for document_id in document_ids:
-        document = writing.get(document_id)
+    for document in read_documents(writing, document_ids):
         words = document.text.split()
         span = opening_words + continuation_words
-        spans += [(document_id, document.title, words, start)
+        spans += [(document.id, document.title, words, start)
                   for start in range(0, len(words) - span + 1, span)]
     if not spans or count <= 0:
         return []

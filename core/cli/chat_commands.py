@@ -87,12 +87,12 @@ def _say(session, text: str, stop: CtrlCStops):
 
 
 def _print_sources(reply) -> None:
+    from oppu.core.cli.writing_commands import print_passages
+
     if reply is None or not reply.sources:
         print("no passages of your writing were used")
         return
-    for passage in reply.sources:
-        print(f"[{passage.score:.3f}] {passage.title} (document {passage.document_id})")
-        print("    " + " ".join(passage.text.split())[:300])
+    print_passages(reply.sources)
 
 
 def _describe(session) -> str:
@@ -199,6 +199,7 @@ def run_ask(args) -> int:
 
 def run_conversations(args) -> int:
     from oppu.core.conversations import ConversationNotFound, Conversations, delete_conversation
+    from oppu.storage.writing import printable
 
     with open_profile(args) as profile:
         conversations = Conversations(profile.store)
@@ -208,7 +209,7 @@ def run_conversations(args) -> int:
             if args.action == "list":
                 for c in conversations.summaries():
                     print(f"{c.id:>5}  {c.updated_at:%Y-%m-%d %H:%M}  {c.messages:>4} msgs  "
-                          f"{c.title}")
+                          f"{printable(c.title)}")
             elif args.action == "show":
                 for m in conversations.messages(args.id):
                     adapter = f" [{m.adapter_version}]" if m.adapter_version else ""

@@ -121,19 +121,24 @@ def run_list(args) -> int:
 
 
 def run_search(args) -> int:
-    from oppu.storage.writing import printable
-
     query = valid_text(" ".join(args.query))
     if not query.strip():
         raise CommandError("nothing to search for: the query is empty")
     with open_profile(args) as profile:
         passages = profile.writing.search(query, args.k)
-    for p in passages:
-        print(f"[{p.score:.3f}] {printable(p.title)} (document {p.document_id})")
-        print("    " + printable(" ".join(p.text.split())[:300]))
+    print_passages(passages)
     if not passages:
         print("no passages found")
     return 0
+
+
+def print_passages(passages) -> None:
+    """Each passage's score, title and document, then its start (control characters escaped)."""
+    from oppu.storage.writing import printable
+
+    for p in passages:
+        print(f"[{p.score:.3f}] {printable(p.title)} (document {p.document_id})")
+        print("    " + printable(" ".join(p.text.split())[:300]))
 
 
 def run_forget(args) -> int:

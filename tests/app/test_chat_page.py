@@ -151,3 +151,14 @@ def test_a_long_unbroken_word_wraps_inside_its_bubble(qtbot, app):
     assert user.width() <= transcript.viewport().width()
     assert user.text == f"Please read {url} for me"  # what Copy takes: no added characters
     assert url in user.body.text().replace("\u200b", "")
+
+
+def test_line_breaks_go_between_characters_never_inside_a_tag_or_an_entity():
+    from oppu.app.chat_view import breakable
+
+    quoted = "<p>&quot;" + "a" * 28 + "&quot;</p>"  # 30 characters: nothing to break
+    assert breakable(quoted) == quoted
+    long = breakable('<a href="' + "h" * 80 + '">' + "&amp;" * 70 + "</a>")
+    assert '<a href="' + "h" * 80 + '">' in long  # the tag as it was
+    assert long.count("\u200b") == 2 and "&amp;\u200b&amp;" in long
+    assert long.replace("\u200b", "").count("&amp;") == 70

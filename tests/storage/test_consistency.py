@@ -225,4 +225,5 @@ def test_writing_another_process_stores_is_found_by_an_open_profile(oppu_home, e
              "with Profile('tester') as p: print(p.writing.add_note(sys.argv[1]))"), DIARY],
             check=True, capture_output=True, text=True, timeout=300)
         diary = int(added.stdout)
+        profile.writing.add_note("A note of this process, written before any search.")
         assert profile.writing.search(DIARY, k=1)[0].document_id == diary

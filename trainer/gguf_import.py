@@ -54,8 +54,9 @@ def read_adapter_gguf(path: Path, base: BaseInfo) -> tuple[bytes, bytes, dict]:
     except (ValueError, OSError, IndexError, KeyError) as error:
         raise CorruptAdapter(f"the GGUF is damaged or truncated ({error})") from None
     if _field(reader, "general.type") != "adapter" or _field(reader, "adapter.type") != "lora":
-        raise UnsupportedAdapter("it is a GGUF model, not a LoRA adapter (general.type "
-                                 f"{_field(reader, 'general.type')!r})")
+        raise UnsupportedAdapter("it is a GGUF model (a base model, or a merged export), "
+                                 "not a LoRA adapter: import an adapter's .zip or adapter "
+                                 ".gguf; a model to build on is chosen as the base model")
     architecture = _field(reader, "general.architecture")
     if architecture != base.architecture:
         raise AdapterMismatch(f"it is for a {architecture} model, this profile's base is "

@@ -339,7 +339,8 @@ def test_a_bare_gguf_for_another_base_needs_force(alice, tmp_path, other_base):
         before = snapshot(gina)
         with pytest.raises(ForeignBase, match=r"trained on tiny-test-llama \(sha256"):
             import_adapter(gina, bare)  # the base's name, not the adapter's own
-        with pytest.raises(BundleError, match="a GGUF model, not a LoRA adapter"):
+        with pytest.raises(BundleError, match=r"a GGUF model \(a base model, or a merged "
+                                              r"export\), not a LoRA adapter"):
             import_adapter(gina, other_base, force=True)
         assert snapshot(gina) == before
         assert import_adapter(gina, bare, force=True).version == "v1"

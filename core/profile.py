@@ -136,12 +136,22 @@ def delete_profile_data(profile: Profile) -> None:
         refuse_while_training(profile, "delete")
     finally:
         profile.close()
-    doomed = profile.folder.with_name(f"{TEMP_PREFIX}deleted-{profile.folder.name}")
+    _remove_whole(profile.folder)
+
+
+def delete_damaged_profile(name: str, root: Path | None = None) -> None:
+    """Delete profile `name` whose database cannot be read (`StoreDamaged`): it cannot be
+    opened, and nothing can be training on it."""
+    _remove_whole(profile_path(name, root))
+
+
+def _remove_whole(folder: Path) -> None:
+    doomed = folder.with_name(f"{TEMP_PREFIX}deleted-{folder.name}")
     shutil.rmtree(doomed, ignore_errors=True)  # an earlier deletion cut short
     try:
-        profile.folder.rename(doomed)
+        folder.rename(doomed)
     except PermissionError:
-        raise ProfileInUse(f"profile {profile.name!r} is in use by another program (an OPPU "
+        raise ProfileInUse(f"profile {folder.name!r} is in use by another program (an OPPU "
                            "window, chat or training): close it, then delete; nothing was "
                            "deleted") from None
     shutil.rmtree(doomed)

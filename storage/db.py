@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from oppu.storage.errors import StoreUnavailable
+from oppu.storage.errors import StoreDamaged, StoreUnavailable
 from oppu.storage.migrations import migrate
 
 BUSY_TIMEOUT_MS = 30_000
@@ -54,7 +54,7 @@ class Store:
         except sqlite3.OperationalError as error:  # locked past the timeout, unreadable, …
             raise StoreUnavailable(f"{self.path} cannot be opened: {error}") from error
         except sqlite3.DatabaseError as error:  # "file is not a database", "malformed"
-            raise StoreUnavailable(
+            raise StoreDamaged(
                 f"{self.path} is damaged ({error}): OPPU cannot read this profile. Restore "
                 "the file from a backup, or move it away to start the profile afresh "
                 "(its writing is lost then)") from error

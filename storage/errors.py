@@ -48,3 +48,7 @@ class DocumentNotFound(StorageError):
 
 class StoreUnavailable(StorageError):
     """The profile's database cannot be opened: damaged, or held by another process."""
+
+
+class StoreDamaged(StoreUnavailable):
+    """The profile's database file is not a readable SQLite database."""

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import platformdirs
 
-PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
+# Ends with no space (a name that looks the same as another), matched whole (`$` alone
+# lets a final newline through).
+PROFILE_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9 _.-]{0,62}[A-Za-z0-9_.-])?")
 DEFAULT_PROFILE = "default"
 
 
@@ -31,11 +33,11 @@ def private_dir(path: Path) -> Path:
 
 def profile_path(name: str, root: Path | None = None) -> Path:
     """Where profile `name` lives (nothing is created); InvalidProfileName if it cannot."""
-    if not PROFILE_NAME.match(name) or name in {".", ".."}:
+    if not PROFILE_NAME.fullmatch(name) or name in {".", ".."}:
         shown = name if len(name) <= 40 else name[:39] + "…"
         raise InvalidProfileName(
             f"invalid profile name {shown!r}: up to 64 plain letters (a-z, A-Z) and digits, "
-            "plus space, '_', '.', '-' after the first character"
+            "plus space, '_', '.', '-' after the first character (not a space at the end)"
         )
     return (root or data_root()) / "profiles" / name
 
@@ -50,4 +52,4 @@ def list_profiles(root: Path | None = None) -> list[str]:
     if not folder.is_dir():
         return []
     return sorted(p.name for p in folder.iterdir()
-                  if PROFILE_NAME.match(p.name) and (p / "oppu.db").exists())
+                  if PROFILE_NAME.fullmatch(p.name) and (p / "oppu.db").exists())

@@ -4,6 +4,7 @@ import sys
 
 from oppu.core.cli import CommandError, open_profile, valid_text
 from oppu.core.cli.interrupt import CtrlCStops, Terminated, terminate_ends
+from oppu.core.cli.writing_commands import stored_id
 
 TERMINATED = 128 + 15  # the exit status of a command ended by SIGTERM
 
@@ -20,7 +21,8 @@ REPL_HELP = """\
 def register(commands) -> None:
     chat = commands.add_parser("chat", help="talk with your personal model (type /help inside)")
     _model_switches(chat)
-    chat.add_argument("--resume", type=int, metavar="ID", help="continue a stored conversation")
+    chat.add_argument("--resume", type=stored_id("conversation"), metavar="ID",
+                      help="continue a stored conversation")
     chat.set_defaults(run=run_chat)
 
     ask = commands.add_parser("ask", help="one question, one streamed answer (for scripts)")
@@ -32,7 +34,7 @@ def register(commands) -> None:
     conversations = commands.add_parser("conversations", help="list, rename or delete chats")
     conversations.add_argument("action", nargs="?", default="list",
                                choices=["list", "show", "rename", "delete"])
-    conversations.add_argument("id", nargs="?", type=int)
+    conversations.add_argument("id", nargs="?", type=stored_id("conversation"))
     conversations.add_argument("title", nargs="*")
     conversations.add_argument("--forget-writing", action="store_true",
                                help="with delete: also forget the messages as your writing")

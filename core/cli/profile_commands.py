@@ -23,6 +23,7 @@ def register(commands) -> None:
 
 
 def run_profiles(args) -> int:
+    from oppu.storage.errors import StorageError
     from oppu.storage.paths import list_profiles
 
     names = list_profiles()
@@ -35,7 +36,11 @@ def run_profiles(args) -> int:
         return 0
     print(f"{'profile':<24} {'documents':>9} {'words':>9}  active adapter")
     for name in names:
-        documents, words, adapter = _summary(name)
+        try:
+            documents, words, adapter = _summary(name)
+        except StorageError as error:  # one damaged profile: the others are still listed
+            print(f"{name:<24} {'?':>9} {'?':>9}  cannot be opened: {error}")
+            continue
         print(f"{name:<24} {documents:>9} {words:>9}  {adapter or '-'}")
     return 0
 
@@ -75,14 +80,25 @@ def _rename(name: str, new_name: str, names: list[str]) -> int:
 
 
 def _delete(name: str, names: list[str], confirmed: bool) -> int:
-    from oppu.core.profile import Profile, ProfileInUse, delete_profile_data
+    from oppu.core.profile import (
+        Profile,
+        ProfileInUse,
+        delete_damaged_profile,
+        delete_profile_data,
+    )
+    from oppu.storage.errors import StoreDamaged
 
     _existing(name, names)
     if not confirmed and not _confirmed(name):
         print("nothing deleted")
         return 1
     try:
-        delete_profile_data(Profile(name))
+        try:
+            profile = Profile(name)
+        except StoreDamaged:  # the way out of a profile that cannot be opened
+            delete_damaged_profile(name)
+        else:
+            delete_profile_data(profile)
     except ProfileInUse as error:
         raise CommandError(str(error)) from None
     print(f"deleted profile {name!r}: its writing, chats, adapters, runs and settings")

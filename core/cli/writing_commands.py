@@ -12,11 +12,16 @@ from oppu.core.progress import Progress
 MAX_ID = 2 ** 63 - 1  # SQLite's largest integer
 
 
-def document_id(text: str) -> int:
-    value = int(text) if text.strip().lstrip("-").isdigit() else None
-    if value is None or not 1 <= value <= MAX_ID:
-        raise argparse.ArgumentTypeError(f"not a document id: {text!r}")
-    return value
+def stored_id(kind: str):
+    """An argparse type: the id of a stored `kind` (a document, a conversation), which
+    SQLite can hold; anything else is a one-line usage error, not an OverflowError."""
+    def parse(text: str) -> int:
+        value = int(text) if text.strip().lstrip("-").isdigit() else None
+        if value is None or not 1 <= value <= MAX_ID:
+            raise argparse.ArgumentTypeError(f"not a {kind} id: {text!r}")
+        return value
+
+    return parse
 
 
 def passage_count(text: str) -> int:
@@ -46,7 +51,7 @@ def register(commands) -> None:
     search.set_defaults(run=run_search)
 
     forget = commands.add_parser("forget", help="delete a document, its passages and vectors")
-    forget.add_argument("ids", nargs="+", type=document_id)
+    forget.add_argument("ids", nargs="+", type=stored_id("document"))
     forget.set_defaults(run=run_forget)
 
     stats = commands.add_parser("stats", help="documents, words, words since the last adapter")
@@ -169,7 +174,13 @@ def run_config(args) -> int:
     from oppu.core.profile import ProfileInUse
     from oppu.trainer.prepare import BaseModelError
 
-    with open_profile(args, create=True) as profile:
+    if args.key is not None and not args.key.strip():
+        raise CommandError("say which setting: `oppu config` lists them")
+    if args.key == "base_model" and args.value is not None and not args.value.strip():
+        raise CommandError("say which base model: 'bundled', a downloaded model's key or a "
+                           "path to a GGUF file")
+    # Only a change makes a new profile: reading a mistyped one is an error.
+    with open_profile(args, create=args.value is not None) as profile:
         if args.key == "base_model" and args.value is not None:
             try:  # checked as `oppu base use` checks it
                 use_base(profile, args.value)

@@ -148,3 +148,11 @@ def test_sigterm_at_the_prompt_ends_the_session(cli_profile, capsys, monkeypatch
     monkeypatch.setattr("sys.stdin", KilledWhileWaiting())
     assert oppu("chat") == 143
     assert stored(cli_profile) == (0, 0)
+
+
+def test_an_id_beyond_what_sqlite_holds_is_a_usage_error(cli_profile, capsys):
+    for args in (("conversations", "show", "99999999999999999999"),
+                 ("chat", "--resume", "99999999999999999999")):
+        with pytest.raises(SystemExit):
+            oppu(*args)
+        assert "not a conversation id: '99999999999999999999'" in capsys.readouterr().err

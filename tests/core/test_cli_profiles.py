@@ -142,3 +142,23 @@ def test_rename_refuses_what_it_cannot_do_and_changes_nothing(two, capsys):
     assert status == 1 and f"training run {run} of 'bob' is still running" in err
     assert list_profiles() == ["ann", "bob"]
     assert oppu(capsys, "--profile", "ann", "stats")[1].startswith("documents: 2\n")
+
+
+def test_a_damaged_profile_is_listed_as_such_and_can_be_deleted(two, capsys):
+    """Its database is no SQLite file: `oppu profiles` failed for every profile, and the
+    way out, --delete, failed too."""
+    (two / "profiles" / "bob" / "oppu.db").write_bytes(b"not a database at all " * 500)
+    status, out, _ = oppu(capsys, "profiles")
+    ann, bob = out.splitlines()[1:]
+    assert status == 0 and ann.split()[:3] == ["ann", "2", "9"]
+    assert bob.startswith("bob") and "cannot be opened" in bob and "is damaged" in bob
+    assert oppu(capsys, "profiles", "--delete", "bob", "--yes")[0] == 0
+    assert list_profiles() == ["ann"]
+
+
+def test_reading_the_settings_of_a_mistyped_profile_does_not_create_it(two, capsys):
+    status, _, err = oppu(capsys, "--profile", "ane", "config")
+    assert status == 1 and "no profile 'ane'" in err
+    assert oppu(capsys, "--profile", "ann", "config", "")[2] == (
+        "oppu: say which setting: `oppu config` lists them\n")
+    assert list_profiles() == ["ann", "bob"]

@@ -38,7 +38,8 @@ def test_data_root_follows_oppu_home_and_profiles_are_listed(oppu_home, embedder
     assert profile_dir("work notes") == oppu_home / "profiles" / "work notes"
 
 
-@pytest.mark.parametrize("bad", ["..", "../evil", "a/b", "", ".hidden", "x" * 65])
+@pytest.mark.parametrize("bad", ["..", "../evil", "a/b", "", ".hidden", "x" * 65,
+                                 "nl\n", "trailing "])  # look like another name
 def test_profile_names_cannot_escape_the_data_root(oppu_home, bad):
     with pytest.raises(InvalidProfileName, match="invalid profile name"):
         profile_dir(bad)

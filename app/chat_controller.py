@@ -149,7 +149,8 @@ class ChatController(QObject):
         self.page.select_conversation(None)
 
     def open_conversation(self, conversation_id: int) -> None:
-        if self.job is not None:
+        if self.job is not None:  # a reply is being written: the highlight goes back to it
+            self.page.select_conversation(self.session.conversation_id)
             return
         try:
             self.session.resume(conversation_id)

@@ -9,7 +9,6 @@ from PySide6.QtWidgets import (
     QInputDialog,
     QLabel,
     QListView,
-    QPlainTextEdit,
     QSlider,
     QSplitter,
     QVBoxLayout,
@@ -65,8 +64,10 @@ class ChatPage(QWidget):
         self.conversations.setObjectName("Conversations")
         self.conversations.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.conversations.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.conversations.clicked.connect(
-            lambda index: self.conversationSelected.emit(self.model.item(index.row()).id))
+        # Moving to a row opens it (click or arrow keys), so the highlighted conversation is
+        # always the one shown, the one Rename and Delete act on.
+        self._showing = False  # set while the controller moves the highlight itself
+        self.conversations.selectionModel().currentChanged.connect(self._current_changed)
         box.addWidget(self.conversations, 1)
         row = QHBoxLayout()
         self.rename = button("Rename")
@@ -85,7 +86,7 @@ class ChatPage(QWidget):
         box.addWidget(self.transcript, 1)
 
         composer = QHBoxLayout()
-        self.composer = QPlainTextEdit(placeholderText="Write a message…  (Ctrl+Enter sends)")
+        self.composer = widgets.TextEditor("Write a message…  (Ctrl+Enter sends)")
         self.composer.setFixedHeight(84)
         self.composer.installEventFilter(self)
         self.send = button("Send", primary=True, tooltip="Send (Ctrl+Enter)")
@@ -147,12 +148,21 @@ class ChatPage(QWidget):
         self.select_conversation(current)
 
     def select_conversation(self, conversation_id: int | None) -> None:
+        """Highlight the conversation shown (None: a new one), without opening it again."""
         row = self.model.row_of(lambda c: c.id == conversation_id)
-        if row >= 0:
-            self.conversations.setCurrentIndex(self.model.index(row, 0))
-        else:
-            self.conversations.clearSelection()
-            self.conversations.setCurrentIndex(self.model.index(-1, 0))
+        self._showing = True
+        try:
+            if row >= 0:
+                self.conversations.setCurrentIndex(self.model.index(row, 0))
+            else:
+                self.conversations.clearSelection()
+                self.conversations.setCurrentIndex(self.model.index(-1, 0))
+        finally:
+            self._showing = False
+
+    def _current_changed(self, current, _previous) -> None:
+        if not self._showing and current.isValid():
+            self.conversationSelected.emit(self.model.item(current.row()).id)
 
     def show_options(self, use_adapter: bool, scale: float, use_retrieval: bool,
                      incognito: bool) -> None:

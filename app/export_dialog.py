@@ -82,11 +82,18 @@ def ask_export(version: str, quantizations: list[str], parent: QWidget
         return None
     key, quantization = dialog.choice()
     suffix = FORMATS[dialog.format.currentIndex()][2]
-    path, _filter = QFileDialog.getSaveFileName(
-        parent, "Export my adapter", str(Path.home() / dialog.suggested_name()),
-        f"{dialog.format.currentText()} (*{suffix})")
-    if not path:
+    saving = save_dialog(parent, Path.home() / dialog.suggested_name(), suffix,
+                         dialog.format.currentText())
+    if saving.exec() != QDialog.DialogCode.Accepted or not saving.selectedFiles():
         return None
-    if not path.endswith(suffix):
-        path += suffix
-    return key, quantization, Path(path)
+    return key, quantization, Path(saving.selectedFiles()[0])
+
+
+def save_dialog(parent: QWidget, suggested: Path, suffix: str, kind: str) -> QFileDialog:
+    """A save dialog that adds `suffix` itself, before it asks whether to replace a file:
+    typed "mine" where mine.gguf exists, it asks about mine.gguf (the export replaces what
+    the dialog confirmed)."""
+    saving = QFileDialog(parent, "Export my adapter", str(suggested), f"{kind} (*{suffix})")
+    saving.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
+    saving.setDefaultSuffix(suffix.lstrip("."))
+    return saving

@@ -125,4 +125,5 @@ def conversations_model(parent=None) -> SnapshotModel:
     """Rows of core's `ConversationSummary`, most recent first."""
     return SnapshotModel([Column(
         "Conversation", lambda c: c.title,
-        lambda c: f"{c.messages} messages · last active {when(c.updated_at)}")], parent)
+        lambda c: f"{c.title}\n{c.messages} messages · last active {when(c.updated_at)}")],
+        parent)

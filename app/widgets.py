@@ -9,6 +9,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMessageBox,
+    QPlainTextEdit,
     QPushButton,
     QScrollArea,
     QToolButton,
@@ -141,6 +142,21 @@ def ask(parent: QWidget, title: str, question: str, action: str) -> bool:
     box.setDefaultButton(cancel)
     box.exec()
     return box.clickedButton() is confirm
+
+
+class TextEditor(QPlainTextEdit):
+    """A plain text field of a form: Tab moves on to the next control instead of typing a
+    tab, and files dropped on it are left to the page (which imports them) instead of
+    being pasted as their paths."""
+
+    def __init__(self, placeholder: str):
+        super().__init__(placeholderText=placeholder)
+        self.setTabChangesFocus(True)
+
+    def canInsertFromMimeData(self, source) -> bool:
+        if any(url.isLocalFile() for url in source.urls()):
+            return False
+        return super().canInsertFromMimeData(source)
 
 
 class VerticalScroll(QScrollArea):

@@ -14,7 +14,6 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QListWidget,
     QListWidgetItem,
-    QPlainTextEdit,
     QProgressBar,
     QSplitter,
     QTableView,
@@ -75,7 +74,7 @@ class WritingPage(QWidget):
         column, box = widgets.column(right=8)
         note, note_box = card("New note")
         self.note_title = QLineEdit(placeholderText="Title (optional)")
-        self.note_text = QPlainTextEdit(placeholderText="Write something in your own words…")
+        self.note_text = widgets.TextEditor("Write something in your own words…")
         self.save_note = button("Save note", primary=True)
         self.save_note.clicked.connect(self._save_note)
         note_box.addWidget(self.note_title)

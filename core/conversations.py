@@ -10,6 +10,8 @@ from oppu.storage.chunking import content_hash
 from oppu.storage.models import Chunk, Conversation, Document, Message, utcnow
 from oppu.storage.writing import Passage, title_from
 
+TITLE_CHARS = 200  # what the title column holds
+
 
 class ConversationNotFound(LookupError):
     pass
@@ -100,7 +102,9 @@ class Conversations:
         if not title.strip():
             raise ValueError("a conversation title cannot be empty")
         with self.store.write() as session:
-            self._get(session, conversation_id).title = title_from(title)
+            # A title given is kept (one line, up to what the column holds); only one made
+            # from the first message is cut short.
+            self._get(session, conversation_id).title = title_from(title, TITLE_CHARS)
 
     def delete(self, conversation_id: int) -> list[int]:
         """Delete a conversation and its messages. Returns the ids of the documents that

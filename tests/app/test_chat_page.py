@@ -162,3 +162,21 @@ def test_line_breaks_go_between_characters_never_inside_a_tag_or_an_entity():
     assert '<a href="' + "h" * 80 + '">' in long  # the tag as it was
     assert long.count("\u200b") == 2 and "&amp;\u200b&amp;" in long
     assert long.replace("\u200b", "").count("&amp;") == 70
+
+
+def test_the_arrow_keys_open_the_conversation_they_move_to(qtbot, app):
+    """The highlight moved but the transcript stayed: Rename and Delete then acted on a
+    conversation other than the one on screen."""
+    send(qtbot, app, "The first conversation.")
+    qtbot.mouseClick(app.chat_page.new_chat, Qt.MouseButton.LeftButton)
+    send(qtbot, app, "The second conversation.")
+    page = app.chat_page
+    second, first = page.model.items  # newest first
+    assert app.chat.session.conversation_id == second.id
+    page.conversations.setFocus()
+    QTest.keyClick(page.conversations, Qt.Key.Key_Down)
+    assert app.chat.session.conversation_id == first.id
+    assert page.transcript.bubbles[0].text == "The first conversation."
+    assert page._selected().id == first.id
+    QTest.keyClick(page.conversations, Qt.Key.Key_Up)
+    assert page.transcript.bubbles[0].text == "The second conversation."

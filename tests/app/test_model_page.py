@@ -219,3 +219,37 @@ def test_measure_is_offered_only_when_it_can_act(qtbot, trainee_app):
     assert view.measure.isVisibleTo(page) and not view.measure.isEnabled()
     assert "held out has been deleted" in view.measure.toolTip()
     assert "Cannot measure now: all the writing adapter v1 held out" in view.summary.text()
+
+
+def test_the_save_dialog_asks_before_replacing_a_file_named_without_its_suffix(qtbot,
+                                                                             tmp_path):
+    """Typed "mine" where mine.gguf existed, the export replaced mine.gguf without asking:
+    the suffix was added only after the dialog had checked for "mine"."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QLineEdit, QMessageBox
+
+    from oppu.app.export_dialog import save_dialog
+
+    (tmp_path / "mine.gguf").write_text("another file of mine")
+    dialog = save_dialog(None, tmp_path / "oppu-v1-adapter.gguf", ".gguf", "Adapter (.gguf)")
+    dialog.setOption(dialog.Option.DontUseNativeDialog)
+    asked = []
+
+    def answer_the_question() -> None:
+        question = QApplication.activeModalWidget()
+        if isinstance(question, QMessageBox):
+            asked.append(question.text())
+            question.button(QMessageBox.StandardButton.No).click()
+            dialog.reject()
+        else:
+            QTimer.singleShot(50, answer_the_question)
+
+    def type_name() -> None:
+        dialog.findChild(QLineEdit, "fileNameEdit").setText("mine")
+        QTimer.singleShot(0, answer_the_question)
+        dialog.accept()
+
+    QTimer.singleShot(100, type_name)
+    dialog.exec()
+    assert asked and "mine.gguf" in asked[0]
+    assert (tmp_path / "mine.gguf").read_text() == "another file of mine"

@@ -129,3 +129,49 @@ def test_a_core_failure_shows_one_readable_line(qtbot, app, monkeypatch):
     assert banner.label.text() == "No space left on device (/data/oppu.db)"
     assert app.writing_page.save_note.isEnabled()
     assert app.writing_page.note_text.toPlainText() == "A note that cannot be stored."
+
+
+def _drop(widget, paths) -> None:
+    """Drag `paths` onto `widget` as Qt delivers it: to the nearest widget that accepts
+    drops, then on up to its parents while the drag is ignored."""
+    from PySide6.QtCore import QMimeData, QPoint, QPointF, QUrl
+    from PySide6.QtGui import QDragEnterEvent, QDropEvent
+    from PySide6.QtWidgets import QApplication
+
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    target = widget
+    while target is not None:
+        if target.acceptDrops():
+            enter = QDragEnterEvent(QPoint(5, 5), Qt.DropAction.CopyAction, mime,
+                                    Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+            QApplication.sendEvent(target, enter)
+            if enter.isAccepted():
+                QApplication.sendEvent(target, QDropEvent(
+                    QPointF(5, 5), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                    Qt.KeyboardModifier.NoModifier))
+                return
+        target = target.parentWidget()
+
+
+def test_a_file_dropped_on_the_note_editor_is_imported_not_pasted(qtbot, app, tmp_path):
+    """The editor took the drop as text: the note became file:///…/walk.txt."""
+    walk = tmp_path / "walk.txt"
+    walk.write_text("A long walk by the canal, counting herons.")
+    page = app.writing_page
+    app.window.show_page("writing")
+    _drop(page.note_text.viewport(), [walk])
+    wait_jobs(qtbot, app)
+    assert page.note_text.toPlainText() == ""
+    assert titles(page) == ["walk"]
+
+
+def test_tab_leaves_a_text_field_instead_of_typing_a_tab(qtbot, app):
+    from PySide6.QtTest import QTest
+
+    app.window.show_page("chat")
+    composer = app.chat_page.composer
+    composer.setFocus()
+    composer.setPlainText("Tell me about sailing")
+    QTest.keyClick(composer, Qt.Key.Key_Tab)
+    assert composer.toPlainText() == "Tell me about sailing" and not composer.hasFocus()

@@ -86,6 +86,10 @@ def test_conversations_list_rename_show_delete(cli_profile, capsys):
     assert "user: First question about Miso" in out
     oppu("conversations")
     assert "Cat talk" in capsys.readouterr().out
+    long = "Planning the autumn sailing trip with Anna and Tom: tides, moorings, food and who rows"
+    oppu("conversations", "rename", "1", long)  # a title given is kept whole, not cut at 60
+    oppu("conversations")
+    assert long in capsys.readouterr().out
     assert oppu("conversations", "delete", "1", "--forget-writing") == 0
     assert "and 1 documents" in capsys.readouterr().out
     assert stored(cli_profile) == (0, 0)

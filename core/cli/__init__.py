@@ -5,6 +5,7 @@ import importlib
 import os
 import sys
 import warnings
+from contextlib import contextmanager
 
 from oppu.core.cli.interrupt import terminate_as_interrupt
 from oppu.storage.privacy import go_offline
@@ -46,6 +47,31 @@ def open_profile(args, create: bool = False):
         raise CommandError(f"no profile {name!r} (profiles: {', '.join(known) or 'none'}); "
                            "`oppu --profile NAME note` or `add` starts a new one")
     return Profile(name)
+
+
+@contextmanager
+def profile_to_store_in(args):
+    """`open_profile(args, create=True)` for a command that stores something; a profile it
+    made is removed again when nothing was stored in it, so that a mistyped name with a
+    failed import does not leave an empty profile behind."""
+    from sqlalchemy import func, select
+
+    from oppu.core.profile import delete_profile_data
+    from oppu.storage.models import Adapter, Document
+    from oppu.storage.paths import DEFAULT_PROFILE, list_profiles
+
+    new = (DEFAULT_PROFILE if args.profile is None else args.profile) not in list_profiles()
+    profile = open_profile(args, create=True)
+    try:
+        yield profile
+    finally:
+        with profile.store.read() as session:
+            empty = not (session.scalar(select(func.count(Document.id)))
+                         or session.scalar(select(func.count(Adapter.id))))
+        if new and empty:
+            delete_profile_data(profile)
+        else:
+            profile.close()
 
 
 def valid_text(text: str) -> str:

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from oppu.core.cli import CommandError, open_profile
+from oppu.core.cli import CommandError, open_profile, profile_to_store_in
 from oppu.core.cli.progress_bar import ProgressBar
 
 
@@ -49,7 +49,7 @@ def run_import(args) -> int:
     from oppu.core.adapter_files import ForeignBase, import_adapter
     from oppu.core.adapters import AdapterError
 
-    with open_profile(args, create=True) as profile:
+    with profile_to_store_in(args) as profile:
         try:
             imported = import_adapter(profile, args.path, args.activate, args.force)
         except ForeignBase as error:

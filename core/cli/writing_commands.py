@@ -4,7 +4,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from oppu.core.cli import CommandError, open_profile, valid_text
+from oppu.core.cli import CommandError, open_profile, profile_to_store_in, valid_text
 from oppu.core.cli.interrupt import CtrlCStops
 from oppu.core.cli.progress_bar import ProgressBar
 from oppu.core.progress import Progress
@@ -81,7 +81,7 @@ def run_note(args) -> int:
     text = _stdin_text() if args.text == ["-"] else valid_text(" ".join(args.text))
     if not text.strip():
         raise CommandError("nothing to store: the note is empty")
-    with open_profile(args, create=True) as profile:
+    with profile_to_store_in(args) as profile:
         stored_id, new = profile.writing.add_text("note", text, valid_text(args.title))
     print(f"{'stored' if new else 'already stored'} as document {stored_id}")
     return 0
@@ -98,7 +98,7 @@ def run_add(args) -> int:
         bar(Progress("import", done, total, printable(Path(result.path).name)))
 
     stop = CtrlCStops()  # Ctrl-C ends the import between files and still lists what it did
-    with open_profile(args, create=True) as profile, stop.armed():
+    with profile_to_store_in(args) as profile, stop.armed():
         results = profile.writing.add_paths(args.paths, report, stop)
     for result in results:
         print(result.line())

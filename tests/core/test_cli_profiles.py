@@ -162,3 +162,14 @@ def test_reading_the_settings_of_a_mistyped_profile_does_not_create_it(two, caps
     assert oppu(capsys, "--profile", "ann", "config", "")[2] == (
         "oppu: say which setting: `oppu config` lists them\n")
     assert list_profiles() == ["ann", "bob"]
+
+
+def test_a_mistyped_profile_that_stores_nothing_is_not_left_behind(two, capsys, tmp_path):
+    broken = tmp_path / "adapter.zip"
+    broken.write_bytes(b"PK\x03\x04 not really a zip")
+    assert oppu(capsys, "--profile", "tpyo", "add", str(tmp_path / "missing.txt"))[0] == 1
+    assert oppu(capsys, "--profile", "tpyo", "import-adapter", str(broken))[0] == 1
+    assert list_profiles() == ["ann", "bob"]
+    (tmp_path / "note.txt").write_text("A note that makes the profile real.")
+    assert oppu(capsys, "--profile", "carol", "add", str(tmp_path / "note.txt"))[0] == 0
+    assert list_profiles() == ["ann", "bob", "carol"]

@@ -1,12 +1,11 @@
 """The Chroma index of the user's passages. SQLite is the truth; this can be rebuilt."""
 
-import contextlib
 import importlib.util
 import logging
 import re
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -113,7 +112,7 @@ class Index:
             # Only SQLite is the truth: a damaged index is set aside (not deleted, in case
             # someone wants to look) and built again from the store (`Writing.reconcile`).
             if hasattr(self, "_client"):  # opened, then failed reading its collection
-                with contextlib.suppress(Exception):
+                with suppress(Exception):
                     self._client.close()
             _forget_failed_client(self.folder)
             self.folder.rename(self.folder.with_name(
@@ -162,8 +161,7 @@ class Index:
             return
         if vectors is None:
             vectors = self.embedder.embed(texts)
-        with self._lock:
-            self._up_to_date()  # else another process's vectors would count as seen
+        with self._own_write():
             for start in range(0, len(ids), WRITE_BATCH):
                 end = start + WRITE_BATCH
                 self._collection.upsert(
@@ -173,14 +171,21 @@ class Index:
                     metadatas=[{"document_id": int(d), "written_at": int(time.time())}
                                for d in document_ids[start:end]],
                 )
-            self._known_count = self._collection.count()
 
     def delete(self, ids) -> None:
         ids = list(ids)
-        with self._lock:
-            self._up_to_date()
+        with self._own_write():
             for start in range(0, len(ids), WRITE_BATCH):
                 self._collection.delete(ids=ids[start:start + WRITE_BATCH])
+
+    @contextmanager
+    def _own_write(self):
+        """A write of this process's, under the lock: the view is brought up to date first
+        (else another process's vectors would count as seen), and the count it leaves is
+        the one this process knows."""
+        with self._lock:
+            self._up_to_date()
+            yield
             self._known_count = self._collection.count()
 
     def ids(self) -> set[str]:

@@ -79,7 +79,7 @@ def read_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES,
         raise UnreadablePath(path, f"cannot read: {error.strerror or error}") from error
 
 
-def path_text(path: Path) -> str:
+def path_text(path: Path | str) -> str:
     """The path as text to store and show. A name that is not UTF-8 (an old disk's Latin-1
     "café.txt") arrives as surrogate escapes, which SQLite and the terminal refuse: its
     bytes are decoded as a file's contents are."""
@@ -116,7 +116,7 @@ def _read_checked(path: Path, mail_addresses: set[str]) -> FileContents:
     text, warning = decode(data)
     if not text.strip():
         raise EmptyInput(path, "file holds only whitespace")
-    return FileContents([FileText(path_text(Path(path.stem)), text, path_text(path.absolute()))],
+    return FileContents([FileText(path_text(path.stem), text, path_text(path.absolute()))],
                         [warning] if warning else [])
 
 

@@ -151,16 +151,16 @@ def _read_zip(path: Path) -> Bundle:
             if sum(m.file_size for m in members) > MAX_TOTAL_BYTES:
                 raise BundleError(f"{path.name} unpacks to more than "
                                   f"{MAX_TOTAL_BYTES // 2**30} GiB")
-            for member in members:  # a pickle anywhere is refused, by its name or its start
-                with archive.open(member) as handle:
-                    _refuse_pickle(member.filename, handle.read(2))
-            # Only what an adapter is made of is unpacked: a huge extra member (a zip bomb)
-            # costs nothing.
+            # A pickle anywhere is refused, by its name or its start. Only what an adapter
+            # is made of is unpacked: a huge extra member (a zip bomb) costs nothing.
             contents = {}
             for member in members:
-                if member.filename.rpartition("/")[2] in (META_FILE, CONFIG_NAME, WEIGHTS_NAME):
-                    with archive.open(member) as handle:
-                        contents[member.filename] = handle.read()
+                with archive.open(member) as handle:
+                    head = handle.read(2)
+                    _refuse_pickle(member.filename, head)
+                    if member.filename.rpartition("/")[2] in (META_FILE, CONFIG_NAME,
+                                                             WEIGHTS_NAME):
+                        contents[member.filename] = head + handle.read()
     except BundleError as error:
         raise BundleError(f"{path.name}: {error}") from None
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError) as error:

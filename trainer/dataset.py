@@ -376,7 +376,7 @@ def build_dataset(writing, tokenizer, config, heldout_ids: set[int] | None = Non
     held = set(held_ids)
     train_documents = [d for d in documents if d.id not in held]
     heldout_documents = [d for d in documents if d.id in held]
-    builder = _Builder(writing, tokenizer, config, exclude_from_retrieval=set(held_ids))
+    builder = _Builder(writing, tokenizer, config, exclude_from_retrieval=held)
     answers = [] if answerer is None else _answers(
         builder.layout, train_documents,
         question_count(sum(d.words for d in train_documents), config.answer_items),

@@ -205,25 +205,23 @@ def _stored_as(profile, lora) -> str | None:
 
 
 def _store_import(profile, bundle, base_path: Path, sha: str, activate: bool) -> AdapterVersion:
-    from oppu.storage.atomic import atomic_dir
+    from oppu.storage.atomic import staged_dir
     from oppu.storage.models import Adapter, utcnow
     from oppu.trainer.peft_files import CONFIG_NAME, WEIGHTS_NAME
     from oppu.trainer.versions import (
         PEFT_DIR,
         app_version,
+        claimed_version,
         drop_old_merged_copies,
         make_active,
-        next_version,
         recorded_path,
         write_meta,
         write_model_files,
     )
 
     adapters_dir = profile.adapters_dir
-    with profile.store.read() as session:
-        version = next_version(session, adapters_dir)
     training = bundle.meta.get("training", {})
-    meta = {"version": version, "origin": "imported", "imported_from": bundle.source.name,
+    meta = {"origin": "imported", "imported_from": bundle.source.name,
             "source": {k: bundle.meta[k] for k in ("version", "base", "app_version", "created")
                        if k in bundle.meta},
             "base": {"name": base_path.name, "sha256": sha},
@@ -231,16 +229,15 @@ def _store_import(profile, bundle, base_path: Path, sha: str, activate: bool) ->
             "metrics": training.get("metrics", {}), "train_words": training.get("train_words", 0),
             "config": training.get("config", {}), "app_version": app_version(),
             "created": utcnow().isoformat()}
-    final = adapters_dir / version
-    with atomic_dir(final) as temp:
-        (temp / PEFT_DIR).mkdir()
-        (temp / PEFT_DIR / CONFIG_NAME).write_bytes(bundle.config_bytes)
-        (temp / PEFT_DIR / WEIGHTS_NAME).write_bytes(bundle.weights_bytes)
-        write_model_files(temp, base_path, sha)
-        write_meta(temp, meta)
-    try:
-        with profile.store.write() as session:
-            row = Adapter(version=version, path=recorded_path(profile.folder, final),
+    with staged_dir(adapters_dir) as staged:
+        (staged / PEFT_DIR).mkdir()
+        (staged / PEFT_DIR / CONFIG_NAME).write_bytes(bundle.config_bytes)
+        (staged / PEFT_DIR / WEIGHTS_NAME).write_bytes(bundle.weights_bytes)
+        write_model_files(staged, base_path, sha)
+        with claimed_version(profile.store, adapters_dir, staged) as (session, version):
+            write_meta(staged, meta | {"version": version})
+            row = Adapter(version=version,
+                          path=recorded_path(profile.folder, adapters_dir / version),
                           base_name=base_path.name,
                           base_sha256=sha, origin="imported", metrics=meta["metrics"],
                           words_trained=int(meta["train_words"] or 0))
@@ -248,9 +245,6 @@ def _store_import(profile, bundle, base_path: Path, sha: str, activate: bool) ->
             session.flush()
             if activate:
                 make_active(session, row)
-    except BaseException:
-        shutil.rmtree(final, ignore_errors=True)  # no row points at it: take it back
-        raise
     with profile.store.read() as session:
         drop_old_merged_copies(session, adapters_dir, version)
     return find_version(profile, version)

@@ -28,7 +28,8 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def _fsync_tree(folder: Path) -> None:
+def sync_tree(folder: Path) -> None:
+    """Flush a folder and everything in it to disk."""
     for inner in sorted(folder.rglob("*"), reverse=True):
         fsync_path(inner)
     fsync_path(folder)
@@ -71,23 +72,26 @@ def atomic_path(final: Path) -> Iterator[Path]:
 
 
 @contextmanager
-def atomic_dir(final: Path) -> Iterator[Path]:
-    """Yield an empty temporary folder to fill; on success it is renamed to `final`.
-
-    `final` must not exist yet: a folder is never silently replaced.
-    """
-    final = Path(final)
-    if final.exists():
-        raise FileExistsError(f"{final} already exists")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=final.parent))
+def staged_dir(parent: Path) -> Iterator[Path]:
+    """Yield an empty temporary folder in `parent` to fill and then `move_in` under its final
+    name; whatever is still there on the way out (a failure, an early exit) is removed."""
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    temp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=parent))
     try:
         yield temp
-        _fsync_tree(temp)
-        os.rename(temp, final)
-        fsync_path(final.parent)
     finally:
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def move_in(staged: Path, final: Path) -> None:
+    """Give a filled, flushed staged folder its final name, durably. `final` must not exist
+    yet: a folder is never silently replaced."""
+    final = Path(final)
+    if final.exists():
+        raise FileExistsError(errno.EEXIST, "already exists", str(final))
+    os.rename(staged, final)
+    fsync_path(final.parent)
 
 
 def write_bytes(final: Path, data: bytes) -> Path:

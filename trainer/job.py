@@ -22,7 +22,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from oppu.storage.atomic import atomic_dir
+from oppu.storage.atomic import staged_dir
 from oppu.storage.db import Store
 from oppu.storage.models import (
     Adapter,
@@ -40,9 +40,9 @@ from oppu.trainer.versions import (
     WORK_DIR,
     active_adapter,
     app_version,
+    claimed_version,
     drop_old_merged_copies,
     make_active,
-    next_version,
     read_meta,
     recorded_path,
     version_folder,
@@ -292,26 +292,17 @@ class TrainingJob:
     def _commit(self, work: Path, meta: dict, promoted: bool, decision: str, active_row,
                 base_setting: str | None) -> dict:
         adapters_dir = private_dir(self.folder / "adapters")
-        with self.store.read() as session:
-            version = next_version(session, adapters_dir)
-            current = active_adapter(session)
-            base_now = session.get(Setting, "base_model")  # no row: still the default
-        if promoted and (current.id if current else None) != (active_row.id if active_row
-                                                              else None):
-            promoted = False
-            decision = "not promoted: the active adapter was changed during training"
-        elif promoted and None not in (base_now, base_setting) and base_now.value != base_setting:
-            promoted = False
-            decision = "not promoted: the base model was changed during training"
-        meta |= {"version": version, "decision": decision, "promoted": promoted}
-        final = adapters_dir / version
-        write_meta(work, meta)
-        with atomic_dir(final) as temp:
+        with staged_dir(adapters_dir) as staged:
             for item in work.iterdir():
-                os.rename(item, temp / item.name)
-        try:
-            with self.store.write() as session:
-                adapter = Adapter(version=version, path=recorded_path(self.folder, final),
+                os.rename(item, staged / item.name)
+            with claimed_version(self.store, adapters_dir, staged) as (session, version):
+                if promoted:
+                    promoted, decision = _still_promotable(session, decision, active_row,
+                                                           base_setting)
+                meta |= {"version": version, "decision": decision, "promoted": promoted}
+                write_meta(staged, meta)
+                adapter = Adapter(version=version,
+                                  path=recorded_path(self.folder, adapters_dir / version),
                                   base_name=meta["base"]["name"],
                                   base_sha256=meta["base"]["sha256"], origin="trained",
                                   metrics=meta["metrics"], words_trained=meta["train_words"],
@@ -330,15 +321,25 @@ class TrainingJob:
                     self.loss_curve
                 run.adapter_version, run.promoted, run.decision = version, promoted, decision
                 run.finished_at = utcnow()
-        except BaseException:
-            shutil.rmtree(final, ignore_errors=True)  # no row points at it: take it back
-            raise
         shutil.rmtree(work, ignore_errors=True)
         with self.store.read() as session:
             drop_old_merged_copies(session, adapters_dir, version)
         self.emit("save", 2, 2)
         return {"version": version, "promoted": promoted, "decision": decision,
                 "metrics": meta["metrics"]}
+
+
+def _still_promotable(session, decision: str, active_row,
+                      base_setting: str | None) -> tuple[bool, str]:
+    """The gate's promotion, withdrawn if the active adapter or the base model was changed
+    while the run trained."""
+    current = active_adapter(session)
+    base_now = session.get(Setting, "base_model")  # no row: still the default
+    if (current.id if current else None) != (active_row.id if active_row else None):
+        return False, "not promoted: the active adapter was changed during training"
+    if None not in (base_now, base_setting) and base_now.value != base_setting:
+        return False, "not promoted: the base model was changed during training"
+    return True, decision
 
 
 def _count_kept(session, document_ids) -> int:

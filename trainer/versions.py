@@ -4,13 +4,15 @@ A version folder holds `peft/` (adapter_config.json, adapter_model.safetensors),
 `adapter.gguf`, `meta.json` and, while the version is recent, `merged-q8_0.gguf` (see
 `write_model_files`). It appears complete or not at all (written under a
 temporary name, then renamed), and its row is committed only after the rename, so a
-row always points at a whole folder. Exactly one adapter, or none, is active; its
+row always points at a whole folder (`claimed_version`). Exactly one adapter, or none, is active; its
 `activated_at` is the newest, which is what a rollback walks back through.
 """
 
 import json
 import re
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
@@ -19,6 +21,8 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from oppu.storage.atomic import move_in, sync_tree, write_text
+from oppu.storage.db import Store
 from oppu.storage.models import Adapter, Message, TrainingRun, utcnow
 
 VERSION = re.compile(r"^v(\d+)$")
@@ -51,8 +55,33 @@ def next_version(session: Session, adapters_dir: Path) -> str:
     return f"v{max(numbers, default=0) + 1}"
 
 
+@contextmanager
+def claimed_version(store: Store, adapters_dir: Path,
+                    staged: Path) -> Iterator[tuple[Session, str]]:
+    """Store the filled folder `staged` (in `adapters_dir`) as the next version.
+
+    The body gets the write session and the version's name; it writes the folder's
+    meta.json and adds the row. Then the folder is renamed in and the row committed. The
+    number, the rename and the row share the store's write lock, so two processes storing
+    a version at the same moment (two imports, an import during a run's commit) take two
+    numbers. A folder whose row does not commit is taken back.
+    """
+    sync_tree(staged)  # the long flush, before taking the lock
+    final = None
+    try:
+        with store.write() as session:
+            version = next_version(session, adapters_dir)
+            yield session, version
+            move_in(staged, adapters_dir / version)
+            final = adapters_dir / version
+    except BaseException:
+        if final is not None:
+            shutil.rmtree(final, ignore_errors=True)
+        raise
+
+
 def write_meta(folder: Path, meta: dict) -> None:
-    (folder / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+    write_text(folder / META_FILE, json.dumps(meta, indent=2, sort_keys=True, default=str))
 
 
 def read_meta(folder: Path) -> dict:

@@ -152,3 +152,58 @@ def test_a_deleted_versions_number_is_never_handed_out_again(three):
     shutil.rmtree(three.adapters_dir / "v3", ignore_errors=True)
     with three.store.read() as session:
         assert next_version(session, three.adapters_dir) == "v4"
+
+
+def test_two_versions_stored_at_the_same_moment_get_two_numbers(three):
+    """Two processes storing a version at once (two imports, an import during a run's
+    commit) once both picked v4 and the second failed with "directory not empty"."""
+    import threading
+
+    from oppu.storage.atomic import staged_dir
+    from oppu.storage.db import Store
+    from oppu.trainer.versions import claimed_version
+
+    holding, release = threading.Event(), threading.Event()
+    stored: dict[str, str] = {}
+
+    def store_one(name: str, hold: bool) -> None:
+        store = Store(three.store.path)  # its own connections, as another process has
+        with staged_dir(three.adapters_dir) as staged:
+            (staged / "who.txt").write_text(name)
+            with claimed_version(store, three.adapters_dir, staged) as (session, version):
+                if hold:
+                    holding.set()
+                    release.wait(10)
+                session.add(Adapter(version=version, base_name="tiny.gguf",
+                                    base_sha256="0" * 64,
+                                    path=recorded_path(three.folder,
+                                                       three.adapters_dir / version)))
+        stored[name] = version
+
+    first = threading.Thread(target=store_one, args=("first", True))
+    first.start()
+    assert holding.wait(10)
+    second = threading.Thread(target=store_one, args=("second", False))
+    second.start()
+    second.join(0.5)
+    assert second.is_alive()  # waits for the first to commit instead of taking v4 too
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert stored == {"first": "v4", "second": "v5"}
+    for name, version in stored.items():
+        assert (three.adapters_dir / version / "who.txt").read_text() == name
+    assert [v.version for v in list_adapters(three)] == ["v5", "v4", "v3", "v2", "v1"]
+
+
+def test_a_version_whose_row_fails_is_taken_back(three):
+    from oppu.storage.atomic import staged_dir
+    from oppu.trainer.versions import claimed_version
+
+    with pytest.raises(RuntimeError, match="disk full"), \
+            staged_dir(three.adapters_dir) as staged:
+        (staged / "who.txt").write_text("doomed")
+        with claimed_version(three.store, three.adapters_dir, staged) as (_session, version):
+            assert version == "v4"
+            raise RuntimeError("disk full")
+    assert sorted(p.name for p in three.adapters_dir.iterdir()) == ["v1", "v2", "v3"]

@@ -4,7 +4,14 @@ import os
 
 import pytest
 
-from oppu.storage.atomic import TEMP_PREFIX, atomic_dir, atomic_path, write_bytes, write_text
+from oppu.storage.atomic import (
+    TEMP_PREFIX,
+    atomic_path,
+    move_in,
+    staged_dir,
+    write_bytes,
+    write_text,
+)
 
 
 def test_a_finished_write_replaces_the_file_and_leaves_no_temporary(tmp_path):
@@ -29,23 +36,26 @@ def test_a_failed_write_keeps_the_old_file_and_removes_the_temporary(tmp_path):
 
 def test_a_folder_appears_complete_or_not_at_all(tmp_path):
     final = tmp_path / "v1"
-    with pytest.raises(RuntimeError), atomic_dir(final) as temp:
-        (temp / "a.txt").write_text("a")
+    with pytest.raises(RuntimeError), staged_dir(tmp_path) as staged:
+        (staged / "a.txt").write_text("a")
         raise RuntimeError("killed")
     assert os.listdir(tmp_path) == []
 
-    with atomic_dir(final) as temp:
-        (temp / "sub").mkdir()
-        (temp / "sub" / "b.txt").write_text("b")
+    with staged_dir(tmp_path) as staged:
+        (staged / "sub").mkdir()
+        (staged / "sub" / "b.txt").write_text("b")
+        move_in(staged, final)
     assert (final / "sub" / "b.txt").read_text() == "b"
     assert os.listdir(tmp_path) == ["v1"]
 
 
 def test_an_existing_folder_is_never_replaced(tmp_path):
     (tmp_path / "v1").mkdir()
-    with pytest.raises(FileExistsError), atomic_dir(tmp_path / "v1"):
-        pass
+    (tmp_path / "v1" / "kept.txt").write_text("kept")
+    with pytest.raises(FileExistsError), staged_dir(tmp_path) as staged:
+        move_in(staged, tmp_path / "v1")
     assert os.listdir(tmp_path) == ["v1"]
+    assert os.listdir(tmp_path / "v1") == ["kept.txt"]
 
 
 def test_a_link_is_written_through_and_a_device_or_pipe_never_replaced(tmp_path):

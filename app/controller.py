@@ -208,9 +208,6 @@ class AppController(QObject):
             return False
         if key == "training_device":
             self.show_devices()
-        if key in ("max_file_mb", "mail_addresses"):
-            self.writing_open = False  # core rebuilds its Writing with the new limits
-            self._open_writing()
         return True
 
     # -- errors and shutdown -------------------------------------------------------------

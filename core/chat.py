@@ -99,7 +99,7 @@ class Models:
         with self._lock:
             key = (_key_of(path), n_ctx)
             if self._key != key:
-                self.close()
+                self._close()
                 try:
                     self._engine = Engine(path, n_ctx=n_ctx, n_threads=self.n_threads)
                 except ModelFileError as error:
@@ -119,6 +119,10 @@ class Models:
         return self._engine
 
     def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         if self._engine is not None:
             self._engine.close()
         self._engine, self._key = None, None

@@ -1,6 +1,6 @@
-"""When a retrain is due: enough new writing since the last adapter (or an active adapter
-trained on writing the user has since deleted), and enough time since the last run that
-trained (or, shorter, since the last one that failed). `oppu train --if-due` (cron, a
+"""When a retrain is due: enough new writing since the last adapter and enough time since
+the last run that trained (or, shorter, since the last one that failed); or at once, when
+the active adapter was trained on writing the user has since deleted. `oppu train --if-due` (cron, a
 systemd timer) and the app both ask here."""
 
 from datetime import timedelta
@@ -48,7 +48,8 @@ def retrain_due(profile) -> tuple[bool, str]:
     else:
         return False, (f"{new_words} new words since the last adapter; "
                        f"a retrain needs {settings.retrain_min_words}")
-    minimum = timedelta(hours=settings.retrain_min_hours)
+    # Forgetting does not wait out the pause between retrains: the user asked for it gone.
+    minimum = timedelta(0) if forgotten else timedelta(hours=settings.retrain_min_hours)
     now = utcnow()
     for status, wait, what in (("succeeded", minimum, "run"),
                                ("failed", min(minimum, RETRY_AFTER_FAILURE), "failed run")):

@@ -20,9 +20,13 @@ class Profile:
         self.name = name
         self.folder = profile_dir(name, root)
         self.store = Store(self.folder / "oppu.db")
-        (self.folder / "oppu.db").chmod(0o600)
-        self.settings = load_settings(self.store)
-        recover_interrupted(self)  # runs killed mid-way are marked failed, their files cleared
+        try:
+            (self.folder / "oppu.db").chmod(0o600)
+            self.settings = load_settings(self.store)
+            recover_interrupted(self)  # runs killed mid-way are marked failed, files cleared
+        except BaseException:
+            self.store.close()
+            raise
         self._embedder = embedder
         self.last_reconcile: ReconcileReport | None = None
 
@@ -41,11 +45,14 @@ class Profile:
     @cached_property
     def writing(self) -> Writing:
         """The user's writing; opening it first makes the index match the store."""
-        writing = Writing(self.store, self.index,
-                          max_file_bytes=int(self.settings.max_file_mb * 2**20),
-                          mail_addresses=frozenset(a.lower() for a in self.settings.mail_addresses))
+        writing = Writing(self.store, self.index, **self._reading_limits())
         self.last_reconcile = writing.reconcile()
         return writing
+
+    def _reading_limits(self) -> dict:
+        """The settings `Writing` reads files with."""
+        return {"max_file_bytes": int(self.settings.max_file_mb * 2**20),
+                "mail_addresses": frozenset(a.lower() for a in self.settings.mail_addresses)}
 
     def forget(self, document_id: int) -> None:
         """Delete a document and what was made from it, model versions aside: its chunks,
@@ -61,7 +68,9 @@ class Profile:
         """Change one setting, validated and saved."""
         self.settings = self.settings.with_value(key, value)
         save_settings(self.store, self.settings)
-        self.__dict__.pop("writing", None)  # limits and addresses are read when it is built
+        if "writing" in self.__dict__:
+            for name, limit in self._reading_limits().items():
+                setattr(self.writing, name, limit)
         return self.settings
 
     def close(self) -> None:

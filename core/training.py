@@ -147,7 +147,10 @@ def settle_run(profile, run_id: int, returncode: int | None, stop_requested: boo
 
 
 def _death_reason(returncode: int | None) -> str:
-    if returncode is not None and returncode < 0:
+    """Why a child ended that did not record its own outcome; None: it never started."""
+    if returncode is None:
+        return "the training process could not be started"
+    if returncode < 0:
         hint = " (the system may have run out of memory)" if returncode == -9 else ""
         return f"the training process was killed by signal {-returncode}{hint}"
     return f"the training process ended unexpectedly (exit status {returncode}); see its log"

@@ -238,15 +238,18 @@ class Engine:
         self._llm.set_seed(seed)
 
     def close(self) -> None:
-        if self._llm is None:
-            return
-        # Adapters belong to the model: detach and free them before the model goes.
-        self._lib.llama_set_adapters_lora(self._llm.ctx, None, 0, None)
-        for handle in self._loaded_adapters.values():
-            self._lib.llama_adapter_lora_free(handle)
-        self._loaded_adapters.clear()
-        self._llm.close()
-        self._llm = None
+        """Free the model, after the reply in progress (if any) has ended: freeing it under
+        a running evaluation crashes the process."""
+        with self.lock:
+            if self._llm is None:
+                return
+            # Adapters belong to the model: detach and free them before the model goes.
+            self._lib.llama_set_adapters_lora(self._llm.ctx, None, 0, None)
+            for handle in self._loaded_adapters.values():
+                self._lib.llama_adapter_lora_free(handle)
+            self._loaded_adapters.clear()
+            self._llm.close()
+            self._llm = None
 
     def __enter__(self) -> Self:
         return self

@@ -2,6 +2,7 @@
 
 import importlib.util
 import logging
+import os
 import re
 import threading
 import time
@@ -10,10 +11,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from oppu.storage.atomic import write_text
 from oppu.storage.errors import StorageError
 from oppu.storage.privacy import go_offline
 
 COLLECTION = "writing"
+# Replaced after every write, so that other processes see a change even when it leaves
+# the number of vectors as it was (a passage forgotten, another added).
+CHANGED_FILE = "changed"
 # What SQLite says of a damaged file (codes 26 and 11), as chromadb passes it on.
 DAMAGED = re.compile(r"file is not a database|database disk image is malformed|"
                      r"\(code: (26|11)\)")
@@ -127,16 +132,25 @@ class Index:
         self._client = chromadb.PersistentClient(
             path=str(self.folder), settings=Settings(anonymized_telemetry=False))
         self._closed = False
+        self._known_change = self._last_change()
         self._collection = self._open_collection()
         self._known_count = self._collection.count()
+
+    def _last_change(self) -> tuple | None:
+        try:
+            mark = os.stat(self.folder / CHANGED_FILE)
+        except FileNotFoundError:
+            return None
+        return mark.st_ino, mark.st_mtime_ns, mark.st_size
 
     def _up_to_date(self) -> int:
         """The number of vectors, with this process's view of them current. Vectors another
         process wrote (`oppu note` beside the app) are counted, but this process's copy of
-        the nearest-neighbour index never sees them (chromadb 1.x): it is opened again.
-        Every use of the collection holds `_lock`, as a reopening replaces it."""
+        the nearest-neighbour index never sees them (chromadb 1.x): it is opened again when
+        the count or the change mark moved. Every use of the collection holds `_lock`, as a
+        reopening replaces it."""
         total = self._collection.count()
-        if total != self._known_count:
+        if total != self._known_count or self._last_change() != self._known_change:
             self._client.close()
             self._open()
             total = self._known_count
@@ -186,6 +200,8 @@ class Index:
         with self._lock:
             self._up_to_date()
             yield
+            write_text(self.folder / CHANGED_FILE, f"{os.getpid()} {time.time_ns()}")
+            self._known_change = self._last_change()
             self._known_count = self._collection.count()
 
     def ids(self) -> set[str]:

@@ -53,11 +53,11 @@ def open_profile(args, create: bool = False):
 def profile_to_store_in(args):
     """`open_profile(args, create=True)` for a command that stores something; a profile it
     made is removed again when nothing was stored in it, so that a mistyped name with a
-    failed import does not leave an empty profile behind."""
+    failed import or a refused setting does not leave an empty profile behind."""
     from sqlalchemy import func, select
 
     from oppu.core.profile import delete_profile_data
-    from oppu.storage.models import Adapter, Document
+    from oppu.storage.models import Adapter, Document, Setting
     from oppu.storage.paths import DEFAULT_PROFILE, list_profiles
 
     new = (DEFAULT_PROFILE if args.profile is None else args.profile) not in list_profiles()
@@ -66,8 +66,8 @@ def profile_to_store_in(args):
         yield profile
     finally:
         with profile.store.read() as session:
-            empty = not (session.scalar(select(func.count(Document.id)))
-                         or session.scalar(select(func.count(Adapter.id))))
+            empty = not any(session.scalar(select(func.count()).select_from(table))
+                            for table in (Document, Adapter, Setting))
         if new and empty:
             delete_profile_data(profile)
         else:

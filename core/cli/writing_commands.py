@@ -179,8 +179,9 @@ def run_config(args) -> int:
     if args.key == "base_model" and args.value is not None and not args.value.strip():
         raise CommandError("say which base model: 'bundled', a downloaded model's key or a "
                            "path to a GGUF file")
-    # Only a change makes a new profile: reading a mistyped one is an error.
-    with open_profile(args, create=args.value is not None) as profile:
+    # Only a change that is stored makes a new profile: reading a mistyped one is an error.
+    opened = open_profile(args) if args.value is None else profile_to_store_in(args)
+    with opened as profile:
         if args.key == "base_model" and args.value is not None:
             try:  # checked as `oppu base use` checks it
                 use_base(profile, args.value)

@@ -165,6 +165,21 @@ def test_a_run_that_cannot_start_is_a_message(qtbot, trainee_app, tmp_path):
     assert not app.model.training.running and app.model_page.retrain.isEnabled()
 
 
+def test_a_training_process_that_cannot_be_started_says_so(qtbot, trainee_app, monkeypatch,
+                                                           tmp_path):
+    """It said "ended unexpectedly (exit status None); see its log", and the log is empty."""
+    from oppu.core import training
+
+    app = trainee_app
+    monkeypatch.setattr(training, "training_argv",
+                        lambda _profile, _run_id: [str(tmp_path / "no-such-python")])
+    outcome, _seen, _status = retrain(qtbot, app)
+    assert (outcome.status, outcome.error) == (
+        "failed", "the training process could not be started")
+    assert "could not be started" in app.model_page.banner.label.text()
+    assert app.model_page.retrain.isEnabled()
+
+
 def test_choosing_a_base_model_checks_the_file(qtbot, app, tmp_path, tiny_gguf):
     page = app.model_page
     not_a_model = tmp_path / "notes.gguf"

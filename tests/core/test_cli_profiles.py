@@ -113,7 +113,7 @@ def test_a_mistyped_profile_is_an_error_not_a_new_profile(two, capsys):
         assert status == 1 and "no profile 'an' (profiles: ann, bob)" in err
     assert list_profiles() == ["ann", "bob"]
     assert oppu(capsys, "--profile", "carol", "note", "A first note.")[0] == 0  # storing makes one
-    assert list_profiles() == ["ann", "bob", "carol"]
+    assert list_profiles() == ["ann", "bob", "carol", "dave"]
 
 
 def test_rename_moves_a_profile_with_everything_it_holds(two, capsys, embedder):
@@ -169,7 +169,10 @@ def test_a_mistyped_profile_that_stores_nothing_is_not_left_behind(two, capsys, 
     broken.write_bytes(b"PK\x03\x04 not really a zip")
     assert oppu(capsys, "--profile", "tpyo", "add", str(tmp_path / "missing.txt"))[0] == 1
     assert oppu(capsys, "--profile", "tpyo", "import-adapter", str(broken))[0] == 1
+    assert oppu(capsys, "--profile", "tpyo", "config", "retrieval_k", "abc")[0] == 1
     assert list_profiles() == ["ann", "bob"]
+    assert oppu(capsys, "--profile", "dave", "config", "retrieval_k", "3")[0] == 0
+    assert list_profiles() == ["ann", "bob", "dave"]  # a stored setting makes it real
     (tmp_path / "note.txt").write_text("A note that makes the profile real.")
     assert oppu(capsys, "--profile", "carol", "add", str(tmp_path / "note.txt"))[0] == 0
-    assert list_profiles() == ["ann", "bob", "carol"]
+    assert list_profiles() == ["ann", "bob", "carol", "dave"]

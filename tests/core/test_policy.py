@@ -90,6 +90,10 @@ def test_an_active_adapter_trained_on_deleted_writing_makes_a_retrain_due(profil
         True, "the active v1 was trained on writing you have since deleted")
     record_run(profile, "succeeded", hours_ago=50)  # the run that made v1: no matter
     assert retrain_due(profile)[0]
-    record_run(profile, "failed", hours_ago=2)  # e.g. too little writing left
+    with profile.store.write() as session:  # v1 made and activated an hour ago
+        session.get(Adapter, adapter.id).activated_at = utcnow() - timedelta(hours=1.5)
+    record_run(profile, "succeeded", hours_ago=2)
+    assert retrain_due(profile)[0]  # at once: not after the 24 hours between retrains
+    record_run(profile, "failed", hours_ago=1)  # since v1 became active: too little left
     due, why = retrain_due(profile)
     assert not due and why.startswith("0 new words since the last adapter")

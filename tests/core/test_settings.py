@@ -29,6 +29,18 @@ def test_settings_survive_closing_the_profile(oppu_home, embedder):
         assert reopened.writing.mail_addresses == {"me@example.com", "me@work.example"}
 
 
+def test_a_changed_limit_reaches_the_open_writing_without_reopening_it(profile):
+    """Rebuilding the writing re-ran its reconcile (every vector id read, missing chunks
+    embedded), in the app on the GUI thread, for any change of any setting."""
+    writing = profile.writing
+    profile.set("adapter_scale", 0.5)
+    profile.set("max_file_mb", 2)
+    profile.set("mail_addresses", "Me@Example.com")
+    assert profile.writing is writing
+    assert writing.max_file_bytes == 2 * 2**20
+    assert writing.mail_addresses == {"me@example.com"}
+
+
 @pytest.mark.parametrize(("key", "value", "message"), [
     ("no_such_setting", "1", "unknown setting 'no_such_setting'"),
     ("retrieval_k", "many", "retrieval_k must be a whole number, not 'many'"),

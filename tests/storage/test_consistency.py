@@ -16,6 +16,7 @@ from oppu.storage.models import Adapter, AdapterDocument, Chunk, Document
 from oppu.storage.writing import Writing
 from tests.storage.conftest import assert_consistent, chunk_ids, snapshot
 
+ALLOTMENT = "The allotment flooded again, so I moved the seedlings into the greenhouse."
 DIARY = "Spent the morning fixing the fence. The neighbour's dog watched the whole time."
 LETTER = ("Dear Sam, thank you for the books. I read the one about lighthouses twice and "
           "then gave it to my niece, who loved it even more than I did.")
@@ -227,3 +228,11 @@ def test_writing_another_process_stores_is_found_by_an_open_profile(oppu_home, e
         diary = int(added.stdout)
         profile.writing.add_note("A note of this process, written before any search.")
         assert profile.writing.search(DIARY, k=1)[0].document_id == diary
+        # A forget and a note elsewhere leave the number of vectors as it was.
+        replaced = subprocess.run(
+            [sys.executable, "-c", ("import sys; from oppu.core.profile import Profile\n"
+             "with Profile('tester') as p:\n"
+             "    p.forget(int(sys.argv[1])); print(p.writing.add_note(sys.argv[2]))"),
+             str(diary), ALLOTMENT],
+            check=True, capture_output=True, text=True, timeout=300)
+        assert profile.writing.search(ALLOTMENT, k=1)[0].document_id == int(replaced.stdout)

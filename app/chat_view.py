@@ -248,9 +248,6 @@ class Transcript(VerticalScroll):
         self._at_bottom = True
         return bubble
 
-    def last_assistant(self) -> Bubble | None:
-        return self.bubbles[-1] if self.bubbles and self.bubbles[-1].role == "assistant" else None
-
     def remove_last(self) -> None:
         self.bubbles.pop()
         self.rows.pop().deleteLater()

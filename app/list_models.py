@@ -6,10 +6,11 @@ Each model is refreshed by handing it a new list; views never reach into the sto
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+
+from oppu.core.times import local_time
 
 ItemRole = Qt.ItemDataRole.UserRole + 1
 Index = QModelIndex | QPersistentModelIndex
@@ -71,19 +72,12 @@ class SnapshotModel(QAbstractTableModel):
         return None
 
 
-def when(value: datetime | None) -> str:
-    """A stored time (naive UTC) in the user's local time."""
-    if value is None:
-        return ""
-    return f"{value.replace(tzinfo=UTC).astimezone():%Y-%m-%d %H:%M}"
-
-
 def documents_model(parent=None) -> SnapshotModel:
     """Rows of `DocumentSummary`: the user's stored writing."""
     return SnapshotModel([
         Column("Title", lambda d: d.title or "(untitled)", lambda d: d.preview),
         Column("Source", lambda d: d.source),
-        Column("Date", lambda d: when(d.created_at)),
+        Column("Date", lambda d: local_time(d.created_at)),
         Column("Words", lambda d: f"{d.words:,}", align_right=True),
     ], parent)
 
@@ -104,7 +98,7 @@ def versions_model(parent=None) -> SnapshotModel:
     """Rows of core's `AdapterVersion`, newest first."""
     return SnapshotModel([
         Column("Version", lambda v: v.version + ("  ● active" if v.is_active else "")),
-        Column("Created", lambda v: when(v.created_at)),
+        Column("Created", lambda v: local_time(v.created_at)),
         Column("From", lambda v: v.origin),
         Column("Words", lambda v: f"{v.words_trained:,}" if v.words_trained else "–",
                align_right=True),
@@ -125,5 +119,5 @@ def conversations_model(parent=None) -> SnapshotModel:
     """Rows of core's `ConversationSummary`, most recent first."""
     return SnapshotModel([Column(
         "Conversation", lambda c: c.title,
-        lambda c: f"{c.title}\n{c.messages} messages · last active {when(c.updated_at)}")],
+        lambda c: f"{c.title}\n{c.messages} messages · last active {local_time(c.updated_at)}")],
         parent)

@@ -27,10 +27,6 @@ class LossPlot(QWidget):
         self.points.append((float(step), float(loss)))
         self.update()
 
-    def set_points(self, points: list[tuple[float, float]]) -> None:
-        self.points = [(float(s), float(v)) for s, v in points]
-        self.update()
-
     def paintEvent(self, _event: QPaintEvent) -> None:
         painter = QPainter(self)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)

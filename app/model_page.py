@@ -18,9 +18,10 @@ from oppu.app import widgets
 from oppu.app.base_model_card import BaseModelCard
 from oppu.app.evaluation_view import EvaluationView
 from oppu.app.export_dialog import ask_export
-from oppu.app.list_models import number, perplexity, versions_model, when
+from oppu.app.list_models import number, perplexity, versions_model
 from oppu.app.loss_plot import LossPlot
 from oppu.app.widgets import button, card, card_grid, hint, page_layout, show_progress
+from oppu.core.times import local_time
 
 PHASES = {"prepare": "Preparing the base model", "dataset": "Laying out your writing",
           "evaluate": "Measuring", "train": "Training", "save": "Saving your model",
@@ -181,7 +182,7 @@ class ModelPage(QWidget):
         self.version_label.setText(active.version)
         origin = "imported" if active.origin == "imported" else "trained"
         words = f" on {active.words_trained:,} words" if active.words_trained else ""
-        self.details.setText(f"{origin} {when(active.created_at)}{words}")
+        self.details.setText(f"{origin} {local_time(active.created_at)}{words}")
         mine, base = perplexity(active.metrics, "new"), perplexity(active.metrics, "base")
         if mine is not None and base is not None:
             change = (base - mine) / base * 100

@@ -108,10 +108,14 @@ class Conversations:
 
     def delete(self, conversation_id: int) -> list[int]:
         """Delete a conversation and its messages. Returns the ids of the documents that
-        its user messages became, for a caller that wants to forget those too."""
+        its user messages became, for a caller that wants to forget those too; a message
+        another conversation also holds ("thanks!") is one document, which stays."""
         with self.store.write() as session:
             conversation = self._get(session, conversation_id)
             hashes = {content_hash(m.text) for m in conversation.messages if m.role == "user"}
+            elsewhere = session.scalars(select(Message.text).where(
+                Message.role == "user", Message.conversation_id != conversation_id))
+            hashes -= {content_hash(text) for text in elsewhere}
             documents = list(session.scalars(select(Document.id).where(
                 Document.source == "chat", Document.content_hash.in_(hashes))))
             session.delete(conversation)

@@ -140,21 +140,16 @@ def unavailable_reason(profile, version: str | None = None) -> str | None:
 
 
 def _base_gguf(profile, meta: dict, sha256: str) -> Path:
+    from oppu.core.chat import base_sha256
     from oppu.trainer.base_models import resolve_base
 
     candidates = [Path(meta.get("base", {}).get("gguf_path", "")),
                   resolve_base(profile.settings.base_model)]
     for path in candidates:
-        if path.is_file() and _sha256_matches(path, sha256):
+        if path.is_file() and base_sha256(path) == sha256:
             return path
     raise EvaluationError("the base model this adapter was trained on is no longer available "
                           f"(sha256 {sha256[:12]}…); choose it again (My model → Base model, or `oppu base use`)")
-
-
-def _sha256_matches(path: Path, sha256: str) -> bool:
-    from oppu.trainer.prepare import sha256_file
-
-    return sha256_file(path) == sha256
 
 
 def _word_budget(heldout_words: list[tuple[int, int]], max_words: int) -> dict[int, int]:
@@ -234,7 +229,7 @@ def evaluate_profile(profile, version: str | None = None, generations: int = DEF
     if generations > 0:
         items = generation_items(writing, tokenizer, config, held, generations)
         scores = generation_scores(
-            gguf, folder / GGUF_FILE, items, scale=profile.settings.adapter_scale,
+            gguf, folder / GGUF_FILE, items,  # at full strength, as the perplexities
             report=lambda what, done, total: step("generate", what, done, total))
     result = Evaluation(version, {k: v["perplexity"] for k, v in ppl.items()},
                         ppl["base"]["tokens"], len(layout.document_ids), scores)

@@ -36,7 +36,9 @@ class Settings:
     retrain_min_words: int = _setting(2000, "new words needed before a retrain is due",
                                       0, 10**9)
     retrain_min_hours: float = _setting(24.0, "hours between automatic retrains", 0.0, 8760.0)
-    retrain_only_idle: bool = _setting(True, "start automatic retrains only when idle")
+    retrain_only_idle: bool = _setting(
+        True, "the app starts automatic retrains only after 5 minutes without input in its "
+              "window (the background timer's `oppu train --if-due` does not wait)")
     training_preset: str = _setting("balanced", "quick, balanced or thorough",
                                     choices=("quick", "balanced", "thorough"))
     training_device: str = _setting("auto", "auto, cpu or cuda", choices=("auto", "cpu", "cuda"))

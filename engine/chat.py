@@ -4,7 +4,7 @@ import codecs
 import random
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 from oppu.engine.errors import ContextTooSmall
 from oppu.engine.llm import Engine
@@ -29,9 +29,6 @@ class Sampling:
     @classmethod
     def greedy(cls, max_tokens: int = 512) -> "Sampling":
         return cls(temperature=0.0, repeat_penalty=1.0, max_tokens=max_tokens, seed=0)
-
-    def with_max_tokens(self, max_tokens: int) -> "Sampling":
-        return replace(self, max_tokens=max_tokens)
 
     def llama_args(self) -> dict:
         return {"temp": self.temperature, "top_p": self.top_p, "top_k": self.top_k,

@@ -23,7 +23,8 @@ def register(commands) -> None:
 
     imports = commands.add_parser("import-adapter",
                                   help="import an adapter exported by `oppu export`")
-    imports.add_argument("path", type=Path, help="the .zip (or a PEFT adapter folder)")
+    imports.add_argument("path", type=Path, help="a .zip from `oppu export`, a bare adapter .gguf, "
+                                                     "or a PEFT adapter folder")
     imports.add_argument("--activate", action="store_true", help="make it the active adapter")
     imports.add_argument("--force", action="store_true",
                          help="import even if it was trained on another base model whose "

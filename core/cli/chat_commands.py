@@ -5,6 +5,7 @@ import sys
 from oppu.core.cli import CommandError, open_profile, valid_text
 from oppu.core.cli.interrupt import CtrlCStops, Terminated, terminate_ends
 from oppu.core.cli.writing_commands import stored_id
+from oppu.core.times import local_time
 
 TERMINATED = 128 + 15  # the exit status of a command ended by SIGTERM
 
@@ -210,7 +211,7 @@ def run_conversations(args) -> int:
         try:
             if args.action == "list":
                 for c in conversations.summaries():
-                    print(f"{c.id:>5}  {c.updated_at:%Y-%m-%d %H:%M}  {c.messages:>4} msgs  "
+                    print(f"{c.id:>5}  {local_time(c.updated_at):<16}  {c.messages:>4} msgs  "
                           f"{printable(c.title)}")
             elif args.action == "show":
                 for m in conversations.messages(args.id):

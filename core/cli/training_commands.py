@@ -5,6 +5,7 @@ from contextlib import contextmanager
 
 from oppu.core.cli import CommandError, open_profile
 from oppu.core.cli.progress_bar import ProgressBar
+from oppu.core.times import local_time
 
 
 def positive_int(text: str) -> int:
@@ -101,7 +102,7 @@ def run_adapters(args) -> int:
           "  base model")
     for v in versions:
         flags = " (trained on deleted writing: retrain)" if v.trained_on_deleted else ""
-        print(f"{'*' if v.is_active else ' '} {v.version:<8} {v.created_at:%Y-%m-%d %H:%M} "
+        print(f"{'*' if v.is_active else ' '} {v.version:<8} {local_time(v.created_at):<16} "
               f"{v.words_trained:>7} {_loss(v.metrics, 'new'):>7} {_loss(v.metrics, 'base'):>7}"
               f" {_evaluated_cut(v.metrics):>6}  {v.base_name}{flags}")
     print("* active; loss: held-out loss of the adapter and of the bare base model; eval: "

@@ -8,6 +8,7 @@ from oppu.core.cli import CommandError, open_profile, profile_to_store_in, valid
 from oppu.core.cli.interrupt import CtrlCStops
 from oppu.core.cli.progress_bar import ProgressBar
 from oppu.core.progress import Progress
+from oppu.core.times import local_time
 
 MAX_ID = 2 ** 63 - 1  # SQLite's largest integer
 
@@ -117,7 +118,7 @@ def run_list(args) -> int:
     with open_profile(args) as profile:
         documents = profile.writing.documents(valid_text(args.filter), args.source)
     for d in documents:
-        print(f"{d.id:>6}  {d.source:<5} {d.created_at:%Y-%m-%d %H:%M}  {d.words:>7} words  "
+        print(f"{d.id:>6}  {d.source:<5} {local_time(d.created_at):<16}  {d.words:>7} words  "
               f"{printable(d.title)}")
     if not documents:
         print("nothing matches" if args.filter or args.source

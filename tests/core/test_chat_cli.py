@@ -160,3 +160,18 @@ def test_an_id_beyond_what_sqlite_holds_is_a_usage_error(cli_profile, capsys):
         with pytest.raises(SystemExit):
             oppu(*args)
         assert "not a conversation id: '99999999999999999999'" in capsys.readouterr().err
+
+
+def test_deleting_a_conversation_keeps_writing_another_conversation_holds(cli_profile, capsys):
+    """Two chats that both say "Thanks, that helps." share one document: deleting one chat
+    with its writing forgot the other chat's message too."""
+    oppu("ask", "--no-rag", "Thanks, that helps.")
+    oppu("ask", "--no-rag", "Thanks, that helps.")
+    oppu("ask", "--no-rag", "Only in the first chat: what does Miso eat?")
+    capsys.readouterr()
+    with cli_profile.store.write() as session:  # the third question joins the first chat
+        session.get(Message, 5).conversation_id = 1
+    assert oppu("conversations", "delete", "1", "--forget-writing") == 0
+    assert "and 1 documents" in capsys.readouterr().out
+    assert [d.preview for d in cli_profile.writing.documents(source="chat")] == [
+        "Thanks, that helps."]

@@ -190,3 +190,21 @@ def test_a_fresh_process_prints_only_the_answer(oppu_home):
          "note", "Quiet", "please."],
         check=False, capture_output=True, text=True, timeout=300)
     assert (done.returncode, done.stdout, done.stderr) == (0, "stored as document 1\n", "")
+
+
+def test_list_shows_times_in_the_users_time_zone(oppu, monkeypatch):
+    """The store keeps UTC; the app showed local times, the command line UTC unlabelled."""
+    import time
+    from datetime import UTC, datetime
+
+    monkeypatch.setenv("TZ", "Asia/Kathmandu")  # UTC+05:45 all year
+    time.tzset()
+    try:
+        oppu("note", GARDEN)
+        shown = oppu("list")[1].split()[2:4]
+        now = datetime.now(UTC).astimezone()
+        stored = datetime.strptime(" ".join(shown), "%Y-%m-%d %H:%M").replace(tzinfo=now.tzinfo)
+        assert abs((now - stored).total_seconds()) < 120
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()

@@ -163,6 +163,23 @@ def test_a_second_stop_signal_does_not_cut_short_the_first():
         signal.signal(signal.SIGTERM, previous)
 
 
+def test_a_stop_during_the_commit_lets_the_commit_finish():
+    """A finished run's version is stored whole even when the stop comes as it commits."""
+    previous = signal.getsignal(signal.SIGTERM)
+    control = StopControl().install()
+    steps = []
+    try:
+        with control.critical():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.1)
+            steps.append("committed")
+        assert steps == ["committed"] and control.requested
+        with pytest.raises(StopRequested):
+            control.check()  # and the run ends at its next check
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def test_a_second_child_for_the_same_run_leaves_it_to_the_first(trainee):
     run_id, first = start_run(trainee, FAST)
     assert json.loads(first.stdout.readline())["phase"] == "prepare"  # it runs the run now

@@ -113,7 +113,7 @@ def test_a_mistyped_profile_is_an_error_not_a_new_profile(two, capsys):
         assert status == 1 and "no profile 'an' (profiles: ann, bob)" in err
     assert list_profiles() == ["ann", "bob"]
     assert oppu(capsys, "--profile", "carol", "note", "A first note.")[0] == 0  # storing makes one
-    assert list_profiles() == ["ann", "bob", "carol", "dave"]
+    assert list_profiles() == ["ann", "bob", "carol"]
 
 
 def test_rename_moves_a_profile_with_everything_it_holds(two, capsys, embedder):

@@ -115,8 +115,7 @@ class WritingController(QObject):
         profile = self.app.profile
 
         def work(_report, _should_stop):
-            for document_id in document_ids:
-                profile.forget(document_id)
+            profile.forget(*document_ids)
             return len(document_ids)
 
         def done(count: int) -> None:

@@ -135,6 +135,5 @@ def delete_conversation(profile, conversation_id: int, forget_writing: bool = Fa
     documents = Conversations(profile.store).delete(conversation_id)
     if not forget_writing:
         return 0
-    for document_id in documents:
-        profile.forget(document_id)
+    profile.forget(*documents)
     return len(documents)

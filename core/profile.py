@@ -54,14 +54,14 @@ class Profile:
         return {"max_file_bytes": int(self.settings.max_file_mb * 2**20),
                 "mail_addresses": frozenset(a.lower() for a in self.settings.mail_addresses)}
 
-    def forget(self, document_id: int) -> None:
-        """Delete a document and what was made from it, model versions aside: its chunks,
-        its vectors (`Writing.forget`, which flags adapters trained on it) and the base
-        model's cached answers about the writing, which may quote it (the next retrain asks
-        again)."""
+    def forget(self, *document_ids: int) -> None:
+        """Delete documents and what was made from them, model versions aside: their
+        chunks, their vectors (`Writing.forget`, which flags adapters trained on them) and
+        the base model's cached answers about the writing, which may quote them (the next
+        retrain asks again)."""
         from oppu.trainer.answer_replay import ANSWER_CACHE_FILE
 
-        self.writing.forget(document_id)
+        self.writing.forget(*document_ids)
         (self.runs_dir / ANSWER_CACHE_FILE).unlink(missing_ok=True)
 
     def set(self, key: str, value) -> Settings:

@@ -1,9 +1,17 @@
-"""The Chroma index of the user's passages. SQLite is the truth; this can be rebuilt."""
+"""The Chroma index of the user's passages. SQLite is the truth; this can be rebuilt.
+
+The index holds vectors and document ids only: the passages' text stays in SQLite alone
+(Chroma would keep a copy in its write log, its metadata and its full-text tables, out of
+reach of a forget). A deleted vector stays in Chroma's files (its nearest-neighbour index
+only marks it), so forgetting ends with `compact`, which rewrites the index without it.
+"""
 
 import importlib.util
 import logging
 import os
 import re
+import shutil
+import sqlite3
 import threading
 import time
 from contextlib import contextmanager, suppress
@@ -16,6 +24,8 @@ from oppu.storage.errors import StorageError
 from oppu.storage.privacy import go_offline
 
 COLLECTION = "writing"
+# Collection metadata that says its vectors carry no text (older versions stored it).
+TEXTLESS = "texts"
 # Replaced after every write, so that other processes see a change even when it leaves
 # the number of vectors as it was (a passage forgotten, another added).
 CHANGED_FILE = "changed"
@@ -88,7 +98,6 @@ def default_embedder() -> Embedder:
 class Hit:
     chunk_id: str
     document_id: int
-    text: str
     score: float  # cosine similarity, 1 is identical
 
 
@@ -98,6 +107,26 @@ def _forget_failed_client(folder: Path) -> None:
     from chromadb.api.shared_system_client import SharedSystemClient
 
     SharedSystemClient._identifier_to_system.pop(str(folder), None)
+
+
+def _drop_unused_files(folder: Path) -> None:
+    """With no client open: remove the files of segments Chroma no longer uses (it leaves a
+    deleted collection's nearest-neighbour files behind) and rewrite its database without
+    the free pages that held deleted vectors."""
+    database = sqlite3.connect(folder / "chroma.sqlite3", timeout=30, isolation_level=None)
+    try:
+        used = {row[0] for row in database.execute("SELECT id FROM segments")}
+        with suppress(sqlite3.OperationalError):  # another process reads it: next time
+            database.execute("VACUUM")
+    finally:
+        database.close()
+    for entry in folder.iterdir():
+        if entry.is_dir() and _is_uuid(entry.name) and entry.name not in used:
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _is_uuid(name: str) -> bool:
+    return re.fullmatch(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", name) is not None
 
 
 class Index:
@@ -124,6 +153,11 @@ class Index:
                 f"{self.folder.name}.damaged-{int(time.time())}"))
             self._open()
             self.rebuilt = True
+        if (self._collection.metadata or {}).get(TEXTLESS) != "none":
+            self.compact()  # written by a version that stored the passages' text here
+
+    def _metadata(self) -> dict:
+        return {"embedder": self.embedder.id, "hnsw:space": "cosine", TEXTLESS: "none"}
 
     def _open(self) -> None:
         import chromadb
@@ -149,12 +183,13 @@ class Index:
         the nearest-neighbour index never sees them (chromadb 1.x): it is opened again when
         the count or the change mark moved. Every use of the collection holds `_lock`, as a
         reopening replaces it."""
-        total = self._collection.count()
-        if total != self._known_count or self._last_change() != self._known_change:
-            self._client.close()
-            self._open()
-            total = self._known_count
-        return total
+        if self._last_change() == self._known_change:  # else the collection may be gone
+            total = self._collection.count()  # (another process compacted the index)
+            if total == self._known_count:
+                return total
+        self._client.close()
+        self._open()
+        return self._known_count
 
     def _open_collection(self):
         existing = {c.name for c in self._client.list_collections()}
@@ -165,9 +200,7 @@ class Index:
             # Another embedding model made these vectors: they cannot be compared. Re-index.
             self._client.delete_collection(COLLECTION)
             self.rebuilt = True
-        return self._client.create_collection(
-            COLLECTION, metadata={"embedder": self.embedder.id, "hnsw:space": "cosine"}
-        )
+        return self._client.create_collection(COLLECTION, metadata=self._metadata())
 
     def add(self, ids: list[str], texts: list[str], document_ids: list[int], vectors=None) -> None:
         """Write passages under `ids`, replacing any with the same id; embeds unless given."""
@@ -181,13 +214,14 @@ class Index:
                 self._collection.upsert(
                     ids=list(ids[start:end]),
                     embeddings=vectors[start:end],
-                    documents=list(texts[start:end]),
                     metadatas=[{"document_id": int(d), "written_at": int(time.time())}
                                for d in document_ids[start:end]],
                 )
 
     def delete(self, ids) -> None:
         ids = list(ids)
+        if not ids:
+            return
         with self._own_write():
             for start in range(0, len(ids), WRITE_BATCH):
                 self._collection.delete(ids=ids[start:start + WRITE_BATCH])
@@ -204,8 +238,28 @@ class Index:
             self._known_change = self._last_change()
             self._known_count = self._collection.count()
 
+    def compact(self) -> None:
+        """Rewrite the index with only its live vectors, so that nothing of a deleted one is
+        left on disk: not in the nearest-neighbour files, Chroma's write log or the free
+        pages of its database. A crash midway loses vectors, which the next open re-embeds
+        from SQLite (`Writing.reconcile`)."""
+        with self._own_write():
+            kept = self._collection.get(include=["embeddings", "metadatas"])
+            self._client.delete_collection(COLLECTION)
+            self._collection = self._client.create_collection(
+                COLLECTION, metadata=self._metadata())
+            for start in range(0, len(kept["ids"]), WRITE_BATCH):
+                end = start + WRITE_BATCH
+                self._collection.add(ids=kept["ids"][start:end],
+                                     embeddings=kept["embeddings"][start:end],
+                                     metadatas=kept["metadatas"][start:end])
+            self._client.close()
+            _drop_unused_files(self.folder)
+            self._open()
+
     def ids(self) -> set[str]:
         with self._lock:
+            self._up_to_date()
             return set(self._collection.get(include=[])["ids"])
 
     def written_before(self, ids, cutoff: float) -> set[str]:
@@ -213,6 +267,7 @@ class Index:
         not record when."""
         ids, old = list(ids), set()
         with self._lock:
+            self._up_to_date()
             for start in range(0, len(ids), WRITE_BATCH):
                 found = self._collection.get(ids=ids[start:start + WRITE_BATCH],
                                              include=["metadatas"])
@@ -222,7 +277,7 @@ class Index:
 
     def count(self) -> int:
         with self._lock:
-            return self._collection.count()
+            return self._up_to_date()
 
     def close(self) -> None:
         """Release Chroma's in-process system, so a later client at this path starts afresh.
@@ -269,12 +324,10 @@ class Index:
     def _query(self, vector, n: int, where: dict | None = None) -> list[Hit]:
         result = self._collection.query(
             query_embeddings=[vector], n_results=n, where=where,
-            include=["documents", "metadatas", "distances"],
+            include=["metadatas", "distances"],
         )
         return [
-            Hit(chunk_id=cid, document_id=int(meta["document_id"]), text=text, score=1.0 - dist)
-            for cid, text, meta, dist in zip(
-                result["ids"][0], result["documents"][0], result["metadatas"][0],
-                result["distances"][0],
-            )
+            Hit(chunk_id=cid, document_id=int(meta["document_id"]), score=1.0 - dist)
+            for cid, meta, dist in zip(
+                result["ids"][0], result["metadatas"][0], result["distances"][0])
         ]

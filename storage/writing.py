@@ -336,15 +336,14 @@ class Writing:
         if not hits:
             return []
         with self.store.read() as session:  # only stored passages: an orphan never shows
-            titles = dict(session.execute(
-                select(Chunk.id, Document.title).join(Document).where(
-                    Chunk.id.in_({h.chunk_id for h in hits}), Document.deleted.is_(False))
-            ).all())
+            stored = {chunk_id: (title, text) for chunk_id, title, text in session.execute(
+                select(Chunk.id, Document.title, Chunk.text).join(Document).where(
+                    Chunk.id.in_({h.chunk_id for h in hits}), Document.deleted.is_(False)))}
         unique = {}
         for h in hits:  # best first
-            if h.chunk_id in titles:
-                unique.setdefault(content_hash(h.text), h)
-        return [Passage(h.chunk_id, h.document_id, titles[h.chunk_id], h.text, h.score)
+            if h.chunk_id in stored:
+                unique.setdefault(content_hash(stored[h.chunk_id][1]), h)
+        return [Passage(h.chunk_id, h.document_id, *stored[h.chunk_id], h.score)
                 for h in list(unique.values())[:k]]
 
     def stats(self) -> WritingStats:
@@ -363,18 +362,30 @@ class Writing:
 
     # -- forgetting ---------------------------------------------------------------------
 
-    def forget(self, document_id: int) -> None:
-        """Delete a document, its chunks and its vectors; flag adapters trained on it."""
+    def forget(self, *document_ids: int) -> None:
+        """Delete documents, their chunks and their vectors, leaving nothing of them in the
+        index's files (`Index.compact`, once for all of them); flag adapters trained on
+        them. Nothing is deleted if one of them is not stored."""
         with self.store.write() as session:
-            document = session.get(Document, document_id)
-            if document is None:
-                raise DocumentNotFound(f"no document with id {document_id}")
-            document.deleted = True
-            trained_on_it = select(AdapterDocument.adapter_id).where(
-                AdapterDocument.document_id == document_id, AdapterDocument.held_out.is_(False))
-            session.execute(update(Adapter).where(Adapter.id.in_(trained_on_it))
+            for document_id in document_ids:
+                document = session.get(Document, document_id)
+                if document is None:
+                    raise DocumentNotFound(f"no document with id {document_id}")
+                document.deleted = True
+            trained_on_them = select(AdapterDocument.adapter_id).where(
+                AdapterDocument.document_id.in_(document_ids),
+                AdapterDocument.held_out.is_(False))
+            session.execute(update(Adapter).where(Adapter.id.in_(trained_on_them))
                             .values(trained_on_deleted=True))
-        self._purge(document_id)
+        for document_id in document_ids:
+            self._purge(document_id)
+        if document_ids:
+            self._leave_no_trace()
+
+    def _leave_no_trace(self) -> None:
+        """After deleting: nothing of the deleted writing stays in either database's files."""
+        self.index.compact()
+        self.store.checkpoint()
 
     def _purge(self, document_id: int) -> None:
         """Finish deleting a tombstoned document: vectors first, then the rows."""
@@ -391,8 +402,10 @@ class Writing:
         """Make Chroma match SQLite after a crash, or after the index was lost or rebuilt."""
         with self.store.read() as session:
             tombstones = list(session.scalars(select(Document.id).where(Document.deleted)))
-        for document_id in tombstones:
+        for document_id in tombstones:  # a forget that was cut short
             self._purge(document_id)
+        if tombstones:
+            self._leave_no_trace()
         with self.store.read() as session:
             expected = dict(session.execute(select(Chunk.id, Chunk.document_id)).all())
         present = self.index.ids()

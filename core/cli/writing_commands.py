@@ -150,16 +150,18 @@ def print_passages(passages) -> None:
 def run_forget(args) -> int:
     from oppu.storage.errors import DocumentNotFound
 
-    missing = []
+    stored = []
     with open_profile(args) as profile:
-        for forgotten_id in dict.fromkeys(args.ids):  # each id once, in the order given
+        for document_id in dict.fromkeys(args.ids):  # each id once, in the order given
             try:
-                profile.forget(forgotten_id)
-                print(f"forgot document {forgotten_id}")
+                profile.writing.get(document_id)
+                stored.append(document_id)
             except DocumentNotFound as error:
                 print(f"oppu: {error}", file=sys.stderr)
-                missing.append(forgotten_id)
-    return 1 if missing else 0
+        profile.forget(*stored)
+    for document_id in stored:
+        print(f"forgot document {document_id}")
+    return 0 if len(stored) == len(set(args.ids)) else 1
 
 
 def run_stats(args) -> int:

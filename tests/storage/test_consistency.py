@@ -63,6 +63,49 @@ def test_forgetting_removes_row_chunks_and_vectors_and_flags_adapters(writing):
     assert_consistent(writing)
 
 
+def test_nothing_of_forgotten_writing_is_left_in_the_profiles_files(profile):
+    """Chroma kept each passage's text (in its write log, metadata and full-text tables),
+    and a deleted vector stays in its nearest-neighbour files: the text of a forgotten
+    note could still be read from chroma.sqlite3."""
+    import numpy as np
+
+    writing = profile.writing
+    secret = "My sister's test result came back; she asked me to tell nobody at all."
+    kept = writing.add_note(LETTER)
+    doomed = writing.add_note(secret)
+    [text] = [c.text for c in writing.get(doomed).chunks]
+    vector = np.asarray(writing.index.embedder.embed([text])[0], dtype=np.float32).tobytes()
+
+    def traces() -> list[str]:
+        return [str(path.relative_to(profile.folder)) for path in profile.folder.rglob("*")
+                if path.is_file() and (secret.encode() in path.read_bytes()
+                                       or vector[:64] in path.read_bytes())]
+
+    assert "chroma/chroma.sqlite3" in traces()
+    writing.forget(doomed)
+    assert traces() == []
+    assert writing.search(LETTER, k=1)[0].document_id == kept  # the rest still searchable
+    assert_consistent(writing)
+
+
+def test_an_index_that_still_holds_passage_text_is_rewritten_without_it(profile, embedder):
+    """Indexes written by earlier versions stored the text beside each vector."""
+    writing = profile.writing
+    kept = writing.add_note(LETTER)
+    index = writing.index
+    with index._lock:  # as an earlier version wrote it
+        index._collection.modify(metadata={"embedder": embedder.id, "texts": "stored"})
+        found = index._collection.get(include=["embeddings", "metadatas"])
+        index._collection.upsert(ids=found["ids"], embeddings=found["embeddings"],
+                                 metadatas=found["metadatas"], documents=[LETTER])
+    profile.close()
+    database = profile.folder / "chroma" / "chroma.sqlite3"
+    assert b"thank you for the books" in database.read_bytes()
+    with Profile(profile.name, embedder=embedder) as reopened:
+        assert reopened.writing.search(LETTER, k=1)[0].document_id == kept
+        assert b"thank you for the books" not in database.read_bytes()
+
+
 def test_forgotten_text_can_be_added_again_as_a_new_document(writing):
     first = writing.add_note(DIARY)
     writing.forget(first)

@@ -103,10 +103,14 @@ def _get(session, version: str) -> Adapter:
 def activate(profile, version: str) -> AdapterVersion:
     with profile.store.write() as session:
         row = _get(session, version)
-        if not (version_folder(profile.folder, row) / GGUF_FILE).is_file():
-            raise AdapterError(f"adapter {version} has no {GGUF_FILE}; its files are missing")
+        _refuse_missing_files(profile, row)
         make_active(session, row)
         return _version(profile, row)
+
+
+def _refuse_missing_files(profile, row: Adapter) -> None:
+    if not (version_folder(profile.folder, row) / GGUF_FILE).is_file():
+        raise AdapterError(f"adapter {row.version} has no {GGUF_FILE}; its files are missing")
 
 
 def deactivate(profile) -> None:
@@ -128,6 +132,7 @@ def rollback(profile) -> AdapterVersion:
             raise AdapterError(f"nothing earlier than {current.version} to roll back to "
                                "(each rollback goes one step back through the adapters that "
                                "were active)")
+        _refuse_missing_files(profile, previous)
         current.activated_at = None
         make_active(session, previous, when=previous.activated_at)
         return _version(profile, previous)

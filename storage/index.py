@@ -143,14 +143,17 @@ class Index:
             if not DAMAGED.search(str(error)):
                 raise StorageError(f"the search index {folder} cannot be opened: {error}") \
                     from error
-            # Only SQLite is the truth: a damaged index is set aside (not deleted, in case
-            # someone wants to look) and built again from the store (`Writing.reconcile`).
+            # Only SQLite is the truth: a damaged index is deleted (it may hold vectors of
+            # writing forgotten since, which no forget would reach) and built again from
+            # the store (`Writing.reconcile`). Moved away first, so that a failing delete
+            # never stands in the way of the new one.
             if hasattr(self, "_client"):  # opened, then failed reading its collection
                 with suppress(Exception):
                     self._client.close()
             _forget_failed_client(self.folder)
-            self.folder.rename(self.folder.with_name(
-                f"{self.folder.name}.damaged-{int(time.time())}"))
+            damaged = self.folder.with_name(f"{self.folder.name}.damaged-{time.time_ns()}")
+            self.folder.rename(damaged)
+            shutil.rmtree(damaged, ignore_errors=True)
             self._open()
             self.rebuilt = True
         if (self._collection.metadata or {}).get(TEXTLESS) != "none":

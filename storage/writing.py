@@ -56,9 +56,14 @@ class IngestResult:
         return f"{self.status:<9} {what}{detail}"
 
 
-def printable(text: str) -> str:
-    """`text` on one line: control characters (a newline in a file name) shown escaped."""
-    return CONTROL_CHARACTERS.sub(lambda m: repr(m.group())[1:-1], text)
+def printable(text: str, keep_lines: bool = False) -> str:
+    """`text` on one line: control characters (a newline in a file name, a terminal
+    escape) shown escaped. `keep_lines` keeps newlines and tabs (a message's own lines)."""
+    def escaped(match: re.Match) -> str:
+        character = match.group()
+        return character if keep_lines and character in "\n\t" else repr(character)[1:-1]
+
+    return CONTROL_CHARACTERS.sub(escaped, text)
 
 
 @dataclass(frozen=True)

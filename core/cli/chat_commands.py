@@ -216,7 +216,7 @@ def run_conversations(args) -> int:
             elif args.action == "show":
                 for m in conversations.messages(args.id):
                     adapter = f" [{m.adapter_version}]" if m.adapter_version else ""
-                    print(f"{m.role}{adapter}: {m.text}\n")
+                    print(f"{m.role}{adapter}: {printable(m.text, keep_lines=True)}\n")
             elif args.action == "rename":
                 conversations.rename(args.id, valid_text(" ".join(args.title)))
                 print(f"renamed conversation {args.id}")
@@ -224,6 +224,9 @@ def run_conversations(args) -> int:
                 forgotten = delete_conversation(profile, args.id, args.forget_writing)
                 print(f"deleted conversation {args.id}"
                       + (f" and {forgotten} documents of your writing" if forgotten else ""))
+                if not args.forget_writing:
+                    print("your messages in it are still kept as your writing (for search "
+                          "and training); --forget-writing deletes them too")
         except ConversationNotFound as error:
             raise CommandError(str(error)) from None
     return 0

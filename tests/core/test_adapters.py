@@ -79,6 +79,16 @@ def test_unknown_or_broken_versions_cannot_be_activated(three):
     assert active(three) is None
 
 
+def test_a_rollback_to_a_version_whose_files_are_gone_is_refused(three):
+    """It said "rolled back: v1 is active again", and chat then went without it."""
+    activate(three, "v1")
+    activate(three, "v2")
+    shutil.rmtree(three.adapters_dir / "v1")
+    with pytest.raises(AdapterError, match="v1 has no adapter.gguf"):
+        rollback(three)
+    assert active(three).version == "v2"
+
+
 def test_nothing_to_roll_back_without_an_active_adapter(three):
     with pytest.raises(AdapterError, match="no adapter is active"):
         rollback(three)

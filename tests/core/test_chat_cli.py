@@ -175,3 +175,14 @@ def test_deleting_a_conversation_keeps_writing_another_conversation_holds(cli_pr
     assert "and 1 documents" in capsys.readouterr().out
     assert [d.preview for d in cli_profile.writing.documents(source="chat")] == [
         "Thanks, that helps."]
+
+
+def test_show_keeps_a_messages_lines_but_not_its_terminal_escapes(cli_profile, capsys):
+    oppu("ask", "--no-rag", "Two lines:\nthe second \x1b[31mred\x1b[0m one")
+    capsys.readouterr()
+    assert oppu("conversations", "show", "1") == 0
+    out = capsys.readouterr().out
+    assert "user: Two lines:\nthe second \\x1b[31mred\\x1b[0m one\n" in out
+    assert oppu("conversations", "delete", "1") == 0
+    assert "still kept as your writing" in capsys.readouterr().out
+    assert [d.preview for d in cli_profile.writing.documents(source="chat")] != []

@@ -244,7 +244,7 @@ def test_a_new_embedding_model_rebuilds_the_index_from_sqlite(profile, embedder)
     assert Index(profile.folder / "chroma", renamed).rebuilt is False
 
 
-def test_a_damaged_index_is_set_aside_and_built_again_from_the_store(oppu_home, embedder):
+def test_a_damaged_index_is_deleted_and_built_again_from_the_store(oppu_home, embedder):
     """SQLite is the truth: a chroma.sqlite3 that is no database any more (a disk fault)
     made every command fail; now the index is rebuilt from the store."""
     with Profile("tester", embedder=embedder) as profile:
@@ -256,7 +256,7 @@ def test_a_damaged_index_is_set_aside_and_built_again_from_the_store(oppu_home, 
         assert profile.writing.search("mending a fence", k=1)[0].document_id == diary
         assert profile.index.rebuilt and profile.last_reconcile.added == 1
         assert_consistent(profile.writing)
-    assert len(list(folder.glob("chroma.damaged-*"))) == 1
+    assert list(folder.glob("chroma.damaged-*")) == []  # it may hold forgotten vectors
 
 
 def test_writing_another_process_stores_is_found_by_an_open_profile(oppu_home, embedder):

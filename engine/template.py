@@ -19,9 +19,11 @@ class ChatTemplate:
     bos_token: str
     eos_token: str
     from_model: bool
+    specials: frozenset[str] = frozenset()  # control tokens' text: inert in the messages
 
     @classmethod
-    def from_metadata(cls, metadata: dict, token_text: Callable[[int], str]) -> "ChatTemplate":
+    def from_metadata(cls, metadata: dict, token_text: Callable[[int], str],
+                      specials: frozenset[str] = frozenset()) -> "ChatTemplate":
         source = metadata.get("tokenizer.chat_template") or ""
 
         def text_of(key: str) -> str:
@@ -29,7 +31,7 @@ class ChatTemplate:
             return token_text(int(value)) if value is not None else ""
 
         return cls(source or CHATML, text_of("tokenizer.ggml.bos_token_id"),
-                   text_of("tokenizer.ggml.eos_token_id"), bool(source))
+                   text_of("tokenizer.ggml.eos_token_id"), bool(source), specials)
 
     def __post_init__(self):
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -39,4 +41,5 @@ class ChatTemplate:
 
     def render(self, messages: list[dict]) -> str:
         """The prompt text for `messages`, ending where the assistant's reply begins."""
-        return rendered(lambda fitted: self._formatter(messages=fitted).prompt, messages)
+        return rendered(lambda fitted: self._formatter(messages=fitted).prompt, messages,
+                        self.specials)

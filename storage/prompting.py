@@ -12,7 +12,9 @@ from one message to the next, and llama.cpp reuses its evaluated tokens instead 
 re-reading the whole conversation for every reply.
 """
 
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
+from functools import lru_cache
 from typing import TypeVar
 
 VOICE_INSTRUCTION = (
@@ -48,13 +50,34 @@ def writing_messages(passages: Sequence[str], title: str, opening: str) -> list[
     return [system_message(), user_turn(continuation_request(title, opening), passages)]
 
 
+@lru_cache(maxsize=8)
+def _spelled(specials: frozenset[str]) -> re.Pattern | None:
+    longest_first = sorted((s for s in specials if len(s) > 1), key=len, reverse=True)
+    return re.compile("|".join(map(re.escape, longest_first))) if longest_first else None
+
+
+def inert(text: str, specials: Iterable[str]) -> str:
+    """`text` with every spelling of one of the tokenizer's special tokens (`<|im_end|>` in
+    a note about chat templates, or in a mail written to hijack the prompt) broken by a
+    zero-width space after its first character, so that the tokenizer reads it as plain
+    text: only the template's own markers are control tokens. Training and chat both pass
+    the user's text through here, so they still see the same tokens."""
+    pattern = _spelled(frozenset(specials))
+    if pattern is None:
+        return text
+    return pattern.sub(lambda match: match.group()[0] + "\u200b" + match.group()[1:], text)
+
+
 Rendered = TypeVar("Rendered")
 
 
-def rendered(render: Callable[[list[dict]], Rendered], messages: list[dict]) -> Rendered:
-    """`render(messages)` through a chat template. A template that refuses a system turn
-    (Mistral's and Gemma's raise an error for one) gets the system instruction at the head
-    of the first user turn instead: training and chat both render through here."""
+def rendered(render: Callable[[list[dict]], Rendered], messages: list[dict],
+             specials: Iterable[str] = ()) -> Rendered:
+    """`render(messages)` through a chat template, the messages' text made `inert` to
+    `specials`. A template that refuses a system turn (Mistral's and Gemma's raise an error
+    for one) gets the system instruction at the head of the first user turn instead:
+    training and chat both render through here."""
+    messages = [{**m, "content": inert(m["content"], specials)} for m in messages]
     try:
         return render(messages)
     except Exception:  # the template's own raise_exception, as Jinja raises it

@@ -29,7 +29,7 @@ from itertools import pairwise
 import torch
 
 from oppu.storage.errors import DocumentNotFound
-from oppu.storage.prompting import rendered, writing_messages
+from oppu.storage.prompting import inert, rendered, writing_messages
 from oppu.trainer.answer_replay import (
     Answerer,
     pick_questions,
@@ -153,11 +153,19 @@ def split_documents(document_ids: list[int], fraction: float, seed: int
     return [d for d in document_ids if d not in held], held
 
 
+def special_texts(tokenizer) -> frozenset[str]:
+    """The text of the tokenizer's special tokens: those its chat template writes and its
+    tokenizing reads as one token wherever they are spelled (the GGUF's control tokens)."""
+    return frozenset(token.content for token in tokenizer.added_tokens_decoder.values()
+                     if token.special)
+
+
 class _Layout:
     """Renders items through the chat template and fits their prompts into a budget."""
 
     def __init__(self, tokenizer):
         self.tokenizer = tokenizer
+        self.specials = special_texts(tokenizer)
         probe = "\ue000"  # a private-use character no text contains
         prompt = self.render(writing_messages([], "", ""), tokenize=False,
                              add_generation_prompt=True)
@@ -172,10 +180,11 @@ class _Layout:
 
     def render(self, messages: list[dict], **options):
         return rendered(lambda fitted: self.tokenizer.apply_chat_template(fitted, **options),
-                        messages)
+                        messages, self.specials)
 
     def encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        """The tokens of the user's text (special tokens spelled in it are `inert`)."""
+        return self.tokenizer(inert(text, self.specials), add_special_tokens=False)["input_ids"]
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)

@@ -5,7 +5,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Self
 
-from oppu.core.settings import Settings, load_settings, save_settings
+from oppu.core.settings import Settings, load_settings, save_setting
 from oppu.core.training import recover_interrupted
 from oppu.storage.atomic import TEMP_PREFIX
 from oppu.storage.db import Store
@@ -22,7 +22,6 @@ class Profile:
         self.store = Store(self.folder / "oppu.db")
         try:
             (self.folder / "oppu.db").chmod(0o600)
-            self.settings = load_settings(self.store)
             recover_interrupted(self)  # runs killed mid-way are marked failed, files cleared
         except BaseException:
             self.store.close()
@@ -64,14 +63,20 @@ class Profile:
         self.writing.forget(*document_ids)
         (self.runs_dir / ANSWER_CACHE_FILE).unlink(missing_ok=True)
 
+    @property
+    def settings(self) -> Settings:
+        """The settings as stored now: another process (`oppu config` beside the open app
+        or chat) may have changed them since the last look. Reading costs about 0.3 ms."""
+        return load_settings(self.store)
+
     def set(self, key: str, value) -> Settings:
-        """Change one setting, validated and saved."""
-        self.settings = self.settings.with_value(key, value)
-        save_settings(self.store, self.settings)
+        """Change one setting, validated and saved; the others stay as stored."""
+        settings = self.settings.with_value(key, value)
+        save_setting(self.store, settings, key)
         if "writing" in self.__dict__:
             for name, limit in self._reading_limits().items():
                 setattr(self.writing, name, limit)
-        return self.settings
+        return settings
 
     def close(self) -> None:
         """Close the store, and Chroma if it was opened: its client shares one system per

@@ -122,11 +122,11 @@ def _passes(key: str, entry) -> bool:
         return False
 
 
-def save_settings(store, settings: Settings) -> None:
+def save_setting(store, settings: Settings, key: str) -> None:
+    """Store one setting of `settings`: the others stay as stored (another process may
+    have changed them meanwhile)."""
     from oppu.storage.models import Setting
 
+    value = getattr(settings, key)
     with store.write() as session:
-        for f in fields(settings):
-            value = getattr(settings, f.name)
-            session.merge(Setting(key=f.name, value=list(value) if isinstance(value, tuple)
-                                  else value))
+        session.merge(Setting(key=key, value=list(value) if isinstance(value, tuple) else value))

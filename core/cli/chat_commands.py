@@ -1,6 +1,7 @@
 """`oppu chat | ask | conversations`: talk with the personal model from a terminal."""
 
 import sys
+from contextlib import suppress
 
 from oppu.core.cli import CommandError, open_profile, valid_text
 from oppu.core.cli.interrupt import CtrlCStops, Terminated, terminate_ends
@@ -140,6 +141,15 @@ def _command(session, line: str) -> bool:
     return True
 
 
+def _edit_lines_in_a_terminal() -> None:
+    """readline for `input()` at a terminal: line editing, a message longer than the
+    terminal's own 4095-character line, and a multi-line paste as one message (bracketed
+    paste). No history is written to disk."""
+    if sys.stdin.isatty():
+        with suppress(ImportError):  # Windows has no readline
+            import readline  # noqa: F401
+
+
 def run_chat(args) -> int:
     from oppu.core.conversations import ConversationNotFound
 
@@ -149,6 +159,7 @@ def run_chat(args) -> int:
     stop = CtrlCStops()
     if hasattr(sys.stdin, "reconfigure"):  # undecodable input is replaced, not fatal
         sys.stdin.reconfigure(errors="surrogateescape")
+    _edit_lines_in_a_terminal()
     with open_profile(args) as profile:
         try:
             session = _session(profile, args, args.resume)

@@ -41,6 +41,17 @@ def test_a_changed_limit_reaches_the_open_writing_without_reopening_it(profile):
     assert writing.mail_addresses == {"me@example.com"}
 
 
+def test_a_change_from_another_process_is_seen_and_kept(profile, embedder):
+    """`oppu config temperature 1.3` beside the open app: the app kept using 0.7, and its
+    next change of any setting wrote every setting back, undoing the 1.3."""
+    with Profile(profile.name, embedder=embedder) as terminal:
+        terminal.set("temperature", 1.3)
+    assert profile.settings.temperature == 1.3  # the next message uses it
+    profile.set("adapter_scale", 0.5)
+    with Profile(profile.name, embedder=embedder) as reopened:
+        assert (reopened.settings.temperature, reopened.settings.adapter_scale) == (1.3, 0.5)
+
+
 @pytest.mark.parametrize(("key", "value", "message"), [
     ("no_such_setting", "1", "unknown setting 'no_such_setting'"),
     ("retrieval_k", "many", "retrieval_k must be a whole number, not 'many'"),

@@ -82,6 +82,10 @@ class ReplyStream:
                         else random.getrandbits(31))
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         started = time.perf_counter()
+        if not engine.read_prompt(self.prompt, self.should_stop):
+            stats.stop_reason = "stopped"
+            stats.seconds = time.perf_counter() - started
+            return
         tokens = engine.generate(self.prompt, self.sampling.llama_args())
         try:
             for token in tokens:

@@ -10,6 +10,7 @@ import contextlib
 import ctypes
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Self
 
@@ -229,6 +230,26 @@ class Engine:
     def generate(self, tokens: list[int], sampler_args: dict):
         """llama-cpp-python's token generator (prefix-cached) for `tokens`."""
         return self._llm.generate(tokens, **sampler_args)
+
+    def read_prompt(self, tokens: list[int], should_stop: Callable[[], bool]) -> bool:
+        """Evaluate all of `tokens` but the last, one batch at a time, asking `should_stop`
+        between batches; False if it said stop. A long prompt takes seconds to read, and
+        `generate` reads it whole before it yields anything: after this it finds the
+        prompt evaluated (its own prefix check, done the same way here) and reads only the
+        last token."""
+        llm = self._llm
+        cached = 0
+        for had, wanted in zip(llm._input_ids, tokens[:-1]):
+            if had != wanted:
+                break
+            cached += 1
+        llm.n_tokens = cached
+        rest = tokens[cached:-1]
+        for start in range(0, len(rest), llm.n_batch):
+            if should_stop():
+                return False
+            llm.eval(rest[start:start + llm.n_batch])
+        return True
 
     def negative_log_likelihood(self, tokens: list[int]) -> float:
         """The summed -log p of tokens[1:], each given those before it, from nothing cached

@@ -29,6 +29,22 @@ def test_a_stop_request_ends_the_reply_within_one_token(open_engine):
     assert stream.stats.tokens == 3 == len(stream.tokens) and pieces
 
 
+def test_a_stop_request_while_a_long_prompt_is_read_ends_it_between_batches(open_engine):
+    """Reading a long prompt took seconds (20 s on a busy machine) before a stop was seen."""
+    long_messages = [{"role": "user", "content": "the sea and the sky " * 400}]
+    engine = open_engine(n_ctx=4096)
+    prompt = engine.prompt_tokens(long_messages)
+    assert len(prompt) > 3 * 512
+    asked = []
+    stream = ReplyStream(engine, prompt, Sampling.greedy(8),
+                         should_stop=lambda: asked.append(1) or len(asked) > 1)
+    assert list(stream) == [] and stream.stats.stop_reason == "stopped"
+    assert len(asked) == 2  # one batch read, then the stop
+    # What was read half-way is reused, and the reply is the one a fresh engine gives.
+    again = ReplyStream(engine, prompt, Sampling.greedy(8)).text()
+    assert again == ReplyStream(open_engine(n_ctx=4096), prompt, Sampling.greedy(8)).text()
+
+
 def test_sampling_with_a_seed_is_repeatable_and_seeds_differ(open_engine):
     engine = open_engine()
     prompt = engine.prompt_tokens(MESSAGES)

@@ -65,7 +65,11 @@ class AppController(QObject):
         self.jobs.failed.connect(lambda _name, message: self.current_banner().show_message(
             message, "error"))
 
-        name = profile_name or self.state.value("profile") or DEFAULT_PROFILE
+        remembered = self.state.value("profile")
+        if remembered not in list_profiles(self.data_root):
+            remembered = None  # deleted meanwhile (`oppu profiles --delete`): not made again
+            self.state.remove("profile")
+        name = profile_name or remembered or DEFAULT_PROFILE
         if not self.switch_profile(name) and name != DEFAULT_PROFILE:
             self.switch_profile(DEFAULT_PROFILE)
 

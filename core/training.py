@@ -151,7 +151,8 @@ def _death_reason(returncode: int | None) -> str:
     if returncode is None:
         return "the training process could not be started"
     if returncode < 0:
-        hint = " (the system may have run out of memory)" if returncode == -9 else ""
+        hint = (" (by the system when memory runs out, or by someone's kill -9)"
+                if returncode == -9 else "")
         return f"the training process was killed by signal {-returncode}{hint}"
     return f"the training process ended unexpectedly (exit status {returncode}); see its log"
 

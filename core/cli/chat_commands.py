@@ -93,7 +93,10 @@ def _say(session, text: str, stop: CtrlCStops):
 def _print_sources(reply) -> None:
     from oppu.core.cli.writing_commands import print_passages
 
-    if reply is None or not reply.sources:
+    if reply is None:
+        print("no reply yet in this session")
+        return
+    if not reply.sources:
         print("no passages of your writing were used")
         return
     print_passages(reply.sources)

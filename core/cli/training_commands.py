@@ -119,22 +119,39 @@ def _evaluated_cut(metrics: dict) -> str:
 
 
 def run_activate(args) -> int:
-    from oppu.core.adapters import AdapterError, activate, restore_merged_copy
+    from oppu.core.adapters import AdapterError, activate
 
     with _opened(args, AdapterError) as profile:
         version = activate(profile, args.version)
         print(f"{version.version} is now active", flush=True)
-        restore_merged_copy(profile, version.version, ProgressBar())
+        _serve(profile, version)
     return 0
 
 
+def _serve(profile, version) -> None:
+    """Ready a version just made active for chat, or say why chat will go without it."""
+    from oppu.core.adapters import made_for_another_base, restore_merged_copy
+    from oppu.engine.errors import ModelFileError
+
+    try:
+        foreign = made_for_another_base(version, profile.settings.base_model)
+    except ModelFileError:
+        foreign = False  # no base model to compare with: chat says so itself
+    if foreign:
+        print(f"note: {version.version} was trained on another base model ({version.base_name})"
+              " than the one chosen now: chat replies without it until you choose that base "
+              "again (`oppu base use`)")
+        return
+    restore_merged_copy(profile, version.version, ProgressBar())
+
+
 def run_rollback(args) -> int:
-    from oppu.core.adapters import AdapterError, restore_merged_copy, rollback
+    from oppu.core.adapters import AdapterError, rollback
 
     with _opened(args, AdapterError) as profile:
         version = rollback(profile)
         print(f"rolled back: {version.version} is active again", flush=True)
-        restore_merged_copy(profile, version.version, ProgressBar())
+        _serve(profile, version)
     return 0
 
 

@@ -134,6 +134,24 @@ def test_the_window_remembers_its_place_in_the_data_folder(qtbot, app, oppu_home
     again.shutdown()
 
 
+def test_a_remembered_profile_deleted_meanwhile_is_not_made_again(qtbot, app, oppu_home,
+                                                                   open_profile):
+    """`oppu profiles --delete tester` while the app was closed: the next start made an
+    empty 'tester' again, from the name it remembered."""
+    from oppu.core import list_profiles
+    from oppu.core.profile import Profile, delete_profile_data
+
+    app.window.close()
+    delete_profile_data(Profile("tester", root=oppu_home))
+    again = AppController(oppu_home, open_profile)
+    qtbot.addWidget(again.window)
+    assert again.profile.name == "default"
+    assert list_profiles(oppu_home) == ["default"]
+    again.state.sync()
+    assert "tester" not in (oppu_home / "desktop.ini").read_text()
+    again.shutdown()
+
+
 def test_the_status_bar_names_the_base_model_and_the_adapter(app):
     assert app.window.base_label.text() == "Base model: tiny-llama.gguf"
     assert app.window.adapter_label.text() == "Your model: not trained yet"

@@ -18,7 +18,7 @@ from oppu.core.adapters import (
     rollback,
 )
 from oppu.storage.models import Adapter, AdapterDocument
-from oppu.trainer.versions import GGUF_FILE, next_version, recorded_path
+from oppu.trainer.versions import GGUF_FILE, MERGED_FILE, next_version, recorded_path
 
 
 def add_version(profile, version: str, loss: float, documents=(1, 2)) -> None:
@@ -217,3 +217,13 @@ def test_a_version_whose_row_fails_is_taken_back(three):
             assert version == "v4"
             raise RuntimeError("disk full")
     assert sorted(p.name for p in three.adapters_dir.iterdir()) == ["v1", "v2", "v3"]
+
+
+def test_activating_a_version_made_for_another_base_says_chat_goes_without_it(three, capsys):
+    from oppu.core.cli import main
+
+    assert main(["--profile", three.name, "activate", "v2"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("v2 is now active\nnote: v2 was trained on another base model "
+                          "(tiny.gguf)")
+    assert not (three.adapters_dir / "v2" / MERGED_FILE).exists()

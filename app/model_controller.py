@@ -5,11 +5,13 @@ from PySide6.QtWidgets import QApplication
 
 from oppu.app.model_page import ModelPage
 from oppu.app.training_process import TrainingProcess
-from oppu.core import adapter_files, adapters, bases, evaluation
+from oppu.core import adapter_files, adapters, bases, evaluation, training
 from oppu.core.policy import retrain_due
 from oppu.core.progress import Progress
 
 # Where each phase of a run sits in the overall bar, as (start, width) in percent.
+# How often the page looks for a run another process started (the timer, `oppu train`).
+WATCH_MS = 3000
 PHASE_SPANS = {"prepare": (0, 10), "dataset": (10, 5), "evaluate": (15, 5), "train": (20, 65),
                "evaluate-after": (85, 10), "save": (95, 5)}
 
@@ -61,12 +63,39 @@ class ModelController(QObject):
         app.profileOpened.connect(self._profile_opened)
         app.writingReady.connect(self.refresh)
         app.writingReady.connect(self._load_quantizations)
+        self.elsewhere: int | None = None  # a live run of the profile's that another process runs
+        self._watch = QTimer(self, interval=WATCH_MS, timeout=self.watch_other_runs)
+        self._watch.start()
 
     # -- showing ------------------------------------------------------------------------
 
     def _profile_opened(self, _profile) -> None:
         self.page.plot.clear()  # the last run's loss was another profile's
+        if self.elsewhere is not None:  # that was the last profile's run
+            self.elsewhere = None
+            self.page.training_finished()
+            self.app.window.set_training(None)
         self.refresh()
+        self.watch_other_runs()
+
+    def watch_other_runs(self) -> None:
+        """A run another process started (the background timer, `oppu train`) shows here as
+        running, can be stopped here, and its outcome is told here when it ends."""
+        profile = self.app.profile
+        if profile is None or self.training.running:
+            return
+        try:
+            run_id = training.live_run(profile)
+        except Exception:  # noqa: BLE001 - the store is busy or gone: look again later
+            return
+        if run_id is not None and self.elsewhere is None:
+            self.elsewhere = run_id
+            self.page.training_started("Training in another process (the background timer "
+                                       "or a terminal)")
+            self.app.window.set_training(0, "another process")
+        elif run_id is None and self.elsewhere is not None:
+            ended, self.elsewhere = self.elsewhere, None
+            self._training_finished(training.outcome_of(profile, ended))
 
     def refresh(self) -> None:
         profile = self.app.profile
@@ -138,6 +167,7 @@ class ModelController(QObject):
             self.training.start(self.app.profile, reason, self.training_overrides)
         except Exception as error:  # noqa: BLE001 - busy, no base model, …
             self.app.report_error(self.page.banner, error)
+            self.watch_other_runs()  # busy with another process's run: show it now
             return False
         self.page.training_started()
         self.app.window.set_training(0, "starting")
@@ -147,7 +177,10 @@ class ModelController(QObject):
         return True
 
     def cancel_training(self) -> None:
-        self.training.cancel()
+        if self.elsewhere is not None:
+            training.request_stop(self.app.profile, self.elsewhere)  # its child sees the file
+        else:
+            self.training.cancel()
         self.page.training_stopping()
 
     def _training_progress(self, progress: Progress) -> None:

@@ -223,13 +223,13 @@ class ModelPage(QWidget):
     def show_due(self, text: str) -> None:
         self.due.setText(text)
 
-    def training_started(self) -> None:
+    def training_started(self, caption: str = PHASES["starting"]) -> None:
         self.retrain.setEnabled(False)
         self.base_card.set_training(True)
         self.cancel.setEnabled(True)
         self.cancel.show()
         self.plot.clear()
-        self.phase.setText(PHASES["starting"] + "…")
+        self.phase.setText(caption + "…")
         self.progress.setRange(0, 0)
         self.eta.setText("")
         for widget in (self.phase, self.progress, self.eta):

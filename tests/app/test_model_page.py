@@ -180,6 +180,27 @@ def test_a_training_process_that_cannot_be_started_says_so(qtbot, trainee_app, m
     assert app.model_page.retrain.isEnabled()
 
 
+def test_a_run_another_process_started_shows_here_and_can_be_stopped_here(qtbot, trainee_app):
+    """A run the background timer (or a terminal) started left Retrain enabled, and a click
+    on it answered with a bare "training run 1 is still in progress"."""
+    import threading
+
+    from tests.support.training_setup import start_run
+
+    app, page = trainee_app, trainee_app.model_page
+    run_id, child = start_run(app.profile, {**FAST, "max_steps": 500})
+    threading.Thread(target=child.stdout.read, daemon=True).start()  # as its parent would
+    qtbot.waitUntil(lambda: app.model.elsewhere == run_id, timeout=30_000)
+    assert not page.retrain.isEnabled() and not page.cancel.isHidden()
+    assert page.phase.text().startswith("Training in another process")
+    assert not app.window.training_label.isHidden()
+    qtbot.mouseClick(page.cancel, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: app.model.elsewhere is None, timeout=TRAINING_TIMEOUT_MS)
+    assert child.wait(60) is not None
+    assert page.banner.label.text() == "Training stopped. Nothing changed."
+    assert page.retrain.isEnabled() and app.window.training_label.isHidden()
+
+
 def test_choosing_a_base_model_checks_the_file(qtbot, app, tmp_path, tiny_gguf):
     page = app.model_page
     not_a_model = tmp_path / "notes.gguf"

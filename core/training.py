@@ -22,7 +22,7 @@ from sqlalchemy import select
 from oppu.core.child_process import python_module_argv
 from oppu.core.job_runner import run_child
 from oppu.core.progress import Report, ShouldStop, ignore, never
-from oppu.storage.atomic import TEMP_PREFIX
+from oppu.storage.atomic import remove_abandoned
 from oppu.storage.models import Adapter, TrainingRun, utcnow
 from oppu.trainer.base_models import resolve_base
 from oppu.trainer.versions import WORK_DIR, read_meta
@@ -226,9 +226,12 @@ def _sweep_adapters_dir(adapters_dir: Path, known: set[str]) -> None:
             continue
         old = time.time() - folder.stat().st_mtime >= PARTIAL_GRACE_S
         meta = read_meta(folder)
-        if (folder.name.startswith(TEMP_PREFIX) and old or isinstance(meta.get("run_id"), int)
-                or meta.get("origin") == "imported" and old):
+        if isinstance(meta.get("run_id"), int) or meta.get("origin") == "imported" and old:
             shutil.rmtree(folder, ignore_errors=True)
+    remove_abandoned(adapters_dir)  # staged versions of killed runs and imports
+    for version in known:  # and a merged copy that a killed activation was writing
+        if (adapters_dir / version).is_dir():
+            remove_abandoned(adapters_dir / version)
 
 
 def recent_runs(profile, limit: int = 10) -> list[RunOutcome]:

@@ -10,11 +10,48 @@ import errno
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 TEMP_PREFIX = ".oppu-partial-"
+# A temporary whose writer cannot be told (named before names carried the process id, or
+# the id is in use again) is left alone this long.
+STALE_TEMP_S = 3600
+
+
+def temp_prefix() -> str:
+    """Temporaries carry the writing process's id: one a killed process left is known at
+    once (`abandoned`), not only after the grace time."""
+    return f"{TEMP_PREFIX}{os.getpid()}-"
+
+
+def abandoned(path: Path) -> bool:
+    """Whether `path` is a temporary left by a process that has ended (killed mid-write)
+    or, its writer unknown, older than STALE_TEMP_S."""
+    import psutil
+
+    path = Path(path)
+    if not path.name.startswith(TEMP_PREFIX):
+        return False
+    pid = path.name[len(TEMP_PREFIX):].partition("-")[0]
+    if pid.isdigit() and not psutil.pid_exists(int(pid)):
+        return True
+    try:
+        return time.time() - path.lstat().st_mtime >= STALE_TEMP_S
+    except FileNotFoundError:
+        return False
+
+
+def remove_abandoned(folder: Path) -> None:
+    """Remove the temporaries in `folder` whose writers were killed before they finished."""
+    for path in Path(folder).glob(f"{TEMP_PREFIX}*"):
+        if abandoned(path):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
 
 def fsync_path(path: Path) -> None:
@@ -57,8 +94,10 @@ def atomic_path(final: Path) -> Iterator[Path]:
     if final.exists() and not final.is_file():
         raise OSError(errno.EEXIST, "exists and is not a regular file", str(final))
     final.parent.mkdir(parents=True, exist_ok=True)
+    remove_abandoned(final.parent)  # an earlier write here that was killed (an export's)
     with _errors_name(final):
-        fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=final.suffix, dir=final.parent)
+        fd, name = tempfile.mkstemp(prefix=temp_prefix(), suffix=final.suffix,
+                                    dir=final.parent)
     os.close(fd)
     temp = Path(name)
     try:
@@ -77,7 +116,7 @@ def staged_dir(parent: Path) -> Iterator[Path]:
     name; whatever is still there on the way out (a failure, an early exit) is removed."""
     parent = Path(parent)
     parent.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=parent))
+    temp = Path(tempfile.mkdtemp(prefix=temp_prefix(), dir=parent))
     try:
         yield temp
     finally:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from oppu.storage.atomic import TEMP_PREFIX, atomic_path
+from oppu.storage.atomic import atomic_path, temp_prefix
 from oppu.trainer.gguf_adapter import LoraTensor, lora_tensors, read_base_info
 from oppu.trainer.gguf_file import (
     GGUFHeader,
@@ -80,7 +80,7 @@ def write_merged_gguf(peft_dir: Path, base_gguf: Path, out_path: Path, tensor_ty
                           all_block_weights)
         else:
             # F32 in between, so that the merged weights are rounded once, by the quantizer.
-            with tempfile.TemporaryDirectory(prefix=TEMP_PREFIX, dir=out_path.parent) as folder:
+            with tempfile.TemporaryDirectory(prefix=temp_prefix(), dir=out_path.parent) as folder:
                 merged = Path(folder) / "merged-f32.gguf"
                 _write_merged(header, touched, lora.scale, "F32", merged, report,
                               all_block_weights)

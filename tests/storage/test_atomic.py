@@ -79,3 +79,19 @@ def test_an_error_names_the_file_asked_for_not_the_temporary(tmp_path):
         raise OSError(28, "No space left on device", str(temp))
     assert failed.value.filename == str(target) and TEMP_PREFIX not in str(failed.value)
     assert failed.value.errno == 28 and os.listdir(tmp_path) == []
+
+
+def test_a_temporary_a_killed_process_left_is_removed_by_the_next_write(tmp_path):
+    """A killed `oppu export` left a hidden 145 MB .oppu-partial-*.gguf in the user's folder
+    for good: no one else looks there."""
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    left = tmp_path / f"{TEMP_PREFIX}{dead}-abc.gguf"
+    left.write_bytes(b"half a merged model")
+    running = tmp_path / f"{TEMP_PREFIX}{os.getpid()}-def.gguf"  # a write still going on
+    running.write_bytes(b"being written")
+    write_bytes(tmp_path / "mine.gguf", b"whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [running.name, "mine.gguf"]

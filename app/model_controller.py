@@ -85,6 +85,8 @@ class ModelController(QObject):
         if profile is None or self.training.running:
             return
         try:
+            if self.elsewhere is not None:  # its process may have died without a word
+                training.recover_interrupted(profile)
             run_id = training.live_run(profile)
         except Exception:  # noqa: BLE001 - the store is busy or gone: look again later
             return
@@ -160,7 +162,7 @@ class ModelController(QObject):
     # -- training -----------------------------------------------------------------------
 
     def start_training(self, reason: str = "manual") -> bool:
-        if self.training.running:
+        if self.training.running or self.elsewhere is not None:
             return False
         self.page.banner.hide()  # an earlier run's outcome is old news now
         try:

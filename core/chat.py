@@ -221,13 +221,14 @@ class ChatSession:
                 self._store_user_message(text)
                 self.stored_unanswered = True
             stream = ReplyStream(engine, fitted.tokens, sampling, should_stop)
-            pieces = []
+            pieces, streaming = [], iter(stream)
             try:
-                for piece in stream:
+                for piece in streaming:
                     pieces.append(piece)
                     if on_text:
                         on_text(piece)
             finally:
+                streaming.close()  # ends its hold on the engine even if `on_text` failed
                 if new_writing:
                     self.profile.writing.add_chat_message(text)
         reply_text = "".join(pieces).strip()

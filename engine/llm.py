@@ -243,6 +243,9 @@ class Engine:
             if had != wanted:
                 break
             cached += 1
+        if cached and not llm._ctx.kv_cache_seq_rm(-1, cached, -1):
+            cached = 0  # a model whose memory cannot be cut part-way: read it all again
+            llm.reset()
         llm.n_tokens = cached
         rest = tokens[cached:-1]
         for start in range(0, len(rest), llm.n_batch):

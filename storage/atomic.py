@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 TEMP_PREFIX = ".oppu-partial-"
-# A temporary whose writer cannot be told (named before names carried the process id, or
-# the id is in use again) is left alone this long.
+# A temporary whose writer cannot be told (named before names carried the process id) is
+# left alone this long.
 STALE_TEMP_S = 3600
 
 
@@ -28,20 +28,24 @@ def temp_prefix() -> str:
 
 
 def abandoned(path: Path) -> bool:
-    """Whether `path` is a temporary left by a process that has ended (killed mid-write)
-    or, its writer unknown, older than STALE_TEMP_S."""
+    """Whether `path` is a temporary left by a process that has ended (killed mid-write),
+    however long ago; one of unknown writer counts when older than STALE_TEMP_S."""
     import psutil
 
     path = Path(path)
     if not path.name.startswith(TEMP_PREFIX):
         return False
-    pid = path.name[len(TEMP_PREFIX):].partition("-")[0]
-    if pid.isdigit() and not psutil.pid_exists(int(pid)):
-        return True
     try:
-        return time.time() - path.lstat().st_mtime >= STALE_TEMP_S
+        written = path.lstat().st_mtime
     except FileNotFoundError:
         return False
+    pid = path.name[len(TEMP_PREFIX):].partition("-")[0]
+    if not pid.isdigit():  # named before names carried the process id
+        return time.time() - written >= STALE_TEMP_S
+    try:  # a process started after the temporary was written only reuses the id
+        return psutil.Process(int(pid)).create_time() > written
+    except psutil.NoSuchProcess:
+        return True
 
 
 def remove_abandoned(folder: Path) -> None:

@@ -29,6 +29,8 @@ TEXTLESS = "texts"
 # Replaced after every write, so that other processes see a change even when it leaves
 # the number of vectors as it was (a passage forgotten, another added).
 CHANGED_FILE = "changed"
+WRITE_LOCK_SUFFIX = ".write-lock"
+WRITE_LOCK_WAIT_S = 300
 # What SQLite says of a damaged file (codes 26 and 11), as chromadb passes it on.
 DAMAGED = re.compile(r"file is not a database|database disk image is malformed|"
                      r"\(code: (26|11)\)")
@@ -136,12 +138,40 @@ class Index:
         self.embedder = embedder or default_embedder()
         self.rebuilt = False
         self.folder = Path(folder)
+        from filelock import FileLock
+
         self._lock = threading.RLock()
+        self.folder.parent.mkdir(parents=True, exist_ok=True)
+        # Beside the folder, not in it: a damaged index's folder is moved away under it.
+        self._file_lock = FileLock(self.folder.with_name(self.folder.name + WRITE_LOCK_SUFFIX),
+                                   timeout=WRITE_LOCK_WAIT_S)
+        with self._writers():
+            self._open_or_rebuild()
+        if (self._collection.metadata or {}).get(TEXTLESS) != "none":
+            self.compact()  # written by a version that stored the passages' text here
+
+    @contextmanager
+    def _writers(self):
+        """Held by every process that writes to the index or opens its collection (which
+        may create it): a compaction must neither lose a vector another process adds
+        meanwhile nor see its collection made anew by a process opening it."""
+        from filelock import Timeout
+
+        try:
+            with self._file_lock:  # one object: taken again by this thread, it is counted
+                yield
+        except Timeout:
+            raise StorageError(f"the search index {self.folder} is busy: another OPPU "
+                               f"process has been writing to it for {WRITE_LOCK_WAIT_S} s"
+                               ) from None
+
+    def _open_or_rebuild(self) -> None:
         try:
             self._open()
         except Exception as error:  # chromadb wraps SQLite's errors in its own
             if not DAMAGED.search(str(error)):
-                raise StorageError(f"the search index {folder} cannot be opened: {error}") \
+                raise StorageError(f"the search index {self.folder} cannot be opened: "
+                                   f"{error}") \
                     from error
             # Only SQLite is the truth: a damaged index is deleted (it may hold vectors of
             # writing forgotten since, which no forget would reach) and built again from
@@ -156,8 +186,6 @@ class Index:
             shutil.rmtree(damaged, ignore_errors=True)
             self._open()
             self.rebuilt = True
-        if (self._collection.metadata or {}).get(TEXTLESS) != "none":
-            self.compact()  # written by a version that stored the passages' text here
 
     def _metadata(self) -> dict:
         return {"embedder": self.embedder.id, "hnsw:space": "cosine", TEXTLESS: "none"}
@@ -186,12 +214,15 @@ class Index:
         the nearest-neighbour index never sees them (chromadb 1.x): it is opened again when
         the count or the change mark moved. Every use of the collection holds `_lock`, as a
         reopening replaces it."""
+        from chromadb.errors import NotFoundError
+
         if self._last_change() == self._known_change:  # else the collection may be gone
-            total = self._collection.count()  # (another process compacted the index)
-            if total == self._known_count:
-                return total
-        self._client.close()
-        self._open()
+            with suppress(NotFoundError):  # (another process compacted the index)
+                if self._collection.count() == self._known_count:
+                    return self._known_count
+        with self._writers():  # not while another process compacts
+            self._client.close()
+            self._open()
         return self._known_count
 
     def _open_collection(self):
@@ -234,12 +265,18 @@ class Index:
         """A write of this process's, under the lock: the view is brought up to date first
         (else another process's vectors would count as seen), and the count it leaves is
         the one this process knows."""
-        with self._lock:
+        with self._lock, self._writers():
             self._up_to_date()
-            yield
-            write_text(self.folder / CHANGED_FILE, f"{os.getpid()} {time.time_ns()}")
-            self._known_change = self._last_change()
+            try:
+                yield
+            finally:  # failed or not: other processes must look again
+                self._mark_changed()
             self._known_count = self._collection.count()
+
+    def _mark_changed(self) -> None:
+        write_text(self.folder / CHANGED_FILE, f"{os.getpid()} {time.time_ns()}")
+        self._known_change = self._last_change()
+        self._known_count = -1  # until counted: a failed write leaves it unknown
 
     def compact(self) -> None:
         """Rewrite the index with only its live vectors, so that nothing of a deleted one is
@@ -248,17 +285,21 @@ class Index:
         from SQLite (`Writing.reconcile`)."""
         with self._own_write():
             kept = self._collection.get(include=["embeddings", "metadatas"])
-            self._client.delete_collection(COLLECTION)
-            self._collection = self._client.create_collection(
-                COLLECTION, metadata=self._metadata())
-            for start in range(0, len(kept["ids"]), WRITE_BATCH):
-                end = start + WRITE_BATCH
-                self._collection.add(ids=kept["ids"][start:end],
-                                     embeddings=kept["embeddings"][start:end],
-                                     metadatas=kept["metadatas"][start:end])
-            self._client.close()
-            _drop_unused_files(self.folder)
-            self._open()
+            self._mark_changed()  # other processes stop using the collection about to go
+            try:
+                self._client.delete_collection(COLLECTION)
+                self._collection = self._client.create_collection(
+                    COLLECTION, metadata=self._metadata())
+                for start in range(0, len(kept["ids"]), WRITE_BATCH):
+                    end = start + WRITE_BATCH
+                    self._collection.add(ids=kept["ids"][start:end],
+                                         embeddings=kept["embeddings"][start:end],
+                                         metadatas=kept["metadatas"][start:end])
+            finally:
+                self._client.close()
+                with suppress(sqlite3.Error, OSError):  # tidying only: the next one retries
+                    _drop_unused_files(self.folder)
+                self._open()
 
     def ids(self) -> set[str]:
         with self._lock:

@@ -201,6 +201,24 @@ def test_a_run_another_process_started_shows_here_and_can_be_stopped_here(qtbot,
     assert page.retrain.isEnabled() and app.window.training_label.isHidden()
 
 
+def test_a_run_whose_process_died_elsewhere_is_settled_here(qtbot, app):
+    """The timer's run killed by the system: the page showed it running for good."""
+    import subprocess
+    import sys
+
+    from oppu.storage.models import TrainingRun
+
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True).stdout)
+    with app.profile.store.write() as session:
+        session.add(TrainingRun(status="running", pid=dead))
+    app.model.watch_other_runs()
+    assert app.model.elsewhere is not None and not app.model_page.retrain.isEnabled()
+    app.model.watch_other_runs()
+    assert app.model.elsewhere is None and app.model_page.retrain.isEnabled()
+    assert app.model_page.banner.label.text().startswith("Training failed")
+
+
 def test_choosing_a_base_model_checks_the_file(qtbot, app, tmp_path, tiny_gguf):
     page = app.model_page
     not_a_model = tmp_path / "notes.gguf"

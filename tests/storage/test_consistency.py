@@ -279,3 +279,25 @@ def test_writing_another_process_stores_is_found_by_an_open_profile(oppu_home, e
              str(diary), ALLOTMENT],
             check=True, capture_output=True, text=True, timeout=300)
         assert profile.writing.search(ALLOTMENT, k=1)[0].document_id == int(replaced.stdout)
+
+
+def test_a_write_waits_while_another_process_holds_the_index(profile, tmp_path):
+    """A compaction elsewhere (it drops and rebuilds the collection) once lost a note this
+    process added meanwhile: every process's writes now take the index's file lock."""
+    writing = profile.writing
+    lock = profile.folder / "chroma.write-lock"
+    released = tmp_path / "released"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import pathlib, time
+            from filelock import FileLock
+            with FileLock({str(lock)!r}):
+                print("held", flush=True)
+                time.sleep(1.5)
+                pathlib.Path({str(released)!r}).touch()
+            """)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "held\n"
+    note = writing.add_note(DIARY)
+    assert released.exists()  # the note went in after the other process let go
+    assert holder.wait(30) == 0
+    assert writing.search(DIARY, k=1)[0].document_id == note

@@ -150,6 +150,7 @@ class ChatSession:
         self.history: list[dict] = []
         self.last_reply: Reply | None = None
         self.stored_unanswered = False  # the last message is stored; its reply never came
+        self.turns_left_out = 0  # earlier messages the last prompt had no room for
         if conversation_id is not None:
             self.resume(conversation_id)
 
@@ -160,6 +161,7 @@ class ChatSession:
         self.conversation_id = conversation_id
         self.history = [{"role": m.role, "content": m.text} for m in messages
                         if m.role in ("user", "assistant")]
+        self.turns_left_out = 0
         self.options.incognito = False
 
     def reset(self) -> None:
@@ -167,6 +169,7 @@ class ChatSession:
         self.conversation_id = None
         self.history = []
         self.last_reply = None
+        self.turns_left_out = 0
 
     def set_incognito(self, on: bool) -> None:
         """Switching either way starts a new conversation: none is half stored."""
@@ -212,6 +215,11 @@ class ChatSession:
             fitted = fit_prompt(engine, [p.text for p in passages], self.history, text,
                                 reply_room(engine.n_ctx, sampling.max_tokens))
             notices += fitted.notices
+            if fitted.turns_dropped and not self.turns_left_out:  # said once, when it starts
+                notices.append(f"The first {fitted.turns_dropped} messages of this "
+                               "conversation no longer fit the model's window: from now on "
+                               "replies see only the latest ones.")
+            self.turns_left_out = fitted.turns_dropped
             sources = tuple(passages[: fitted.passages_used])
             stored = not self.options.incognito and (self.conversation_id is not None
                                                      or not again)

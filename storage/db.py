@@ -17,6 +17,8 @@ from oppu.storage.errors import StoreDamaged, StoreUnavailable
 from oppu.storage.migrations import migrate
 
 BUSY_TIMEOUT_MS = 30_000
+# Less free space than this, and a failing open is put down to a full disk.
+DISK_FULL_BYTES = 1 << 20
 
 
 def _engine(path: Path, begin: str):
@@ -41,6 +43,15 @@ def _engine(path: Path, begin: str):
     return engine
 
 
+def _disk_full(folder: Path) -> bool:
+    import shutil
+
+    try:
+        return shutil.disk_usage(folder).free < DISK_FULL_BYTES
+    except OSError:
+        return False
+
+
 class Store:
     """One profile's SQLite database."""
 
@@ -55,6 +66,11 @@ class Store:
             finally:
                 raw.close()
         except sqlite3.OperationalError as error:  # locked past the timeout, unreadable, …
+            if _disk_full(self.path.parent):  # SQLite says only "disk I/O error" then
+                raise StoreUnavailable(
+                    f"{self.path} cannot be opened: the disk it is on is full. Free some "
+                    "space (an old adapter version, exports you no longer need), then "
+                    "try again") from error
             raise StoreUnavailable(f"{self.path} cannot be opened: {error}") from error
         except sqlite3.DatabaseError as error:  # "file is not a database", "malformed"
             raise StoreDamaged(

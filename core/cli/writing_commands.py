@@ -192,6 +192,10 @@ def run_config(args) -> int:
                 raise CommandError(str(error)) from None
         elif args.key and args.value is not None:
             profile.set(args.key, args.value)
+            if args.key == "training_device":  # "cuda" on a machine without it: say so now
+                from oppu.core.devices import device_summary
+
+                print(device_summary(profile.settings.training_device))
         helps = profile.settings.help()
         keys = [args.key] if args.key else list(helps)
         for key in keys:

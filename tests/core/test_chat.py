@@ -238,6 +238,11 @@ def test_a_200_turn_conversation_never_overflows(chat_profile, models):
     assert reply.stats.prompt_tokens + reply.stats.tokens <= 512
     assert reply.prompt_messages[-2]["content"] == "turn 199 from the assistant, with some words"
     assert len(reply.prompt_messages) < 400
+    left_out = 400 - (len(reply.prompt_messages) - 2)  # the system turn and the new message
+    assert f"The first {left_out} messages of this conversation no longer fit" in " ".join(
+        reply.notices)  # said once, when it starts
+    chat.options.sampling = Sampling.greedy(4)
+    assert not any("no longer fit" in n for n in chat.send("And again?").notices)
 
 
 def test_a_very_long_message_is_cut_with_a_notice(chat_profile, models):

@@ -208,3 +208,16 @@ def test_list_shows_times_in_the_users_time_zone(oppu, monkeypatch):
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()
+
+
+def test_choosing_the_training_device_says_what_training_will_use(oppu):
+    """`training_device cuda` on a machine without CUDA was accepted in silence and failed
+    only mid-run, after the base model was prepared."""
+    import torch
+
+    status, out, _ = oppu("config", "training_device", "cuda")
+    assert status == 0
+    expected = ("Training will use the GPU" if torch.cuda.is_available() else
+                "Training will use nothing: training device 'cuda' was asked for but no CUDA "
+                "GPU is available")
+    assert out.startswith(expected)

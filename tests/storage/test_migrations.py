@@ -105,3 +105,23 @@ def test_opening_an_up_to_date_store_does_not_wait_for_another_writer(tmp_path, 
     finally:
         writer.execute("ROLLBACK")
         writer.close()
+
+
+def test_a_store_that_cannot_be_opened_on_a_full_disk_says_the_disk_is_full(tmp_path,
+                                                                            monkeypatch):
+    """With the disk full every command said only "…/oppu.db cannot be opened: disk I/O
+    error". Here the write-ahead log cannot be made (a folder holds its name), which SQLite
+    reports the same way; the free space is what a full disk shows."""
+    import shutil
+    from collections import namedtuple
+
+    from oppu.storage import db
+
+    (tmp_path / "oppu.db-wal").mkdir()
+    with pytest.raises(StoreUnavailable, match="disk I/O error"):
+        Store(tmp_path / "oppu.db")
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _path: usage(10**9, 10**9, 4096))
+    with pytest.raises(StoreUnavailable, match="the disk it is on is full. Free some space"):
+        Store(tmp_path / "oppu.db")
+    assert db.DISK_FULL_BYTES > 4096

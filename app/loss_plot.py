@@ -36,7 +36,7 @@ class LossPlot(QWidget):
         font = QFont(self.font())
         font.setPointSizeF(max(7.0, font.pointSizeF() - 1.5))
         painter.setFont(font)
-        if len(self.points) < 2 or area.width() < 10 or area.height() < 10:
+        if not self.points or area.width() < 10 or area.height() < 10:
             painter.setPen(QColor("#8d94ad"))
             painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter,
                              "The training loss appears here as your model learns.")

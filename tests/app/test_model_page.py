@@ -307,3 +307,23 @@ def test_the_save_dialog_asks_before_replacing_a_file_named_without_its_suffix(q
     dialog.exec()
     assert asked and "mine.gguf" in asked[0]
     assert (tmp_path / "mine.gguf").read_text() == "another file of mine"
+
+
+def test_the_loss_plot_draws_from_the_first_step(qtbot):
+    """The label said "loss 3.990" at step 1 while the plot still said it would appear."""
+    from PySide6.QtGui import QColor
+
+    from oppu.app.loss_plot import LossPlot
+
+    plot = LossPlot()
+    qtbot.addWidget(plot)
+    plot.resize(300, 160)
+    curve = QColor("#4a5ae8").rgb()
+
+    def drawn() -> bool:
+        image = plot.grab().toImage()
+        return any(image.pixel(x, y) == curve for x in range(0, 300, 2) for y in range(160))
+
+    assert not drawn()
+    plot.add_point(1, 3.99)
+    assert drawn()

@@ -284,7 +284,12 @@ class Index:
         pages of its database. A crash midway loses vectors, which the next open re-embeds
         from SQLite (`Writing.reconcile`)."""
         with self._own_write():
-            kept = self._collection.get(include=["embeddings", "metadatas"])
+            kept = {"ids": [], "embeddings": [], "metadatas": []}
+            for offset in range(0, self._collection.count(), WRITE_BATCH):  # one call for
+                page = self._collection.get(include=["embeddings", "metadatas"],  # all fails
+                                            limit=WRITE_BATCH, offset=offset)  # at ~40k
+                for key, values in kept.items():
+                    values.extend(page[key])
             self._mark_changed()  # other processes stop using the collection about to go
             try:
                 self._client.delete_collection(COLLECTION)

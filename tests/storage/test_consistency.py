@@ -301,3 +301,23 @@ def test_a_write_waits_while_another_process_holds_the_index(profile, tmp_path):
     assert released.exists()  # the note went in after the other process let go
     assert holder.wait(30) == 0
     assert writing.search(DIARY, k=1)[0].document_id == note
+
+
+def test_compacting_an_index_larger_than_one_read_keeps_every_live_vector(tmp_path, embedder):
+    """Reading every vector in one call fails past about 40k ("too many SQL variables"):
+    the compaction reads in pages, so one page's worth and more must come through whole."""
+    import numpy as np
+
+    from oppu.storage.index import WRITE_BATCH
+
+    count = WRITE_BATCH + 500
+    vectors = np.random.default_rng(0).random((count, 384), dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = Index(tmp_path / "chroma", embedder)
+    ids = [f"c{i}" for i in range(count)]
+    index.add(ids, [""] * count, list(range(count)), vectors=vectors)
+    index.delete(["c5"])
+    index.compact()
+    assert index.ids() == set(ids) - {"c5"}
+    assert index.search_vector(vectors[count - 1], k=1)[0].chunk_id == ids[-1]
+    index.close()

@@ -169,7 +169,7 @@ class ChatController(QObject):
                 gone = len(message.retrieved_chunk_ids) - len(sources)
                 bubble.finish(message.text, sources, message.adapter_version,
                               [f"{gone} of the passages it used have since been deleted"]
-                              if gone else [])
+                              if gone else [], stopped=message.stop_reason == "stopped")
                 bubble.regenerateRequested.connect(self.regenerate)
         if bubble is not None and bubble.role == "assistant":
             bubble.regenerate.show()

@@ -244,7 +244,8 @@ class ChatSession:
         if stored:
             message_id = self.conversations.add_message(
                 self.conversation_id, "assistant", reply_text, version, scale,
-                [p.chunk_id for p in sources], replaces_last_reply=again)
+                [p.chunk_id for p in sources], replaces_last_reply=again,
+                stop_reason=stream.stats.stop_reason)
         self.stored_unanswered = False
         self.history += [{"role": "user", "content": text},
                          {"role": "assistant", "content": reply_text}]

@@ -35,6 +35,7 @@ class StoredMessage:
     adapter_scale: float | None
     retrieved_chunk_ids: tuple[str, ...]
     created_at: datetime
+    stop_reason: str | None = None  # a reply's: end | length | stopped
 
 
 class Conversations:
@@ -65,7 +66,8 @@ class Conversations:
             rows = session.scalars(select(Message).where(Message.conversation_id == conversation_id)
                                    .order_by(Message.id))
             return [StoredMessage(m.id, m.role, m.text, m.adapter_version, m.adapter_scale,
-                                  tuple(m.retrieved_chunk_ids or ()), m.created_at) for m in rows]
+                                  tuple(m.retrieved_chunk_ids or ()), m.created_at,
+                                  m.stop_reason) for m in rows]
 
     def passages(self, chunk_ids: Sequence[str]) -> list[Passage]:
         """The passages a stored reply used, those still stored, in its order. Their
@@ -79,7 +81,8 @@ class Conversations:
 
     def add_message(self, conversation_id: int, role: str, text: str,
                     adapter_version: str | None = None, adapter_scale: float | None = None,
-                    chunk_ids: Sequence[str] = (), replaces_last_reply: bool = False) -> int:
+                    chunk_ids: Sequence[str] = (), replaces_last_reply: bool = False,
+                    stop_reason: str | None = None) -> int:
         """Store a message; with `replaces_last_reply` the conversation's latest message, if
         it is a reply, is deleted in the same transaction (a regenerated answer)."""
         with self.store.write() as session:
@@ -92,7 +95,7 @@ class Conversations:
                     session.delete(last)
             message = Message(conversation_id=conversation_id, role=role, text=text,
                               adapter_version=adapter_version, adapter_scale=adapter_scale,
-                              retrieved_chunk_ids=list(chunk_ids))
+                              retrieved_chunk_ids=list(chunk_ids), stop_reason=stop_reason)
             session.add(message)
             conversation.updated_at = utcnow()
             session.flush()

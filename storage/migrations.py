@@ -117,6 +117,11 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "adapter folders recorded relative to the profile, so a moved data folder keeps them",
         ["UPDATE adapters SET path = 'adapters/' || version"],
     ),
+    (
+        6,
+        "why each reply ended, so that a stopped one still shows as stopped when reopened",
+        ["ALTER TABLE messages ADD COLUMN stop_reason VARCHAR(16)"],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -230,7 +230,8 @@ def run_conversations(args) -> int:
             elif args.action == "show":
                 for m in conversations.messages(args.id):
                     adapter = f" [{m.adapter_version}]" if m.adapter_version else ""
-                    print(f"{m.role}{adapter}: {printable(m.text, keep_lines=True)}\n")
+                    stopped = " [stopped]" if m.stop_reason == "stopped" else ""
+                    print(f"{m.role}{adapter}: {printable(m.text, keep_lines=True)}{stopped}\n")
             elif args.action == "rename":
                 conversations.rename(args.id, valid_text(" ".join(args.title)))
                 print(f"renamed conversation {args.id}")

@@ -65,6 +65,8 @@ def test_escape_stops_a_reply(qtbot, app):
     qtbot.waitUntil(lambda: not page.generating, timeout=120_000)
     assert app.chat.session.last_reply.stop_reason == "stopped"
     assert "stopped" in page.transcript.bubbles[-1].header.text()
+    app.chat.open_conversation(app.chat.session.conversation_id)  # reopened: still stopped
+    assert "stopped" in page.transcript.bubbles[-1].header.text()
 
 
 def test_incognito_stores_nothing(qtbot, app):

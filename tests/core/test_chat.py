@@ -227,6 +227,8 @@ def test_a_stopped_reply_is_kept_as_far_as_it_got(chat_profile, models):
     assert reply.stop_reason == "stopped" and reply.stats.tokens == 2
     with chat_profile.store.read() as s:
         assert s.scalar(select(Message.text).where(Message.role == "assistant")) == reply.text
+    assert [m.stop_reason for m in chat.conversations.messages(reply.conversation_id)] == [
+        None, "stopped"]  # a reopened conversation still shows it stopped
 
 
 def test_a_200_turn_conversation_never_overflows(chat_profile, models):

@@ -75,7 +75,7 @@ def test_version_4_adapter_paths_become_relative_to_the_profile(tmp_path):
         "INSERT INTO adapters (id, version, path, base_name, base_sha256, origin, metrics, "
         "created_at) VALUES (1, 'v7', '/home/ann/.local/share/oppu/profiles/default/adapters/v7',"
         " 'b', 's', 'trained', '{}', 'now')")
-    assert migrate(connection, MIGRATIONS) == [5]
+    assert migrate(connection, MIGRATIONS[:5]) == [5]
     assert connection.execute("SELECT path FROM adapters").fetchall() == [("adapters/v7",)]
     connection.close()
 

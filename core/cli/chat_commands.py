@@ -102,6 +102,24 @@ def _print_sources(reply) -> None:
     print_passages(reply.sources)
 
 
+def _print_stored_sources(session) -> None:
+    from oppu.core.cli.writing_commands import print_passages
+
+    replies = [m for m in session.conversations.messages(session.conversation_id)
+               if m.role == "assistant"]
+    if not replies:
+        print("no reply yet in this conversation")
+        return
+    passages = session.conversations.passages(replies[-1].retrieved_chunk_ids)
+    gone = len(replies[-1].retrieved_chunk_ids) - len(passages)
+    if not passages and not gone:
+        print("no passages of your writing were used")
+        return
+    print_passages(passages)
+    if gone:
+        print(f"({gone} of the passages it used have since been deleted)")
+
+
 def _describe(session) -> str:
     options = session.options
     parts = [f"adapter {'on' if options.use_adapter else 'off'}",
@@ -127,7 +145,10 @@ def _command(session, line: str) -> bool:
         session.reset()
         print("new conversation")
     elif name == "sources":
-        _print_sources(session.last_reply)
+        if session.last_reply is None and session.conversation_id is not None:
+            _print_stored_sources(session)  # resumed: the stored reply's
+        else:
+            _print_sources(session.last_reply)
     elif name == "adapter":
         session.options.use_adapter = _switch(value, name)
         print(_describe(session))

@@ -143,7 +143,8 @@ def print_passages(passages) -> None:
     from oppu.storage.writing import printable
 
     for p in passages:
-        print(f"[{p.score:.3f}] {printable(p.title)} (document {p.document_id})")
+        score = "  –  " if p.score is None else f"{p.score:.3f}"  # a stored reply's: not kept
+        print(f"[{score}] {printable(p.title)} (document {p.document_id})")
         print("    " + printable(" ".join(p.text.split())[:300]))
 
 

@@ -58,6 +58,15 @@ def test_the_repl_commands(cli_profile, capsys, monkeypatch):
     assert texts == {"Where does Miso sleep?", "second chat"}
 
 
+def test_sources_after_resuming_are_those_of_the_stored_reply(cli_profile, capsys, monkeypatch):
+    """It said "no passages of your writing were used" though the reply had used four."""
+    oppu("ask", "--no-adapter", "Where does my cat sleep?")
+    capsys.readouterr()
+    monkeypatch.setattr("sys.stdin", io.StringIO("/sources\n"))
+    assert oppu("chat", "--resume", "1") == 0
+    assert "[  –  ] Miso (document 1)" in capsys.readouterr().out
+
+
 def test_resuming_is_refused_for_a_missing_conversation_or_with_incognito(cli_profile, capsys):
     assert oppu("chat", "--resume", "99") == 1
     assert capsys.readouterr().err == "oppu: no conversation with id 99\n"

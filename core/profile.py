@@ -44,14 +44,9 @@ class Profile:
     @cached_property
     def writing(self) -> Writing:
         """The user's writing; opening it first makes the index match the store."""
-        writing = Writing(self.store, self.index, **self._reading_limits())
+        writing = Writing(self.store, self.index, **_reading_limits(self.settings))
         self.last_reconcile = writing.reconcile()
         return writing
-
-    def _reading_limits(self) -> dict:
-        """The settings `Writing` reads files with."""
-        return {"max_file_bytes": int(self.settings.max_file_mb * 2**20),
-                "mail_addresses": frozenset(a.lower() for a in self.settings.mail_addresses)}
 
     def forget(self, *document_ids: int) -> None:
         """Delete documents and what was made from them, model versions aside: their
@@ -74,7 +69,7 @@ class Profile:
         settings = self.settings.with_value(key, value)
         save_setting(self.store, settings, key)
         if "writing" in self.__dict__:
-            for name, limit in self._reading_limits().items():
+            for name, limit in _reading_limits(settings).items():
                 setattr(self.writing, name, limit)
         return settings
 
@@ -90,6 +85,12 @@ class Profile:
 
     def __exit__(self, *_exc) -> None:
         self.close()
+
+
+def _reading_limits(settings: Settings) -> dict:
+    """The settings `Writing` reads files with."""
+    return {"max_file_bytes": int(settings.max_file_mb * 2**20),
+            "mail_addresses": frozenset(a.lower() for a in settings.mail_addresses)}
 
 
 class ProfileInUse(Exception):

@@ -203,15 +203,11 @@ def test_a_run_another_process_started_shows_here_and_can_be_stopped_here(qtbot,
 
 def test_a_run_whose_process_died_elsewhere_is_settled_here(qtbot, app):
     """The timer's run killed by the system: the page showed it running for good."""
-    import subprocess
-    import sys
-
     from oppu.storage.models import TrainingRun
+    from tests.support.processes import dead_pid
 
-    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                              capture_output=True, text=True, check=True).stdout)
     with app.profile.store.write() as session:
-        session.add(TrainingRun(status="running", pid=dead))
+        session.add(TrainingRun(status="running", pid=dead_pid()))
     app.model.watch_other_runs()
     assert app.model.elsewhere is not None and not app.model_page.retrain.isEnabled()
     app.model.watch_other_runs()

@@ -24,6 +24,7 @@ from oppu.core.training import (
 )
 from oppu.storage.models import Adapter, AdapterDocument, TrainingRun, utcnow
 from oppu.trainer.versions import GGUF_FILE, MERGED_FILE, WORK_DIR, recorded_path, write_meta
+from tests.support.processes import dead_pid
 from tests.support.sample_writing import add_notes
 from tests.support.training_setup import (  # noqa: F401 - fixtures
     FAST,
@@ -201,19 +202,13 @@ def test_a_corrupt_base_is_a_clear_failure(trainee, tiny_gguf, tmp_path):
     assert outcome.error.startswith("broken.gguf is truncated")
 
 
-def _dead_pid() -> int:
-    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
-    return int(done.stdout)
-
-
 def test_opening_a_profile_settles_runs_whose_process_is_gone(profile, embedder):
     adapters = profile.adapters_dir
     (adapters / ".oppu-partial-abc").mkdir()
     hours_ago = time.time() - 7200
     os.utime(adapters / ".oppu-partial-abc", (hours_ago, hours_ago))
     (adapters / ".oppu-partial-now").mkdir()  # another process's import, still going
-    (adapters / f".oppu-partial-{_dead_pid()}-staged").mkdir()  # a killed run's new version
+    (adapters / f".oppu-partial-{dead_pid()}-staged").mkdir()  # a killed run's new version
     write_meta(_mkdir(adapters / "v4"), {"run_id": 4})  # renamed in, never committed
     write_meta(_mkdir(adapters / "imported"), {"origin": "imported"})  # maybe still going
     write_meta(_mkdir(adapters / "v7"), {"origin": "imported"})  # killed before its row
@@ -223,7 +218,7 @@ def test_opening_a_profile_settles_runs_whose_process_is_gone(profile, embedder)
                                   *training_argv(profile, 99)[1:]])
     with profile.store.write() as session:
         session.add_all([
-            TrainingRun(id=1, status="running", pid=_dead_pid()),
+            TrainingRun(id=1, status="running", pid=dead_pid()),
             TrainingRun(id=2, status="running", pid=os.getpid()),  # not a trainer
             TrainingRun(id=3, status="queued", pid=None),  # its starter may be about to run it
             TrainingRun(id=4, status="queued", pid=None,

@@ -84,12 +84,9 @@ def test_an_error_names_the_file_asked_for_not_the_temporary(tmp_path):
 def test_a_temporary_a_killed_process_left_is_removed_by_the_next_write(tmp_path):
     """A killed `oppu export` left a hidden 145 MB .oppu-partial-*.gguf in the user's folder
     for good: no one else looks there."""
-    import subprocess
-    import sys
+    from tests.support.processes import dead_pid
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True).stdout.strip()
-    left = tmp_path / f"{TEMP_PREFIX}{dead}-abc.gguf"
+    left = tmp_path / f"{TEMP_PREFIX}{dead_pid()}-abc.gguf"
     left.write_bytes(b"half a merged model")
     running = tmp_path / f"{TEMP_PREFIX}{os.getpid()}-def.gguf"  # a write still going on
     running.write_bytes(b"being written")

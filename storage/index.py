@@ -340,7 +340,7 @@ class Index:
         self, query: str, k: int = 4, min_score: float = 0.0, before_document: int | None = None
     ) -> list[Hit]:
         """The `k` passages most similar to `query`, optionally only from earlier documents."""
-        if k <= 0 or not query.strip() or self.count() == 0:
+        if k <= 0 or not query.strip():  # an empty index: `_search_vector` finds nothing
             return []
         return self.search_vector(self.embedder.embed([query])[0], k, min_score, before_document)
 

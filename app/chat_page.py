@@ -22,6 +22,9 @@ from oppu.app.widgets import button, hint, page_layout
 
 EMPTY_CHAT = ("Ask anything. Your model answers in your voice, and quotes your own writing "
               "when it helps.")
+ADAPTER_TIP = "Answer with your personal model (off: the plain base model)"
+NO_ADAPTER_TIP = ("You have no personal model yet: replies come from the base model. Train "
+                  "one on the My model page.")
 EMPTY_INCOGNITO = "Incognito: nothing from this conversation is stored, not even your messages."
 
 
@@ -49,6 +52,7 @@ class ChatPage(QWidget):
         splitter.setSizes([230, 800])
         layout.addWidget(splitter, 1)
         self.generating = False
+        self._enable_conversation_actions()
 
     # -- building -----------------------------------------------------------------------
 
@@ -111,7 +115,7 @@ class ChatPage(QWidget):
     def _toolbar(self) -> QHBoxLayout:
         row = QHBoxLayout()
         self.use_adapter = QCheckBox("Personal model")
-        self.use_adapter.setToolTip("Answer with your personal adapter (off: the plain base model)")
+        self.use_adapter.setToolTip(ADAPTER_TIP)
         self.use_adapter.setChecked(True)
         self.use_adapter.toggled.connect(self._adapter_toggled)
         self.strength = QSlider(Qt.Orientation.Horizontal)
@@ -159,10 +163,18 @@ class ChatPage(QWidget):
                 self.conversations.setCurrentIndex(self.model.index(-1, 0))
         finally:
             self._showing = False
+        self._enable_conversation_actions()
 
     def _current_changed(self, current, _previous) -> None:
+        self._enable_conversation_actions()
         if not self._showing and current.isValid():
             self.conversationSelected.emit(self.model.item(current.row()).id)
+
+    def _enable_conversation_actions(self) -> None:
+        """Rename and Delete act on the highlighted conversation: none, nothing to act on."""
+        on = self._selected() is not None and not self.generating
+        self.rename.setEnabled(on)
+        self.delete.setEnabled(on)
 
     def show_options(self, use_adapter: bool, scale: float, use_retrieval: bool,
                      incognito: bool) -> None:
@@ -175,15 +187,27 @@ class ChatPage(QWidget):
         self.strength.setValue(round(scale * 100))
         self.strength.blockSignals(False)
         self.strength_label.setText(f"strength {scale:.2f}")
-        self.strength.setEnabled(use_adapter)
+        self._enable_strength()
         self.transcript.set_empty_text(EMPTY_INCOGNITO if incognito else EMPTY_CHAT)
+
+    def set_personal_model(self, available: bool) -> None:
+        """Without an active adapter the toggle and the strength have nothing to act on."""
+        self.use_adapter.setEnabled(available)
+        self.use_adapter.setToolTip(ADAPTER_TIP if available else NO_ADAPTER_TIP)
+        self._enable_strength()
+
+    def _enable_strength(self) -> None:
+        on = self.use_adapter.isEnabled() and self.use_adapter.isChecked()
+        self.strength.setEnabled(on)
+        self.strength_label.setEnabled(on)
 
     def set_generating(self, on: bool) -> None:
         self.generating = on
         self.send.setVisible(not on)
         self.stop.setVisible(on)
-        for widget in (self.new_chat, self.rename, self.delete, self.conversations):
+        for widget in (self.new_chat, self.conversations):
             widget.setEnabled(not on)
+        self._enable_conversation_actions()
 
     def set_status(self, text: str) -> None:
         self.status.setText(text)
@@ -213,7 +237,7 @@ class ChatPage(QWidget):
             self.stopRequested.emit()
 
     def _adapter_toggled(self, on: bool) -> None:
-        self.strength.setEnabled(on)
+        self._enable_strength()
         self.adapterToggled.emit(on)
 
     def _strength_chosen(self) -> None:
@@ -230,7 +254,6 @@ class ChatPage(QWidget):
     def _rename(self) -> None:
         conversation = self._selected()
         if conversation is None:
-            self.banner.show_message("Select a conversation to rename.", "info", 4)
             return
         title, ok = QInputDialog.getText(self, "Rename conversation", "New title:",
                                          text=conversation.title)
@@ -240,7 +263,6 @@ class ChatPage(QWidget):
     def _delete(self) -> None:
         conversation = self._selected()
         if conversation is None:
-            self.banner.show_message("Select a conversation to delete.", "info", 4)
             return
         if widgets.ask(self, "Delete conversation",
                        f"Delete “{conversation.title}” and all its messages? What you wrote "

@@ -167,9 +167,9 @@ class Bubble(QFrame):
         self.text = text
         self._render_timer.stop()
         self._render()
-        used = f"with {adapter_version}" if adapter_version else "base model, no adapter"
-        self.header.setText(f"{ROLE_NAMES['assistant']} · {used}" + (" · stopped" if stopped
-                                                                      else ""))
+        who = (f"{ROLE_NAMES['assistant']} · with {adapter_version}" if adapter_version
+               else "Base model · without your personal model")
+        self.header.setText(who + (" · stopped" if stopped else ""))
         self.set_notices(notices)
         self.set_sources(sources)
 

@@ -16,10 +16,10 @@ from PySide6.QtWidgets import (
 # (format, caption, file suffix, explanation)
 FORMATS = [
     ("zip", "Adapter bundle (.zip)", ".zip",
-     ("Everything to carry your model elsewhere: the PEFT folder, the adapter GGUF and a "
-      "README. Import it into OPPU on another computer.")),
+     ("Everything to carry your model to another computer: your adapter in both the "
+      "training format and llama.cpp's, with a README. Import it there into OPPU.")),
     ("gguf", "Adapter only (.gguf)", ".gguf",
-     ("A small LoRA file for llama.cpp (`llama-server --lora`) or Ollama (`ADAPTER`), used "
+     ("A small file for llama.cpp (llama-server --lora) or Ollama (an ADAPTER line), used "
       "together with the same base model.")),
     ("merged", "Merged model (.gguf)", ".gguf",
      "One standalone model file with your adapter baked in: no base model needed. Larger."),

@@ -21,3 +21,12 @@ def describe(error: BaseException) -> str:
 def first_line(text: str, limit: int = 300) -> str:
     line = next((part.strip() for part in text.strip().splitlines() if part.strip()), "")
     return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def sentence(text: str) -> str:
+    """`text` starting with a capital, as core's one-line errors do not; a first word that
+    names something (a setting such as retrieval_k, a file name) is kept as written."""
+    first = text.split(" ", 1)[0]
+    if not first[:1].islower() or any(mark in first for mark in "_./\\"):
+        return text
+    return text[:1].upper() + text[1:]

@@ -3,6 +3,7 @@
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtWidgets import QApplication
 
+from oppu.app.messages import describe, sentence
 from oppu.app.model_page import ModelPage
 from oppu.app.training_process import TrainingProcess
 from oppu.core import adapter_files, adapters, bases, evaluation, training
@@ -114,12 +115,13 @@ class ModelController(QObject):
             self.page.base_card.set_downloads(bases.curated())
             if self.app.writing_open:
                 due, reason = retrain_due(profile)
-                self.page.show_due(("A retrain is due: " if due else "") + reason[:1].upper()
-                                   + reason[1:] + ".")
+                self.page.show_due(("A retrain is due: " if due else "") + sentence(reason)
+                                   + ".")
         except Exception as error:  # noqa: BLE001
             self.app.report_error(self.page.banner, error)
             return
         self.app.window.set_adapter(current.version if current else None, bool(versions))
+        self.app.chat_page.set_personal_model(current is not None)
         self.versionsChanged.emit()
         if current is not None:
             self._check_base(current, profile.settings.base_model)
@@ -167,6 +169,9 @@ class ModelController(QObject):
         self.page.banner.hide()  # an earlier run's outcome is old news now
         try:
             self.training.start(self.app.profile, reason, self.training_overrides)
+        except training.NotEnoughWriting as error:  # expected on a new profile: not a failure
+            self.page.banner.show_message(describe(error), "info")
+            return False
         except Exception as error:  # noqa: BLE001 - busy, no base model, …
             self.app.report_error(self.page.banner, error)
             self.watch_other_runs()  # busy with another process's run: show it now

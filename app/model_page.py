@@ -125,6 +125,9 @@ class ModelPage(QWidget):
         header.setStretchLastSection(True)
         self.table.selectionModel().selectionChanged.connect(self._selection_changed)
         box.addWidget(self.table)
+        self.no_versions = hint("No versions yet. Each retrain adds one here, active when it "
+                                "beats the model before it; you can go back to any of them.")
+        box.addWidget(self.no_versions)
         row = QHBoxLayout()
         self.activate = button("Activate", tooltip="Chat with the selected version")
         self.activate.clicked.connect(lambda: self.activateRequested.emit(self.selected()))
@@ -218,6 +221,7 @@ class ModelPage(QWidget):
         self.rollback.setEnabled(self.active_version is not None and any(
             v.activated_at is not None and not v.is_active for v in versions))  # as rollback()
         self.deactivate.setEnabled(self.active_version is not None)
+        self.no_versions.setVisible(not versions)
         self._selection_changed()
 
     def show_due(self, text: str) -> None:

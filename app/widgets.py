@@ -17,6 +17,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from oppu.app.messages import sentence
+
 
 class Banner(QFrame):
     """A one-line message above a page: errors stay until closed, other news fades."""
@@ -57,7 +59,7 @@ class Banner(QFrame):
         self.setProperty("kind", kind)
         self.style().unpolish(self)
         self.style().polish(self)
-        self.label.setText(text)
+        self.label.setText(sentence(text))
         self.show()
         if kind == "error" or action:
             self._fade.stop()

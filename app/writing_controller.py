@@ -84,7 +84,8 @@ class WritingController(QObject):
             counts = {s: sum(r.status == s for r in results)
                       for s in ("added", "duplicate", "skipped")}
             summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-            kind = "error" if results and counts["skipped"] == len(results) else "success"
+            kind = ("error" if results and counts["skipped"] == len(results)
+                    else "info" if counts["skipped"] else "success")
             self.page.banner.show_message(f"Import finished: {summary or 'no files found'}.",
                                           kind, 6)
             self._changed()

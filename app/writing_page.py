@@ -27,6 +27,7 @@ from oppu.app.widgets import button, card, hint, page_layout
 
 SOURCES = [("All sources", ""), ("Notes", "note"), ("Chat", "chat"), ("Files", "file"),
            ("Mail", "mail")]
+REPORT_MAX_HEIGHT = 160
 STATUS_COLORS = {"added": "#1a7f37", "duplicate": "#6b7287", "skipped": "#b42318"}
 
 
@@ -100,6 +101,9 @@ class WritingPage(QWidget):
         self.import_report = QListWidget()
         self.import_report.setObjectName("ImportReport")
         self.import_report.hide()
+        self.import_report.setWordWrap(True)
+        self.import_report.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.import_report.setMaximumHeight(REPORT_MAX_HEIGHT)  # the note editor keeps its room
         import_box.addWidget(self.import_report, 1)
         import_box.addStretch()
         box.addWidget(imports, 2)
@@ -128,6 +132,7 @@ class WritingPage(QWidget):
         self.table.setShowGrid(False)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
         for section in range(1, self.model.columnCount()):
             header.setSectionResizeMode(section, QHeaderView.ResizeMode.ResizeToContents)
         self.table.selectionModel().selectionChanged.connect(self._selection_changed)
@@ -156,7 +161,7 @@ class WritingPage(QWidget):
             row = self.model.row_of(lambda d, i=document_id: d.id == i)
             if row >= 0:
                 self.table.selectRow(row)
-        self.forget.setEnabled(bool(self.selected_ids()))  # a reset model says nothing
+        self._selection_changed()  # a reset model says nothing
         filtered = bool(self.search.text() or self.source.currentData())
         self.empty_hint.setText("" if documents else
                                 "Nothing matches." if filtered else
@@ -209,7 +214,7 @@ class WritingPage(QWidget):
         name = Path(result.path).name if result.path else "text"
         detail = (f"{result.words:,} words" if result.status == "added" and result.words
                   else result.reason)
-        item = QListWidgetItem(f"{result.status:<9}  {name}" + (f" — {detail}" if detail else ""))
+        item = QListWidgetItem(f"{result.status}: {name}" + (f" — {detail}" if detail else ""))
         item.setToolTip(result.path or "")
         item.setData(ItemRole, result)
         item.setForeground(QColor(STATUS_COLORS.get(result.status, "#1f2430")))
@@ -258,6 +263,8 @@ class WritingPage(QWidget):
         self.forget.setEnabled(bool(ids))
         if len(ids) == 1:
             self.previewRequested.emit(ids[0])
+        elif not ids:
+            self.preview.clear()
 
     def _forget_selected(self) -> None:
         ids = self.selected_ids()

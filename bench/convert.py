@@ -125,8 +125,8 @@ def run(repeats: int) -> dict:
     from oppu.storage.privacy import go_offline
 
     go_offline()
+    from oppu.trainer.config import TrainConfig
     from oppu.trainer.gguf_adapter import write_adapter_gguf
-    from oppu.trainer.lora import TrainConfig
     from oppu.trainer.merge import write_merged_gguf
     from tests.support.parity import (
         PROMPT,

@@ -63,8 +63,8 @@ def notes() -> list[tuple[str, str]]:
 
 
 def make_adapters(work: Path, base: Path) -> dict:
+    from oppu.trainer.config import ALL_LINEAR, TrainConfig
     from oppu.trainer.gguf_adapter import write_adapter_gguf
-    from oppu.trainer.lora import ALL_LINEAR, TrainConfig
     from oppu.trainer.merge import write_served_gguf
     from oppu.trainer.prepare import prepare_base
     from tests.support.peft_fixtures import make_peft_adapter

@@ -180,7 +180,7 @@ def add_heldout(profile, held_sections, state: dict) -> list[int]:
 def evaluate(books, states, profiles, base, args, timer) -> dict:
     """Perplexity (four configurations and the cross matrix) and generation scores."""
     from oppu.core.evaluation import generation_scores
-    from oppu.trainer.lora import TrainConfig
+    from oppu.trainer.config import TrainConfig
     from oppu.trainer.personal_eval import (
         generation_items,
         heldout_layout,

@@ -95,8 +95,9 @@ def child_ours(args) -> dict:
     from oppu.core.profile import Profile
     from oppu.trainer.answer_replay import base_answerer
     from oppu.trainer.base_models import bundled_gguf
+    from oppu.trainer.config import PRESETS
     from oppu.trainer.dataset import build_dataset
-    from oppu.trainer.lora import PRESETS, train_lora
+    from oppu.trainer.lora import train_lora
     from oppu.trainer.prepare import prepare_base
 
     config = replace(PRESETS[PRESET], max_steps=args.steps, max_minutes=0,
@@ -141,7 +142,8 @@ def model_flops(model_config, rows, rank: int, targets: tuple[str, ...]) -> floa
 
 def child_naive(args) -> dict:
     from oppu.trainer.base_models import bundled_gguf
-    from oppu.trainer.lora import PRESETS, wrap_lora
+    from oppu.trainer.config import PRESETS
+    from oppu.trainer.lora import wrap_lora
     from oppu.trainer.prepare import prepare_base
 
     rows = pickle.loads((args.work / "dataset.pkl").read_bytes())
@@ -157,8 +159,8 @@ def naive_trainer_run(model, rows, pad_id: int, args, device: str = "cpu") -> di
     import torch
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
+    from oppu.trainer.config import PRESETS
     from oppu.trainer.dataset import IGNORE
-    from oppu.trainer.lora import PRESETS
 
     config = PRESETS[PRESET]
     items = [{"input_ids": rows.input_ids[r, a:b], "labels": rows.labels[r, a:b]}

@@ -56,9 +56,9 @@ def prepare(args) -> None:
     os.environ["OPPU_HOME"] = tempfile.mkdtemp(prefix="oppu-bench-gpu-")
     from oppu.core.profile import Profile
     from oppu.trainer.base_models import bundled_gguf
+    from oppu.trainer.config import PRESETS
     from oppu.trainer.corpus import read_book
     from oppu.trainer.dataset import build_dataset
-    from oppu.trainer.lora import PRESETS
     from oppu.trainer.prepare import prepare_base
 
     base = prepare_base(bundled_gguf())
@@ -115,8 +115,9 @@ def run(args) -> dict:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    from oppu.trainer.config import PRESETS
     from oppu.trainer.evaluate import heldout_metrics
-    from oppu.trainer.lora import PRESETS, train_lora, wrap_lora
+    from oppu.trainer.lora import train_lora, wrap_lora
 
     device = args.device
     args.work = Path(tempfile.mkdtemp(prefix="oppu-bench-gpu-"))

@@ -198,7 +198,7 @@ def evaluate_profile(profile, version: str | None = None, generations: int = DEF
                      max_words: int = DEFAULT_MAX_WORDS) -> Evaluation:
     """Measure the adapter (default: the active one) on its run's held-out documents, the
     oldest first, as many as fit in `max_words` (the first one cut to fit if it is longer)."""
-    from oppu.trainer.lora import TrainConfig
+    from oppu.trainer.config import TrainConfig
     from oppu.trainer.personal_eval import generation_items, heldout_layout, perplexities
     from oppu.trainer.prepare import prepare_base
     from oppu.trainer.versions import GGUF_FILE, PEFT_DIR

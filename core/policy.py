@@ -8,7 +8,8 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from oppu.core.training import live_run
-from oppu.storage.models import TrainingRun, utcnow
+from oppu.storage.models import Adapter, TrainingRun, utcnow
+from oppu.trainer.config import run_config
 from oppu.trainer.versions import active_adapter
 
 # A failed run (too little writing then, a damaged base, no memory) holds the next
@@ -25,9 +26,16 @@ def retrain_due(profile) -> tuple[bool, str]:
     busy = live_run(profile)
     if busy is not None:
         return False, f"training run {busy} is in progress"
-    new_words = profile.writing.stats().words_since_adapter
+    stats = profile.writing.stats()
+    needed = run_config(settings.training_preset, settings.training_device).min_words
+    if stats.words < needed:
+        return False, (f"{stats.words:,} words of writing so far; a model needs at least "
+                       f"{needed:,}")
+    new_words = stats.words_since_adapter
     with profile.store.read() as session:
         active = active_adapter(session)
+        since = ("since the last training" if session.scalar(
+            select(Adapter.id).where(Adapter.origin == "trained").limit(1)) else "so far")
         forgotten = None
         if active is not None and active.trained_on_deleted:
             # Asks for one run, not one after another: a run since the version became
@@ -42,12 +50,12 @@ def retrain_due(profile) -> tuple[bool, str]:
             .where(TrainingRun.status.in_(("succeeded", "failed")))
             .group_by(TrainingRun.status)).all())
     if new_words >= settings.retrain_min_words:
-        reason = f"{new_words} new words since the last adapter"
+        reason = f"{new_words:,} new words {since}"
     elif forgotten:
         reason = f"the active {forgotten} was trained on writing you have since deleted"
     else:
-        return False, (f"{new_words} new words since the last adapter; "
-                       f"a retrain needs {settings.retrain_min_words}")
+        return False, (f"{new_words:,} new words {since}; an automatic retrain waits for "
+                       f"{settings.retrain_min_words:,}")
     # Forgetting does not wait out the pause between retrains: the user asked for it gone.
     minimum = timedelta(0) if forgotten else timedelta(hours=settings.retrain_min_hours)
     now = utcnow()

@@ -3,6 +3,8 @@
 import re
 from dataclasses import dataclass, field, fields, replace
 
+from oppu.trainer.config import DEVICES, PRESETS
+
 MAIL_ADDRESS = re.compile(r"^[^@\s,]+@[^@\s,]+$")
 TYPE_NAMES = {int: "a whole number", float: "a number", str: "text"}
 
@@ -39,9 +41,8 @@ class Settings:
     retrain_only_idle: bool = _setting(
         True, "the app starts automatic retrains only after 5 minutes without input in its "
               "window (the background timer's `oppu train --if-due` does not wait)")
-    training_preset: str = _setting("balanced", "quick, balanced or thorough",
-                                    choices=("quick", "balanced", "thorough"))
-    training_device: str = _setting("auto", "auto, cpu or cuda", choices=("auto", "cpu", "cuda"))
+    training_preset: str = _setting("balanced", ", ".join(PRESETS), choices=tuple(PRESETS))
+    training_device: str = _setting("auto", ", ".join(DEVICES), choices=DEVICES)
 
     @classmethod
     def help(cls) -> dict[str, str]:

@@ -25,6 +25,7 @@ from oppu.core.progress import Report, ShouldStop, ignore, never
 from oppu.storage.atomic import remove_abandoned
 from oppu.storage.models import Adapter, TrainingRun, utcnow
 from oppu.trainer.base_models import resolve_base
+from oppu.trainer.config import NotEnoughWriting, run_config
 from oppu.trainer.versions import WORK_DIR, read_meta
 
 LIVE = ("queued", "running")
@@ -100,14 +101,15 @@ def create_run(profile, overrides: dict | None = None, reason: str = "manual",
                preset: str | None = None) -> int:
     """Record a queued run with everything the child needs; refuse a second live one."""
     recover_interrupted(profile)
-    if profile.writing.stats().words == 0:  # the trainer names its minimum for anything more
-        raise ValueError("there is no writing to learn from yet: add notes or import files "
-                         "first")
     settings = profile.settings
     config = {"base": str(resolve_base(settings.base_model)), "base_setting": settings.base_model,
               "preset": preset or settings.training_preset, "device": settings.training_device,
               "overrides": dict(overrides or {}),
               "reason": reason}
+    needed = run_config(config["preset"], config["device"], config["overrides"]).min_words
+    words = profile.writing.stats().words
+    if words < needed:  # before a run is recorded, not minutes into one
+        raise NotEnoughWriting(words, needed)
     with profile.store.write() as session:  # checked and recorded under one write lock
         busy = session.scalar(_newest_live)
         if busy is not None:

@@ -223,6 +223,8 @@ class Writing:
             note = (f"an earlier version of this file is stored too: document "
                     f"{', '.join(map(str, earlier))}; forget it to keep only this one")
             result.reason = "; ".join(filter(None, [result.reason, note]))
+        if result.status == "duplicate":
+            result.reason = "; ".join(filter(None, ["its text is already stored", result.reason]))
         return result
 
     def _earlier_versions(self, draft: Draft, document_id: int) -> list[int]:

@@ -36,18 +36,13 @@ from oppu.trainer.answer_replay import (
     question_count,
     question_messages,
 )
+from oppu.trainer.config import NotEnoughWriting
 
 IGNORE = -100
 OPENING_TOKENS = 48  # the text before a stretch, shown as the user's opening
 MIN_REPLY_TOKENS = 16  # an item shorter than prompt + this is not worth its prompt
 MIN_PASSAGE_WORDS = 12
 TITLE_CHARS = 120
-
-
-class NotEnoughWriting(Exception):
-    def __init__(self, words: int, needed: int):
-        super().__init__(f"not enough writing yet ({words} words, need {needed})")
-        self.words, self.needed = words, needed
 
 
 @dataclass(frozen=True)

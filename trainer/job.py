@@ -17,7 +17,6 @@ import os
 import shutil
 import sys
 import traceback
-from dataclasses import replace
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -164,25 +163,15 @@ class TrainingJob:
         from oppu.storage.index import Index
         from oppu.storage.writing import Writing
         from oppu.trainer.answer_replay import ANSWER_CACHE_FILE, AnswerCache, base_answerer
-        from oppu.trainer.dataset import NotEnoughWriting, build_dataset
+        from oppu.trainer.config import run_config
+        from oppu.trainer.dataset import build_dataset
         from oppu.trainer.evaluate import LearningCurve, heldout_metrics
-        from oppu.trainer.lora import PRESETS, TrainConfig, pick_device, train_lora
+        from oppu.trainer.lora import pick_device, train_lora
         from oppu.trainer.prepare import describe, prepare_base
 
-        if config["preset"] not in PRESETS:
-            raise ValueError(f"unknown training preset {config['preset']!r}")
-        overrides = config.get("overrides", {})
-        unknown = sorted(set(overrides) - set(TrainConfig.help()))
-        if unknown:
-            raise ValueError(f"unknown training option {', '.join(unknown)}; known: "
-                             f"{', '.join(TrainConfig.help())}")
-        train_config = replace(PRESETS[config["preset"]], device=config.get("device", "auto"),
-                               **overrides)
+        train_config = run_config(config["preset"], config.get("device", "auto"),
+                                  config.get("overrides"))
         writing = Writing(self.store, Index(private_dir(self.folder / "chroma")))
-        words = writing.stats().words
-        if words < train_config.min_words:  # say so before minutes of preparing the base
-            raise NotEnoughWriting(words, train_config.min_words)
-
         self.emit("prepare", 0, 100, message="base model")
         base = prepare_base(Path(config["base"]), report=lambda message, fraction: self.emit(
             "prepare", int(fraction * 100), 100, message=message))

@@ -12,7 +12,8 @@ import time
 
 import torch
 
-PRECISIONS = ("auto", "fp32", "bf16")
+from oppu.trainer.config import PRECISIONS
+
 # bf16 is chosen on the CPU only when its matmuls measure at least this much faster.
 MIN_CPU_BF16_SPEEDUP = 2.0
 

@@ -38,7 +38,9 @@ def test_a_message_streams_its_reply_and_shows_the_sources(qtbot, app):
     reply.sources.toggle.click()
     assert not reply.sources.entries[0].isHidden()
     assert "Skerry Point" in reply.sources.entries[0].text()
-    assert "base model, no adapter" in reply.header.text()
+    assert reply.header.text() == "Base model · without your personal model"
+    assert not page.use_adapter.isEnabled(), "no personal model yet: nothing to turn on"
+    assert not page.strength.isEnabled()
     assert reply.regenerate.isVisibleTo(page)
 
     (conversation,) = app.chat_page.model.items

@@ -165,6 +165,22 @@ def test_a_run_that_cannot_start_is_a_message(qtbot, trainee_app, tmp_path):
     assert not app.model.training.running and app.model_page.retrain.isEnabled()
 
 
+def test_retrain_with_too_little_writing_says_what_a_model_needs(qtbot, app):
+    """A new profile's Retrain started a run that failed in red; the card said 'since the
+    last adapter' with none, and named the automatic threshold, not the first model's."""
+    app.profile.writing.add_note("A short first note about the harbour at dawn.", "Dawn")
+    app.window.show_page("model")
+    app.model.refresh()
+    page = app.model_page
+    assert page.due.text() == "9 words of writing so far; a model needs at least 1,000."
+    assert not page.no_versions.isHidden()
+    qtbot.mouseClick(page.retrain, Qt.MouseButton.LeftButton)
+    assert page.banner.kind == "info"
+    assert page.banner.label.text().startswith("Not enough writing yet: 9 words, and a model "
+                                               "needs at least 1,000")
+    assert recent_runs(app.profile) == [] and page.retrain.isEnabled()
+
+
 def test_a_training_process_that_cannot_be_started_says_so(qtbot, trainee_app, monkeypatch,
                                                            tmp_path):
     """It said "ended unexpectedly (exit status None); see its log", and the log is empty."""

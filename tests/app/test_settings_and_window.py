@@ -96,7 +96,7 @@ def test_a_refused_rename_keeps_the_profile_open_and_whole(qtbot, app, monkeypat
     qtbot.waitUntil(lambda: app.writing_open, timeout=60_000)
     assert app.profile.name == "second" and len(app.profile.writing.documents()) == 1
     assert app.settings_page.banner.kind == "error"
-    assert "a profile named 'tester' already exists" in app.settings_page.banner.label.text()
+    assert "A profile named 'tester' already exists" in app.settings_page.banner.label.text()
 
 
 def test_profiles_can_be_created_and_switched(qtbot, app):
@@ -111,7 +111,7 @@ def test_profiles_can_be_created_and_switched(qtbot, app):
 
     assert not app.switch_profile("../escape")
     assert app.profile.name == "second"
-    assert "invalid profile name" in app.current_banner().label.text()
+    assert "Invalid profile name" in app.current_banner().label.text()
 
     assert app.switch_profile("tester")
     qtbot.waitUntil(lambda: app.writing_open, timeout=60_000)
@@ -164,7 +164,7 @@ def test_the_scheduler_asks_the_policy_and_starts_a_run_when_due(qtbot, trainee_
     app.scheduler.checked.connect(lambda due, why: reasons.append((due, why)))
     app.profile.set("retrain_min_words", 10_000_000)
     assert not app.scheduler.check()
-    assert reasons[-1][0] is False and "a retrain needs 10000000" in reasons[-1][1]
+    assert reasons[-1][0] is False and "an automatic retrain waits for 10,000,000" in reasons[-1][1]
 
     app.profile.set("retrain_min_words", 100)
     app.profile.set("retrain_only_idle", True)

@@ -62,6 +62,7 @@ def test_importing_a_folder_reports_each_file_and_keeps_the_good_ones(qtbot, app
     assert sorted(titles(page)) == sorted(d.title for d in app.profile.writing.documents())
     assert len(titles(page)) == 2
     assert "2 added, 1 skipped" in page.banner.label.text()
+    assert page.banner.kind == "info", "not all went well: not shown as a plain success"
     assert page.import_files.isEnabled() and not page.import_progress.isVisible()
 
 
@@ -107,7 +108,7 @@ def test_a_failing_import_shows_a_message_and_the_app_goes_on(qtbot, app, tmp_pa
     app.writing_page.importRequested.emit([str(tmp_path / "does-not-exist")])
     wait_jobs(qtbot, app)
     page = app.writing_page
-    assert page.report_lines() == ["skipped    does-not-exist — no such file"]
+    assert page.report_lines() == ["skipped: does-not-exist — no such file"]
     assert page.banner.isVisible() and page.banner.kind == "error"
     assert page.banner.label.text() == "Import finished: 1 skipped."
     assert page.import_files.isEnabled()

@@ -63,7 +63,7 @@ def test_add_reports_each_file_and_a_summary(oppu, tmp_path):
     assert status == 0, (out, err)
     assert out.splitlines() == [
         f"added     {folder / 'again.md'}",
-        f"duplicate {folder / 'garden.txt'}",
+        f"duplicate {folder / 'garden.txt'} (its text is already stored)",
         f"skipped   {folder / 'photo.png'} ({UNSUPPORTED_PNG})",
         "1 added, 1 duplicate, 1 skipped",
     ]

@@ -12,33 +12,42 @@ def record_run(profile, status: str, hours_ago: float) -> None:
         session.add(TrainingRun(status=status, started_at=utcnow() - timedelta(hours=hours_ago)))
 
 
+def test_not_due_before_there_is_enough_writing_for_a_model(profile):
+    profile.set("retrain_min_words", 100)
+    add_notes(profile, count=2, words_each=100)
+    words = profile.writing.stats().words
+    assert retrain_due(profile) == (
+        False, f"{words} words of writing so far; a model needs at least 1,000")
+
+
 def test_not_due_until_enough_new_words(profile):
-    profile.set("retrain_min_words", 1000)
-    add_notes(profile, count=4, words_each=100)
+    profile.set("retrain_min_words", 2000)
+    add_notes(profile, count=4, words_each=300)
     due, why = retrain_due(profile)
     words = profile.writing.stats().words_since_adapter
-    assert not due and why == f"{words} new words since the last adapter; a retrain needs 1000"
-    add_notes(profile, count=8, words_each=100, seed=1)
+    assert not due and why == (f"{words:,} new words so far; an automatic retrain waits for "
+                               "2,000")
+    add_notes(profile, count=4, words_each=300, seed=1)
     assert retrain_due(profile)[0]
 
 
 def test_not_due_again_before_the_minimum_hours(profile):
     profile.set("retrain_min_words", 100)
     profile.set("retrain_min_hours", 24)
-    add_notes(profile, count=3, words_each=100)
+    add_notes(profile, count=3, words_each=400)
     record_run(profile, "succeeded", hours_ago=2)
     due, why = retrain_due(profile)
     assert not due and "the last run started 2.0 h ago; next in 22.0 h" in why
     record_run(profile, "cancelled", hours_ago=0)  # a run the user stopped does not count
     profile.set("retrain_min_hours", 1.5)
     words = profile.writing.stats().words
-    assert retrain_due(profile) == (True, f"{words} new words since the last adapter")
+    assert retrain_due(profile) == (True, f"{words:,} new words so far")
 
 
 def test_a_failed_run_holds_the_next_off_for_an_hour_only(profile):
     profile.set("retrain_min_words", 100)
     profile.set("retrain_min_hours", 24)
-    add_notes(profile, count=3, words_each=100)
+    add_notes(profile, count=3, words_each=400)
     record_run(profile, "failed", hours_ago=0.5)  # e.g. too little writing back then
     due, why = retrain_due(profile)
     assert not due and "the last failed run started 0.5 h ago; next in 0.5 h" in why
@@ -51,7 +60,7 @@ def test_a_failed_run_holds_the_next_off_for_an_hour_only(profile):
 
 def test_words_already_trained_on_do_not_count(profile):
     profile.set("retrain_min_words", 100)
-    ids = add_notes(profile, count=3, words_each=100)
+    ids = add_notes(profile, count=3, words_each=400)
     with profile.store.write() as session:
         adapter = Adapter(version="v1", path="/nowhere", base_sha256="0" * 64)
         session.add(adapter)
@@ -63,7 +72,7 @@ def test_words_already_trained_on_do_not_count(profile):
 
 def test_not_due_while_running_or_switched_off(profile):
     profile.set("retrain_min_words", 100)
-    add_notes(profile, count=3, words_each=100)
+    add_notes(profile, count=3, words_each=400)
     profile.set("auto_retrain", False)
     assert retrain_due(profile) == (False, "automatic retraining is off (auto_retrain = false)")
     profile.set("auto_retrain", True)
@@ -77,7 +86,7 @@ def test_an_active_adapter_trained_on_deleted_writing_makes_a_retrain_due(profil
     a run since then (failed, or not promoted) does not make it due again."""
     profile.set("retrain_min_words", 1000)
     profile.set("retrain_min_hours", 24)
-    ids = add_notes(profile, count=3, words_each=100)
+    ids = add_notes(profile, count=4, words_each=400)
     with profile.store.write() as session:
         adapter = Adapter(version="v1", path="/nowhere", base_sha256="0" * 64, is_active=True,
                           activated_at=utcnow() - timedelta(hours=48))
@@ -96,4 +105,4 @@ def test_an_active_adapter_trained_on_deleted_writing_makes_a_retrain_due(profil
     assert retrain_due(profile)[0]  # at once: not after the 24 hours between retrains
     record_run(profile, "failed", hours_ago=1)  # since v1 became active: too little left
     due, why = retrain_due(profile)
-    assert not due and why.startswith("0 new words since the last adapter")
+    assert not due and why.startswith("0 new words since the last training")

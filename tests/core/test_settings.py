@@ -90,9 +90,3 @@ def test_a_stored_value_this_version_cannot_read_falls_back_to_the_default(profi
         assert reopened.settings.temperature == Settings().temperature
 
 
-def test_the_training_choices_are_the_trainers():
-    """core.settings cannot import the trainer (torch) to read them, so they are checked."""
-    from oppu.trainer.lora import DEVICES, PRESETS
-
-    assert Settings.choices("training_preset") == tuple(PRESETS)
-    assert Settings.choices("training_device") == DEVICES

@@ -23,6 +23,7 @@ from oppu.core.training import (
     training_argv,
 )
 from oppu.storage.models import Adapter, AdapterDocument, TrainingRun, utcnow
+from oppu.trainer.config import NotEnoughWriting
 from oppu.trainer.versions import GGUF_FILE, MERGED_FILE, WORK_DIR, recorded_path, write_meta
 from tests.support.processes import dead_pid
 from tests.support.sample_writing import add_notes
@@ -133,22 +134,16 @@ def test_the_gate_keeps_a_better_adapter_and_rollback_restores_it(trainee, capsy
     assert "not due: 0 new words" in capsys.readouterr().out
 
 
-def test_too_little_writing_is_a_clear_failure(profile, tiny_gguf, oppu_home, base_cache):
-    (oppu_home / "cache").symlink_to(base_cache, target_is_directory=True)
+@pytest.mark.parametrize("notes", [0, 2])
+def test_too_little_writing_is_refused_before_a_run_starts(profile, tiny_gguf, notes):
     profile.set("base_model", str(tiny_gguf))
-    add_notes(profile, count=2, words_each=40)
+    add_notes(profile, count=notes, words_each=40)
     words = profile.writing.stats().words
-    outcome = run_training(profile, overrides=FAST)
-    assert outcome.status == "failed"
-    assert outcome.error.startswith(f"not enough writing yet ({words} words, need ")
-    assert list_adapters(profile) == []
-
-
-def test_no_writing_at_all_is_refused_before_a_run_starts(profile, tiny_gguf):
-    profile.set("base_model", str(tiny_gguf))
-    with pytest.raises(ValueError, match="no writing to learn from yet"):
+    with pytest.raises(NotEnoughWriting) as refused:
         run_training(profile, overrides=FAST)
-    assert recent_runs(profile) == []
+    assert (refused.value.words, refused.value.needed) == (words, FAST.get("min_words", 1000))
+    assert str(refused.value).startswith(f"not enough writing yet: {words:,} words, and a model")
+    assert recent_runs(profile) == [] and list_adapters(profile) == []
 
 
 def test_two_runs_asked_for_at_once_make_one(trainee, monkeypatch):

@@ -242,7 +242,7 @@ def test_folders_are_walked_recursively_with_a_report_per_file(writing, tmp_path
     assert lines == {
         "a.txt": ("added", ""),
         "deeper/b.md": ("added", ""),
-        "deeper/again/c.txt": ("duplicate", ""),
+        "deeper/again/c.txt": ("duplicate", "its text is already stored"),
         "deeper/photo.jpg": ("skipped", UNSUPPORTED_JPG),
     }
     assert [(done, total) for done, total, _ in reports] == [(i, 4) for i in range(1, 5)]

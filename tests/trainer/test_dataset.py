@@ -8,6 +8,7 @@ import torch
 
 from oppu.storage.prompting import PASSAGES_HEADER, VOICE_INSTRUCTION, writing_messages
 from oppu.trainer.answer_replay import QUESTIONS
+from oppu.trainer.config import TrainConfig
 from oppu.trainer.dataset import (
     IGNORE,
     MIN_REPLY_TOKENS,
@@ -17,7 +18,6 @@ from oppu.trainer.dataset import (
     read_documents,
     split_documents,
 )
-from oppu.trainer.lora import TrainConfig
 from tests.support.sample_writing import add_notes
 
 CONFIG = TrainConfig(seq_len=256, retrieval_k=2, retrieval_min_score=0.0, min_words=200,
@@ -190,7 +190,8 @@ def test_too_little_writing_is_refused_with_the_counts(writer, tiny_tokenizer):
     words = sum(d.words for d in writer.writing.documents())
     with pytest.raises(NotEnoughWriting) as refused:
         build_dataset(writer.writing, tiny_tokenizer, replace(CONFIG, min_words=words + 1))
-    assert str(refused.value) == f"not enough writing yet ({words} words, need {words + 1})"
+    assert str(refused.value) == (f"not enough writing yet: {words:,} words, and a model needs "
+                                  f"at least {words + 1:,}; add notes or import files first")
     assert (refused.value.words, refused.value.needed) == (words, words + 1)
 
 

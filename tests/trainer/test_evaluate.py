@@ -8,9 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from oppu.trainer.config import TrainConfig
 from oppu.trainer.dataset import IGNORE, PackedSequences, build_dataset
 from oppu.trainer.evaluate import AdapterLoadError, heldout_metrics, load_adapter
-from oppu.trainer.lora import TrainConfig, wrap_lora
+from oppu.trainer.lora import wrap_lora
 from tests.support.sample_writing import add_notes
 
 CONFIG = TrainConfig(seq_len=192, retrieval_k=0, min_words=200, heldout_fraction=0.3)

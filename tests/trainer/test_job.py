@@ -207,11 +207,14 @@ def test_a_stop_after_the_commit_does_not_rewrite_the_outcome(profile):
         assert session.get(TrainingRun, 1).status == "succeeded"
 
 
-def test_unknown_training_options_fail_the_run_clearly(trainee):
-    _, child = start_run(trainee, {"lr": 0.1})
-    result = [json.loads(line) for line in child.stdout][-1]["result"]
-    assert child.wait() == 1
-    assert result["error"].startswith("unknown training option lr; known: rank, alpha")
+def test_unknown_training_options_are_refused_before_a_run_is_recorded(trainee):
+    from oppu.core.training import create_run, recent_runs
+
+    with pytest.raises(ValueError, match="^unknown training option lr; known: rank, alpha"):
+        create_run(trainee, {"lr": 0.1})
+    with pytest.raises(ValueError, match="unknown training preset 'fast'"):
+        create_run(trainee, preset="fast")
+    assert recent_runs(trainee) == []
 
 
 def test_the_gate_promotes_only_what_beats_both():

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from oppu.core.settings import Settings
+from oppu.trainer.config import ALL_LINEAR, PRESETS, TrainConfig
 from oppu.trainer.dataset import build_dataset
 from oppu.trainer.evaluate import heldout_metrics
 from oppu.trainer.fused import (
@@ -19,7 +20,7 @@ from oppu.trainer.fused import (
     release_frozen_copies,
     weight_as,
 )
-from oppu.trainer.lora import ALL_LINEAR, PRESETS, Stopped, TrainConfig, train_lora, wrap_lora
+from oppu.trainer.lora import Stopped, train_lora, wrap_lora
 from oppu.trainer.loss import linear_cross_entropy
 from tests.support.sample_writing import add_notes
 

@@ -13,7 +13,7 @@ from oppu.core.evaluation import (
     unavailable_reason,
 )
 from oppu.core.training import run_training
-from oppu.trainer.lora import TrainConfig
+from oppu.trainer.config import TrainConfig
 from oppu.trainer.personal_eval import (
     CONFIGURATIONS,
     generation_items,

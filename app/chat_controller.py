@@ -189,9 +189,10 @@ class ChatController(QObject):
                 self.session.reset()
                 self.page.transcript.clear()
             self.refresh_list()
-            added = (f", with the {forgotten} message{'s' if forgotten != 1 else ''} it added "
-                     "to your writing" if forgotten else "")
-            self.page.banner.show_message(f"Conversation deleted{added}.", "success", 5)
+            mine = ("the message you wrote in it was" if forgotten == 1
+                    else f"the {forgotten} messages you wrote in it were")
+            also = f"; {mine} removed from your writing too" if forgotten else ""
+            self.page.banner.show_message(f"Conversation deleted{also}.", "success", 5)
             self.changed.emit()
 
         self.app.jobs.start("delete-conversation", lambda _r, _s: delete_conversation(

@@ -25,6 +25,8 @@ EMPTY_CHAT = ("Ask anything. Your model answers in your voice, and quotes your o
 ADAPTER_TIP = "Answer with your personal model (off: the plain base model)"
 NO_ADAPTER_TIP = ("You have no personal model yet: replies come from the base model. Train "
                   "one on the My model page.")
+NO_ACTIVE_TIP = ("No version of your model is active: replies come from the base model. "
+                 "Activate one on the My model page.")
 EMPTY_INCOGNITO = "Incognito: nothing from this conversation is stored, not even your messages."
 
 
@@ -95,6 +97,9 @@ class ChatPage(QWidget):
         self.composer.installEventFilter(self)
         self.send = button("Send", primary=True, tooltip="Send (Ctrl+Enter)")
         self.send.clicked.connect(self._send)
+        self.send.setEnabled(False)  # nothing written yet
+        self.composer.textChanged.connect(
+            lambda: self.send.setEnabled(bool(self.composer.toPlainText().strip())))
         self.stop = button("Stop", tooltip="Stop the reply (Esc)")
         self.stop.clicked.connect(self.stopRequested)
         self.stop.hide()
@@ -190,10 +195,11 @@ class ChatPage(QWidget):
         self._enable_strength()
         self.transcript.set_empty_text(EMPTY_INCOGNITO if incognito else EMPTY_CHAT)
 
-    def set_personal_model(self, available: bool) -> None:
+    def set_personal_model(self, available: bool, has_versions: bool) -> None:
         """Without an active adapter the toggle and the strength have nothing to act on."""
         self.use_adapter.setEnabled(available)
-        self.use_adapter.setToolTip(ADAPTER_TIP if available else NO_ADAPTER_TIP)
+        self.use_adapter.setToolTip(ADAPTER_TIP if available else NO_ACTIVE_TIP if has_versions
+                                    else NO_ADAPTER_TIP)
         self._enable_strength()
 
     def _enable_strength(self) -> None:

@@ -25,8 +25,8 @@ def first_line(text: str, limit: int = 300) -> str:
 
 def sentence(text: str) -> str:
     """`text` starting with a capital, as core's one-line errors do not; a first word that
-    names something (a setting such as retrieval_k, a file name) is kept as written."""
-    first = text.split(" ", 1)[0]
-    if not first[:1].islower() or any(mark in first for mark in "_./\\"):
+    names something (a version such as v1, a setting such as retrieval_k, a file) is kept."""
+    first = text.split(" ", 1)[0].rstrip(",:;.")
+    if not (first.isalpha() and first[:1].islower()):
         return text
     return text[:1].upper() + text[1:]

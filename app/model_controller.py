@@ -121,7 +121,7 @@ class ModelController(QObject):
             self.app.report_error(self.page.banner, error)
             return
         self.app.window.set_adapter(current.version if current else None, bool(versions))
-        self.app.chat_page.set_personal_model(current is not None)
+        self.app.chat_page.set_personal_model(current is not None, bool(versions))
         self.versionsChanged.emit()
         if current is not None:
             self._check_base(current, profile.settings.base_model)

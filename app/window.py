@@ -59,7 +59,6 @@ class MainWindow(QMainWindow):
         row.addWidget(self.stack, 1)
         self.setCentralWidget(central)
         self._status_bar()
-        self.setMinimumSize(960, 640)  # narrower, the writing table's titles shrink to "…"
         self.resize(1180, 760)
         self.restore_state()
 

@@ -161,7 +161,8 @@ class WritingPage(QWidget):
             row = self.model.row_of(lambda d, i=document_id: d.id == i)
             if row >= 0:
                 self.table.selectRow(row)
-        self._selection_changed()  # a reset model says nothing
+        if not self.selected_ids():  # a reset model says nothing; a restored row previews
+            self._selection_changed()
         filtered = bool(self.search.text() or self.source.currentData())
         self.empty_hint.setText("" if documents else
                                 "Nothing matches." if filtered else

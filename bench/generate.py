@@ -5,8 +5,8 @@ In one run, on the same ~500-token chat prompt:
   trainer's default config (the adapter the app serves; random non-zero B, attached at run
   time as the app does), that adapter merged into the base as the app serves it (every
   block weight q8_0, `merge.write_served_gguf`), and for comparison a
-  rank-16 LoRA on all seven projections (the default until the MLP-only one measured the
-  same in bench/results/personalization.md), attached and merged;
+  rank-16 LoRA on all seven projections (the default until fewer measured the same in
+  bench/results/personalization.md), attached and merged;
 - time to first token through the chat use case, with and without retrieval from a
   profile of 200 notes (retrieval, prompt layout, context budget and prefill included),
   and for the 9th message of a conversation, against the same prompt read from scratch;
@@ -336,9 +336,11 @@ def markdown(r: dict) -> str:
          f"{r['adapter_overhead']:.1%} attached (target ≤ 10%), {r['merged_overhead']:.1%} "
          f"merged; r16 on all seven projections: {r['adapter_all_overhead']:.1%} attached, "
          f"{r['merged_all_overhead']:.1%} merged. An attached LoRA adds four small graph "
-         "nodes per adapted projection, and on two threads their synchronization more than "
-         "their arithmetic (about 4% of the model's) is the cost, so it grows with the "
-         "number of projections. Merged (the copy the app serves), every weight matrix of the "
+         "nodes per adapted projection (two matmuls, a scale, an add), and on two threads "
+         "their dispatch and synchronization, not their arithmetic or their bytes, is the "
+         "cost: the same adapter stored as F16 instead of F32, half the bytes to read, "
+         "decoded no faster (122.6 against 119.5 tokens/s, 2026-11-27). It grows with the "
+         "number of adapted projections: hence two in the default. Merged (the copy the app serves), every weight matrix of the "
          "blocks is stored as q8_0, nearly twice the bytes of Q4_1, but q8_0 has llama.cpp's "
          "tiled matmul kernels and Q4_1 none, so the merged model reads a prompt faster than "
          "the base and decodes about as fast."),

@@ -1,7 +1,7 @@
-"""When a retrain is due: enough new writing since the last adapter and enough time since
-the last run that trained (or, shorter, since the last one that failed); or at once, when
-the active adapter was trained on writing the user has since deleted. `oppu train --if-due` (cron, a
-systemd timer) and the app both ask here."""
+"""When a retrain is due: enough writing for a model, enough new writing since the last
+trained adapter and enough time since the last run that trained (or, shorter, since the
+last one that failed); or at once, when the active adapter was trained on writing the user
+has since deleted. `oppu train --if-due` (cron, a systemd timer) and the app both ask here."""
 
 from datetime import timedelta
 
@@ -27,17 +27,14 @@ def retrain_due(profile) -> tuple[bool, str]:
     if busy is not None:
         return False, f"training run {busy} is in progress"
     stats = profile.writing.stats()
-    needed = run_config(settings.training_preset, settings.training_device).min_words
-    if stats.words < needed:
-        return False, (f"{stats.words:,} words of writing so far; a model needs at least "
-                       f"{needed:,}")
     new_words = stats.words_since_adapter
     with profile.store.read() as session:
         active = active_adapter(session)
         since = ("since the last training" if session.scalar(
             select(Adapter.id).where(Adapter.origin == "trained").limit(1)) else "so far")
-        forgotten = None
+        forgotten = stale = None
         if active is not None and active.trained_on_deleted:
+            stale = active.version
             # Asks for one run, not one after another: a run since the version became
             # active (too little writing left, or a new adapter that did not beat the base)
             # leaves the rest to the user, whom My model tells.
@@ -49,6 +46,14 @@ def retrain_due(profile) -> tuple[bool, str]:
             select(TrainingRun.status, func.max(TrainingRun.started_at))
             .where(TrainingRun.status.in_(("succeeded", "failed")))
             .group_by(TrainingRun.status)).all())
+    needed = run_config(settings.training_preset, settings.training_device).min_words
+    if stats.words < needed:
+        if stale:
+            return False, (f"the active {stale} was trained on writing you have since deleted, "
+                           f"and the {stats.words:,} words left are too few to retrain (a "
+                           f"model needs at least {needed:,}): turn {stale} off or delete it")
+        return False, (f"{stats.words:,} words of writing so far; a model needs at least "
+                       f"{needed:,}")
     if new_words >= settings.retrain_min_words:
         reason = f"{new_words:,} new words {since}"
     elif forgotten:

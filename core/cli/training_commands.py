@@ -6,6 +6,7 @@ from contextlib import contextmanager
 from oppu.core.cli import CommandError, open_profile
 from oppu.core.cli.progress_bar import ProgressBar
 from oppu.core.times import local_time
+from oppu.trainer.config import PRESETS
 
 
 def positive_int(text: str) -> int:
@@ -23,7 +24,7 @@ def register(commands) -> None:
     train = commands.add_parser("train", help="train your personal adapter now")
     train.add_argument("--if-due", action="store_true",
                        help="only if enough is new (for cron or a systemd timer)")
-    train.add_argument("--preset", choices=["quick", "balanced", "thorough"],
+    train.add_argument("--preset", choices=tuple(PRESETS),
                        help="override the training_preset setting for this run")
     train.add_argument("--max-steps", type=positive_int,
                        help="stop training after this many steps")

@@ -25,6 +25,7 @@ def send(qtbot, app, text: str) -> list[str]:
 def test_a_message_streams_its_reply_and_shows_the_sources(qtbot, app):
     app.profile.writing.add_note(NOTE, "Sailing")
     app.window.show_page("chat")
+    assert not app.chat_page.send.isEnabled(), "an empty message cannot be sent"
     pieces = send(qtbot, app, "Where do I sail every August, and what do I pack?")
 
     page = app.chat_page

@@ -20,6 +20,22 @@ def test_not_due_before_there_is_enough_writing_for_a_model(profile):
         False, f"{words} words of writing so far; a model needs at least 1,000")
 
 
+def test_deleting_below_the_minimum_names_the_version_still_holding_it(profile):
+    """The reason to act (the active model holds deleted writing) outranks 'too little'."""
+    ids = add_notes(profile, count=3, words_each=400)
+    with profile.store.write() as session:
+        adapter = Adapter(version="v1", path="/nowhere", base_sha256="0" * 64, is_active=True,
+                          activated_at=utcnow())
+        session.add(adapter)
+        session.flush()
+        session.add_all(AdapterDocument(adapter_id=adapter.id, document_id=i) for i in ids)
+    profile.forget(ids[0], ids[1])
+    words = profile.writing.stats().words
+    assert retrain_due(profile) == (False, (
+        f"the active v1 was trained on writing you have since deleted, and the {words} words "
+        "left are too few to retrain (a model needs at least 1,000): turn v1 off or delete it"))
+
+
 def test_not_due_until_enough_new_words(profile):
     profile.set("retrain_min_words", 2000)
     add_notes(profile, count=4, words_each=300)

@@ -23,7 +23,7 @@ from oppu.core.training import (
     training_argv,
 )
 from oppu.storage.models import Adapter, AdapterDocument, TrainingRun, utcnow
-from oppu.trainer.config import NotEnoughWriting
+from oppu.trainer.config import PRESETS, NotEnoughWriting
 from oppu.trainer.versions import GGUF_FILE, MERGED_FILE, WORK_DIR, recorded_path, write_meta
 from tests.support.processes import dead_pid
 from tests.support.sample_writing import add_notes
@@ -135,14 +135,18 @@ def test_the_gate_keeps_a_better_adapter_and_rollback_restores_it(trainee, capsy
 
 
 @pytest.mark.parametrize("notes", [0, 2])
-def test_too_little_writing_is_refused_before_a_run_starts(profile, tiny_gguf, notes):
+def test_too_little_writing_is_refused_before_a_run_starts(profile, tiny_gguf, notes, capsys):
     profile.set("base_model", str(tiny_gguf))
     add_notes(profile, count=notes, words_each=40)
-    words = profile.writing.stats().words
+    words, needed = profile.writing.stats().words, PRESETS["balanced"].min_words
     with pytest.raises(NotEnoughWriting) as refused:
         run_training(profile, overrides=FAST)
-    assert (refused.value.words, refused.value.needed) == (words, FAST.get("min_words", 1000))
-    assert str(refused.value).startswith(f"not enough writing yet: {words:,} words, and a model")
+    assert (refused.value.words, refused.value.needed) == (words, needed)
+    message = (f"not enough writing yet: {words:,} words, and a model needs at least "
+               f"{needed:,}; add notes or import files first")
+    assert str(refused.value) == message
+    assert main(["--profile", profile.name, "train"]) == 1  # one line, no traceback
+    assert capsys.readouterr().err == f"oppu: {message}\n"
     assert recent_runs(profile) == [] and list_adapters(profile) == []
 
 

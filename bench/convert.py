@@ -1,7 +1,9 @@
 """Benchmark: adapter-GGUF and merged-GGUF conversion of the bundled SmolLM2-135M.
 
-For an adapter of the app's default training config (TrainConfig: rank, alpha, targets)
-with random non-zero B, it measures in one run:
+For an adapter at the default training config's rank and alpha on all seven projections
+(the default adapts two of them; all seven exercise every tensor kind, q and k's row
+permutation among them, as an imported adapter may) with random non-zero B, it measures
+in one run:
 - conversion times and file sizes: adapter GGUF, merged GGUF (q8_0, f16, q4_k_m);
 - baselines in the same run: the straightforward gguf-py path (`GGUFReader` for the
   base, `GGUFWriter` for the output) for both conversions, and llama.cpp's own quantizer
@@ -125,7 +127,7 @@ def run(repeats: int) -> dict:
     from oppu.storage.privacy import go_offline
 
     go_offline()
-    from oppu.trainer.config import TrainConfig
+    from oppu.trainer.config import ALL_LINEAR, TrainConfig
     from oppu.trainer.gguf_adapter import write_adapter_gguf
     from oppu.trainer.merge import write_merged_gguf
     from tests.support.parity import (
@@ -146,12 +148,12 @@ def run(repeats: int) -> dict:
     load_s = time.perf_counter() - start
     peft_dir = work / "peft"
     peft_model = make_peft_adapter(model, peft_dir, rank=config.rank, alpha=config.alpha,
-                                   targets=config.target_modules, b_std=B_STD)
+                                   targets=ALL_LINEAR, b_std=B_STD)
     out = {name: work / f"{name}.gguf" for name in
            ("adapter", "adapter_naive", "adapter_noperm", "merged", "merged_naive",
             "merged_f16", "merged_q4_k_m", "llama_q8_0")}
     r = {"model": base.name, "rank": config.rank, "alpha": config.alpha,
-         "targets": list(config.target_modules), "b_std": B_STD, "repeats": repeats,
+         "targets": list(ALL_LINEAR), "b_std": B_STD, "repeats": repeats,
          "base_model_load_s": round(load_s, 2)}
     r["adapter_gguf_s"], _ = timed(lambda: write_adapter_gguf(peft_dir, base, out["adapter"]),
                                    repeats)

@@ -27,7 +27,7 @@ class ChatController(QObject):
         page.conversationSelected.connect(self.open_conversation)
         page.renameRequested.connect(self.rename)
         page.deleteRequested.connect(self.delete)
-        page.adapterToggled.connect(lambda on: self._set_option("use_adapter", on))
+        page.adapterToggled.connect(self._use_adapter)
         page.retrievalToggled.connect(lambda on: self._set_option("use_retrieval", on))
         page.adapterScaleChanged.connect(lambda scale: app.change_setting("adapter_scale", scale))
         page.incognitoToggled.connect(self.set_incognito)
@@ -43,6 +43,11 @@ class ChatController(QObject):
         options = self.session.options
         self.page.show_options(options.use_adapter, self.app.profile.settings.adapter_scale,
                                options.use_retrieval, options.incognito)
+        self.app.window.set_adapter_used_in_chat(options.use_adapter)
+
+    def _use_adapter(self, on: bool) -> None:
+        self._set_option("use_adapter", on)
+        self.app.window.set_adapter_used_in_chat(on)
 
     def _set_option(self, name: str, value) -> None:
         setattr(self.session.options, name, value)
@@ -99,7 +104,7 @@ class ChatController(QObject):
         self.unsent = None
         bubble, self.job, self.bubble = self.bubble, None, None
         bubble.finish(reply.text, reply.sources, reply.adapter_version, reply.notices,
-                      stopped=reply.stop_reason == "stopped")
+                      stopped=reply.stop_reason == "stopped", adapter_scale=reply.adapter_scale)
         bubble.regenerate.show()
         self.page.set_generating(False)
         stats = reply.stats
@@ -169,7 +174,8 @@ class ChatController(QObject):
                 gone = len(message.retrieved_chunk_ids) - len(sources)
                 bubble.finish(message.text, sources, message.adapter_version,
                               [f"{gone} of the passages it used have since been deleted"]
-                              if gone else [], stopped=message.stop_reason == "stopped")
+                              if gone else [], stopped=message.stop_reason == "stopped",
+                              adapter_scale=message.adapter_scale)
                 bubble.regenerateRequested.connect(self.regenerate)
         if bubble is not None and bubble.role == "assistant":
             bubble.regenerate.show()

@@ -27,6 +27,8 @@ NO_ADAPTER_TIP = ("You have no personal model yet: replies come from the base mo
                   "one on the My model page.")
 NO_ACTIVE_TIP = ("No version of your model is active: replies come from the base model. "
                  "Activate one on the My model page.")
+EMPTY_BASE = ("Ask anything. Until you train your own model (My model), the base model "
+              "answers, and quotes your own writing when it helps.")
 EMPTY_INCOGNITO = "Incognito: nothing from this conversation is stored, not even your messages."
 
 
@@ -54,6 +56,7 @@ class ChatPage(QWidget):
         splitter.setSizes([230, 800])
         layout.addWidget(splitter, 1)
         self.generating = False
+        self.adapter_wanted = True  # the conversation's choice, kept while there is no model
         self._enable_conversation_actions()
 
     # -- building -----------------------------------------------------------------------
@@ -128,7 +131,8 @@ class ChatPage(QWidget):
         self.strength.setSingleStep(5)
         self.strength.setPageStep(25)
         self.strength.setFixedWidth(100)
-        self.strength.setToolTip("How strongly your personal adapter shapes replies")
+        self.strength.setToolTip("How strongly your personal model shapes replies: 1.00 is as "
+                                 "trained, 0 the plain base model, above 1 exaggerates it")
         self.strength_label = QLabel()
         self.strength.valueChanged.connect(
             lambda v: self.strength_label.setText(f"strength {v / 100:.2f}"))
@@ -183,8 +187,9 @@ class ChatPage(QWidget):
 
     def show_options(self, use_adapter: bool, scale: float, use_retrieval: bool,
                      incognito: bool) -> None:
-        for widget, value in ((self.use_adapter, use_adapter), (self.use_writing, use_retrieval),
-                              (self.incognito, incognito)):
+        self.adapter_wanted = use_adapter
+        for widget, value in ((self.use_adapter, use_adapter and self.use_adapter.isEnabled()),
+                              (self.use_writing, use_retrieval), (self.incognito, incognito)):
             widget.blockSignals(True)
             widget.setChecked(value)
             widget.blockSignals(False)
@@ -193,11 +198,16 @@ class ChatPage(QWidget):
         self.strength.blockSignals(False)
         self.strength_label.setText(f"strength {scale:.2f}")
         self._enable_strength()
-        self.transcript.set_empty_text(EMPTY_INCOGNITO if incognito else EMPTY_CHAT)
+        self._show_empty_text()
 
     def set_personal_model(self, available: bool, has_versions: bool) -> None:
-        """Without an active adapter the toggle and the strength have nothing to act on."""
+        """Without an active adapter the toggle and the strength have nothing to act on: the
+        toggle shows off until there is one, then the conversation's own choice again."""
         self.use_adapter.setEnabled(available)
+        self.use_adapter.blockSignals(True)
+        self.use_adapter.setChecked(available and self.adapter_wanted)
+        self.use_adapter.blockSignals(False)
+        self._show_empty_text()
         self.use_adapter.setToolTip(ADAPTER_TIP if available else NO_ACTIVE_TIP if has_versions
                                     else NO_ADAPTER_TIP)
         self._enable_strength()
@@ -243,6 +253,7 @@ class ChatPage(QWidget):
             self.stopRequested.emit()
 
     def _adapter_toggled(self, on: bool) -> None:
+        self.adapter_wanted = on
         self._enable_strength()
         self.adapterToggled.emit(on)
 
@@ -250,8 +261,12 @@ class ChatPage(QWidget):
         self.adapterScaleChanged.emit(self.strength.value() / 100)
 
     def _incognito_toggled(self, on: bool) -> None:
-        self.transcript.set_empty_text(EMPTY_INCOGNITO if on else EMPTY_CHAT)
+        self._show_empty_text()
         self.incognitoToggled.emit(on)
+
+    def _show_empty_text(self) -> None:
+        self.transcript.set_empty_text(EMPTY_INCOGNITO if self.incognito.isChecked() else
+                                       EMPTY_CHAT if self.use_adapter.isEnabled() else EMPTY_BASE)
 
     def _selected(self):
         index = self.conversations.currentIndex()

@@ -163,11 +163,13 @@ class Bubble(QFrame):
         self.copy.hide()
 
     def finish(self, text: str, sources=(), adapter_version: str | None = None,
-               notices=(), stopped: bool = False) -> None:
+               notices=(), stopped: bool = False, adapter_scale: float | None = None) -> None:
         self.text = text
         self._render_timer.stop()
         self._render()
-        who = (f"{ROLE_NAMES['assistant']} · with {adapter_version}" if adapter_version
+        strength = (f" at strength {adapter_scale:.2f}"
+                    if adapter_scale is not None and adapter_scale != 1 else "")
+        who = (f"{ROLE_NAMES['assistant']} · with {adapter_version}{strength}" if adapter_version
                else "Base model · without your personal model")
         self.header.setText(who + (" · stopped" if stopped else ""))
         self.set_notices(notices)

@@ -12,6 +12,9 @@ MEASURE_TIP = ("Compare your model with the base model on writing it held out fr
                "(a few minutes)")
 ROWS = [("base", "Base model"), ("base+retrieval", "Base + your writing as context"),
         ("adapter", "Your model"), ("adapter+retrieval", "Your model + your writing")]
+PHASES = {"prepare": "Preparing the base model",
+          "perplexity": "Scoring your held-out writing",
+          "generate": "Writing sample continuations"}
 
 
 def evaluation_table(evaluation) -> str:
@@ -66,7 +69,8 @@ class EvaluationView(QWidget):
         self.measure.setToolTip(MEASURE_TIP if unavailable is None else unavailable)
         self.measure.setText("Measure again" if evaluation else "Measure on my writing")
         text = evaluation_table(evaluation) if evaluation is not None else \
-            "Not measured on your held-out writing yet."
+            ("Measure compares the four ways to answer below on the writing this version "
+             "held out, and writes sample continuations with each.")
         if unavailable is not None:
             text += f"<br>Cannot measure now: {html.escape(unavailable)}."
         self.summary.setText(text)
@@ -83,7 +87,9 @@ class EvaluationView(QWidget):
         self.progress.show()
 
     def report(self, progress) -> None:
-        show_progress(self.progress, progress, f"{progress.phase}: {progress.message}")
+        what = dict(ROWS).get(progress.message, progress.message)
+        show_progress(self.progress, progress,
+                      f"{PHASES.get(progress.phase, progress.phase.capitalize())}: {what}")
 
     def finished(self) -> None:
         self.stop.hide()

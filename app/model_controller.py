@@ -45,10 +45,9 @@ class ModelController(QObject):
         self.training_overrides: dict | None = None  # trainer config fields for every run
         page.retrainRequested.connect(lambda: self.start_training("manual"))
         page.cancelRetrainRequested.connect(self.cancel_training)
-        page.activateRequested.connect(lambda v: self._change(adapters.activate, v,
-                                                              done=f"{v} is now active."))
-        page.rollbackRequested.connect(lambda: self._change(adapters.rollback,
-                                                            done="Rolled back."))
+        page.activateRequested.connect(self.activate)
+        page.rollbackRequested.connect(lambda: self._change(
+            adapters.rollback, done=lambda back: f"Rolled back: {back.version} is active again."))
         page.deactivateRequested.connect(lambda: self._change(
             adapters.deactivate, done="Chat now uses the base model alone."))
         page.deleteVersionRequested.connect(lambda v: self._change(adapters.delete, v,
@@ -144,13 +143,17 @@ class ModelController(QObject):
         self.app.jobs.start("base-check", lambda _report, _stop: adapters.made_for_another_base(
             current, base_setting), done, failed=lambda _message: None, background=True)
 
-    def _change(self, action, *args, done: str) -> None:
+    def activate(self, version: str) -> None:
+        self._change(adapters.activate, version, done=f"{version} is now active.")
+
+    def _change(self, action, *args, done) -> None:
+        """`done`: the success message, or a function of what `action` returned that makes it."""
         try:
             changed = action(self.app.profile, *args)
         except Exception as error:  # noqa: BLE001 - core's one-line AdapterError and others
             self.app.report_error(self.page.banner, error)
         else:
-            self.page.banner.show_message(done, "success", 5)
+            self.page.banner.show_message(done(changed) if callable(done) else done, "success", 5)
             if isinstance(changed, adapters.AdapterVersion):  # activated: serve it merged
                 self._restore_merged_copy(changed.version)
         self.refresh()
@@ -296,11 +299,17 @@ class ModelController(QObject):
             self.refresh()
             self.page.banner.show_message(
                 f"Imported {path.name} as {version.version}.", "success", 30,
-                action=(f"Activate {version.version}", lambda: self._change(
-                    adapters.activate, version.version, done=f"{version.version} is now active.")))
+                action=(f"Activate {version.version}", lambda: self.activate(version.version)))
 
         def failed(message: str) -> None:
             self.page.file_job_finished()
+            if isinstance(job.error, adapter_files.AlreadyStored):  # nothing wrong: say where
+                stored = job.error.version
+                self.page.banner.show_message(
+                    f"{path.name} is already stored as {stored}: nothing to import.", "info",
+                    action=None if stored == self.page.active_version else (
+                        f"Activate {stored}", lambda: self.activate(stored)))
+                return
             foreign = isinstance(job.error, adapter_files.ForeignBase)
             self.page.banner.show_message(
                 f"Not imported: {message}" + (". It can be imported anyway if its shapes fit "

@@ -189,10 +189,10 @@ class ModelPage(QWidget):
         mine, base = perplexity(active.metrics, "new"), perplexity(active.metrics, "base")
         if mine is not None and base is not None:
             change = (base - mine) / base * 100
-            self.quality.setText(f"Held-out perplexity <b>{number(mine)}</b> against the base "
-                                 f"model's {number(base)} "
-                                 f"({'better' if change > 0 else 'worse'} by {abs(change):.0f}%), "
-                                 "both given passages of your writing, as in training")
+            self.quality.setText(f"Measured when it was trained: held-out perplexity "
+                                 f"<b>{number(mine)}</b> against the base model's {number(base)} "
+                                 f"({'better' if change > 0 else 'worse'} by {abs(change):.0f}%; "
+                                 "lower is better), both given passages of your writing")
         else:
             self.quality.setText("No held-out measurement for this version.")
         self._show_warnings({"deleted": "⚠ Trained on writing you have since deleted: retrain "

@@ -86,6 +86,8 @@ class MainWindow(QMainWindow):
         bar = self.statusBar()
         self.base_label = QLabel()
         self.adapter_label = QLabel()
+        self.adapter_shown: tuple[str | None, bool] = (None, False)
+        self.adapter_used_in_chat = True
         self.training_label = QLabel()
         self.training_bar = QProgressBar()
         self.training_bar.setFixedWidth(120)
@@ -114,7 +116,18 @@ class MainWindow(QMainWindow):
         self.base_label.setText(f"Base model: {text}")
 
     def set_adapter(self, version: str | None, has_versions: bool = False) -> None:
-        self.adapter_label.setText(f"Your model: {version}" if version else
+        self.adapter_shown = (version, has_versions)
+        self._show_adapter()
+
+    def set_adapter_used_in_chat(self, used: bool) -> None:
+        """Chat's Personal model toggle: off there, the status bar says so."""
+        self.adapter_used_in_chat = used
+        self._show_adapter()
+
+    def _show_adapter(self) -> None:
+        version, has_versions = self.adapter_shown
+        off_here = "" if self.adapter_used_in_chat else " (off in this chat)"
+        self.adapter_label.setText(f"Your model: {version}{off_here}" if version else
                                    "Your model: off (base model only)" if has_versions
                                    else "Your model: not trained yet")
 

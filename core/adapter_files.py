@@ -151,6 +151,14 @@ def _copied(merged: Path | None, target: Path) -> bool:
     return True
 
 
+class AlreadyStored(BundleError):
+    """The adapter is one a version already holds (`version`)."""
+
+    def __init__(self, message: str, version: str):
+        super().__init__(message)
+        self.version = version
+
+
 class ForeignBase(BundleError):
     """Trained on another base model: `force` imports it if it fits this one."""
 
@@ -183,7 +191,8 @@ def import_adapter(profile, path: Path, activate: bool = False, force: bool = Fa
     except FileError as error:
         raise BundleError(f"{path.name} does not fit {base_path.name}: {error}") from None
     if same := _stored_as(profile, bundle.lora):
-        raise BundleError(f"{path.name} is already stored as version {same}; nothing imported")
+        raise AlreadyStored(f"{path.name} is already stored as version {same}; nothing "
+                            "imported", same)
     return _store_import(profile, bundle, base_path, sha, activate)
 
 

@@ -272,7 +272,7 @@ def generation_scores(base_gguf: Path, adapter_gguf: Path | None, items: list,
             def tick(name=name):
                 nonlocal done
                 done += 1
-                report(f"generating: {name}", done, total)
+                report(name, done, total)
 
             texts = _continuations(engine, items, name.endswith("retrieval"), max_tokens, tick)
             results[name] = score_continuations(items, texts) | {"examples": [

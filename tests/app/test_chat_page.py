@@ -41,7 +41,7 @@ def test_a_message_streams_its_reply_and_shows_the_sources(qtbot, app):
     assert "Skerry Point" in reply.sources.entries[0].text()
     assert reply.header.text() == "Base model · without your personal model"
     assert not page.use_adapter.isEnabled(), "no personal model yet: nothing to turn on"
-    assert not page.strength.isEnabled()
+    assert not page.use_adapter.isChecked() and not page.strength.isEnabled()
     assert reply.regenerate.isVisibleTo(page)
 
     (conversation,) = app.chat_page.model.items
@@ -185,3 +185,15 @@ def test_the_arrow_keys_open_the_conversation_they_move_to(qtbot, app):
     assert page._selected().id == first.id
     QTest.keyClick(page.conversations, Qt.Key.Key_Up)
     assert page.transcript.bubbles[0].text == "The second conversation."
+
+
+def test_a_reply_header_names_the_version_and_a_strength_other_than_full(qtbot):
+    from oppu.app.chat_view import Transcript
+
+    transcript = Transcript()
+    qtbot.addWidget(transcript)
+    for scale, header in ((None, "Your model · with v2"), (1.0, "Your model · with v2"),
+                          (0.5, "Your model · with v2 at strength 0.50")):
+        bubble = transcript.add("assistant")
+        bubble.finish("Hello.", adapter_version="v2", adapter_scale=scale)
+        assert bubble.header.text() == header

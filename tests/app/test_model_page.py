@@ -61,7 +61,8 @@ def test_retrain_toggle_and_export_the_whole_way(qtbot, trainee_app, tmp_path):
 
     # "Measure on my writing" runs `oppu eval` off the GUI thread and shows the four-way table.
     view = page.evaluation
-    assert "Not measured" in view.summary.text() and view.measure.isVisibleTo(page)
+    assert view.summary.text().startswith("Measure compares") and view.measure.isVisibleTo(page)
+    assert page.quality.text().startswith("Measured when it was trained: held-out perplexity")
     qtbot.mouseClick(view.measure, Qt.MouseButton.LeftButton)
     assert view.measure.isHidden() and not view.stop.isHidden()
     wait_jobs(qtbot, app, TRAINING_TIMEOUT_MS)
@@ -86,6 +87,7 @@ def test_retrain_toggle_and_export_the_whole_way(qtbot, trainee_app, tmp_path):
     assert "with v1" in app.chat_page.transcript.bubbles[-1].header.text()
     app.chat_page.use_adapter.click()
     assert not app.chat_page.strength.isEnabled()
+    assert app.window.adapter_label.text() == "Your model: v1 (off in this chat)"
     send(qtbot, app, "What did the hiking club photograph?")
     assert app.chat.session.last_reply.adapter_version is None
 
@@ -100,10 +102,12 @@ def test_retrain_toggle_and_export_the_whole_way(qtbot, trainee_app, tmp_path):
     assert {"meta.json", "adapter.gguf"} <= {name.rsplit("/", 1)[-1] for name in names}
     assert any(name.endswith("adapter_model.safetensors") for name in names)
 
-    # Importing it back is refused: it is v1 already.
+    # Importing it back stores nothing: it is v1 already, and v1 is active (no Activate offered).
     page.importRequested.emit(target)
     wait_jobs(qtbot, app, TRAINING_TIMEOUT_MS)
-    assert page.banner.kind == "error" and "already stored as version v1" in page.banner.label.text()
+    assert (page.banner.kind, page.banner.label.text()) == (
+        "info", f"{target.name} is already stored as v1: nothing to import.")
+    assert page.banner.action.isHidden()
     assert [v.version for v in page.versions.items] == ["v1"]
 
     # A different adapter of the same shapes makes a new, inactive version.
@@ -122,10 +126,13 @@ def test_retrain_toggle_and_export_the_whole_way(qtbot, trainee_app, tmp_path):
     assert page.rollback.isEnabled()
     page.rollbackRequested.emit()
     assert adapters.active(app.profile).version == "v1"
+    assert page.banner.label.text() == "Rolled back: v1 is active again."
     page.deactivateRequested.emit()
     assert adapters.active(app.profile) is None
     assert page.version_label.text() == "No version active"
     assert app.window.adapter_label.text() == "Your model: off (base model only)"
+    toggle = app.chat_page.use_adapter  # shows off, and says how to turn a version back on
+    assert not toggle.isEnabled() and not toggle.isChecked() and "Activate" in toggle.toolTip()
 
 
 def test_cancel_leaves_everything_as_it_was(qtbot, trainee_app):
@@ -339,3 +346,16 @@ def test_the_loss_plot_draws_from_the_first_step(qtbot):
     assert not drawn()
     plot.add_point(1, 3.99)
     assert drawn()
+
+
+def test_measuring_says_what_it_does_in_words(qtbot):
+    """The bar read "generate: generating: adapter+retrieval 87%"."""
+    from oppu.app.evaluation_view import EvaluationView
+    from oppu.core.progress import Progress
+
+    view = EvaluationView()
+    qtbot.addWidget(view)
+    view.report(Progress("generate", 3, 4, "adapter+retrieval"))
+    assert view.progress.format() == "Writing sample continuations: Your model + your writing  %p%"
+    view.report(Progress("perplexity", 1, 4, "base"))
+    assert view.progress.format() == "Scoring your held-out writing: Base model  %p%"

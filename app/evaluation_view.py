@@ -12,6 +12,7 @@ MEASURE_TIP = ("Compare your model with the base model on writing it held out fr
                "(a few minutes)")
 ROWS = [("base", "Base model"), ("base+retrieval", "Base + your writing as context"),
         ("adapter", "Your model"), ("adapter+retrieval", "Your model + your writing")]
+SMALL_SAMPLE_TOKENS = 2000  # below this, a few percent between the rows can be chance
 PHASES = {"prepare": "Preparing the base model",
           "perplexity": "Scoring your held-out writing",
           "generate": "Writing sample continuations"}
@@ -24,9 +25,12 @@ def evaluation_table(evaluation) -> str:
         f"<tr><td>{label}</td><td align='right'>&nbsp;{number(evaluation.perplexity[key])}</td>"
         f"<td align='right'>&nbsp;{_cut(evaluation.perplexity[key], base)}</td></tr>"
         for key, label in ROWS)
+    small = (" So few tokens make a small sample: a few percent between the rows can be "
+             "chance. Measuring again after a retrain on more writing tells more."
+             if evaluation.heldout_tokens < SMALL_SAMPLE_TOKENS else "")
     return (f"<b>{evaluation.reduction_vs_base * 100:.0f}%</b> lower perplexity than the base "
             f"model on {evaluation.heldout_tokens:,} tokens of your writing it never trained on "
-            f"(lower is better):<table>{rows}</table>")
+            f"(lower is better):<table>{rows}</table>{small}")
 
 
 def _cut(value: float, base: float) -> str:

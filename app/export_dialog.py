@@ -25,7 +25,10 @@ FORMATS = [
      "One standalone model file with your adapter baked in: no base model needed. Larger."),
 ]
 QUANTIZATION_NOTES = {"q8_0": "near-lossless", "f16": "exact, largest",
-                      "q4_k_m": "small, slight loss", "q3_k_m": "smallest, some loss"}
+                      "q6_k": "very little loss", "q5_k_m": "little loss",
+                      "q5_k_s": "little loss, a bit smaller", "q5_0": "little loss, older type",
+                      "q4_k_m": "small, slight loss", "q4_k_s": "smaller, slight loss",
+                      "q4_0": "small, some loss, older type", "q3_k_m": "smallest, some loss"}
 
 
 class ExportDialog(QDialog):

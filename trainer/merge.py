@@ -34,12 +34,14 @@ from oppu.trainer.peft_files import UnsupportedAdapter, read_peft_dir
 MergeReport = Callable[[int, int, str], None]
 
 TENSOR_TYPES = ("q8_0", "f16")
-# Types made by llama.cpp's quantizer, by name -> llama_ftype constant name.
+# Types made by llama.cpp's quantizer, by name -> llama_ftype constant name, largest first.
 QUANTIZE_TYPES = {
-    "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M", "q4_k_s": "LLAMA_FTYPE_MOSTLY_Q4_K_S",
+    "q6_k": "LLAMA_FTYPE_MOSTLY_Q6_K",
     "q5_k_m": "LLAMA_FTYPE_MOSTLY_Q5_K_M", "q5_k_s": "LLAMA_FTYPE_MOSTLY_Q5_K_S",
-    "q6_k": "LLAMA_FTYPE_MOSTLY_Q6_K", "q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0",
-    "q5_0": "LLAMA_FTYPE_MOSTLY_Q5_0", "q3_k_m": "LLAMA_FTYPE_MOSTLY_Q3_K_M",
+    "q5_0": "LLAMA_FTYPE_MOSTLY_Q5_0",
+    "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M", "q4_k_s": "LLAMA_FTYPE_MOSTLY_Q4_K_S",
+    "q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0",
+    "q3_k_m": "LLAMA_FTYPE_MOSTLY_Q3_K_M",
 }
 
 

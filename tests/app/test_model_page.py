@@ -359,3 +359,25 @@ def test_measuring_says_what_it_does_in_words(qtbot):
     assert view.progress.format() == "Writing sample continuations: Your model + your writing  %p%"
     view.report(Progress("perplexity", 1, 4, "base"))
     assert view.progress.format() == "Scoring your held-out writing: Base model  %p%"
+
+
+def test_every_export_quantization_says_what_it_trades(qtbot):
+    from oppu.app.export_dialog import ExportDialog
+    from oppu.core.adapter_files import quant_choices
+
+    dialog = ExportDialog("v1", list(quant_choices()))
+    qtbot.addWidget(dialog)
+    texts = [dialog.quantization.itemText(i) for i in range(dialog.quantization.count())]
+    assert len(texts) == len(quant_choices()) and all(": " in text for text in texts)
+
+
+def test_a_measurement_on_few_tokens_says_it_is_a_small_sample():
+    from oppu.app.evaluation_view import SMALL_SAMPLE_TOKENS, evaluation_table
+    from oppu.core.evaluation import Evaluation
+
+    perplexity = {"base": 84.9, "base+retrieval": 84.9, "adapter": 63.7,
+                  "adapter+retrieval": 63.7}
+    small = Evaluation("v1", perplexity, 331, 1, {})
+    assert "small sample" in evaluation_table(small)
+    large = Evaluation("v1", perplexity, SMALL_SAMPLE_TOKENS, 3, {})
+    assert "small sample" not in evaluation_table(large)

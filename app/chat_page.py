@@ -188,8 +188,8 @@ class ChatPage(QWidget):
     def show_options(self, use_adapter: bool, scale: float, use_retrieval: bool,
                      incognito: bool) -> None:
         self.adapter_wanted = use_adapter
-        for widget, value in ((self.use_adapter, use_adapter and self.use_adapter.isEnabled()),
-                              (self.use_writing, use_retrieval), (self.incognito, incognito)):
+        self._show_adapter_choice()
+        for widget, value in ((self.use_writing, use_retrieval), (self.incognito, incognito)):
             widget.blockSignals(True)
             widget.setChecked(value)
             widget.blockSignals(False)
@@ -204,13 +204,17 @@ class ChatPage(QWidget):
         """Without an active adapter the toggle and the strength have nothing to act on: the
         toggle shows off until there is one, then the conversation's own choice again."""
         self.use_adapter.setEnabled(available)
-        self.use_adapter.blockSignals(True)
-        self.use_adapter.setChecked(available and self.adapter_wanted)
-        self.use_adapter.blockSignals(False)
+        self._show_adapter_choice()
         self._show_empty_text()
         self.use_adapter.setToolTip(ADAPTER_TIP if available else NO_ACTIVE_TIP if has_versions
                                     else NO_ADAPTER_TIP)
         self._enable_strength()
+
+    def _show_adapter_choice(self) -> None:
+        """The toggle shows the conversation's choice, and off while there is no model."""
+        self.use_adapter.blockSignals(True)
+        self.use_adapter.setChecked(self.use_adapter.isEnabled() and self.adapter_wanted)
+        self.use_adapter.blockSignals(False)
 
     def _enable_strength(self) -> None:
         on = self.use_adapter.isEnabled() and self.use_adapter.isChecked()

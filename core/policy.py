@@ -8,7 +8,7 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from oppu.core.training import live_run
-from oppu.storage.models import Adapter, TrainingRun, utcnow
+from oppu.storage.models import TrainingRun, utcnow
 from oppu.trainer.config import run_config
 from oppu.trainer.versions import active_adapter
 
@@ -30,8 +30,6 @@ def retrain_due(profile) -> tuple[bool, str]:
     new_words = stats.words_since_adapter
     with profile.store.read() as session:
         active = active_adapter(session)
-        since = ("since the last training" if session.scalar(
-            select(Adapter.id).where(Adapter.origin == "trained").limit(1)) else "so far")
         forgotten = stale = None
         if active is not None and active.trained_on_deleted:
             stale = active.version
@@ -54,6 +52,7 @@ def retrain_due(profile) -> tuple[bool, str]:
                            f"model needs at least {needed:,}): turn {stale} off or delete it")
         return False, (f"{stats.words:,} words of writing so far; a model needs at least "
                        f"{needed:,}")
+    since = "since the last training" if stats.adapter_trained else "so far"
     if new_words >= settings.retrain_min_words:
         reason = f"{new_words:,} new words {since}"
     elif forgotten:

@@ -90,6 +90,7 @@ class WritingStats:
     documents: int
     words: int
     words_since_adapter: int
+    adapter_trained: bool  # a trained adapter exists: "since" counts from the newest one
 
 
 @dataclass(frozen=True)
@@ -365,7 +366,7 @@ class Writing:
                 AdapterDocument.adapter_id == latest)
             since = session.scalar(select(func.coalesce(func.sum(Document.words), 0))
                                    .where(live, Document.id.not_in(trained_on)))
-        return WritingStats(count, words, since)
+        return WritingStats(count, words, since, latest is not None)
 
     # -- forgetting ---------------------------------------------------------------------
 

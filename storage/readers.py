@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from oppu.storage import mail
+from oppu.storage.disk_space import human_size
 from oppu.storage.encoding import decode, looks_binary
 from oppu.storage.errors import (
     BinaryFile,
@@ -34,13 +35,6 @@ class FileText:
 class FileContents:
     texts: list[FileText]
     warnings: list[str] = field(default_factory=list)
-
-
-def human_size(size: int) -> str:
-    for unit, scale in (("GB", 2**30), ("MB", 2**20), ("KB", 2**10)):
-        if size >= scale:
-            return f"{size / scale:.1f} {unit}".replace(".0 ", " ")
-    return f"{size} bytes"
 
 
 def _check_file(path: Path, max_bytes: int) -> int:

@@ -55,7 +55,10 @@ class TrainConfig:
                                   "curve (their time is not counted as training time)")
 
     def __post_init__(self):
-        object.__setattr__(self, "target_modules", tuple(self.target_modules))
+        targets = self.target_modules
+        # one name, not its letters
+        targets = (targets,) if isinstance(targets, str) else tuple(targets)
+        object.__setattr__(self, "target_modules", targets)
         checks = [
             (self.rank >= 1, "rank must be at least 1"),
             (self.alpha > 0, "alpha must be positive"),

@@ -30,7 +30,7 @@ def _field(reader, key: str):
     return None if field is None else field.contents()
 
 
-def _hf_modules(base: BaseInfo) -> dict[str, str]:
+def projection_modules(base: BaseInfo) -> dict[str, str]:
     """GGUF tensor stem (`blk.0.attn_q`) -> the PEFT module name of a decoder projection."""
     name_map = _tensor_name_map(base)
     stems = {}
@@ -62,7 +62,7 @@ def read_adapter_gguf(path: Path, base: BaseInfo) -> tuple[bytes, bytes, dict]:
         raise AdapterMismatch(f"it is for a {architecture} model, this profile's base is "
                               f"{base.architecture}")
     alpha = _field(reader, "adapter.lora.alpha")
-    stems = _hf_modules(base)
+    stems = projection_modules(base)
     halves: dict[str, dict[str, np.ndarray]] = {}
     for tensor in reader.tensors:
         weight_name, _, half = tensor.name.rpartition(".")  # blk.0.attn_q.weight, lora_a

@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 
 from oppu.storage.atomic import staged_dir
 from oppu.storage.db import Store
+from oppu.storage.disk_space import require_free_space
 from oppu.storage.models import (
     Adapter,
     AdapterDocument,
@@ -151,7 +152,7 @@ class TrainingJob:
             # Errors written for people; anything else gets its type and a traceback in the log.
             known = type(error).__name__ in ("NotEnoughWriting", "BaseModelError", "ValueError",
                                             "UnsupportedAdapter", "AdapterMismatch",
-                                            "AdapterLoadError")
+                                            "AdapterLoadError", "NotEnoughDiskSpace")
             if not known:
                 traceback.print_exc(file=sys.stderr)
             return self._end("failed", str(error) if known else
@@ -165,6 +166,7 @@ class TrainingJob:
         from oppu.trainer.answer_replay import ANSWER_CACHE_FILE, AnswerCache, base_answerer
         from oppu.trainer.config import run_config
         from oppu.trainer.dataset import build_dataset
+        from oppu.trainer.disk_needs import trained_version_bytes
         from oppu.trainer.evaluate import LearningCurve, heldout_metrics
         from oppu.trainer.lora import pick_device, train_lora
         from oppu.trainer.prepare import describe, prepare_base
@@ -177,6 +179,8 @@ class TrainingJob:
             "prepare", int(fraction * 100), 100, message=message))
         self._update_run(config={**config, "train": train_config.to_dict(),
                                  "base_sha256": base.sha256})
+        require_free_space(self.folder, trained_version_bytes(base.gguf_path, train_config),
+                           "save the trained model")
         self.emit("dataset", 0, 1, message="laying out your writing")
         model = base.load_model(device=pick_device(train_config.device))
         answers = AnswerCache(self.folder / "runs" / ANSWER_CACHE_FILE, base.sha256)

@@ -15,9 +15,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from oppu.storage.disk_space import require_free_space
 from oppu.storage.index import no_loading_bars
 from oppu.storage.paths import data_root, private_dir
 from oppu.storage.privacy import go_offline
+from oppu.trainer.disk_needs import prepared_base_bytes
 
 # Decoder-only families whose GGUF transformers can load and whose projections are named
 # q_proj/k_proj/v_proj/o_proj/gate_proj/up_proj/down_proj, as the LoRA targets expect.
@@ -213,6 +215,8 @@ def prepare_base(gguf_path: Path, report: ReportStep | None = None) -> PreparedB
         shape = read_gguf_shape(gguf_path)
         _sweep_stale_temps(cache)
         _discard_broken_cache(final, sha, report)
+        require_free_space(cache, prepared_base_bytes(gguf_path),
+                           "prepare the base model for training")
         temp = cache / f".tmp-{sha[:16]}-{os.getpid()}"
         shutil.rmtree(temp, ignore_errors=True)
         try:

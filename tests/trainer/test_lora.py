@@ -55,6 +55,7 @@ def test_the_config_validates_early_and_explains_every_field():
     assert TrainConfig.from_dict(saved) == PRESETS["thorough"]
     assert Settings().training_preset == "balanced"
     assert set(PRESETS) == {"quick", "balanced", "thorough"}
+    assert TrainConfig(target_modules="down_proj").target_modules == ("down_proj",)
 
 
 def test_the_chunked_loss_matches_full_logits_in_value_and_gradient():

@@ -7,6 +7,7 @@ import shutil
 import pytest
 import torch
 
+from oppu.trainer.disk_needs import SLACK, prepared_base_bytes
 from oppu.trainer.prepare import (
     META_FILE,
     REBUILDING,
@@ -62,6 +63,9 @@ def test_prepare_caches_the_gguf_weights_and_hits_the_cache_after(tiny_gguf, opp
         assert cached.state_dict()[name].dtype == torch.float32
         assert torch.equal(tensor, expected[name]), name
     assert "quantization_config" not in cached.config.to_dict()
+    cached_bytes = sum(p.stat().st_size for p in hit.hf_dir.iterdir())
+    assert 0.9 * (prepared_base_bytes(tiny_gguf) - SLACK) <= cached_bytes
+    assert cached_bytes <= prepared_base_bytes(tiny_gguf)
     assert hit.load_tokenizer().chat_template
 
 
@@ -74,6 +78,19 @@ def test_an_interrupted_preparation_leaves_no_cache(tiny_gguf, oppu_home):
         prepare_base(tiny_gguf, report=stop_after_weights)
     cache = bases_cache()
     assert list(cache.iterdir()) == []
+
+
+def test_a_disk_too_full_for_the_prepared_copy_refuses_before_writing(tiny_gguf, oppu_home,
+                                                                       monkeypatch):
+    from oppu.storage import disk_space
+
+    monkeypatch.setattr(disk_space.shutil, "disk_usage", lambda _folder: shutil._ntuple_diskusage(
+        total=1 << 30, used=(1 << 30) - (1 << 20), free=1 << 20))
+    with pytest.raises(disk_space.NotEnoughDiskSpace, match=(
+            "^not enough free disk space to prepare the base model for training: it needs "
+            "about .* MB and 1 MB is free in ")):
+        prepare_base(tiny_gguf)
+    assert list(bases_cache().iterdir()) == []
 
 
 def _truncated(tiny_gguf, path):

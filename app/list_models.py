@@ -3,7 +3,6 @@
 Each model is refreshed by handing it a new list; views never reach into the store.
 """
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -82,14 +81,6 @@ def documents_model(parent=None) -> SnapshotModel:
     ], parent)
 
 
-def perplexity(metrics: dict, key: str) -> float | None:
-    """Held-out perplexity of `key` ('new', 'base', 'active') from a version's metrics."""
-    part = metrics.get(key) or {}
-    if part.get("perplexity") is not None:
-        return float(part["perplexity"])
-    return math.exp(part["loss"]) if part.get("loss") is not None else None
-
-
 def number(value: float | None, digits: int = 2) -> str:
     return "–" if value is None else f"{value:,.{digits}f}"
 
@@ -101,12 +92,14 @@ def versions_model(parent=None) -> SnapshotModel:
         Column("Created", lambda v: local_time(v.created_at)),
         Column("From", lambda v: v.origin),
         Column("Words", lambda v: f"{v.words_trained:,}" if v.words_trained else "–",
+               lambda _v: "words of your writing this version was trained on; the documents "
+                          "held out to measure it are not counted",
                align_right=True),
-        Column("Perplexity", lambda v: number(perplexity(v.metrics, "new")),
+        Column("Perplexity", lambda v: number(v.perplexity("new")),
                lambda _v: "held-out perplexity of this version, given passages of your "
                           "writing as in training: lower is better",
                align_right=True),
-        Column("Base", lambda v: number(perplexity(v.metrics, "base")),
+        Column("Base", lambda v: number(v.perplexity("base")),
                lambda _v: "the base model's perplexity on the same held-out writing, given "
                           "the same passages (Measure on my writing shows it without them too)",
                align_right=True),

@@ -11,6 +11,7 @@ class LossPlot(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.points: list[tuple[float, float]] = []  # (step, loss)
+        self.caption = ""  # which run the points are from, when it is not the live one
         self.setMinimumHeight(130)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
@@ -18,7 +19,11 @@ class LossPlot(QWidget):
         return QSize(420, 150)
 
     def clear(self) -> None:
-        self.points = []
+        self.show_points([])
+
+    def show_points(self, points: list[tuple[float, float]], caption: str = "") -> None:
+        self.points = [(float(step), float(loss)) for step, loss in points]
+        self.caption = caption
         self.update()
 
     def add_point(self, step: float, loss: float) -> None:
@@ -70,6 +75,10 @@ class LossPlot(QWidget):
                          Qt.AlignmentFlag.AlignRight, f"step {x1:g}")
         painter.drawText(QRectF(area.left(), area.bottom() + 4, area.width(), 16),
                          Qt.AlignmentFlag.AlignHCenter, "training loss")
+        if self.caption:
+            painter.drawText(area.adjusted(0, 2, -4, 0),
+                             Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop,
+                             self.caption)
 
         path = QPainterPath(at(*self.points[0]))
         for point in self.points[1:]:

@@ -70,7 +70,7 @@ class ModelController(QObject):
     # -- showing ------------------------------------------------------------------------
 
     def _profile_opened(self, _profile) -> None:
-        self.page.plot.clear()  # the last run's loss was another profile's
+        self._show_last_run()
         if self.elsewhere is not None:  # that was the last profile's run
             self.elsewhere = None
             self.page.training_finished()
@@ -198,8 +198,15 @@ class ModelController(QObject):
         self.page.training_progress(progress, percent)
         self.app.window.set_training(percent, progress.phase)
 
+    def _show_last_run(self) -> None:
+        try:
+            self.page.show_last_run(training.last_loss_curve(self.app.profile))
+        except Exception:  # noqa: BLE001 - the store is busy: the plot is only a picture
+            self.page.plot.clear()
+
     def _training_finished(self, outcome) -> None:
         self.page.training_finished()
+        self._show_last_run()
         self.app.window.set_training(None)
         # The decision reads "promoted: held-out loss … beats …" or "not promoted: …".
         why = outcome.decision.partition(": ")[2] if outcome.status == "succeeded" else ""
@@ -222,6 +229,7 @@ class ModelController(QObject):
 
     def _training_failed(self, message: str) -> None:
         self.page.training_finished()
+        self._show_last_run()
         self.app.window.set_training(None)
         self.notify(message, "error")
         self.refresh()

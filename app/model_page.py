@@ -18,7 +18,7 @@ from oppu.app import widgets
 from oppu.app.base_model_card import BaseModelCard
 from oppu.app.evaluation_view import EvaluationView
 from oppu.app.export_dialog import ask_export
-from oppu.app.list_models import number, perplexity, versions_model
+from oppu.app.list_models import number, versions_model
 from oppu.app.loss_plot import LossPlot
 from oppu.app.widgets import button, card, card_grid, hint, page_layout, show_progress
 from oppu.core.times import local_time
@@ -186,7 +186,7 @@ class ModelPage(QWidget):
         origin = "imported" if active.origin == "imported" else "trained"
         words = f" on {active.words_trained:,} words" if active.words_trained else ""
         self.details.setText(f"{origin} {local_time(active.created_at)}{words}")
-        mine, base = perplexity(active.metrics, "new"), perplexity(active.metrics, "base")
+        mine, base = active.perplexity("new"), active.perplexity("base")
         if mine is not None and base is not None:
             change = (base - mine) / base * 100
             self.quality.setText(f"Measured when it was trained: held-out perplexity "
@@ -257,6 +257,16 @@ class ModelPage(QWidget):
             if progress.phase == "train":
                 self.plot.add_point(progress.done, progress.loss)
         self.eta.setText(" · ".join(parts))
+
+    def show_last_run(self, curve) -> None:
+        """The loss of the newest run that trained (a `training.LossCurve`, or None)."""
+        if curve is None:
+            self.plot.clear()
+            return
+        ended = {"succeeded": f"trained {curve.version}", "cancelled": "stopped"}.get(
+            curve.status, curve.status)
+        self.plot.show_points(curve.points, f"Run {curve.run_id} · {ended} · "
+                                            f"{local_time(curve.finished_at)}")
 
     def training_stopping(self) -> None:
         self.cancel.setEnabled(False)

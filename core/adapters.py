@@ -5,6 +5,7 @@ activates the most recently activated of the others, so repeated rollbacks walk 
 through the history. The bare base model is what is left when none is active.
 """
 
+import math
 import shutil
 from dataclasses import dataclass
 from datetime import datetime
@@ -58,9 +59,13 @@ class AdapterVersion:
     def peft_dir(self) -> Path:
         return self.path / PEFT_DIR
 
-    @property
-    def heldout_loss(self) -> float | None:
-        return (self.metrics.get("new") or {}).get("loss")
+    def perplexity(self, of: str = "new") -> float | None:
+        """Held-out perplexity measured when the version was trained, of the adapter
+        ('new') or of the bare base ('base'); None where it was not measured."""
+        part = self.metrics.get(of) or {}
+        if part.get("perplexity") is not None:
+            return float(part["perplexity"])
+        return math.exp(part["loss"]) if part.get("loss") is not None else None
 
 
 def _version(profile, row: Adapter) -> AdapterVersion:

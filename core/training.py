@@ -14,7 +14,7 @@ It runs whenever a profile opens.
 import shutil
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import select
@@ -234,6 +234,27 @@ def _sweep_adapters_dir(adapters_dir: Path, known: set[str]) -> None:
     for version in known:  # and a merged copy that a killed activation was writing
         if (adapters_dir / version).is_dir():
             remove_abandoned(adapters_dir / version)
+
+
+@dataclass(frozen=True)
+class LossCurve:
+    run_id: int
+    status: str
+    version: str | None
+    finished_at: datetime | None
+    points: list[tuple[int, float]]  # (step, training loss)
+
+
+def last_loss_curve(profile, look_back: int = 20) -> LossCurve | None:
+    """The training loss of the newest ended run that trained; None before any did."""
+    with profile.store.read() as session:
+        runs = session.scalars(select(TrainingRun).where(TrainingRun.status.not_in(LIVE))
+                               .order_by(TrainingRun.id.desc()).limit(look_back))
+        run = next((r for r in runs if r.loss_curve), None)
+        if run is None:
+            return None
+        return LossCurve(run.id, run.status, run.adapter_version, run.finished_at,
+                         [(int(step), float(loss)) for step, loss in run.loss_curve])
 
 
 def recent_runs(profile, limit: int = 10) -> list[RunOutcome]:

@@ -83,11 +83,6 @@ def run_train(args) -> int:
     return {"succeeded": 0, "cancelled": 130}.get(outcome.status, 1)
 
 
-def _loss(metrics: dict, key: str) -> str:
-    value = (metrics.get(key) or {}).get("loss")
-    return f"{value:.4f}" if isinstance(value, (int, float)) else "-"
-
-
 def run_adapters(args) -> int:
     from oppu.core.adapters import AdapterError, delete, list_adapters
 
@@ -99,17 +94,23 @@ def run_adapters(args) -> int:
     if not versions:
         print("no adapters yet: run `oppu train`")
         return 0
-    print(f"  {'version':<8} {'created':<16} {'words':>7} {'loss':>7} {'base':>7} {'eval':>6}"
+    print(f"  {'version':<8} {'created':<16} {'words':>7} {'ppl':>7} {'base':>7} {'eval':>6}"
           "  base model")
     for v in versions:
         flags = " (trained on deleted writing: retrain)" if v.trained_on_deleted else ""
         print(f"{'*' if v.is_active else ' '} {v.version:<8} {local_time(v.created_at):<16} "
-              f"{v.words_trained:>7} {_loss(v.metrics, 'new'):>7} {_loss(v.metrics, 'base'):>7}"
-              f" {_evaluated_cut(v.metrics):>6}  {v.base_name}{flags}")
-    print("* active; loss: held-out loss of the adapter and of the bare base model; eval: "
-          "how much `oppu eval` found the adapter with retrieval cuts the base's perplexity "
-          "on your held-out writing (- where not measured)")
+              f"{v.words_trained:>7} {_number(v.perplexity('new')):>7} "
+              f"{_number(v.perplexity('base')):>7} {_evaluated_cut(v.metrics):>6}  "
+              f"{v.base_name}{flags}")
+    print("* active; ppl, base: held-out perplexity of the version and of the base model, "
+          "measured when it was trained (lower is better); eval: how much `oppu eval` found "
+          "the version with retrieval cuts the base's perplexity on your held-out writing "
+          "(- where not measured)")
     return 0
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def _evaluated_cut(metrics: dict) -> str:

@@ -11,7 +11,6 @@ from oppu.app.list_models import (
     ItemRole,
     conversations_model,
     documents_model,
-    perplexity,
     versions_model,
 )
 from oppu.core.adapters import AdapterVersion
@@ -63,5 +62,5 @@ def test_versions_show_perplexity_and_the_active_marker():
              for r in range(model.rowCount())]
     assert shown[0][0] == "v2  ● active" and shown[1][0] == "v1"
     headers = [model.headerData(c, Qt.Orientation.Horizontal) for c in range(model.columnCount())]
-    assert shown[0][headers.index("Perplexity")] == f"{perplexity(model.item(0).metrics, 'new'):,.2f}"
+    assert shown[0][headers.index("Perplexity")] == f"{model.item(0).perplexity():,.2f}"
     assert shown[0][headers.index("Base")] == "20.09"  # exp(3.0)

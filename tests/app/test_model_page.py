@@ -51,6 +51,7 @@ def test_retrain_toggle_and_export_the_whole_way(qtbot, trainee_app, tmp_path):
     assert percents == sorted(percents) and 0 < percents[-1] <= 100
     assert all(text.startswith("retraining… ") and "%" in text for text, _value in status)
     assert len(page.plot.points) == STRONG["max_steps"]
+    assert page.plot.caption.startswith("Run 1 · trained v1 · 20")  # and when, in local time
     assert page.banner.kind == "success" and "v1 is active: held-out loss" in \
         page.banner.label.text()
     assert page.version_label.text() == "v1" and "perplexity" in page.quality.text()
@@ -158,9 +159,11 @@ def test_cancel_leaves_everything_as_it_was(qtbot, trainee_app):
     assert after == before
     assert [run.status for run in recent_runs(profile)] == ["cancelled"]
     assert page.retrain.isEnabled() and app.window.training_label.isHidden()
-    assert page.plot.points  # the stopped run's loss, until another profile opens
+    stopped_at = page.plot.points  # the stopped run's loss, shown while its profile is open
+    assert stopped_at and page.plot.caption.startswith("Run 1 · stopped · ")
     wait_jobs(qtbot, app)
     assert app.switch_profile("someone-else") and not page.plot.points
+    assert app.switch_profile(profile.name) and page.plot.points == stopped_at
 
 
 def test_a_run_that_cannot_start_is_a_message(qtbot, trainee_app, tmp_path):

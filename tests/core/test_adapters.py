@@ -4,6 +4,7 @@ The versions here are rows and folders laid out as a training run leaves them; t
 files' contents do not matter to these operations (test_job covers real ones).
 """
 
+import math
 import shutil
 
 import pytest
@@ -44,7 +45,9 @@ def three(profile):
 def test_versions_are_listed_newest_first_with_metrics(three):
     versions = list_adapters(three)
     assert [v.version for v in versions] == ["v3", "v2", "v1"]
-    assert [v.heldout_loss for v in versions] == [2.2, 2.5, 3.0]
+    assert [v.perplexity() for v in versions] == [pytest.approx(math.exp(loss))
+                                                  for loss in (2.2, 2.5, 3.0)]
+    assert versions[0].perplexity("base") is None
     assert active(three) is None
     with three.store.read() as session:
         assert next_version(session, three.adapters_dir) == "v4"

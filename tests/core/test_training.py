@@ -130,6 +130,7 @@ def test_the_gate_keeps_a_better_adapter_and_rollback_restores_it(trainee, capsy
     assert main(["--profile", trainee.name, "adapters"]) == 0
     out = capsys.readouterr().out
     assert "* v1" in out and "  v2" in out and "rolled back: v1 is active again" in out
+    assert f" {first.perplexity():.2f} {first.perplexity('base'):.2f} " in out
     assert main(["--profile", trainee.name, "train", "--if-due"]) == 0
     assert "not due: 0 new words" in capsys.readouterr().out
 

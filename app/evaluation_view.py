@@ -6,6 +6,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QVBoxLayout, QWidget
 
 from oppu.app.list_models import number
+from oppu.app.messages import sentence
 from oppu.app.widgets import button, show_progress
 
 MEASURE_TIP = ("Compare your model with the base model on writing it held out from training "
@@ -28,9 +29,10 @@ def evaluation_table(evaluation) -> str:
     small = (" So few tokens make a small sample: a few percent between the rows can be "
              "chance. Measuring again after a retrain on more writing tells more."
              if evaluation.heldout_tokens < SMALL_SAMPLE_TOKENS else "")
+    note = f" {sentence(evaluation.retrieval_note)}." if evaluation.retrieval_note else ""
     return (f"<b>{evaluation.reduction_vs_base * 100:.0f}%</b> lower perplexity than the base "
             f"model on {evaluation.heldout_tokens:,} tokens of your writing it never trained on "
-            f"(lower is better):<table>{rows}</table>{small}")
+            f"(lower is better):<table>{rows}</table>{note}{small}")
 
 
 def _cut(value: float, base: float) -> str:

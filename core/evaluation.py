@@ -32,6 +32,7 @@ class Evaluation:
     heldout_tokens: int
     heldout_documents: int
     generation: dict  # configuration -> {"rouge_l", "style", ...}; empty if skipped
+    retrieved_passages: int | None = None  # None: measured before this was recorded
 
     @property
     def reduction_vs_base(self) -> float:
@@ -41,18 +42,28 @@ class Evaluation:
     def reduction_vs_retrieval(self) -> float:
         return _cut(self.perplexity["adapter+retrieval"], self.perplexity["base+retrieval"])
 
+    @property
+    def retrieval_note(self) -> str | None:
+        """Why the configurations with retrieval measure as those without, when they do."""
+        if self.retrieved_passages == 0:
+            return ("no passage of your other writing was similar enough to the held-out "
+                    "writing to be given as context, so retrieval changed nothing here")
+        return None
+
     def to_dict(self) -> dict:
         return {"version": self.version, "perplexity": self.perplexity,
                 "heldout_tokens": self.heldout_tokens,
                 "heldout_documents": self.heldout_documents,
                 "reduction_vs_base": self.reduction_vs_base,
                 "reduction_vs_retrieval": self.reduction_vs_retrieval,
-                "generation": self.generation}
+                "generation": self.generation,
+                "retrieved_passages": self.retrieved_passages}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Evaluation":
         return cls(data["version"], data["perplexity"], data["heldout_tokens"],
-                   data["heldout_documents"], data.get("generation", {}))
+                   data["heldout_documents"], data.get("generation", {}),
+                   data.get("retrieved_passages"))
 
 
 def _cut(new: float, old: float) -> float:
@@ -232,7 +243,8 @@ def evaluate_profile(profile, version: str | None = None, generations: int = DEF
             gguf, folder / GGUF_FILE, items,  # at full strength, as the perplexities
             report=lambda what, done, total: step("generate", what, done, total))
     result = Evaluation(version, {k: v["perplexity"] for k, v in ppl.items()},
-                        ppl["base"]["tokens"], len(layout.document_ids), scores)
+                        ppl["base"]["tokens"], len(layout.document_ids), scores,
+                        layout.retrieved_passages)
     with profile.store.write() as session:
         row = _adapter_row(session, version)
         row.metrics = {**(row.metrics or {}), EVALUATION_KEY: result.to_dict()}

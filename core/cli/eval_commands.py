@@ -69,4 +69,6 @@ def format_evaluation(result) -> str:
         lines.append(line)
     lines.append(f"adapter + retrieval: {result.reduction_vs_base:.1%} lower perplexity than the "
                  f"base model, {result.reduction_vs_retrieval:.1%} lower than retrieval alone")
+    if result.retrieval_note:
+        lines.append(f"note: {result.retrieval_note}")
     return "\n".join(lines)

@@ -382,5 +382,11 @@ def test_a_measurement_on_few_tokens_says_it_is_a_small_sample():
                   "adapter+retrieval": 63.7}
     small = Evaluation("v1", perplexity, 331, 1, {})
     assert "small sample" in evaluation_table(small)
-    large = Evaluation("v1", perplexity, SMALL_SAMPLE_TOKENS, 3, {})
+    large = Evaluation("v1", perplexity, SMALL_SAMPLE_TOKENS, 3, {}, retrieved_passages=4)
     assert "small sample" not in evaluation_table(large)
+    # The reviewer's profile measured 63.66 with and without its writing, unexplained.
+    assert "None of your other writing" not in evaluation_table(large)
+    unhelped = Evaluation("v1", perplexity, 331, 1, {}, retrieved_passages=0)
+    assert "No passage of your other writing was similar enough to the held-out writing to " \
+        "be given as context, so retrieval changed nothing here." in evaluation_table(unhelped)
+    assert Evaluation.from_dict(unhelped.to_dict()) == unhelped

@@ -84,6 +84,8 @@ def test_oppu_eval_measures_and_stores(trainee, capsys):
         assert len(scores["examples"]) == scores["items"]
         assert all(isinstance(example["generated"], str) for example in scores["examples"])
     assert {p.phase for p in progress} >= {"prepare", "perplexity", "generate"}
+    retrieval_helped = result.perplexity["base+retrieval"] != result.perplexity["base"]
+    assert (result.retrieved_passages > 0) == retrieval_helped
 
     assert stored_evaluation(trainee, outcome.version) == result
     capsys.readouterr()
@@ -149,3 +151,16 @@ def test_an_opening_is_cut_in_the_words_the_store_counts(profile):
     openings = _Openings(profile.writing, {unspaced: 3, spaced: 2})
     assert (openings.get(unspaced).text, openings.get(unspaced).words) == ("今日は", 3)
     assert (openings.get(spaced).text, openings.get(spaced).words) == ("Rain today,", 2)
+
+
+def test_oppu_eval_says_when_no_passage_was_retrieved():
+    from oppu.core.cli.eval_commands import format_evaluation
+    from oppu.core.evaluation import Evaluation
+
+    perplexity = dict.fromkeys(("base", "base+retrieval"), 84.9) | dict.fromkeys(
+        ("adapter", "adapter+retrieval"), 63.7)
+    shown = format_evaluation(Evaluation("v1", perplexity, 331, 1, {}, retrieved_passages=0))
+    assert shown.splitlines()[-1] == ("note: no passage of your other writing was similar "
+                                      "enough to the held-out writing to be given as context, "
+                                      "so retrieval changed nothing here")
+    assert "note:" not in format_evaluation(Evaluation("v1", perplexity, 331, 1, {}, 3))

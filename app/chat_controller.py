@@ -28,7 +28,7 @@ class ChatController(QObject):
         page.renameRequested.connect(self.rename)
         page.deleteRequested.connect(self.delete)
         page.adapterToggled.connect(self._use_adapter)
-        page.retrievalToggled.connect(lambda on: self._set_option("use_retrieval", on))
+        page.retrievalToggled.connect(lambda on: self._choose(use_retrieval=on))
         page.adapterScaleChanged.connect(lambda scale: app.change_setting("adapter_scale", scale))
         page.incognitoToggled.connect(self.set_incognito)
         app.profileOpened.connect(self._profile_opened)
@@ -46,11 +46,15 @@ class ChatController(QObject):
         self.app.window.set_adapter_used_in_chat(options.use_adapter)
 
     def _use_adapter(self, on: bool) -> None:
-        self._set_option("use_adapter", on)
-        self.app.window.set_adapter_used_in_chat(on)
+        self._choose(use_adapter=on)
 
-    def _set_option(self, name: str, value) -> None:
-        setattr(self.session.options, name, value)
+    def _choose(self, **choice: bool) -> None:
+        """The conversation remembers it; a store that refuses it leaves the switch as it was."""
+        try:
+            self.session.choose(**choice)
+        except Exception as error:  # noqa: BLE001 - busy, or deleted from the command line
+            self.app.report_error(self.page.banner, error)
+        self._show_options()
 
     def refresh_list(self) -> None:
         try:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from oppu.core.conversations import Conversations
+from oppu.core.conversations import CHOICES, Conversations, checked_choices
 from oppu.core.progress import ShouldStop, never
 from oppu.engine.errors import ModelFileError  # also sets OpenMP's policy early: see oppu.engine
 from oppu.storage.writing import Passage
@@ -158,11 +158,14 @@ class ChatSession:
 
     def resume(self, conversation_id: int) -> None:
         messages = self.conversations.messages(conversation_id)
+        choices = self.conversations.choices(conversation_id)
         self.conversation_id = conversation_id
         self.history = [{"role": m.role, "content": m.text} for m in messages
                         if m.role in ("user", "assistant")]
         self.turns_left_out = 0
         self.options.incognito = False
+        for name, value in choices.items():
+            setattr(self.options, name, value)
 
     def reset(self) -> None:
         """Start a new conversation (stored from its first message unless incognito)."""
@@ -170,6 +173,15 @@ class ChatSession:
         self.history = []
         self.last_reply = None
         self.turns_left_out = 0
+
+    def choose(self, **choices: bool) -> None:
+        """Turn the personal model (`use_adapter`) or retrieval (`use_retrieval`) on or off
+        in this conversation; a stored one remembers it, and a new one starts with it."""
+        choices = checked_choices(choices)
+        if self.conversation_id is not None:
+            self.conversations.set_choices(self.conversation_id, **choices)
+        for name, value in choices.items():
+            setattr(self.options, name, value)
 
     def set_incognito(self, on: bool) -> None:
         """Switching either way starts a new conversation: none is half stored."""
@@ -256,7 +268,8 @@ class ChatSession:
 
     def _store_user_message(self, text: str) -> None:
         if self.conversation_id is None:
-            self.conversation_id = self.conversations.create(text)
+            self.conversation_id = self.conversations.create(
+                text, **{name: getattr(self.options, name) for name in CHOICES})
         self.conversations.add_message(self.conversation_id, "user", text)
 
     def _wanted_adapter(self, base_path: Path, notices: list[str]) -> tuple:

@@ -11,6 +11,9 @@ from oppu.storage.models import Chunk, Conversation, Document, Message, utcnow
 from oppu.storage.writing import Passage, title_from
 
 TITLE_CHARS = 200  # what the title column holds
+# What each conversation remembers of how it is answered: `ChatOptions` fields and
+# `Conversation` columns of the same names.
+CHOICES = ("use_adapter", "use_retrieval")
 
 
 class ConversationNotFound(LookupError):
@@ -42,12 +45,24 @@ class Conversations:
     def __init__(self, store):
         self.store = store
 
-    def create(self, title: str) -> int:
+    def create(self, title: str, **choices: bool) -> int:
         with self.store.write() as session:
-            conversation = Conversation(title=title_from(title) or "New chat")
+            conversation = Conversation(title=title_from(title) or "New chat",
+                                        **checked_choices(choices))
             session.add(conversation)
             session.flush()
             return conversation.id
+
+    def choices(self, conversation_id: int) -> dict[str, bool]:
+        with self.store.read() as session:
+            conversation = self._get(session, conversation_id)
+            return {name: getattr(conversation, name) for name in CHOICES}
+
+    def set_choices(self, conversation_id: int, **choices: bool) -> None:
+        with self.store.write() as session:
+            conversation = self._get(session, conversation_id)
+            for name, value in checked_choices(choices).items():
+                setattr(conversation, name, value)
 
     def summaries(self) -> list[ConversationSummary]:
         """Every conversation, the most recently active first."""
@@ -130,6 +145,13 @@ class Conversations:
         if conversation is None:
             raise ConversationNotFound(f"no conversation with id {conversation_id}")
         return conversation
+
+
+def checked_choices(choices: dict) -> dict[str, bool]:
+    unknown = set(choices) - set(CHOICES)
+    if unknown:
+        raise ValueError(f"a conversation has no choice {', '.join(sorted(unknown))}")
+    return {name: bool(value) for name, value in choices.items()}
 
 
 def delete_conversation(profile, conversation_id: int, forget_writing: bool = False) -> int:

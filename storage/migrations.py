@@ -122,6 +122,12 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "why each reply ended, so that a stopped one still shows as stopped when reopened",
         ["ALTER TABLE messages ADD COLUMN stop_reason VARCHAR(16)"],
     ),
+    (
+        7,
+        "each conversation's own choice of personal model and retrieval",
+        ["ALTER TABLE conversations ADD COLUMN use_adapter BOOLEAN NOT NULL DEFAULT 1",
+         "ALTER TABLE conversations ADD COLUMN use_retrieval BOOLEAN NOT NULL DEFAULT 1"],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

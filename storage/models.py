@@ -52,6 +52,8 @@ class Conversation(Base):
     title: Mapped[str] = mapped_column(String(200), default="New chat")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    use_adapter: Mapped[bool] = mapped_column(Boolean, default=True)
+    use_retrieval: Mapped[bool] = mapped_column(Boolean, default=True)
     messages: Mapped[list["Message"]] = relationship(
         back_populates="conversation", cascade="all, delete-orphan", order_by="Message.id"
     )

@@ -52,9 +52,13 @@ def _model_switches(parser) -> None:
 def _session(profile, args, conversation_id=None):
     from oppu.core.chat import ChatOptions, ChatSession
 
-    options = ChatOptions(use_adapter=not args.no_adapter, use_retrieval=not args.no_rag,
-                          incognito=args.incognito)
-    return ChatSession(profile, options=options, conversation_id=conversation_id)
+    session = ChatSession(profile, options=ChatOptions(incognito=args.incognito),
+                          conversation_id=conversation_id)
+    # over what a resumed conversation remembers: said for this run, so meant
+    switched_off = {name: False for name, flag in (("use_adapter", args.no_adapter),
+                                                   ("use_retrieval", args.no_rag)) if flag}
+    session.choose(**switched_off)
+    return session
 
 
 def _say(session, text: str, stop: CtrlCStops):
@@ -150,10 +154,10 @@ def _command(session, line: str) -> bool:
         else:
             _print_sources(session.last_reply)
     elif name == "adapter":
-        session.options.use_adapter = _switch(value, name)
+        session.choose(use_adapter=_switch(value, name))
         print(_describe(session))
     elif name == "rag":
-        session.options.use_retrieval = _switch(value, name)
+        session.choose(use_retrieval=_switch(value, name))
         print(_describe(session))
     elif name == "incognito":
         session.set_incognito(_switch(value or "on", name))

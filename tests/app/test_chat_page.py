@@ -58,6 +58,25 @@ def test_turning_off_my_writing_sends_no_sources(qtbot, app):
     assert app.chat.session.last_reply.sources == ()
 
 
+def test_each_conversation_keeps_its_own_my_writing_switch(qtbot, app):
+    app.profile.writing.add_note(NOTE, "Sailing")
+    page = app.chat_page
+    page.use_writing.setChecked(False)
+    send(qtbot, app, "Where do I sail every August?")
+    qtbot.mouseClick(page.new_chat, Qt.MouseButton.LeftButton)
+    assert not page.use_writing.isChecked()  # a new conversation starts as the last was
+    page.use_writing.setChecked(True)
+    send(qtbot, app, "What do I pack for the crossing?")
+    without, with_writing = sorted(c.id for c in page.model.items)
+
+    app.chat.open_conversation(without)
+    assert not page.use_writing.isChecked()
+    send(qtbot, app, "And in September?")
+    assert app.chat.session.last_reply.sources == ()
+    app.chat.open_conversation(with_writing)
+    assert page.use_writing.isChecked()
+
+
 def test_escape_stops_a_reply(qtbot, app):
     app.profile.set("max_reply_tokens", 4000)
     page = app.chat_page

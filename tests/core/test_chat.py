@@ -5,6 +5,7 @@ from sqlalchemy import func, select
 
 from oppu.core import adapters
 from oppu.core.chat import ChatOptions, ChatSession, Models, base_sha256
+from oppu.core.conversations import Conversations
 from oppu.engine.chat import Sampling
 from oppu.engine.errors import ModelFileError
 from oppu.storage.models import Chunk, Conversation, Document, Message
@@ -143,6 +144,33 @@ def test_retrieval_can_be_turned_off(chat_profile, models):
     with chat_profile.store.read() as s:
         assert s.scalar(select(Message.retrieved_chunk_ids).where(
             Message.role == "assistant")) == []
+
+
+def test_each_conversation_remembers_whether_it_uses_retrieval_and_the_adapter(chat_profile,
+                                                                                models):
+    plain = session(chat_profile, models)
+    plain.choose(use_retrieval=False)  # before the first message: the new one starts so
+    assert plain.send(QUESTION).sources == ()
+    first = plain.conversation_id
+    plain.reset()
+    plain.choose(use_retrieval=True, use_adapter=False)
+    assert plain.send(QUESTION).sources  # the second conversation uses the writing
+    second = plain.conversation_id
+
+    later = session(chat_profile, models)  # the app reopened, its switches at the defaults
+    later.resume(first)
+    assert (later.options.use_retrieval, later.options.use_adapter) == (False, True)
+    assert later.send("And the swarms?").sources == ()
+    later.resume(second)
+    assert (later.options.use_retrieval, later.options.use_adapter) == (True, False)
+    later.choose(use_retrieval=False)
+    assert Conversations(chat_profile.store).choices(second) == {"use_adapter": False,
+                                                                "use_retrieval": False}
+    with pytest.raises(ValueError, match="a conversation has no choice incognito"):
+        later.choose(incognito=True)
+    later.reset()
+    with pytest.raises(ValueError, match="a conversation has no choice incognito"):
+        later.choose(incognito=True)  # not even before it is stored
 
 
 def test_incognito_writes_nothing_anywhere(chat_profile, models):

@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy import func, select
 
 from oppu.core.cli import main
+from oppu.core.conversations import Conversations
 from oppu.storage.models import Conversation, Message
 
 
@@ -56,6 +57,20 @@ def test_the_repl_commands(cli_profile, capsys, monkeypatch):
     assert stored(cli_profile) == (2, 4)
     texts = {d.preview for d in cli_profile.writing.documents(source="chat")}
     assert texts == {"Where does Miso sleep?", "second chat"}
+    off = {"use_adapter": False, "use_retrieval": False}  # switched in the first, kept
+    assert [Conversations(cli_profile.store).choices(c) for c in (1, 2)] == [off, off]
+
+
+def test_a_resumed_conversation_keeps_its_switches_unless_told_otherwise(cli_profile, capsys,
+                                                                         monkeypatch):
+    assert oppu("ask", "--no-rag", "Where does my cat sleep?") == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert oppu("chat", "--resume", "1") == 0
+    assert "oppu chat (adapter on, retrieval off)" in capsys.readouterr().err
+    assert oppu("chat", "--resume", "1", "--no-adapter") == 0
+    assert "oppu chat (adapter off, retrieval off)" in capsys.readouterr().err
+    assert Conversations(cli_profile.store).choices(1) == {"use_adapter": False,
+                                                          "use_retrieval": False}
 
 
 def test_sources_after_resuming_are_those_of_the_stored_reply(cli_profile, capsys, monkeypatch):

@@ -125,3 +125,14 @@ def test_a_store_that_cannot_be_opened_on_a_full_disk_says_the_disk_is_full(tmp_
     with pytest.raises(StoreUnavailable, match="the disk it is on is full. Free some space"):
         Store(tmp_path / "oppu.db")
     assert db.DISK_FULL_BYTES > 4096
+
+
+def test_version_6_conversations_use_the_adapter_and_retrieval(tmp_path):
+    path = tmp_path / "oppu.db"
+    connection = sqlite3.connect(path, isolation_level=None)
+    assert migrate(connection, MIGRATIONS[:6]) == [1, 2, 3, 4, 5, 6]
+    connection.execute("INSERT INTO conversations VALUES (1, 'Bees', 'now', 'now')")
+    assert migrate(connection, MIGRATIONS[:7]) == [7]
+    assert connection.execute("SELECT use_adapter, use_retrieval FROM conversations"
+                              ).fetchall() == [(1, 1)]
+    connection.close()

@@ -198,15 +198,21 @@ class ModelController(QObject):
         self.page.training_progress(progress, percent)
         self.app.window.set_training(percent, progress.phase)
 
-    def _show_last_run(self) -> None:
+    def _show_last_run(self, ended: int | None = None) -> None:
+        """The newest recorded curve; the one drawn live stays if run `ended` recorded none
+        (killed before it could)."""
         try:
-            self.page.show_last_run(training.last_loss_curve(self.app.profile))
+            curve = training.last_loss_curve(self.app.profile)
         except Exception:  # noqa: BLE001 - the store is busy: the plot is only a picture
-            self.page.plot.clear()
+            curve = None
+        if self.page.plot.points and ended is not None and (curve is None
+                                                            or curve.run_id != ended):
+            return
+        self.page.show_last_run(curve)
 
     def _training_finished(self, outcome) -> None:
         self.page.training_finished()
-        self._show_last_run()
+        self._show_last_run(outcome.run_id)
         self.app.window.set_training(None)
         # The decision reads "promoted: held-out loss … beats …" or "not promoted: …".
         why = outcome.decision.partition(": ")[2] if outcome.status == "succeeded" else ""

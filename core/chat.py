@@ -151,6 +151,8 @@ class ChatSession:
         self.last_reply: Reply | None = None
         self.stored_unanswered = False  # the last message is stored; its reply never came
         self.turns_left_out = 0  # earlier messages the last prompt had no room for
+        # `choose` (the app's GUI thread) against the first message storing the conversation
+        self._choosing = threading.Lock()
         if conversation_id is not None:
             self.resume(conversation_id)
 
@@ -178,10 +180,11 @@ class ChatSession:
         """Turn the personal model (`use_adapter`) or retrieval (`use_retrieval`) on or off
         in this conversation; a stored one remembers it, and a new one starts with it."""
         choices = checked_choices(choices)
-        if self.conversation_id is not None:
-            self.conversations.set_choices(self.conversation_id, **choices)
-        for name, value in choices.items():
-            setattr(self.options, name, value)
+        with self._choosing:
+            if self.conversation_id is not None and choices:
+                self.conversations.set_choices(self.conversation_id, **choices)
+            for name, value in choices.items():
+                setattr(self.options, name, value)
 
     def set_incognito(self, on: bool) -> None:
         """Switching either way starts a new conversation: none is half stored."""
@@ -267,9 +270,10 @@ class ChatSession:
         return self.last_reply
 
     def _store_user_message(self, text: str) -> None:
-        if self.conversation_id is None:
-            self.conversation_id = self.conversations.create(
-                text, **{name: getattr(self.options, name) for name in CHOICES})
+        with self._choosing:  # a switch flipped meanwhile is stored with it, not lost
+            if self.conversation_id is None:
+                self.conversation_id = self.conversations.create(
+                    text, **{name: getattr(self.options, name) for name in CHOICES})
         self.conversations.add_message(self.conversation_id, "user", text)
 
     def _wanted_adapter(self, base_path: Path, notices: list[str]) -> tuple:

@@ -46,8 +46,9 @@ class Evaluation:
     def retrieval_note(self) -> str | None:
         """Why the configurations with retrieval measure as those without, when they do."""
         if self.retrieved_passages == 0:
-            return ("no passage of your other writing was similar enough to the held-out "
-                    "writing to be given as context, so retrieval changed nothing here")
+            return ("no passage of your earlier writing was given as context with the "
+                    "held-out writing (none was similar enough, or none is older), so "
+                    "retrieval changed nothing here")
         return None
 
     def to_dict(self) -> dict:

@@ -247,14 +247,16 @@ class LossCurve:
 
 def last_loss_curve(profile, look_back: int = 20) -> LossCurve | None:
     """The training loss of the newest ended run that trained; None before any did."""
+    columns = (TrainingRun.id, TrainingRun.status, TrainingRun.adapter_version,
+               TrainingRun.finished_at, TrainingRun.loss_curve)
     with profile.store.read() as session:
-        runs = session.scalars(select(TrainingRun).where(TrainingRun.status.not_in(LIVE))
+        runs = session.execute(select(*columns).where(TrainingRun.status.not_in(LIVE))
                                .order_by(TrainingRun.id.desc()).limit(look_back))
         run = next((r for r in runs if r.loss_curve), None)
-        if run is None:
-            return None
-        return LossCurve(run.id, run.status, run.adapter_version, run.finished_at,
-                         [(int(step), float(loss)) for step, loss in run.loss_curve])
+    if run is None:
+        return None
+    return LossCurve(run.id, run.status, run.adapter_version, run.finished_at,
+                     [(int(step), float(loss)) for step, loss in run.loss_curve])
 
 
 def recent_runs(profile, limit: int = 10) -> list[RunOutcome]:

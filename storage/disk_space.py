@@ -4,8 +4,10 @@ minutes into it."""
 import shutil
 from pathlib import Path
 
+from oppu.storage.errors import StorageError
 
-class NotEnoughDiskSpace(OSError):
+
+class NotEnoughDiskSpace(StorageError):
     pass
 
 

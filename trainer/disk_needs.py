@@ -9,7 +9,6 @@ from oppu.trainer.config import TrainConfig
 from oppu.trainer.gguf_adapter import read_base_info
 from oppu.trainer.gguf_file import read_header
 from oppu.trainer.gguf_import import projection_modules
-from oppu.trainer.merge import served_copy_bytes
 
 FLOAT32 = 4
 SLACK = 32 << 20  # the tokenizer, logs, the answer cache, meta files
@@ -21,11 +20,12 @@ def prepared_base_bytes(base_gguf: Path) -> int:
     return FLOAT32 * weights + SLACK
 
 
-def trained_version_bytes(base_gguf: Path, config: TrainConfig) -> int:
-    """A version folder: the merged copy chat serves, and the adapter twice (PEFT files and
-    a GGUF, float32 both)."""
+def adapter_bytes(base_gguf: Path, config: TrainConfig) -> int:
+    """A version's adapter, twice (PEFT files and a GGUF, float32 both). Its merged copy is
+    not counted: it is optional, and left out where the disk has no room for it
+    (`versions.write_merged_copy`)."""
     base = read_base_info(base_gguf)
-    lora_weights = sum(config.rank * sum(base.shapes[f"{stem}.weight"])
+    lora_weights = sum(config.rank * sum(base.shapes.get(f"{stem}.weight", ()))
                        for stem, module in projection_modules(base).items()
                        if module.rpartition(".")[2] in config.target_modules)
-    return served_copy_bytes(base_gguf) + 2 * FLOAT32 * lora_weights + SLACK
+    return 2 * FLOAT32 * lora_weights + SLACK

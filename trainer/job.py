@@ -166,7 +166,7 @@ class TrainingJob:
         from oppu.trainer.answer_replay import ANSWER_CACHE_FILE, AnswerCache, base_answerer
         from oppu.trainer.config import run_config
         from oppu.trainer.dataset import build_dataset
-        from oppu.trainer.disk_needs import trained_version_bytes
+        from oppu.trainer.disk_needs import adapter_bytes
         from oppu.trainer.evaluate import LearningCurve, heldout_metrics
         from oppu.trainer.lora import pick_device, train_lora
         from oppu.trainer.prepare import describe, prepare_base
@@ -179,7 +179,7 @@ class TrainingJob:
             "prepare", int(fraction * 100), 100, message=message))
         self._update_run(config={**config, "train": train_config.to_dict(),
                                  "base_sha256": base.sha256})
-        require_free_space(self.folder, trained_version_bytes(base.gguf_path, train_config),
+        require_free_space(self.folder, adapter_bytes(base.gguf_path, train_config),
                            "save the trained model")
         self.emit("dataset", 0, 1, message="laying out your writing")
         model = base.load_model(device=pick_device(train_config.device))

@@ -96,16 +96,6 @@ def _is_block_matrix(entry: TensorEntry) -> bool:
     return entry.name.startswith("blk.") and sum(n > 1 for n in entry.ne) == 2
 
 
-def served_copy_bytes(base_gguf: Path) -> int:
-    """About the size of what `write_served_gguf` writes for this base."""
-    import gguf
-
-    header = read_header(base_gguf)
-    q8_0 = int(gguf.GGMLQuantizationType.Q8_0)
-    return header.data_start + sum(tensor_nbytes(e.ne, q8_0) if _is_block_matrix(e)
-                                   else e.nbytes for e in header.tensors)
-
-
 def _write_merged(header: GGUFHeader, touched: dict[str, LoraTensor], scale: float,
                   type_name: str, path: Path, report: MergeReport,
                   all_block_weights: bool) -> None:

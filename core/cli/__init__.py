@@ -111,9 +111,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"oppu: {where}{(error.strerror or str(error)).lower()}", file=sys.stderr)
         return 1
     except Exception as error:  # a library's failure still reads as one line
-        from oppu.storage.errors import StorageError
+        line = store_failure(error)
+        if line is None:
+            raise
+        print(f"oppu: {line}", file=sys.stderr)
+        return 1
 
-        if isinstance(error, StorageError):
-            print(f"oppu: {error}", file=sys.stderr)
-            return 1
-        raise
+
+def store_failure(error: Exception) -> str | None:
+    """One line for a failure of the profile's store (ours, or SQLite's through SQLAlchemy,
+    such as a write lock held past the timeout); None for anything else."""
+    from sqlalchemy.exc import DBAPIError
+
+    from oppu.storage.errors import StorageError
+
+    if isinstance(error, StorageError):
+        return str(error)
+    if isinstance(error, DBAPIError):
+        return f"the profile's store did not answer: {error.orig}; try again"
+    return None

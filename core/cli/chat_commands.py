@@ -3,7 +3,7 @@
 import sys
 from contextlib import suppress
 
-from oppu.core.cli import CommandError, open_profile, valid_text
+from oppu.core.cli import CommandError, open_profile, store_failure, valid_text
 from oppu.core.cli.interrupt import CtrlCStops, Terminated, terminate_ends
 from oppu.core.cli.writing_commands import stored_id
 from oppu.core.times import local_time
@@ -44,8 +44,10 @@ def register(commands) -> None:
 
 
 def _model_switches(parser) -> None:
-    parser.add_argument("--no-adapter", action="store_true", help="the bare base model")
-    parser.add_argument("--no-rag", action="store_true", help="no passages of your writing")
+    parser.add_argument("--no-adapter", action="store_true",
+                        help="the bare base model (a resumed conversation keeps it so)")
+    parser.add_argument("--no-rag", action="store_true",
+                        help="no passages of your writing (a resumed conversation keeps it so)")
     parser.add_argument("--incognito", action="store_true", help="store nothing at all")
 
 
@@ -54,14 +56,16 @@ def _session(profile, args, conversation_id=None):
 
     session = ChatSession(profile, options=ChatOptions(incognito=args.incognito),
                           conversation_id=conversation_id)
-    # over what a resumed conversation remembers: said for this run, so meant
+    # A switch on the command line wins over what a resumed conversation remembers.
     switched_off = {name: False for name, flag in (("use_adapter", args.no_adapter),
                                                    ("use_retrieval", args.no_rag)) if flag}
-    session.choose(**switched_off)
+    if switched_off:
+        session.choose(**switched_off)
     return session
 
 
 def _say(session, text: str, stop: CtrlCStops):
+    from oppu.core.conversations import ConversationNotFound
     from oppu.engine.errors import EngineError, ModelFileError
 
     reader_gone = False  # `oppu ask ... | head`: the reply so far is still stored
@@ -84,6 +88,8 @@ def _say(session, text: str, stop: CtrlCStops):
         raise CommandError(f"{error}{hint}") from None
     except EngineError as error:
         raise CommandError(str(error)) from None
+    except ConversationNotFound as error:  # deleted by the app or another terminal
+        raise CommandError(f"{error} any more: /reset starts a new one") from None
     if reader_gone:
         raise BrokenPipeError  # main exits quietly, as for `oppu list | head`
     sys.stdout.write("\n")
@@ -215,8 +221,12 @@ def run_chat(args) -> int:
                 try:
                     if not _command(session, line):
                         break
-                except ValueError as error:
-                    print(error, file=sys.stderr)
+                except Exception as error:  # one line, and the session goes on
+                    line = (str(error) if isinstance(error, (ValueError, ConversationNotFound))
+                            else store_failure(error))  # deleted meanwhile, a busy store
+                    if line is None:
+                        raise
+                    print(line, file=sys.stderr)
                 continue
             try:
                 _say(session, line, stop)

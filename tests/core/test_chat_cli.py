@@ -210,3 +210,38 @@ def test_show_keeps_a_messages_lines_but_not_its_terminal_escapes(cli_profile, c
     assert oppu("conversations", "delete", "1") == 0
     assert "still kept as your writing" in capsys.readouterr().out
     assert [d.preview for d in cli_profile.writing.documents(source="chat")] != []
+
+
+def test_a_conversation_deleted_during_the_chat_is_one_line_and_the_chat_goes_on(
+        cli_profile, capsys, monkeypatch):
+    assert oppu("ask", "Where does my cat sleep?") == 0
+
+    class DeletedMeanwhile(io.StringIO):
+        def readline(self, *args):
+            line = super().readline(*args)
+            if line == "/rag off\n":  # the app deletes it while the terminal chats on
+                Conversations(cli_profile.store).delete(1)
+            return line
+
+    monkeypatch.setattr("sys.stdin", DeletedMeanwhile("/rag off\nAnd in summer?\n/reset\n"
+                                                      "And in summer?\n"))
+    assert oppu("chat", "--resume", "1") == 0
+    err = capsys.readouterr().err
+    assert "no conversation with id 1\n" in err
+    assert "oppu: no conversation with id 1 any more: /reset starts a new one" in err
+    assert "Traceback" not in err
+    assert [c.title for c in Conversations(cli_profile.store).summaries()] == ["And in summer?"]
+
+
+def test_a_store_locked_past_the_timeout_is_one_line():
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from oppu.core.cli import store_failure
+
+    locked = OperationalError("UPDATE conversations …", {},
+                              sqlite3.OperationalError("database is locked"))
+    assert store_failure(locked) == ("the profile's store did not answer: database is locked; "
+                                     "try again")
+    assert store_failure(KeyError("a bug")) is None  # still a traceback

@@ -294,3 +294,20 @@ def test_sigterm_to_oppu_train_stops_its_child_cleanly(trainee, capsys, monkeypa
     (run,) = recent_runs(trainee)
     assert run.status == "cancelled"
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # as it was before `main`
+
+
+def test_the_last_loss_curve_is_the_newest_ended_run_that_trained(profile):
+    from oppu.core.training import last_loss_curve
+
+    assert last_loss_curve(profile) is None
+    with profile.store.write() as session:
+        session.add_all([
+            TrainingRun(id=1, status="succeeded", adapter_version="v1",
+                        loss_curve=[[1, 3.5], [2, 3.1]], finished_at=utcnow()),
+            TrainingRun(id=2, status="failed", loss_curve=[[1, 3.4]], finished_at=utcnow()),
+            TrainingRun(id=3, status="failed", error="killed before its first step"),
+            TrainingRun(id=4, status="running", loss_curve=[[1, 3.3]])])
+    curve = last_loss_curve(profile)
+    assert (curve.run_id, curve.status, curve.version, curve.points) == (2, "failed", None,
+                                                                        [(1, 3.4)])
+    assert last_loss_curve(profile, look_back=0) is None

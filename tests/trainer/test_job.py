@@ -15,7 +15,7 @@ from oppu.storage.models import Adapter, AdapterDocument, TrainingRun
 from oppu.trainer.answer_replay import ANSWER_CACHE_FILE
 from oppu.trainer.child import Protocol, StopControl, StopRequested
 from oppu.trainer.config import TrainConfig
-from oppu.trainer.disk_needs import SLACK, trained_version_bytes
+from oppu.trainer.disk_needs import SLACK, adapter_bytes
 from oppu.trainer.job import TrainingJob, decide, is_out_of_memory
 from oppu.trainer.versions import GGUF_FILE, MERGED_FILE, META_FILE, PEFT_DIR
 from tests.support.training_setup import (  # noqa: F401 - fixtures
@@ -65,10 +65,11 @@ def test_the_child_reports_progress_and_records_a_complete_adapter(trainee):
     assert curve[-1]["perplexity"] == meta["metrics"]["new"]["perplexity"]
     assert 0 < curve[1]["words_seen"] < curve[2]["words_seen"] < curve[3]["words_seen"]
     assert meta["decision"] == result["decision"]
-    # What the run checked for before training covers what it wrote, without inflating it.
-    written = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-    estimate = trained_version_bytes(Path(trainee.settings.base_model),
-                                     TrainConfig.from_dict(meta["config"]))
+    # What the run checked for before training covers the adapter it wrote, not inflated.
+    written = sum(p.stat().st_size for p in folder.rglob("*")
+                  if p.is_file() and p.name != MERGED_FILE)
+    estimate = adapter_bytes(Path(trainee.settings.base_model),
+                             TrainConfig.from_dict(meta["config"]))
     assert 0.9 * (estimate - SLACK) <= written <= estimate
 
     with trainee.store.read() as session:
@@ -262,7 +263,7 @@ def test_a_disk_too_full_for_the_new_version_fails_the_run_before_training(train
     def disk_usage(folder):
         usage = real_disk_usage(folder)
         if Path(folder) == trainee.folder:  # the profile's disk is full, the cache's is not
-            return usage._replace(free=10 << 20)
+            return usage._replace(free=1 << 20)
         return usage
 
     monkeypatch.setattr(disk_space.shutil, "disk_usage", disk_usage)
@@ -275,7 +276,7 @@ def test_a_disk_too_full_for_the_new_version_fails_the_run_before_training(train
         assert run.status == "failed" and session.query(Adapter).count() == 0
     assert run.error.startswith("not enough free disk space to save the trained model: it "
                                 "needs about ")
-    assert run.error.endswith(f"and 10 MB is free in {trainee.folder}; free some space and "
+    assert run.error.endswith(f"and 1 MB is free in {trainee.folder}; free some space and "
                               "try again")
     assert not any(p["phase"] == "train" for p in map(json.loads, out.getvalue().splitlines())
                    if "phase" in p)

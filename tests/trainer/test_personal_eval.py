@@ -84,8 +84,8 @@ def test_oppu_eval_measures_and_stores(trainee, capsys):
         assert len(scores["examples"]) == scores["items"]
         assert all(isinstance(example["generated"], str) for example in scores["examples"])
     assert {p.phase for p in progress} >= {"prepare", "perplexity", "generate"}
-    retrieval_helped = result.perplexity["base+retrieval"] != result.perplexity["base"]
-    assert (result.retrieved_passages > 0) == retrieval_helped
+    retrieval_changed_it = result.perplexity["base+retrieval"] != result.perplexity["base"]
+    assert (result.retrieved_passages > 0) == retrieval_changed_it
 
     assert stored_evaluation(trainee, outcome.version) == result
     capsys.readouterr()
@@ -160,7 +160,8 @@ def test_oppu_eval_says_when_no_passage_was_retrieved():
     perplexity = dict.fromkeys(("base", "base+retrieval"), 84.9) | dict.fromkeys(
         ("adapter", "adapter+retrieval"), 63.7)
     shown = format_evaluation(Evaluation("v1", perplexity, 331, 1, {}, retrieved_passages=0))
-    assert shown.splitlines()[-1] == ("note: no passage of your other writing was similar "
-                                      "enough to the held-out writing to be given as context, "
-                                      "so retrieval changed nothing here")
+    assert shown.splitlines()[-1] == ("note: no passage of your earlier writing was given as "
+                                      "context with the held-out writing (none was similar "
+                                      "enough, or none is older), so retrieval changed nothing "
+                                      "here")
     assert "note:" not in format_evaluation(Evaluation("v1", perplexity, 331, 1, {}, 3))

@@ -74,8 +74,8 @@ def make_adapters(work: Path, base: Path) -> dict:
     model = prepare_base(base).load_model().eval()
     load_s = time.perf_counter() - start
     default = TrainConfig()
-    make_peft_adapter(model, work / "peft-all", rank=default.rank, alpha=default.alpha,
-                      targets=ALL_LINEAR, b_std=B_STD)
+    make_peft_adapter(model, work / "peft-all", rank=16, alpha=32.0, targets=ALL_LINEAR,
+                      b_std=B_STD)
     make_peft_adapter(model, work / "peft-default", rank=default.rank, alpha=default.alpha,
                       targets=default.target_modules, b_std=B_STD)
     return {
@@ -340,7 +340,7 @@ def markdown(r: dict) -> str:
          "their dispatch and synchronization, not their arithmetic or their bytes, is the "
          "cost: the same adapter stored as F16 instead of F32, half the bytes to read, "
          "decoded no faster (122.6 against 119.5 tokens/s, 2026-11-27). It grows with the "
-         "number of adapted projections: hence two in the default. Merged (the copy the app serves), every weight matrix of the "
+         "number of adapted projections: hence one in the default (down_proj, at rank 48). Merged (the copy the app serves), every weight matrix of the "
          "blocks is stored as q8_0, nearly twice the bytes of Q4_1, but q8_0 has llama.cpp's "
          "tiled matmul kernels and Q4_1 none, so the merged model reads a prompt faster than "
          "the base and decodes about as fast."),

@@ -126,8 +126,8 @@ def write_model_files(folder: Path, base_gguf: Path, base_sha256: str,
     (q8_0 weights have its tiled matmul kernels, the bundled Q4_1 base has none) and decodes
     faster than the attached adapter (`merge.write_served_gguf`, bench/results/generate.md).
     q8_0 keeps the adapter's effect: on held-out Austen text the merged copy's perplexity
-    was 25.88 against 25.90 attached and 32.90 for the base, where q5_0 gave 27.23 and
-    q4_0 32.35 (bench/results/served_model.md). The copy is optional: without it (a base
+    was 26.21 as attached and 32.90 for the base, where q5_0 gave 27.36 and q4_0 31.54
+    (bench/results/served_model.md). The copy is optional: without it (a base
     type gguf-py cannot dequantize, or no room on the disk) chat attaches the adapter.
     `report(done, total, tensor)` follows the merge.
     """

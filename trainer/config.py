@@ -110,7 +110,7 @@ class TrainConfig:
 # barely depends on which projections learn, given the parameters (Chesterton alone, cut
 # of adapter + retrieval against the base: 21.2% with gate, up and down or gate and down
 # at rank 16, 20.8% with up and down at rank 16 and 21.5% at rank 24, 21.4% with down
-# alone at rank 48 but 19.1% at rank 16; over the three authors down at rank 48 cut 23.8%
+# alone at rank 48 (21.5% at rank 96) but 19.1% at rank 16; over the three authors down at rank 48 cut 23.8%
 # against 24.1% for up and down at rank 24 and 24.3% for all seven), while an attached adapter
 # costs llama.cpp decode time per adapted projection more than per parameter (four graph
 # nodes each: about 20% for all seven, 12% for three, 8-14% for two, 6-7% for down at

@@ -154,6 +154,8 @@ def train_author(profile, train_sections, preset, overrides) -> dict:
     outcome = run_training(profile, progress_printer(profile.name), overrides=overrides,
                            preset=preset)
     wall = time.perf_counter() - started
+    if outcome.status == "cancelled":
+        raise SystemExit(f"training {profile.name} was stopped")
     if outcome.status != "succeeded":
         raise SystemExit(f"training {profile.name} failed: {outcome.error}")
     folder = profile.adapters_dir / outcome.version
@@ -273,4 +275,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from oppu.core.cli.interrupt import terminate_as_interrupt
+
+    with terminate_as_interrupt():  # `kill` stops the training child as well, as Ctrl-C does
+        sys.exit(main())

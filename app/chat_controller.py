@@ -27,7 +27,7 @@ class ChatController(QObject):
         page.conversationSelected.connect(self.open_conversation)
         page.renameRequested.connect(self.rename)
         page.deleteRequested.connect(self.delete)
-        page.adapterToggled.connect(self._use_adapter)
+        page.adapterToggled.connect(lambda on: self._choose(use_adapter=on))
         page.retrievalToggled.connect(lambda on: self._choose(use_retrieval=on))
         page.adapterScaleChanged.connect(lambda scale: app.change_setting("adapter_scale", scale))
         page.incognitoToggled.connect(self.set_incognito)
@@ -44,9 +44,6 @@ class ChatController(QObject):
         self.page.show_options(options.use_adapter, self.app.profile.settings.adapter_scale,
                                options.use_retrieval, options.incognito)
         self.app.window.set_adapter_used_in_chat(options.use_adapter)
-
-    def _use_adapter(self, on: bool) -> None:
-        self._choose(use_adapter=on)
 
     def _choose(self, **choice: bool) -> None:
         """The conversation remembers it; a store that refuses it leaves the switch as it was."""

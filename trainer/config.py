@@ -107,29 +107,28 @@ class TrainConfig:
 # "balanced" (the field defaults) is the default preset (Settings.training_preset), tuned
 # by bench/personalization.py (its results file records every try) with the bundled 135M
 # model on a 2-core CPU: rank 48 on one MLP projection, down. The held-out perplexity
-# barely depends on which projections learn, given the parameters (Chesterton alone, cut
-# of adapter + retrieval against the base: 21.2% with gate, up and down or gate and down
-# at rank 16, 20.8% with up and down at rank 16 and 21.5% at rank 24, 21.4% with down
-# alone at rank 48 (21.5% at rank 96) but 19.1% at rank 16; over the three authors down at rank 48 cut 23.8%
-# against 24.1% for up and down at rank 24 and 24.3% for all seven), while an attached adapter
-# costs llama.cpp decode time per adapted projection more than per parameter (four graph
-# nodes each: about 20% for all seven, 12% for three, 8-14% for two, 6-7% for down at
-# rank 48 on an idle 2-core CPU; the app serves a merged copy at full strength, but any
-# other strength attaches it). The attention projections alone, or only q and v, cost 2
-# and 4 points of the cut; rank 32 on all seven measured the same as 16. The other
-# presets inherit the targets. One pass over the
-# writing (with bf16 training two passes fit the budget, and the second one overfit:
-# Chesterton's adapter reached 36.6 held-out perplexity after one pass and 39.9 after two,
-# and 1.5 passes were worse than one for every author; LoRA dropout 0.1 did not rescue two
-# passes and measured the same at one, so it stays off); two rows per step (one row, twice
-# the steps, measured the same and is slower); a learning rate of 3e-3 (it beat 1.5e-3 and
-# 4e-4 at the same budget, and 6e-3 was worse; clipping keeps it stable; LoRA+, B's rate 4x
-# A's, cost Chesterton 3 points); one retrieved passage per item (k=2 measured the same at
-# one pass and costs ~20% more compute); rows of 1024 tokens (rows of 512, a fresh prompt
-# every ~300 tokens, raised the measured cut only because the base lost context: the
-# adapter's own held-out perplexity got worse, 39.3 against 37.4); and a 9-minute budget,
-# so that a large profile still trains in bounded time and the three-author benchmark stays
-# under 45 minutes.
+# barely depends on which projections learn, given the parameters (Chesterton alone, cut of
+# adapter + retrieval against the base: 21.2% with gate, up and down or gate and down at
+# rank 16, 20.8% with up and down at rank 16 and 21.5% at rank 24, 21.4% with down alone at
+# rank 48 (21.5% at rank 96) but 19.1% at rank 16; over the three authors down at rank 48
+# cut 23.8% against 24.1% for up and down at rank 24 and 24.3% for all seven), while an
+# attached adapter costs llama.cpp decode time per adapted projection more than per
+# parameter (four graph nodes each: about 20% for all seven, 12% for three, 8-14% for two,
+# 6-7% for down at rank 48 on an idle 2-core CPU; the app serves a merged copy at full
+# strength, but any other strength attaches it). The attention projections alone, or only q
+# and v, cost 2 and 4 points of the cut; rank 32 on all seven measured the same as 16. The
+# other presets inherit the targets. One pass over the writing (with bf16 training two
+# passes fit the budget, and the second one overfit: Chesterton's adapter reached 36.6
+# held-out perplexity after one pass and 39.9 after two, and 1.5 passes were worse than one
+# for every author; LoRA dropout 0.1 did not rescue two passes and measured the same at
+# one, so it stays off); two rows per step (one row, twice the steps, measured the same and
+# is slower); a learning rate of 3e-3 (it beat 1.5e-3 and 4e-4 at the same budget, and 6e-3
+# was worse; clipping keeps it stable; LoRA+, B's rate 4x A's, cost Chesterton 3 points);
+# one retrieved passage per item (k=2 measured the same at one pass and costs ~20% more
+# compute); rows of 1024 tokens (rows of 512, a fresh prompt every ~300 tokens, raised the
+# measured cut only because the base lost context: the adapter's own held-out perplexity
+# got worse, 39.3 against 37.4); and a 9-minute budget, so that a large profile still
+# trains in bounded time and the three-author benchmark stays under 45 minutes.
 PRESETS: dict[str, TrainConfig] = {
     "quick": TrainConfig(rank=8, alpha=16.0, epochs=1.0, seq_len=512, max_minutes=3.0),
     "balanced": TrainConfig(),  # the field defaults

@@ -3,7 +3,7 @@
 import re
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QGuiApplication, QTextDocument
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from oppu.app.markdown import markdown_html
 from oppu.app.widgets import VerticalScroll
 
 # Re-render streaming markdown at most this often. Every render lays out and repaints the
@@ -21,11 +22,6 @@ from oppu.app.widgets import VerticalScroll
 # decoded 54.5 tokens/s and 100 ms 57.6 (63 without a window).
 RENDER_EVERY_MS = 100
 ROLE_NAMES = {"user": "You", "assistant": "Your model"}
-# A reply's Markdown is rendered, but HTML in it is shown as text, never interpreted.
-BODY_TAG = re.compile(r"<body[^>]*>")
-IMAGE_TAG = re.compile(r"<img[^>]*>")
-MARKDOWN = (QTextDocument.MarkdownFeature.MarkdownDialectGitHub
-            | QTextDocument.MarkdownFeature.MarkdownNoHTML)
 # A word-wrapping QLabel never breaks inside a word: one long URL or path would widen the
 # whole transcript. Runs of this many characters get a zero-width space after them.
 LONG_RUN = 30
@@ -52,14 +48,6 @@ def _broken_runs(text: str) -> str:
             run += 1
         pieces.append(unit)
     return "".join(pieces)
-
-
-def markdown_html(text: str) -> str:
-    document = QTextDocument()
-    document.setMarkdown(text, MARKDOWN)
-    # The document's own default font would override the bubble's (from the stylesheet),
-    # and an image would make the label load whatever file the reply names.
-    return IMAGE_TAG.sub("[image]", BODY_TAG.sub("<body>", document.toHtml(), count=1))
 
 
 class SourcesPanel(QWidget):

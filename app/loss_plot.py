@@ -5,6 +5,7 @@ from PySide6.QtGui import QColor, QFont, QPainter, QPainterPath, QPaintEvent, QP
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 48, 12, 10, 24
+STEP_LABEL_ROOM = 64  # "step 1234" at either end of the x axis
 
 
 class LossPlot(QWidget):
@@ -73,12 +74,12 @@ class LossPlot(QWidget):
                          Qt.AlignmentFlag.AlignLeft, f"step {x0:g}")
         painter.drawText(QRectF(area.left(), area.bottom() + 4, area.width(), 16),
                          Qt.AlignmentFlag.AlignRight, f"step {x1:g}")
+        # Under the plot, between the step labels: a caption above it would hide the curve.
+        title = f"training loss · {self.caption}" if self.caption else "training loss"
+        title = painter.fontMetrics().elidedText(title, Qt.TextElideMode.ElideRight,
+                                                 int(area.width()) - 2 * STEP_LABEL_ROOM)
         painter.drawText(QRectF(area.left(), area.bottom() + 4, area.width(), 16),
-                         Qt.AlignmentFlag.AlignHCenter, "training loss")
-        if self.caption:
-            painter.drawText(area.adjusted(0, 2, -4, 0),
-                             Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop,
-                             self.caption)
+                         Qt.AlignmentFlag.AlignHCenter, title)
 
         path = QPainterPath(at(*self.points[0]))
         for point in self.points[1:]:

@@ -7,10 +7,8 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QProgressBar,
-    QTableView,
     QWidget,
 )
 
@@ -20,6 +18,7 @@ from oppu.app.evaluation_view import EvaluationView
 from oppu.app.export_dialog import ask_export
 from oppu.app.list_models import number, versions_model
 from oppu.app.loss_plot import LossPlot
+from oppu.app.tables import FittingTable
 from oppu.app.widgets import button, card, card_grid, hint, page_layout, show_progress
 from oppu.core.times import local_time
 
@@ -111,18 +110,11 @@ class ModelPage(QWidget):
     def _versions_card(self) -> QWidget:
         frame, box = card("Versions")
         self.versions = versions_model(self)
-        self.table = QTableView()
-        self.table.setModel(self.versions)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        # The note (why a version is flagged) stretches; From, then Base, give way to it.
+        self.table = FittingTable(self.versions, stretch=6, droppable=(2, 5), min_stretch=170)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.verticalHeader().hide()
-        self.table.setShowGrid(False)
-        self.table.setAlternatingRowColors(True)
         self.table.setMinimumHeight(120)
         self.table.setMaximumHeight(220)
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setStretchLastSection(True)
         self.table.selectionModel().selectionChanged.connect(self._selection_changed)
         box.addWidget(self.table)
         self.no_versions = hint("No versions yet. Each retrain adds one here, active when it "

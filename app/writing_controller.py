@@ -108,7 +108,7 @@ class WritingController(QObject):
         except Exception as error:  # noqa: BLE001 - e.g. deleted meanwhile
             self.app.report_error(self.page.banner, error)
             return
-        self.page.set_preview(document.title, document.text)
+        self.page.set_preview(document.title, document.text, document.is_markdown)
 
     def forget(self, document_ids: list[int]) -> None:
         if self._writing() is None:

@@ -5,24 +5,23 @@ from pathlib import Path
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QComboBox,
     QFileDialog,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QListWidget,
     QListWidgetItem,
     QProgressBar,
     QSplitter,
-    QTableView,
     QTextBrowser,
     QWidget,
 )
 
 from oppu.app import widgets
 from oppu.app.list_models import ItemRole, documents_model
+from oppu.app.markdown import markdown_html
+from oppu.app.tables import FittingTable
 from oppu.app.widgets import button, card, hint, page_layout
 
 SOURCES = [("All sources", ""), ("Notes", "note"), ("Chat", "chat"), ("Files", "file"),
@@ -124,22 +123,15 @@ class WritingPage(QWidget):
         box.addLayout(filters)
 
         self.model = documents_model(self)
-        self.table = QTableView()
-        self.table.setModel(self.model)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setAlternatingRowColors(True)
-        self.table.verticalHeader().hide()
-        self.table.setShowGrid(False)
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
-        for section in range(1, self.model.columnCount()):
-            header.setSectionResizeMode(section, QHeaderView.ResizeMode.ResizeToContents)
+        self.table = FittingTable(self.model, stretch=0, droppable=(1, 2))  # Source, Date
+        self.table.horizontalHeader().setDefaultAlignment(
+            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
         self.table.selectionModel().selectionChanged.connect(self._selection_changed)
         box.addWidget(self.table, 3)
 
         self.preview = QTextBrowser()
         self.preview.setPlaceholderText("Select a document to read it here.")
+        self.preview.setOpenLinks(False)  # a link in the writing is text to read, not to follow
         box.addWidget(self.preview, 2)
         actions = QHBoxLayout()
         self.empty_hint = hint("")
@@ -183,10 +175,17 @@ class WritingPage(QWidget):
         self.counter_labels["since"].setText(f"{stats.words_since_adapter:,}")
         self.counter_labels["documents"].setText(f"{stats.documents:,}")
 
-    def set_preview(self, title: str, text: str) -> None:
-        # A title taken from the text's own first line is not shown twice.
-        repeated = " ".join(text.split()).startswith(title.rstrip("…").strip())
-        self.preview.setPlainText(text if not title or repeated else f"{title}\n\n{text}")
+    def set_preview(self, title: str, text: str, markdown: bool) -> None:
+        # A title taken from the text's own first line is not shown twice, nor one above
+        # a Markdown file's own heading.
+        opening = " ".join(text.split())
+        repeated = (opening.startswith(title.rstrip("…").strip())
+                    or markdown and opening.startswith("#"))
+        shown = text if not title or repeated else f"{title}\n\n{text}"
+        if markdown:
+            self.preview.setHtml(markdown_html(shown))
+        else:
+            self.preview.setPlainText(shown)
 
     def note_saved(self) -> None:
         self.note_title.clear()

@@ -1,8 +1,10 @@
 """Which device training and chat will use, in words for the Settings page."""
 
+ARITHMETIC = {"bf16": "fast 16-bit arithmetic (bf16)", "fp32": "32-bit arithmetic (fp32)"}
+
 
 def device_summary(training_setting: str) -> str:
-    """One line: the device (and matmul precision) training will use, and how chat will run
+    """One line: the device (and arithmetic) training will use, and how chat will run
     llama.cpp."""
     from oppu.engine.llm import cpu_threads, gpu_layers
     from oppu.trainer.lora import pick_device
@@ -11,7 +13,7 @@ def device_summary(training_setting: str) -> str:
     try:
         device = pick_device(training_setting)
         where = {"cuda": "the GPU (CUDA)", "cpu": "the CPU"}[device]
-        training = f"{where} with {resolve_precision('auto', device)} matmuls"
+        training = f"{where} with {ARITHMETIC[resolve_precision('auto', device)]}"
     except ValueError as error:
         training = f"nothing: {error}"
     serving = ("the GPU (llama.cpp offload)" if gpu_layers() else

@@ -1,9 +1,12 @@
 """SQLAlchemy models of one profile's store. The schema itself is in `migrations.py`."""
 
 from datetime import UTC, datetime
+from pathlib import PurePath
 
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from oppu.storage.readers import MARKDOWN_SUFFIXES
 
 
 def utcnow() -> datetime:
@@ -32,6 +35,12 @@ class Document(Base):
     chunks: Mapped[list["Chunk"]] = relationship(
         back_populates="document", cascade="all, delete-orphan", order_by="Chunk.ordinal"
     )
+
+    @property
+    def is_markdown(self) -> bool:
+        """Imported from a Markdown file, so shown rendered."""
+        return (self.source == "file"
+                and PurePath(self.origin or "").suffix.lower() in MARKDOWN_SUFFIXES)
 
 
 class Chunk(Base):

@@ -1,6 +1,7 @@
 """Turning a file on disk into the texts it holds, or a typed error that says why not."""
 
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,9 +20,12 @@ from oppu.storage.errors import (
 )
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
-TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".text"}
+MARKDOWN_SUFFIXES = {".md", ".markdown"}
+TEXT_SUFFIXES = {".txt", ".text"} | MARKDOWN_SUFFIXES
 MAIL_SUFFIXES = {".eml", ".mbox"}
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | MAIL_SUFFIXES
+# An ATX heading ("## Title ##"): a Markdown file that opens with one is titled by it.
+HEADING = re.compile(r"#{1,6}[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*")
 
 
 @dataclass(frozen=True)
@@ -110,8 +114,17 @@ def _read_checked(path: Path, mail_addresses: set[str]) -> FileContents:
     text, warning = decode(data)
     if not text.strip():
         raise EmptyInput(path, "file holds only whitespace")
-    return FileContents([FileText(path_text(path.stem), text, path_text(path.absolute()))],
+    return FileContents([FileText(_title(path, text), text, path_text(path.absolute()))],
                         [warning] if warning else [])
+
+
+def _title(path: Path, text: str) -> str:
+    if path.suffix.lower() in MARKDOWN_SUFFIXES:
+        first_line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+        heading = HEADING.fullmatch(first_line)
+        if heading:
+            return heading.group(1)
+    return path_text(path.stem)
 
 
 def walk(paths: list[Path]) -> list[Path]:

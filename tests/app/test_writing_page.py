@@ -103,6 +103,30 @@ def test_search_filters_and_forget_deletes(qtbot, app):
     assert [p.title for p in writing.search("choir Thursdays hall", k=5)] == ["Bread"]
 
 
+def test_a_markdown_file_is_previewed_rendered_and_inert(qtbot, app, tmp_path):
+    page = app.writing_page
+    picture = tmp_path / "secret.png"
+    (tmp_path / "trip.md").write_text(
+        "# The coast path\n\nWe walked **twelve miles** to the [lighthouse](file:///etc).\n\n"
+        f"![the view]({picture.as_uri()})\n\n<b>not bold</b>\n", encoding="utf-8")
+    (tmp_path / "list.txt").write_text("# a plain text file\n\n- kept as typed\n",
+                                      encoding="utf-8")
+    app.writing.import_paths([str(tmp_path / "trip.md"), str(tmp_path / "list.txt")])
+    wait_jobs(qtbot, app)
+    assert sorted(titles(page)) == ["The coast path", "list"]
+
+    page.table.selectRow(titles(page).index("The coast path"))
+    shown = page.preview.toPlainText()
+    assert shown.startswith("The coast path\n")  # the heading, once, without its "#"
+    assert "twelve miles" in shown and "**" not in shown and "[lighthouse]" not in shown
+    assert "[image]" in shown and picture.as_uri() not in page.preview.toHtml()
+    assert "<b>not bold</b>" in shown  # HTML in the file is text
+    assert not page.preview.openLinks()
+
+    page.table.selectRow(titles(page).index("list"))
+    assert page.preview.toPlainText() == "list\n\n# a plain text file\n\n- kept as typed\n"
+
+
 def test_a_failing_import_shows_a_message_and_the_app_goes_on(qtbot, app, tmp_path):
     app.window.show_page("writing")
     app.writing_page.importRequested.emit([str(tmp_path / "does-not-exist")])
@@ -176,3 +200,21 @@ def test_tab_leaves_a_text_field_instead_of_typing_a_tab(qtbot, app):
     composer.setPlainText("Tell me about sailing")
     QTest.keyClick(composer, Qt.Key.Key_Tab)
     assert composer.toPlainText() == "Tell me about sailing" and not composer.hasFocus()
+
+
+def test_a_narrow_window_hides_source_then_date_before_squeezing_titles(qtbot, app):
+    app.profile.writing.add_note("We walked home along the cliffs after dark.",
+                                 "The long walk home along the coast")
+    app.writing.refresh()
+    app.window.show_page("writing")
+    table = app.writing_page.table
+    shown = lambda: [not table.isColumnHidden(c) for c in range(4)]
+
+    app.window.resize(1400, 800)
+    qtbot.waitUntil(lambda: shown() == [True] * 4, timeout=5_000)
+    app.window.resize(app.window.minimumSizeHint().width(), 700)
+    qtbot.waitUntil(lambda: not shown()[1], timeout=5_000)  # Source goes first
+    assert shown()[0] and shown()[3]
+    assert table.columnWidth(0) >= table.min_stretch or not any(shown()[1:3])
+    app.window.resize(1400, 800)
+    qtbot.waitUntil(lambda: shown() == [True] * 4, timeout=5_000)

@@ -80,14 +80,20 @@ def test_a_file_changed_and_added_again_says_its_earlier_version_is_stored(writi
     assert writing.add_file(write(tmp_path / "other" / "essay.txt", BIKE)).reason == ""
 
 
-def test_txt_and_md_files_keep_their_name_as_title(writing, tmp_path):
-    txt = writing.add_file(write(tmp_path / "holiday plans.txt", GARDEN))
-    md = writing.add_file(write(tmp_path / "bike.md", "# Bike\n\n" + BIKE))
-    assert (txt.status, md.status) == ("added", "added")
-    assert txt.words == len(GARDEN.split())
+def test_files_are_titled_by_their_name_or_a_markdown_files_opening_heading(writing, tmp_path):
+    hashed = "# Not a heading here\n" + GARDEN
+    txt = writing.add_file(write(tmp_path / "holiday plans.txt", hashed))
+    md = writing.add_file(write(tmp_path / "bike.md", "\n## Fixing the bike ##\n\n" + BIKE))
+    plain_md = writing.add_file(write(tmp_path / "walks.markdown", "#walks " + GARDEN[::-1]))
+    assert (txt.status, md.status, plain_md.status) == ("added", "added", "added")
+    assert txt.words == len(hashed.split())
     assert writing.get(txt.document_ids[0]).title == "holiday plans"
+    assert writing.get(md.document_ids[0]).title == "Fixing the bike"
+    assert writing.get(plain_md.document_ids[0]).title == "walks"  # "#walks" is no heading
     assert writing.get(md.document_ids[0]).source == "file"
     assert writing.get(md.document_ids[0]).origin == str(tmp_path / "bike.md")
+    assert [writing.get(f.document_ids[0]).is_markdown for f in (txt, md, plain_md)] == [
+        False, True, True]
 
 
 EML = """\

@@ -87,6 +87,8 @@ def export(profile, version: str | None = None, format: str = "zip", quant: str 
         raise AdapterError(f"{target} already exists: choose another name, or replace it "
                            "(--force)")
     report(Progress("export", 0, 1, f"{chosen.version} as {format}"))
+    if format != "merged":
+        _repair_adapter_gguf(profile, chosen)
     if format == "zip":
         _export_zip(chosen, target)
     elif format == "gguf":
@@ -97,6 +99,25 @@ def export(profile, version: str | None = None, format: str = "zip", quant: str 
         _export_merged(profile, chosen, target, quant, report)
     report(Progress("export", 1, 1, str(target)))
     return target
+
+
+def _repair_adapter_gguf(profile, chosen: AdapterVersion) -> None:
+    """Write the version's adapter.gguf again from its `peft/` (the weights as trained)
+    when the file is damaged, so that no export carries a damaged copy."""
+    from oppu.trainer.gguf_adapter import write_adapter_gguf
+    from oppu.trainer.gguf_file import GGUFFormatError, read_header
+
+    try:
+        read_header(chosen.gguf_path)
+        return
+    except GGUFFormatError as error:
+        damage = error
+    base_path, sha = profile_base(profile)
+    if sha != chosen.base_sha256:
+        raise AdapterError(f"adapter {chosen.version}'s {chosen.gguf_path.name} is damaged "
+                           f"({damage}), and it can be written again only with the base it "
+                           f"was trained on, {chosen.base_name}") from None
+    write_adapter_gguf(chosen.peft_dir, base_path, chosen.gguf_path, base_sha256=sha)
 
 
 def _export_zip(chosen: AdapterVersion, target: Path) -> None:
@@ -131,8 +152,11 @@ def _export_merged(profile, chosen: AdapterVersion, target: Path, quant: str,
         if not _copied(chosen.merged_path, target):
             write_served_gguf(chosen.peft_dir, base_path, target, progress)
         return
-    tensor_type, quantize_to = (quant, None) if quant in DIRECT_TYPES else ("q8_0", quant)
-    write_merged_gguf(chosen.peft_dir, base_path, target, tensor_type, quantize_to, progress)
+    if quant in DIRECT_TYPES:  # every block weight in that type, as the served copy
+        write_merged_gguf(chosen.peft_dir, base_path, target, quant, report=progress,
+                          all_block_weights=True)
+    else:  # adapted ones in q8_0, then every one through llama.cpp's quantizer
+        write_merged_gguf(chosen.peft_dir, base_path, target, "q8_0", quant, progress)
 
 
 def _copied(merged: Path | None, target: Path) -> bool:
@@ -190,27 +214,28 @@ def import_adapter(profile, path: Path, activate: bool = False, force: bool = Fa
         lora_tensors(bundle.lora, base)
     except FileError as error:
         raise BundleError(f"{path.name} does not fit {base_path.name}: {error}") from None
-    if same := _stored_as(profile, bundle.lora):
-        raise AlreadyStored(f"{path.name} is already stored as version {same}; nothing "
-                            "imported", same)
+    _refuse_stored(profile, bundle, sha)  # early, before the merged copy is written
     return _store_import(profile, bundle, base_path, sha, activate)
 
 
-def _stored_as(profile, lora) -> str | None:
-    """The version holding the same adapter as `lora`, if any: the same scale, modules and
-    weights, whichever file it came in (a zip holds the PEFT files, an adapter .gguf the
-    tensors llama.cpp reads; both decode to the same numbers)."""
+def _refuse_stored(profile, bundle, sha: str) -> None:
+    """AlreadyStored when a version for the base `sha` holds the same adapter as `bundle`:
+    the same scale, modules and weights, whichever file it came in (a zip holds the PEFT
+    files, an adapter .gguf the tensors llama.cpp reads; both decode to the same numbers).
+    One kept for another base does not count: imported again, it serves this base."""
     from oppu.trainer.peft_files import AdapterError as UnreadableAdapter
     from oppu.trainer.peft_files import read_peft_dir
 
     for stored in list_adapters(profile):
+        if stored.base_sha256 != sha:
+            continue
         try:
             kept = read_peft_dir(stored.peft_dir)
         except (OSError, UnreadableAdapter):  # gone or unreadable: nothing to compare
             continue
-        if kept.same_adapter(lora):
-            return stored.version
-    return None
+        if kept.same_adapter(bundle.lora):
+            raise AlreadyStored(f"{bundle.source.name} is already stored as version "
+                                f"{stored.version}; nothing imported", stored.version)
 
 
 def _store_import(profile, bundle, base_path: Path, sha: str, activate: bool) -> AdapterVersion:
@@ -244,6 +269,7 @@ def _store_import(profile, bundle, base_path: Path, sha: str, activate: bool) ->
         (staged / PEFT_DIR / WEIGHTS_NAME).write_bytes(bundle.weights_bytes)
         write_model_files(staged, base_path, sha)
         with claimed_version(profile.store, adapters_dir, staged) as (session, version):
+            _refuse_stored(profile, bundle, sha)  # again, under the lock: a parallel import
             write_meta(staged, meta | {"version": version})
             row = Adapter(version=version,
                           path=recorded_path(profile.folder, adapters_dir / version),

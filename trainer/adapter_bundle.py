@@ -22,7 +22,6 @@ from oppu.trainer.peft_files import (
     MODEL_CARD_NAME,
     WEIGHTS_NAME,
     AdapterError,
-    CorruptAdapter,
     PeftLora,
     parse_lora,
     without_local_paths,
@@ -247,6 +246,6 @@ def _finite_numbers(entry) -> dict:
 def _bundle(source: Path, kind: str, config: bytes, weights: bytes, meta: dict) -> Bundle:
     try:
         lora = parse_lora(config, weights)
-    except CorruptAdapter as error:
+    except AdapterError as error:
         raise BundleError(f"{source.name}: {error}") from None
     return Bundle(source, kind, config, weights, lora, meta)

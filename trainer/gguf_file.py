@@ -11,7 +11,7 @@ import mmap
 import os
 import struct
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -54,6 +54,7 @@ class GGUFHeader:
     tensors: list[TensorEntry]
     alignment: int
     data_start: int
+    scalar_at: dict = field(default_factory=dict)  # key -> (file offset, struct format)
 
     def get(self, key: str, default=None):
         return self.fields.get(key, default)
@@ -126,9 +127,13 @@ def _parse(path: Path, buffer) -> GGUFHeader:
     if version not in (2, 3):
         raise GGUFFormatError(f"{path.name}: unsupported GGUF version {version}")
     kv_start, fields = cursor.position, {}
+    scalar_at = {}
     for _ in range(n_kv):
         key = cursor.string()
-        fields[key] = cursor.value(cursor.take("I"))
+        kind = cursor.take("I")
+        if kind in _SCALARS:
+            scalar_at[key] = (cursor.position, _SCALARS[kind])
+        fields[key] = cursor.value(kind)
     kv_end = cursor.position
     tensors, infos = [], []
     for _ in range(n_tensors):
@@ -151,7 +156,7 @@ def _parse(path: Path, buffer) -> GGUFHeader:
         raise GGUFFormatError(f"{path.name} is truncated: its tensors need {end} bytes, "
                               f"the file has {len(buffer)}")
     return GGUFHeader(path, version, n_kv, (kv_start, kv_end), fields, tensors, alignment,
-                      data_start)
+                      data_start, scalar_at)
 
 
 def _pad(position: int, alignment: int) -> int:
@@ -167,14 +172,19 @@ def tensor_data(header: GGUFHeader, entry: TensorEntry) -> np.ndarray:
 
 
 def write_like(header: GGUFHeader, out: BinaryIO, tensors: list[TensorEntry],
-               payload: Callable[[TensorEntry], bytes | np.ndarray]) -> None:
-    """Write a GGUF with `header`'s metadata block verbatim and `tensors` (in order).
+               payload: Callable[[TensorEntry], bytes | np.ndarray],
+               scalars: dict[str, int | float] | None = None) -> None:
+    """Write a GGUF with `header`'s metadata block verbatim but for the numbers in
+    `scalars` (keys the header has, as numbers of the same type), and `tensors` (in order).
 
     Offsets are recomputed from `tensors`' sizes; `payload(entry)` gives each one's bytes.
     """
     with open(header.path, "rb") as source:
         source.seek(header.kv_span[0])
-        metadata = source.read(header.kv_span[1] - header.kv_span[0])
+        metadata = bytearray(source.read(header.kv_span[1] - header.kv_span[0]))
+    for key, value in (scalars or {}).items():
+        position, fmt = header.scalar_at[key]
+        struct.pack_into("<" + fmt, metadata, position - header.kv_span[0], value)
     out.write(MAGIC + struct.pack("<IQQ", header.version, len(tensors), header.n_kv))
     out.write(metadata)
     offset = 0

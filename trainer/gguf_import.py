@@ -27,7 +27,17 @@ def unpermute_rows(weights: np.ndarray, n_head: int) -> np.ndarray:
 
 def _field(reader, key: str):
     field = reader.get_field(key)
-    return None if field is None else field.contents()
+    try:
+        return None if field is None else field.contents()
+    except (UnicodeDecodeError, ValueError, IndexError) as error:
+        raise CorruptAdapter(f"its metadata {key} is damaged ({error})") from None
+
+
+def _alpha(reader) -> float | None:
+    alpha = _field(reader, "adapter.lora.alpha")
+    if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, (int, float))):
+        raise CorruptAdapter(f"its metadata adapter.lora.alpha is {alpha!r}, not a number")
+    return alpha
 
 
 def projection_modules(base: BaseInfo) -> dict[str, str]:
@@ -61,7 +71,7 @@ def read_adapter_gguf(path: Path, base: BaseInfo) -> tuple[bytes, bytes, dict]:
     if architecture != base.architecture:
         raise AdapterMismatch(f"it is for a {architecture} model, this profile's base is "
                               f"{base.architecture}")
-    alpha = _field(reader, "adapter.lora.alpha")
+    alpha = _alpha(reader)
     stems = projection_modules(base)
     halves: dict[str, dict[str, np.ndarray]] = {}
     for tensor in reader.tensors:

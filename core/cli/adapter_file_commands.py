@@ -47,12 +47,22 @@ def run_export(args) -> int:
 
 
 def run_import(args) -> int:
-    from oppu.core.adapter_files import ForeignBase, import_adapter
-    from oppu.core.adapters import AdapterError
+    from oppu.core.adapter_files import AlreadyStored, ForeignBase, import_adapter
+    from oppu.core.adapters import AdapterError, activate
 
     with profile_to_store_in(args) as profile:
         try:
             imported = import_adapter(profile, args.path, args.activate, args.force)
+        except AlreadyStored as error:
+            if not args.activate:
+                raise CommandError(str(error)) from None
+            try:  # what was asked for: that adapter, active
+                imported = activate(profile, error.version)
+            except AdapterError as failure:
+                raise CommandError(str(failure)) from None
+            print(f"{args.path.name} is already stored as {imported.version}; it is now "
+                  "active")
+            return 0
         except ForeignBase as error:
             raise CommandError(f"{error}; --force imports it anyway when its architecture "
                                "and shapes fit") from None

@@ -41,6 +41,10 @@ def register(commands) -> None:
     rollback = commands.add_parser("rollback", help="go back to the previously active adapter")
     rollback.set_defaults(run=run_rollback)
 
+    deactivate = commands.add_parser("deactivate", help="chat with the base model only; your "
+                                                        "versions stay (`oppu activate` again)")
+    deactivate.set_defaults(run=run_deactivate)
+
     base = commands.add_parser("base", help="show, choose or download the base model")
     base.add_argument("action", nargs="?", choices=["list", "use", "download"], default="list")
     base.add_argument("target", nargs="?",
@@ -154,6 +158,15 @@ def run_rollback(args) -> int:
         version = rollback(profile)
         print(f"rolled back: {version.version} is active again", flush=True)
         _serve(profile, version)
+    return 0
+
+
+def run_deactivate(args) -> int:
+    from oppu.core.adapters import deactivate
+
+    with open_profile(args) as profile:
+        deactivate(profile)
+    print("no adapter is active: chat uses the base model only")
     return 0
 
 

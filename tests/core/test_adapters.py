@@ -230,3 +230,14 @@ def test_activating_a_version_made_for_another_base_says_chat_goes_without_it(th
     assert out.startswith("v2 is now active\nnote: v2 was trained on another base model "
                           "(tiny.gguf)")
     assert not (three.adapters_dir / "v2" / MERGED_FILE).exists()
+
+
+def test_the_command_line_can_go_back_to_the_base_model_only(three, capsys):
+    from oppu.core.cli import main
+
+    activate(three, "v2")
+    assert main(["--profile", three.name, "deactivate"]) == 0
+    assert capsys.readouterr().out == "no adapter is active: chat uses the base model only\n"
+    assert active(three) is None and len(list_adapters(three)) == 3
+    assert main(["--profile", three.name, "activate", "v2"]) == 0
+    assert active(three).version == "v2"

@@ -4,32 +4,8 @@ import pytest
 
 from oppu.engine.errors import AdapterMismatch, ModelFileError
 from oppu.engine.gguf_check import check_adapter, read_summary
+from tests.support.gguf_rewrite import rewrite_gguf
 from tests.support.tiny_model import bundled_gguf
-
-
-def rewrite_gguf(source, target, architecture=None, drop=(), transpose=(), general_type=None):
-    """A copy of `source` with its architecture, type or tensors changed."""
-    import gguf
-    import numpy as np
-
-    reader = gguf.GGUFReader(source)
-    arch = architecture or reader.fields["general.architecture"].contents()
-    writer = gguf.GGUFWriter(str(target), arch)
-    for key, field in reader.fields.items():
-        if key.startswith("GGUF.") or key == "general.architecture":
-            continue
-        value = general_type if key == "general.type" and general_type else field.contents()
-        writer.add_key_value(key, value, field.types[0])
-    for tensor in reader.tensors:
-        if tensor.name in drop:
-            continue
-        data = np.array(tensor.data)
-        writer.add_tensor(tensor.name, data.T.copy() if tensor.name in transpose else data)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return target
 
 
 def test_matching_adapter_passes(tiny_gguf, tiny_adapter):

@@ -110,8 +110,12 @@ class AppController(QObject):
         profile = self.profile
         if profile is None or self.writing_open or self.jobs.is_running("open-writing"):
             return
-        self.jobs.start("open-writing", lambda _r, _s: profile.writing,
-                        lambda _writing: self._writing_opened(profile),
+        def work(report, _should_stop):
+            profile.on_reindex = report
+            return profile.writing
+
+        self.jobs.start("open-writing", work, lambda _writing: self._writing_opened(profile),
+                        progress=self.writing_page.show_reindexing,
                         failed=lambda message: self.writing_page.banner.show_message(
                             f"Could not open your writing: {message}", "error"))
 

@@ -170,6 +170,11 @@ class WritingPage(QWidget):
             label.setText("–")
         self.empty_hint.setText("Opening your writing…")
 
+    def show_reindexing(self, progress) -> None:
+        """While opening: the search index being built again (after a crash, or lost)."""
+        self.empty_hint.setText(f"Opening your writing: rebuilding the search index, "
+                                f"{progress.done:,} of {progress.total:,} passages…")
+
     def set_stats(self, stats) -> None:
         self.counter_labels["words"].setText(f"{stats.words:,}")
         self.counter_labels["since"].setText(f"{stats.words_since_adapter:,}")

@@ -5,6 +5,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Self
 
+from oppu.core.progress import Progress, Report, ignore
 from oppu.core.settings import Settings, load_settings, save_setting
 from oppu.core.training import recover_interrupted
 from oppu.storage.atomic import TEMP_PREFIX
@@ -28,6 +29,9 @@ class Profile:
             raise
         self._embedder = embedder
         self.last_reconcile: ReconcileReport | None = None
+        # Told how opening the writing goes when the search index is built again there
+        # (after a crash mid-forget, or a lost index): minutes for a large store.
+        self.on_reindex: Report = ignore
 
     @property
     def adapters_dir(self) -> Path:
@@ -45,7 +49,8 @@ class Profile:
     def writing(self) -> Writing:
         """The user's writing; opening it first makes the index match the store."""
         writing = Writing(self.store, self.index, **_reading_limits(self.settings))
-        self.last_reconcile = writing.reconcile()
+        self.last_reconcile = writing.reconcile(lambda done, total: self.on_reindex(
+            Progress("reindex", done, total, "rebuilding the search index")))
         return writing
 
     def forget(self, *document_ids: int) -> None:

@@ -1,21 +1,53 @@
 """Reading bytes of unknown encoding as text, and telling text from binary data."""
 
 import re
+import unicodedata
 
-UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+UTF16_BOMS = {b"\xff\xfe": "utf-16-le", b"\xfe\xff": "utf-16-be"}
 CONTROL_BYTES = bytes(b for b in range(32) if not 9 <= b <= 13)
 VALID_NON_ASCII = re.compile("[^\x00-\x7f\ufffd]")
 LEGACY_ENCODING = "cp1252"  # Windows' Western encoding: what most non-UTF-8 text files are
+# Text is mostly letters and punctuation; decoded binary data is full of control,
+# unassigned, private-use and undecodable characters.
+IMPLAUSIBLE = {"Cc", "Cn", "Co", "Cs"}
+MOST = 0.1  # over this share of such characters (or bytes), it is not text
+
+
+def is_blank(text: str) -> bool:
+    """No letter, digit, punctuation or symbol: only spaces, or characters that show
+    nothing (zero-width spaces, byte order marks)."""
+    return not any(unicodedata.category(c)[0] in "LNPS" for c in text)
+
+
+def utf16_codec(data: bytes) -> str | None:
+    """The UTF-16 byte order of `data`, by its BOM or, without one, by NUL bytes filling
+    one side of most byte pairs (text mostly in Latin script, as Windows tools write it)."""
+    if data[:2] in UTF16_BOMS:
+        return "utf-16"
+    pairs = len(data) // 2
+    if pairs < 4:
+        return None
+    even, odd = data[0:2 * pairs:2].count(0), data[1:2 * pairs:2].count(0)
+    if odd > pairs / 2 and even < pairs * MOST:
+        return "utf-16-le"
+    if even > pairs / 2 and odd < pairs * MOST:
+        return "utf-16-be"
+    return None
 
 
 def looks_binary(data: bytes) -> bool:
-    """NUL bytes (outside UTF-16 text) or over 10% control characters."""
-    if data.startswith(UTF16_BOMS):
-        data = data.decode("utf-16", errors="replace").encode("utf-8")
-    elif b"\x00" in data:
+    """NUL bytes (outside UTF-16 text), over 10% control bytes, or UTF-16 that does not
+    decode to plausible text."""
+    codec = utf16_codec(data)
+    if codec is not None:
+        text = data.decode(codec, errors="replace")
+        odd = sum(unicodedata.category(c) in IMPLAUSIBLE or c == "\ufffd"
+                  for c in text if c not in "\t\n\r\f\v\ufeff")
+        return bool(text) and odd / len(text) > MOST
+    if b"\x00" in data:
         return True
     control = len(data) - len(data.translate(None, CONTROL_BYTES))
-    return bool(data) and control / len(data) > 0.1
+    return bool(data) and control / len(data) > MOST
 
 
 def decode(data: bytes) -> tuple[str, str | None]:
@@ -26,9 +58,12 @@ def decode(data: bytes) -> tuple[str, str | None]:
     stays "Café". UTF-8 with a few damaged bytes keeps its good characters and has the
     damaged ones replaced by U+FFFD.
     """
-    for bom, codec in ((b"\xef\xbb\xbf", "utf-8-sig"), *((bom, "utf-16") for bom in UTF16_BOMS)):
-        if data.startswith(bom):
-            return data.decode(codec, errors="replace"), None
+    if data.startswith(b"\xef\xbb\xbf"):
+        return data.decode("utf-8-sig", errors="replace"), None
+    codec = utf16_codec(data)
+    if codec is not None:
+        text = data.decode(codec, errors="replace")
+        return text, None if codec == "utf-16" else f"no byte order mark: read as {codec.upper()}"
     try:
         return data.decode("utf-8"), None
     except UnicodeDecodeError:

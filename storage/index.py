@@ -1,5 +1,8 @@
 """The Chroma index of the user's passages. SQLite is the truth; this can be rebuilt.
 
+Chroma keeps the vectors; a search goes through all of them in memory (`vectors`), since
+Chroma's approximate graph can miss a passage altogether.
+
 The index holds vectors and document ids only: the passages' text stays in SQLite alone
 (Chroma would keep a copy in its write log, its metadata and its full-text tables, out of
 reach of a forget). A deleted vector stays in Chroma's files (its nearest-neighbour index
@@ -15,13 +18,13 @@ import sqlite3
 import threading
 import time
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from oppu.storage.atomic import write_text
 from oppu.storage.errors import StorageError
 from oppu.storage.privacy import go_offline
+from oppu.storage.vectors import Hit, VectorTable
 
 COLLECTION = "writing"
 # Collection metadata that says its vectors carry no text (older versions stored it).
@@ -37,8 +40,6 @@ DAMAGED = re.compile(r"file is not a database|database disk image is malformed|"
 EMBED_BATCH = 64
 # Chroma refuses larger writes in one call (its max_batch_size is 5461 with SQLite).
 WRITE_BATCH = 4096
-# A search for passages of earlier documents first looks at this many times k passages.
-OVERFETCH = 8
 
 
 def _minilm_dir() -> Path:
@@ -94,13 +95,6 @@ class Embedder:
 @lru_cache(maxsize=1)
 def default_embedder() -> Embedder:
     return Embedder()
-
-
-@dataclass(frozen=True)
-class Hit:
-    chunk_id: str
-    document_id: int
-    score: float  # cosine similarity, 1 is identical
 
 
 def _forget_failed_client(folder: Path) -> None:
@@ -200,6 +194,7 @@ class Index:
         self._known_change = self._last_change()
         self._collection = self._open_collection()
         self._known_count = self._collection.count()
+        self._vectors: VectorTable | None = None  # read on the first search
 
     def _last_change(self) -> tuple | None:
         try:
@@ -251,6 +246,8 @@ class Index:
                     metadatas=[{"document_id": int(d), "written_at": int(time.time())}
                                for d in document_ids[start:end]],
                 )
+            if self._vectors is not None:
+                self._vectors.put(list(ids), vectors, list(document_ids))
 
     def delete(self, ids) -> None:
         ids = list(ids)
@@ -259,6 +256,8 @@ class Index:
         with self._own_write():
             for start in range(0, len(ids), WRITE_BATCH):
                 self._collection.delete(ids=ids[start:start + WRITE_BATCH])
+            if self._vectors is not None:
+                self._vectors.remove(ids)
 
     @contextmanager
     def _own_write(self):
@@ -269,6 +268,9 @@ class Index:
             self._up_to_date()
             try:
                 yield
+            except BaseException:
+                self._vectors = None  # read again: the write may have been partial
+                raise
             finally:  # failed or not: other processes must look again
                 self._mark_changed()
             self._known_count = self._collection.count()
@@ -284,12 +286,7 @@ class Index:
         pages of its database. A crash midway loses vectors, which the next open re-embeds
         from SQLite (`Writing.reconcile`)."""
         with self._own_write():
-            kept = {"ids": [], "embeddings": [], "metadatas": []}
-            for offset in range(0, self._collection.count(), WRITE_BATCH):  # one call for
-                page = self._collection.get(include=["embeddings", "metadatas"],  # all fails
-                                            limit=WRITE_BATCH, offset=offset)  # at ~40k
-                for key, values in kept.items():
-                    values.extend(page[key])
+            kept = self._everything()
             self._mark_changed()  # other processes stop using the collection about to go
             try:
                 self._client.delete_collection(COLLECTION)
@@ -305,6 +302,16 @@ class Index:
                 with suppress(sqlite3.Error, OSError):  # tidying only: the next one retries
                     _drop_unused_files(self.folder)
                 self._open()
+
+    def _everything(self) -> dict[str, list]:
+        """Every vector's id, embedding and metadata."""
+        kept = {"ids": [], "embeddings": [], "metadatas": []}
+        for offset in range(0, self._collection.count(), WRITE_BATCH):  # one call for all
+            page = self._collection.get(include=["embeddings", "metadatas"],  # fails at ~40k
+                                        limit=WRITE_BATCH, offset=offset)
+            for key, values in kept.items():
+                values.extend(page[key])
+        return kept
 
     def ids(self) -> set[str]:
         with self._lock:
@@ -353,30 +360,12 @@ class Index:
 
     def _search_vector(self, vector, k: int, min_score: float, before_document: int | None
                        ) -> list[Hit]:
-        total = self._up_to_date()
-        if total == 0 or k <= 0:
+        if self._up_to_date() == 0 or k <= 0:
             return []
-        if before_document is None:
-            hits = self._query(vector, min(k, total))
-        else:
-            # Chroma's filtered search costs more the more passages pass the filter, and for
-            # a late document (most of them, in training) nearly all do. So first take the
-            # nearest passages unfiltered and keep the earlier ones; filter in Chroma only
-            # when too few of them are earlier.
-            fetched = self._query(vector, min(total, k * OVERFETCH))
-            hits = [hit for hit in fetched if hit.document_id < before_document][:k]
-            if len(hits) < k and len(fetched) < total:
-                hits = self._query(vector, min(k, total),
-                                   {"document_id": {"$lt": before_document}})
+        if self._vectors is None:
+            everything = self._everything()
+            self._vectors = VectorTable()
+            self._vectors.put(everything["ids"], everything["embeddings"],
+                              [int(m["document_id"]) for m in everything["metadatas"]])
+        hits = self._vectors.nearest(vector, k, before_document)
         return [hit for hit in hits if hit.score >= min_score]
-
-    def _query(self, vector, n: int, where: dict | None = None) -> list[Hit]:
-        result = self._collection.query(
-            query_embeddings=[vector], n_results=n, where=where,
-            include=["metadatas", "distances"],
-        )
-        return [
-            Hit(chunk_id=cid, document_id=int(meta["document_id"]), score=1.0 - dist)
-            for cid, meta, dist in zip(
-                result["ids"][0], result["metadatas"][0], result["distances"][0])
-        ]

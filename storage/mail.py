@@ -151,7 +151,8 @@ def why_nothing_imported(messages: list[MailText]) -> str:
         return "no mail sent by you (from your email addresses) in this file"
     if all(m.damaged for m in messages):
         return f"skipped: {_reasons(messages)}; nothing to import"
-    empty = "your mail holds no text of your own (only quoted replies or a signature)"
+    empty = ("your mail holds no text of your own (no message body, or only quoted replies, "
+             "a signature or attachments)")
     return f"{empty}; skipped: {_reasons(messages)}" if any(m.damaged for m in messages) \
         else empty
 

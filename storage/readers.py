@@ -8,7 +8,7 @@ from pathlib import Path
 
 from oppu.storage import mail
 from oppu.storage.disk_space import human_size
-from oppu.storage.encoding import decode, looks_binary
+from oppu.storage.encoding import decode, is_blank, looks_binary
 from oppu.storage.errors import (
     BinaryFile,
     EmptyInput,
@@ -104,7 +104,7 @@ def _read_checked(path: Path, mail_addresses: set[str]) -> FileContents:
         reader = mail.read_eml if suffix == ".eml" else mail.read_mbox
         messages = reader(path, mail_addresses)
         texts = [FileText(m.title, m.text, f"{path_text(path.absolute())}#{m.message_id or i}")
-                 for i, m in enumerate(messages) if m.text.strip()]
+                 for i, m in enumerate(messages) if not is_blank(m.text)]
         if not texts:
             raise EmptyInput(path, mail.why_nothing_imported(messages))
         return FileContents(texts, mail.damaged_note(messages))
@@ -112,8 +112,8 @@ def _read_checked(path: Path, mail_addresses: set[str]) -> FileContents:
     if looks_binary(data):  # the start was text, the rest is not
         raise BinaryFile(path, "binary file, not text")
     text, warning = decode(data)
-    if not text.strip():
-        raise EmptyInput(path, "file holds only whitespace")
+    if is_blank(text):
+        raise EmptyInput(path, "file holds only whitespace or invisible characters")
     return FileContents([FileText(_title(path, text), text, path_text(path.absolute()))],
                         [warning] if warning else [])
 

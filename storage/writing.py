@@ -19,6 +19,7 @@ from sqlalchemy.orm import selectinload
 
 from oppu.storage.chunking import chunk_id, content_hash, split_passages, word_count
 from oppu.storage.db import Store
+from oppu.storage.encoding import is_blank
 from oppu.storage.errors import DocumentNotFound, EmptyInput, IngestError
 from oppu.storage.index import Index
 from oppu.storage.models import Adapter, AdapterDocument, Chunk, Document
@@ -33,7 +34,9 @@ from oppu.storage.readers import (
 )
 
 SOURCES = ("note", "chat", "file", "mail")
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+# C0 and C1 controls (a terminal reads \x9b as an escape too) and the bidirectional
+# overrides, marks and isolates, which would show a name's letters in another order.
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 # add_paths embeds the passages of several files in one call once this many are waiting:
 # small files then cost one model call per group instead of one each.
 EMBED_GROUP = 256
@@ -119,7 +122,7 @@ class Draft:
 def make_draft(source: str, text: str, title: str = "", origin: str | None = None) -> Draft:
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}")
-    if not text or not text.strip():
+    if is_blank(text):
         raise EmptyInput(origin, "nothing to store: the text is empty")
     return Draft(source, (title.strip() or title_from(text))[:500], text, origin,
                  content_hash(text), split_passages(text))
@@ -406,8 +409,9 @@ class Writing:
 
     # -- consistency --------------------------------------------------------------------
 
-    def reconcile(self) -> ReconcileReport:
-        """Make Chroma match SQLite after a crash, or after the index was lost or rebuilt."""
+    def reconcile(self, report: Callable[[int, int], None] | None = None) -> ReconcileReport:
+        """Make Chroma match SQLite after a crash, or after the index was lost or rebuilt;
+        `report(done, total)` follows the passages embedded again, if any are."""
         with self.store.read() as session:
             tombstones = list(session.scalars(select(Document.id).where(Document.deleted)))
         for document_id in tombstones:  # a forget that was cut short
@@ -429,6 +433,8 @@ class Writing:
                 texts = dict(session.execute(select(Chunk.id, Chunk.text)
                                              .where(Chunk.id.in_(batch))).all())
             self.index.add(batch, [texts[i] for i in batch], [expected[i] for i in batch])
+            if report is not None:
+                report(start + len(batch), len(missing))
         return ReconcileReport(len(missing), len(orphans), len(tombstones))
 
 

@@ -39,6 +39,7 @@ def open_profile(args, create: bool = False):
     """The `--profile` profile. Only commands that store something (`create`) make a new
     one, so that a mistyped name is an error, not a new empty profile; the default
     profile is always there to use."""
+    from oppu.core.cli.progress_bar import ProgressBar
     from oppu.core.profile import Profile
     from oppu.storage.paths import DEFAULT_PROFILE, list_profiles
 
@@ -46,7 +47,9 @@ def open_profile(args, create: bool = False):
     if not create and name != DEFAULT_PROFILE and name not in (known := list_profiles()):
         raise CommandError(f"no profile {name!r} (profiles: {', '.join(known) or 'none'}); "
                            "`oppu --profile NAME note` or `add` starts a new one")
-    return Profile(name)
+    profile = Profile(name)
+    profile.on_reindex = ProgressBar()
+    return profile
 
 
 @contextmanager

@@ -64,25 +64,36 @@ def register(commands) -> None:
     config.set_defaults(run=run_config)
 
 
-def _stdin_text() -> str:
-    """Standard input as text, in whatever encoding it came (as a file would be read);
-    binary data (an image piped by mistake) is refused as `oppu add` refuses it."""
+def _stdin_text(max_bytes: int) -> str:
+    """Standard input as text, in whatever encoding it came, within the size a file may
+    have (as a file would be read); binary data (an image piped by mistake) is refused as
+    `oppu add` refuses it."""
+    from oppu.storage.disk_space import human_size
     from oppu.storage.encoding import decode, looks_binary
 
     raw = getattr(sys.stdin, "buffer", None)
     if raw is None:
         return sys.stdin.read()
-    data = raw.read()
+    data = raw.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise CommandError(f"nothing stored: standard input is over the {human_size(max_bytes)}"
+                           " limit (`oppu config max_file_mb` sets it)")
     if looks_binary(data):
         raise CommandError("nothing stored: standard input is binary data, not text")
-    return decode(data)[0]
+    text, warning = decode(data)
+    if warning:
+        print(f"note: standard input is {warning}", file=sys.stderr)
+    return text
 
 
 def run_note(args) -> int:
-    text = _stdin_text() if args.text == ["-"] else valid_text(" ".join(args.text))
-    if not text.strip():
-        raise CommandError("nothing to store: the note is empty")
+    from oppu.storage.encoding import is_blank
+
     with profile_to_store_in(args) as profile:
+        text = (_stdin_text(profile.writing.max_file_bytes) if args.text == ["-"]
+                else valid_text(" ".join(args.text)))
+        if is_blank(text):
+            raise CommandError("nothing to store: the note is empty")
         stored_id, new = profile.writing.add_text("note", text, valid_text(args.title))
     print(f"{'stored' if new else 'already stored'} as document {stored_id}")
     return 0

@@ -164,13 +164,20 @@ def test_list_filter_is_plain_text_and_notes_come_from_stdin(oppu, monkeypatch):
     assert line.endswith("A note piped in: 100% done.")
     assert oppu("list", "--filter", "_") == (0, "nothing matches\n", "")
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO("Caf\xe9 au lait.".encode("cp1252"))))
-    assert oppu("note", "-") == (0, "stored as document 3\n", "")  # read as a file would be
+    assert oppu("note", "-") == (  # read as a file would be, and said so
+        0, "stored as document 3\n", "note: standard input is not UTF-8: read as Windows-1252\n")
     assert oppu("list", "--filter", "Caf\xe9")[1].rstrip().endswith("Caf\xe9 au lait.")
     assert oppu("note", " ") == (1, "", "oppu: nothing to store: the note is empty\n")
     assert oppu("search", " ") == (1, "", "oppu: nothing to search for: the query is empty\n")
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(bytes(range(256)) * 4)))
     assert oppu("note", "-") == (  # an image piped by mistake
         1, "", "oppu: nothing stored: standard input is binary data, not text\n")
+    assert oppu("stats")[1].startswith("documents: 3\n")
+    assert oppu("config", "max_file_mb", "0.1")[0] == 0  # as `oppu add` limits a file
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"words " * 20_000)))
+    over = "standard input is over the 102.4 KB limit (`oppu config max_file_mb` sets it)"
+    assert oppu("note", "-") == (1, "", f"oppu: nothing stored: {over}\n")
+    assert oppu("note", "\u200b \ufeff") == (1, "", "oppu: nothing to store: the note is empty\n")
     assert oppu("stats")[1].startswith("documents: 3\n")
 
 

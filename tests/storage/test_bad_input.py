@@ -34,6 +34,10 @@ BAD_FILES = {
     "binary": ("data.txt", lambda p: write(p, bytes(range(200))), BinaryFile, "binary"),
     "empty": ("empty.txt", lambda p: write(p, b""), EmptyInput, "empty file"),
     "whitespace only": ("blank.md", lambda p: write(p, " \n\t\r\n  "), EmptyInput, "whitespace"),
+    "invisible characters only": ("blank.txt", lambda p: write(
+        p, "\u00a0\u2003\u3000\n\u200b\ufeff\u200b"), EmptyInput, "invisible characters"),
+    "random bytes after a UTF-16 mark": ("noise.txt", lambda p: write(
+        p, b"\xff\xfe" + bytes(range(32, 256))), BinaryFile, "binary"),
     "over the size limit": ("big.txt", lambda p: write(p, "word " * LIMIT), FileTooLarge,
                             "over the"),
     "not an mbox": ("box.mbox", lambda p: write(p, "Subject: hi\n\nno From_ line"),
@@ -116,6 +120,15 @@ def test_utf16_text_with_a_byte_order_mark_is_text(writing, tmp_path, encoding):
     assert writing.get(result.document_ids[0]).text == "Caf\xe9 notes, written on Windows."
 
 
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_utf16_text_without_a_byte_order_mark_is_read_and_reported(writing, tmp_path, encoding):
+    text = "Dear diary, caf\xe9 at noon. Notepad saved this without a mark."
+    result = writing.add_file(write(tmp_path / "diary.txt", text.encode(encoding)))
+    assert (result.status, result.reason) == (
+        "added", f"no byte order mark: read as {encoding.upper()}")
+    assert writing.get(result.document_ids[0]).text == text
+
+
 def test_binary_data_after_a_text_start_is_refused(writing, tmp_path):
     path = write(tmp_path / "half.txt", b"Plain words. " * 1000 + b"PK\x03\x04\x00\x00" + bytes(256))
     with pytest.raises(BinaryFile, match="binary file, not text"):
@@ -193,8 +206,9 @@ def test_one_bad_file_does_not_stop_a_folder(writing, tmp_path):
 
 
 def test_empty_text_is_refused_and_unknown_source_too(writing):
-    with pytest.raises(EmptyInput):
-        writing.add_note("   \n ")
+    for blank in ("   \n ", "\u200b\ufeff \u2060"):
+        with pytest.raises(EmptyInput):
+            writing.add_note(blank)
     with pytest.raises(ValueError, match="unknown source"):
         writing.add_text("telepathy", "words")
     assert writing.stats().documents == 0
@@ -204,6 +218,16 @@ def test_a_file_name_with_a_newline_is_reported_on_one_line(writing, tmp_path):
     [result] = writing.add_paths([write(tmp_path / "two\nlines.txt", "Words of mine, twice over.")])
     assert result.status == "added" and result.line().count("\n") == 0
     assert "two\\nlines.txt" in result.line()
+
+
+def test_names_that_would_steer_a_terminal_are_shown_escaped(writing, tmp_path):
+    """A C1 control (\\x9b is an escape to a terminal) and a right-to-left override (which
+    shows "rtl\u202etxt.md" as "rtldm.txt") are shown as escapes."""
+    for name in ("c1\x9b2Jname.txt", "rtl\u202etxt.md"):
+        [result] = writing.add_paths([write(tmp_path / name, f"Some words of mine in {name}.")])
+        shown = result.line()
+        assert result.status == "added" and "\x9b" not in shown and "\u202e" not in shown
+    assert "c1\\x9b2Jname.txt" in writing.add_paths([tmp_path / "c1\x9b2Jname.txt"])[0].line()
 
 
 def test_a_file_name_that_is_not_utf8_is_read_and_named(writing, tmp_path):

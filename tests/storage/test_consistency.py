@@ -253,8 +253,12 @@ def test_a_damaged_index_is_deleted_and_built_again_from_the_store(oppu_home, em
     (folder / "chroma" / "chroma.sqlite3").write_bytes(b"not a database at all " * 500)
 
     with Profile("tester", embedder=embedder) as profile:
+        told = []
+        profile.on_reindex = told.append  # the app and the CLI show it: it can take minutes
         assert profile.writing.search("mending a fence", k=1)[0].document_id == diary
         assert profile.index.rebuilt and profile.last_reconcile.added == 1
+        assert [(p.phase, p.done, p.total, p.message) for p in told] == [
+            ("reindex", 1, 1, "rebuilding the search index")]
         assert_consistent(profile.writing)
     assert list(folder.glob("chroma.damaged-*")) == []  # it may hold forgotten vectors
 

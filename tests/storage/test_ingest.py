@@ -309,8 +309,7 @@ def test_search_can_look_only_at_earlier_documents(writing):
     assert writing.search("   ") == []
 
 
-def test_earlier_passages_are_found_even_when_later_ones_crowd_the_top(writing, monkeypatch):
-    monkeypatch.setattr("oppu.storage.index.OVERFETCH", 1)  # look at only k passages unfiltered
+def test_earlier_passages_are_found_even_when_later_ones_crowd_the_top(writing):
     bike = writing.add_note(BIKE)
     garden = writing.add_note(GARDEN)
     storm = writing.add_note("Tomatoes again: the storm split every single tomato I had.")

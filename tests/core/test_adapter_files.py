@@ -3,7 +3,6 @@
 import json
 import math
 import pickle
-import shutil
 import zipfile
 
 import numpy as np
@@ -12,14 +11,11 @@ import pytest
 from oppu.core.adapter_files import ForeignBase, export, import_adapter
 from oppu.core.adapters import AdapterError, list_adapters
 from oppu.core.cli import main
-from oppu.core.profile import Profile
-from oppu.storage.models import Adapter
 from oppu.trainer.adapter_bundle import BundleError
 from oppu.trainer.peft_files import AdapterError as FileError
 from oppu.trainer.prepare import sha256_file
-from oppu.trainer.versions import app_version, recorded_path, write_meta, write_model_files
+from tests.support.adapter_profiles import open_profile, snapshot
 from tests.support.adapter_zips import lora_b_doubled, rezip, weights_changed
-from tests.support.gguf_rewrite import rewrite_gguf
 from tests.support.parity import (
     PARITY_BOUND,
     PROMPT,
@@ -29,55 +25,6 @@ from tests.support.parity import (
     torch_last_logits,
 )
 from tests.support.peft_fixtures import load_gguf_model, load_peft
-from tests.support.tiny_model import build_tiny_gguf
-
-
-@pytest.fixture(scope="module")
-def other_base(tmp_path_factory):
-    """Same architecture and shapes as the tiny base, other weights, so another sha256."""
-    return build_tiny_gguf(tmp_path_factory.mktemp("other") / "other-llama.gguf", seed=1)
-
-
-def open_profile(name, base):
-    profile = Profile(name)
-    profile.set("base_model", str(base))
-    return profile
-
-
-def install_trained_version(profile, adapter_dir, base) -> str:
-    """An adapter version laid out as the training job leaves one, active."""
-    folder = profile.adapters_dir / "v1"
-    shutil.copytree(adapter_dir, folder / "peft")
-    sha = sha256_file(base)
-    write_model_files(folder, base, sha)
-    write_meta(folder, {"version": "v1", "run_id": 1, "train_words": 1234,
-                        "metrics": {"new": {"loss": 2.5}, "base": {"loss": 3.0}},
-                        "config": {"rank": 8}, "created": "2026-01-01T00:00:00",
-                        "app_version": app_version()})
-    with profile.store.write() as session:
-        session.add(Adapter(version="v1", path=recorded_path(profile.folder, folder),
-                            base_name=base.name,
-                            base_sha256=sha, origin="trained", is_active=True,
-                            metrics={"new": {"loss": 2.5}}, words_trained=1234))
-    return "v1"
-
-
-@pytest.fixture
-def alice(tiny_gguf, adapter_dir):
-    with open_profile("alice", tiny_gguf) as profile:
-        install_trained_version(profile, adapter_dir, tiny_gguf)
-        yield profile
-
-
-@pytest.fixture
-def exported(alice, tmp_path):
-    return export(alice, out=tmp_path / "mine.zip")
-
-
-def snapshot(profile):
-    files = sorted(str(p.relative_to(profile.folder)) for p in profile.adapters_dir.rglob("*"))
-    rows = [(a.version, str(a.path), a.is_active) for a in list_adapters(profile)]
-    return files, rows
 
 
 def test_zip_round_trip_into_a_fresh_profile_gives_identical_logits(alice, exported, tiny_gguf,
@@ -165,13 +112,6 @@ def test_merged_export_runs_in_llama_cpp(alice, tmp_path, monkeypatch, tiny_gguf
     seen.clear()
     again = export(alice, format="merged", out=tmp_path / "again.gguf", report=seen.append)
     assert again.read_bytes() == path.read_bytes() and any(p.phase == "merge" for p in seen)
-
-
-@pytest.fixture
-def fresh(tiny_gguf):
-    """A second profile on the same base, with no adapter yet."""
-    with open_profile("fresh", tiny_gguf) as profile:
-        yield profile
 
 
 def test_import_activates_only_when_asked(alice, exported, tmp_path):
@@ -418,99 +358,3 @@ def test_odd_member_names_are_never_written(alice, exported, fresh, tmp_path):
     assert sorted(p.name for p in imported.path.iterdir()) == [
         "adapter.gguf", "merged-q8_0.gguf", "meta.json", "peft"]
     assert not list(alice.folder.parent.rglob("escape.txt"))
-
-
-def _name_not_utf8(bare, path):
-    data = bytearray(bare.read_bytes())
-    at = data.find(b"tiny-test-llama")
-    data[at] = 0xFF
-    return _write(path, bytes(data))
-
-
-@pytest.mark.parametrize("damage, reason", [
-    (lambda bare, path: rewrite_gguf(bare, path, values={"adapter.lora.alpha": [1.0, 2.0]}),
-     r"alpha is \[1.0, 2.0\], not a"),
-    (lambda bare, path: rewrite_gguf(bare, path, values={"adapter.lora.alpha": "abc"}),
-     "alpha is 'abc', not a number"),
-    (_name_not_utf8, "metadata general.name is damaged"),
-], ids=["alpha-array", "alpha-text", "name-not-utf8"])
-def test_an_adapter_gguf_with_odd_metadata_is_refused_naming_file_and_key(alice, tmp_path,
-                                                                           damage, reason):
-    bare = export(alice, format="gguf", out=tmp_path / "mine-adapter.gguf")
-    bad = damage(bare, tmp_path / "odd-adapter.gguf")
-    before = snapshot(alice)
-    with pytest.raises(BundleError, match=f"odd-adapter.gguf: .*{reason}"):
-        import_adapter(alice, bad, force=True)
-    assert snapshot(alice) == before
-
-
-def test_an_adapter_kept_for_an_old_base_imports_again_for_the_new_one(alice, exported,
-                                                                        other_base):
-    """Moving to another base of the same shapes: the version kept for the old base does
-    not stop the adapter from coming in (forced) for the new one, once."""
-    alice.set("base_model", str(other_base))
-    moved = import_adapter(alice, exported, force=True)
-    assert (moved.version, moved.base_sha256) == ("v2", sha256_file(other_base))
-    with pytest.raises(BundleError, match="already stored as version v2"):
-        import_adapter(alice, exported, force=True)
-
-
-def test_import_with_activate_of_a_stored_adapter_activates_it(alice, exported, fresh, capsys):
-    import_adapter(fresh, exported)
-    assert main(["--profile", "fresh", "import-adapter", str(exported), "--activate"]) == 0
-    assert "mine.zip is already stored as v1; it is now active" in capsys.readouterr().out
-    assert [v.is_active for v in list_adapters(fresh)] == [True]
-    assert main(["--profile", "fresh", "import-adapter", str(exported)]) == 1
-    assert "already stored as version v1; nothing imported" in capsys.readouterr().err
-
-
-def test_a_damaged_adapter_gguf_is_written_again_before_export(alice, tmp_path, other_base):
-    version = list_adapters(alice)[0]
-    whole = version.gguf_path.read_bytes()
-    version.gguf_path.write_bytes(whole[:len(whole) // 2])
-    bare = export(alice, format="gguf", out=tmp_path / "a.gguf")
-    assert bare.read_bytes() == whole == version.gguf_path.read_bytes()
-    with zipfile.ZipFile(export(alice, out=tmp_path / "a.zip")) as bundle:
-        assert bundle.read("adapter.gguf") == whole
-
-    version.gguf_path.write_bytes(whole[:len(whole) // 2])
-    alice.set("base_model", str(other_base))  # the base it was trained on is gone
-    with pytest.raises(AdapterError, match="v1's adapter.gguf is damaged .*truncated.*only "
-                                           "with the base it was trained on, tiny-llama.gguf"):
-        export(alice, format="gguf", out=tmp_path / "b.gguf")
-    assert not (tmp_path / "b.gguf").exists()
-
-
-def test_a_merged_f16_export_holds_every_block_weight_in_f16(alice, tmp_path, tiny_gguf):
-    from oppu.trainer.gguf_file import read_header
-
-    path = export(alice, format="merged", quant="f16", out=tmp_path / "m.gguf")
-    header = read_header(path)
-    matrices = [t for t in header.tensors if t.name.startswith("blk.") and len(t.ne) == 2]
-    assert matrices and {t.type for t in matrices} == {1}  # GGML F16
-    assert header.get("general.file_type") == 1  # MOSTLY_F16, as llama.cpp labels it
-    assert read_header(list_adapters(alice)[0].merged_path).get("general.file_type") == 7
-    ids = tokenize(tiny_gguf, PROMPT)
-    with_adapter = llama_last_logits(tiny_gguf, ids, list_adapters(alice)[0].gguf_path)
-    assert correlation(llama_last_logits(path, ids), with_adapter) >= PARITY_BOUND
-
-
-def test_the_same_adapter_imported_twice_at_once_is_stored_once(fresh, exported, monkeypatch):
-    """Another import of the same file commits while this one writes its files: the check
-    under the store's write lock sees it, and this one stores nothing."""
-    from oppu.trainer import versions
-
-    real = versions.write_model_files
-    racing = []
-
-    def meanwhile_another_import(*args, **kwargs):
-        real(*args, **kwargs)
-        if not racing:
-            racing.append("started")
-            racing.append(import_adapter(fresh, exported))
-
-    monkeypatch.setattr(versions, "write_model_files", meanwhile_another_import)
-    with pytest.raises(BundleError, match="already stored as version v1"):
-        import_adapter(fresh, exported)
-    assert [v.version for v in list_adapters(fresh)] == [racing[1].version] == ["v1"]
-    assert sorted(p.name for p in fresh.adapters_dir.iterdir()) == ["v1"]

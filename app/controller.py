@@ -22,6 +22,7 @@ from oppu.core import DEFAULT_PROFILE, list_profiles
 from oppu.core.bases import bases
 from oppu.core.devices import device_summary
 from oppu.core.profile import Profile, delete_profile_data, rename_profile
+from oppu.core.progress import ignore
 from oppu.core.settings import Settings
 
 ProfileFactory = Callable[[str], Profile]
@@ -112,7 +113,10 @@ class AppController(QObject):
             return
         def work(report, _should_stop):
             profile.on_reindex = report
-            return profile.writing
+            try:
+                return profile.writing
+            finally:
+                profile.on_reindex = ignore  # this job's signals end with it
 
         self.jobs.start("open-writing", work, lambda _writing: self._writing_opened(profile),
                         progress=self.writing_page.show_reindexing,

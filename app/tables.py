@@ -1,7 +1,10 @@
 """A table that stays readable when narrow: one column takes the room that is left, and
 columns that matter less make way for it."""
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
+
+HEADER_PADDING = 24  # a header section's margins around its label
 
 
 class FittingTable(QTableView):
@@ -29,11 +32,19 @@ class FittingTable(QTableView):
         super().resizeEvent(event)
         self.fit_columns()
 
-    def fit_columns(self) -> None:
+    def needed_width(self, column: int) -> int:
+        """Its widest cell or its header, shown or hidden (a hidden section's own size hint
+        is 0)."""
         header = self.horizontalHeader()
+        label = str(self.model().headerData(column, Qt.Orientation.Horizontal) or "")
+        return max(self.sizeHintForColumn(column),
+                   header.fontMetrics().horizontalAdvance(label) + HEADER_PADDING)
+
+    def fit_columns(self) -> None:
         others = [c for c in range(self.model().columnCount()) if c != self.stretch]
-        widths = {c: max(self.sizeHintForColumn(c), header.sectionSizeHint(c)) for c in others}
-        room = self.viewport().width() - self.min_stretch
+        widths = {c: self.needed_width(c) for c in others}
+        # An emptier stretch column (no version has a note yet) needs no more than its own.
+        room = self.viewport().width() - min(self.min_stretch, self.needed_width(self.stretch))
         shown = set(others)
         for column in self.droppable:
             if sum(widths[c] for c in shown) <= room:

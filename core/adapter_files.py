@@ -76,7 +76,7 @@ def export(profile, version: str | None = None, format: str = "zip", quant: str 
     if format == "merged" and quant not in quant_choices():
         raise ValueError(f"quant must be one of {', '.join(quant_choices())}, not {quant!r}")
     chosen = find_version(profile, version)
-    if not chosen.peft_dir.is_dir() or not chosen.gguf_path.is_file():
+    if not chosen.peft_dir.is_dir():  # the weights as trained; the rest is made from them
         raise AdapterError(f"adapter {chosen.version}'s files are missing from {chosen.path}")
     default = default_output(profile, chosen.version, format, quant)
     target = Path(out).expanduser() if out else default
@@ -103,7 +103,7 @@ def export(profile, version: str | None = None, format: str = "zip", quant: str 
 
 def _repair_adapter_gguf(profile, chosen: AdapterVersion) -> None:
     """Write the version's adapter.gguf again from its `peft/` (the weights as trained)
-    when the file is damaged, so that no export carries a damaged copy."""
+    when the file is damaged or gone, so that no export carries a damaged copy."""
     from oppu.trainer.gguf_adapter import write_adapter_gguf
     from oppu.trainer.gguf_file import GGUFFormatError, read_header
 
@@ -112,6 +112,8 @@ def _repair_adapter_gguf(profile, chosen: AdapterVersion) -> None:
         return
     except GGUFFormatError as error:
         damage = error
+    except OSError as error:
+        damage = error.strerror or error
     base_path, sha = profile_base(profile)
     if sha != chosen.base_sha256:
         raise AdapterError(f"adapter {chosen.version}'s {chosen.gguf_path.name} is damaged "

@@ -11,6 +11,7 @@ LEGACY_ENCODING = "cp1252"  # Windows' Western encoding: what most non-UTF-8 tex
 # unassigned, private-use and undecodable characters.
 IMPLAUSIBLE = {"Cc", "Cn", "Co", "Cs"}
 MOST = 0.1  # over this share of such characters (or bytes), it is not text
+PLAUSIBILITY_SAMPLE = 65536  # characters looked at, spread over the text
 
 
 def is_blank(text: str) -> bool:
@@ -41,9 +42,10 @@ def looks_binary(data: bytes) -> bool:
     codec = utf16_codec(data)
     if codec is not None:
         text = data.decode(codec, errors="replace")
+        sample = text[::max(1, len(text) // PLAUSIBILITY_SAMPLE)]
         odd = sum(unicodedata.category(c) in IMPLAUSIBLE or c == "\ufffd"
-                  for c in text if c not in "\t\n\r\f\v\ufeff")
-        return bool(text) and odd / len(text) > MOST
+                  for c in sample if c not in "\t\n\r\f\v\ufeff")
+        return bool(sample) and odd / len(sample) > MOST
     if b"\x00" in data:
         return True
     control = len(data) - len(data.translate(None, CONTROL_BYTES))
@@ -75,4 +77,5 @@ def decode(data: bytes) -> tuple[str, str | None]:
         except UnicodeDecodeError:
             return data.decode("latin-1"), "not UTF-8: read as Latin-1"
     replaced = text.count("\ufffd") - data.count("\ufffd".encode())
-    return text, f"{replaced} undecodable bytes replaced (file is not valid UTF-8)"
+    return text, (f"{replaced} undecodable byte{'s' * (replaced != 1)} replaced (not valid "
+                  "UTF-8)")

@@ -188,13 +188,15 @@ class Index:
         import chromadb
         from chromadb.config import Settings
 
+        self._vectors: VectorTable | None = None  # read on the first search
+        self._known_change = None  # until opened: a failed open is looked at again
         self._client = chromadb.PersistentClient(
             path=str(self.folder), settings=Settings(anonymized_telemetry=False))
         self._closed = False
-        self._known_change = self._last_change()
+        change = self._last_change()
         self._collection = self._open_collection()
         self._known_count = self._collection.count()
-        self._vectors: VectorTable | None = None  # read on the first search
+        self._known_change = change
 
     def _last_change(self) -> tuple | None:
         try:
@@ -288,6 +290,7 @@ class Index:
         with self._own_write():
             kept = self._everything()
             self._mark_changed()  # other processes stop using the collection about to go
+            vectors, whole = self._vectors, False
             try:
                 self._client.delete_collection(COLLECTION)
                 self._collection = self._client.create_collection(
@@ -297,11 +300,14 @@ class Index:
                     self._collection.add(ids=kept["ids"][start:end],
                                          embeddings=kept["embeddings"][start:end],
                                          metadatas=kept["metadatas"][start:end])
+                whole = self._collection.count() == len(kept["ids"])
             finally:
                 self._client.close()
                 with suppress(sqlite3.Error, OSError):  # tidying only: the next one retries
                     _drop_unused_files(self.folder)
                 self._open()
+            if whole:  # the same vectors: no need to read them all again on the next search
+                self._vectors = vectors
 
     def _everything(self) -> dict[str, list]:
         """Every vector's id, embedding and metadata."""

@@ -5,8 +5,9 @@ be badly so: a note unlike the thousands of passages around it may be reachable 
 of them, and then no query finds it, not even one of its own words (a 2,135-passage store
 of repetitive files missed a note that scored 0.68 against 0.20 for everything else, at
 any n_results short of all). A product a user searches for their own words must not.
-A dot product with every vector is exact and, at the sizes a person writes, faster than
-the graph (bench/results/ingest.md); Chroma keeps the vectors on disk.
+A dot product with every vector is exact; at the sizes a person writes it costs a few
+milliseconds, next to the query's embedding, so a search takes about as long as it did
+through the graph (bench/results/ingest.md). Chroma keeps the vectors on disk.
 """
 
 from dataclasses import dataclass
@@ -22,47 +23,56 @@ class Hit:
 
 
 class VectorTable:
-    """Unit vectors with their ids and document ids; rows are replaced by id."""
+    """Unit vectors with their ids and document ids; rows are replaced by id. Room grows
+    by doubling, so that many small additions (an import, chat messages) do not copy every
+    vector each time."""
 
-    def __init__(self, dimension: int = 0):
+    def __init__(self):
         self.ids: list[str] = []
         self.row: dict[str, int] = {}
-        self.document_ids = np.empty(0, dtype=np.int64)
-        self.matrix = np.empty((0, dimension), dtype=np.float32)
+        self._vectors = np.empty((0, 0), dtype=np.float32)  # rows beyond len(ids) unused
+        self._documents = np.empty(0, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.ids)
 
+    @property
+    def matrix(self) -> np.ndarray:
+        return self._vectors[:len(self)]
+
+    @property
+    def document_ids(self) -> np.ndarray:
+        return self._documents[:len(self)]
+
     def put(self, ids: list[str], vectors, document_ids: list[int]) -> None:
         """Add rows, or replace those with the same id (the last of repeated ids wins)."""
+        if not ids:
+            return
         vectors = _unit(np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1))
         if not len(self):
-            self.matrix = np.empty((0, vectors.shape[1]), dtype=np.float32)
-        new_rows = []
-        for position, chunk_id in enumerate(ids):
-            row = self.row.get(chunk_id)
-            if row is None:
+            self._vectors = np.empty((0, vectors.shape[1]), dtype=np.float32)
+        rows = []
+        for chunk_id in ids:
+            if chunk_id not in self.row:
                 self.row[chunk_id] = len(self.ids)
                 self.ids.append(chunk_id)
-                new_rows.append(position)
-            elif row < len(self.matrix):
-                self.matrix[row] = vectors[position]
-                self.document_ids[row] = document_ids[position]
-            else:  # repeated within this call: the later one wins
-                new_rows[row - len(self.matrix)] = position
-        self.matrix = np.concatenate([self.matrix, vectors[new_rows]])
-        self.document_ids = np.concatenate(
-            [self.document_ids, np.asarray(document_ids, dtype=np.int64)[new_rows]])
+            rows.append(self.row[chunk_id])
+        if len(self) > len(self._vectors):
+            room = max(len(self), 2 * len(self._vectors))
+            self._vectors = np.resize(self._vectors, (room, vectors.shape[1]))
+            self._documents = np.resize(self._documents, room)
+        self._vectors[rows] = vectors  # a repeated row takes its last vector
+        self._documents[rows] = np.asarray(document_ids, dtype=np.int64)
 
     def remove(self, ids) -> None:
         gone = {self.row[i] for i in ids if i in self.row}
         if not gone:
             return
-        kept = np.array([r for r in range(len(self.ids)) if r not in gone], dtype=np.int64)
+        kept = np.array([r for r in range(len(self)) if r not in gone], dtype=np.int64)
+        self._vectors[:len(kept)] = self._vectors[kept]
+        self._documents[:len(kept)] = self._documents[kept]
         self.ids = [self.ids[r] for r in kept]
         self.row = {chunk_id: row for row, chunk_id in enumerate(self.ids)}
-        self.matrix = self.matrix[kept]
-        self.document_ids = self.document_ids[kept]
 
     def nearest(self, vector, k: int, before_document: int | None = None) -> list[Hit]:
         """The `k` most similar rows, best first; only those of documents before

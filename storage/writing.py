@@ -34,9 +34,12 @@ from oppu.storage.readers import (
 )
 
 SOURCES = ("note", "chat", "file", "mail")
-# C0 and C1 controls (a terminal reads \x9b as an escape too) and the bidirectional
-# overrides, marks and isolates, which would show a name's letters in another order.
-CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# C0 and C1 controls: a newline breaks a line, \x1b and \x9b start terminal escapes.
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f]")
+# In a name, the bidirectional embeddings, overrides and isolates too, which would show its
+# letters in another order ("rtl\u202etxt.md" as "rtldm.txt"). Text keeps them (and its
+# marks): right-to-left writing uses them.
+NAME_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 # add_paths embeds the passages of several files in one call once this many are waiting:
 # small files then cost one model call per group instead of one each.
 EMBED_GROUP = 256
@@ -54,19 +57,20 @@ class IngestResult:
     words: int = 0
 
     def line(self) -> str:
-        what = printable(self.path or "text")
+        what = printable(self.path or "text", name=True)
         detail = f" ({self.reason})" if self.reason else ""
         return f"{self.status:<9} {what}{detail}"
 
 
-def printable(text: str, keep_lines: bool = False) -> str:
+def printable(text: str, keep_lines: bool = False, name: bool = False) -> str:
     """`text` on one line: control characters (a newline in a file name, a terminal
-    escape) shown escaped. `keep_lines` keeps newlines and tabs (a message's own lines)."""
+    escape) shown escaped. `keep_lines` keeps newlines and tabs (a message's own lines);
+    a `name` (a path, a title) has its bidirectional controls escaped too."""
     def escaped(match: re.Match) -> str:
         character = match.group()
         return character if keep_lines and character in "\n\t" else repr(character)[1:-1]
 
-    return CONTROL_CHARACTERS.sub(escaped, text)
+    return (NAME_CONTROLS if name else CONTROL_CHARACTERS).sub(escaped, text)
 
 
 @dataclass(frozen=True)

@@ -123,7 +123,8 @@ def _write_merged(header: GGUFHeader, touched: dict[str, LoraTensor], scale: flo
 
     # A file whose blocks are all of one type says so, as llama.cpp's quantizer would.
     file_type = ({"general.file_type": int(gguf.LlamaFileType[f"MOSTLY_{type_name}"])}
-                 if all_block_weights and "general.file_type" in header.scalar_at else None)
+                 if all_block_weights and type_name in ("Q8_0", "F16")
+                 and "general.file_type" in header.scalar_at else None)
     with open(path, "wb") as out:
         write_like(header, out, entries, payload, file_type)
 

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from oppu.core.cli import CommandError, open_profile, profile_to_store_in
 from oppu.core.cli.progress_bar import ProgressBar
+from oppu.core.cli.training_commands import serve_version
 
 
 def register(commands) -> None:
@@ -61,7 +62,8 @@ def run_import(args) -> int:
             except AdapterError as failure:
                 raise CommandError(str(failure)) from None
             print(f"{args.path.name} is already stored as {imported.version}; it is now "
-                  "active")
+                  "active", flush=True)
+            serve_version(profile, imported)
             return 0
         except ForeignBase as error:
             raise CommandError(f"{error}; --force imports it anyway when its architecture "

@@ -261,7 +261,7 @@ def run_conversations(args) -> int:
             if args.action == "list":
                 for c in conversations.summaries():
                     print(f"{c.id:>5}  {local_time(c.updated_at):<16}  {c.messages:>4} msgs  "
-                          f"{printable(c.title)}")
+                          f"{printable(c.title, name=True)}")
             elif args.action == "show":
                 for m in conversations.messages(args.id):
                     adapter = f" [{m.adapter_version}]" if m.adapter_version else ""

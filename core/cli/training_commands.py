@@ -28,6 +28,9 @@ def register(commands) -> None:
                        help="override the training_preset setting for this run")
     train.add_argument("--max-steps", type=positive_int,
                        help="stop training after this many steps")
+    train.add_argument("--stop", action="store_true",
+                       help="stop the run in progress (started by the app, a timer or another "
+                            "terminal); nothing changes unless it is already saving")
     train.set_defaults(run=run_train)
 
     adapters = commands.add_parser("adapters", help="list your adapter versions and metrics")
@@ -67,6 +70,8 @@ def run_train(args) -> int:
     from oppu.core.training import TrainingBusy, run_training
     from oppu.trainer.prepare import BaseModelError
 
+    if args.stop:
+        return _stop_training(args)
     overrides = {"max_steps": args.max_steps} if args.max_steps is not None else {}
     with _opened(args, TrainingBusy, BaseModelError) as profile:
         if args.if_due:
@@ -85,6 +90,19 @@ def run_train(args) -> int:
             return 0
     print(outcome.summary)
     return {"succeeded": 0, "cancelled": 130}.get(outcome.status, 1)
+
+
+def _stop_training(args) -> int:
+    from oppu.core.training import live_run, request_stop
+
+    with open_profile(args) as profile:
+        run_id = live_run(profile)
+        if run_id is not None:
+            request_stop(profile, run_id)
+    print("no training run is in progress" if run_id is None else
+          f"asked training run {run_id} to stop: it ends within seconds and changes nothing, "
+          "unless it was already saving its new version")
+    return 0
 
 
 def run_adapters(args) -> int:
@@ -130,11 +148,11 @@ def run_activate(args) -> int:
     with _opened(args, AdapterError) as profile:
         version = activate(profile, args.version)
         print(f"{version.version} is now active", flush=True)
-        _serve(profile, version)
+        serve_version(profile, version)
     return 0
 
 
-def _serve(profile, version) -> None:
+def serve_version(profile, version) -> None:
     """Ready a version just made active for chat, or say why chat will go without it."""
     from oppu.core.adapters import made_for_another_base, restore_merged_copy
     from oppu.engine.errors import ModelFileError
@@ -157,7 +175,7 @@ def run_rollback(args) -> int:
     with _opened(args, AdapterError) as profile:
         version = rollback(profile)
         print(f"rolled back: {version.version} is active again", flush=True)
-        _serve(profile, version)
+        serve_version(profile, version)
     return 0
 
 

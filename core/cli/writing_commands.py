@@ -82,7 +82,7 @@ def _stdin_text(max_bytes: int) -> str:
         raise CommandError("nothing stored: standard input is binary data, not text")
     text, warning = decode(data)
     if warning:
-        print(f"note: standard input is {warning}", file=sys.stderr)
+        print(f"note: standard input: {warning}", file=sys.stderr)
     return text
 
 
@@ -107,7 +107,7 @@ def run_add(args) -> int:
 
     def report(done, total, result):
         files[0] = total
-        bar(Progress("import", done, total, printable(Path(result.path).name)))
+        bar(Progress("import", done, total, printable(Path(result.path).name, name=True)))
 
     stop = CtrlCStops()  # Ctrl-C ends the import between files and still lists what it did
     with profile_to_store_in(args) as profile, stop.armed():
@@ -130,7 +130,7 @@ def run_list(args) -> int:
         documents = profile.writing.documents(valid_text(args.filter), args.source)
     for d in documents:
         print(f"{d.id:>6}  {d.source:<5} {local_time(d.created_at):<16}  {d.words:>7} words  "
-              f"{printable(d.title)}")
+              f"{printable(d.title, name=True)}")
     if not documents:
         print("nothing matches" if args.filter or args.source
               else "nothing stored yet: try `oppu note` or `oppu add`")
@@ -155,7 +155,7 @@ def print_passages(passages) -> None:
 
     for p in passages:
         score = "  –  " if p.score is None else f"{p.score:.3f}"  # a stored reply's: not kept
-        print(f"[{score}] {printable(p.title)} (document {p.document_id})")
+        print(f"[{score}] {printable(p.title, name=True)} (document {p.document_id})")
         print("    " + printable(" ".join(p.text.split())[:300]))
 
 

@@ -61,7 +61,7 @@ def test_import_with_activate_of_a_stored_adapter_activates_it(alice, exported, 
     assert "already stored as version v1; nothing imported" in capsys.readouterr().err
 
 
-def test_a_damaged_adapter_gguf_is_written_again_before_export(alice, tmp_path, other_base):
+def test_a_damaged_or_missing_adapter_gguf_is_written_again_before_export(alice, tmp_path, other_base):
     version = list_adapters(alice)[0]
     whole = version.gguf_path.read_bytes()
     version.gguf_path.write_bytes(whole[:len(whole) // 2])
@@ -69,6 +69,9 @@ def test_a_damaged_adapter_gguf_is_written_again_before_export(alice, tmp_path, 
     assert bare.read_bytes() == whole == version.gguf_path.read_bytes()
     with zipfile.ZipFile(export(alice, out=tmp_path / "a.zip")) as bundle:
         assert bundle.read("adapter.gguf") == whole
+
+    version.gguf_path.unlink()
+    assert export(alice, format="gguf", out=tmp_path / "c.gguf").read_bytes() == whole
 
     version.gguf_path.write_bytes(whole[:len(whole) // 2])
     alice.set("base_model", str(other_base))  # the base it was trained on is gone

@@ -165,7 +165,7 @@ def test_list_filter_is_plain_text_and_notes_come_from_stdin(oppu, monkeypatch):
     assert oppu("list", "--filter", "_") == (0, "nothing matches\n", "")
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO("Caf\xe9 au lait.".encode("cp1252"))))
     assert oppu("note", "-") == (  # read as a file would be, and said so
-        0, "stored as document 3\n", "note: standard input is not UTF-8: read as Windows-1252\n")
+        0, "stored as document 3\n", "note: standard input: not UTF-8: read as Windows-1252\n")
     assert oppu("list", "--filter", "Caf\xe9")[1].rstrip().endswith("Caf\xe9 au lait.")
     assert oppu("note", " ") == (1, "", "oppu: nothing to store: the note is empty\n")
     assert oppu("search", " ") == (1, "", "oppu: nothing to search for: the query is empty\n")

@@ -311,3 +311,27 @@ def test_the_last_loss_curve_is_the_newest_ended_run_that_trained(profile):
     assert (curve.run_id, curve.status, curve.version, curve.points) == (2, "failed", None,
                                                                         [(1, 3.4)])
     assert last_loss_curve(profile, look_back=0) is None
+
+
+def test_oppu_train_stop_stops_a_run_started_elsewhere(trainee, capsys, monkeypatch):
+    """A run whose starter is gone (the app closed, a terminal killed) can still be stopped."""
+    from oppu.core.cli import training_commands
+
+    files = add_active_adapter(trainee)
+    assert main(["--profile", trainee.name, "train", "--stop"]) == 0
+    assert capsys.readouterr().out == "no training run is in progress\n"
+
+    class StoppedFromAnotherTerminal(training_commands.ProgressBar):
+        def __call__(self, progress):
+            super().__call__(progress)
+            if progress.phase == "train" and not asked:
+                asked.append(main(["--profile", trainee.name, "train", "--stop"]))
+
+    asked = []
+    monkeypatch.setattr(training_commands, "ProgressBar", StoppedFromAnotherTerminal)
+    assert main(["--profile", trainee.name, "train", "--max-steps", "500"]) == 130
+    out = capsys.readouterr().out
+    assert asked == [0] and "asked training run 1 to stop" in out
+    assert "stopped; nothing changed" in out
+    assert_unchanged(trainee, files)
+    assert recent_runs(trainee)[0].status == "cancelled"

@@ -19,7 +19,7 @@ from oppu.storage.errors import (
     UnsupportedType,
 )
 from oppu.storage.readers import folder_problem, read_file, walk
-from oppu.storage.writing import Writing
+from oppu.storage.writing import Writing, printable
 from tests.storage.conftest import ME, snapshot, write
 
 LIMIT = 256  # bytes: the size limit these tests configure
@@ -107,7 +107,7 @@ def test_damaged_bytes_in_utf8_text_are_replaced_and_reported(writing, tmp_path)
     path = write(tmp_path / "damaged.txt", "Caf\xe9 cr\xe8me".encode() + b" \xff\xfe end")
     result = writing.add_file(path)
     assert (result.status, result.reason) == (
-        "added", "2 undecodable bytes replaced (file is not valid UTF-8)")
+        "added", "2 undecodable bytes replaced (not valid UTF-8)")
     assert writing.get(result.document_ids[0]).text == "Caf\xe9 cr\xe8me \ufffd\ufffd end"
 
 
@@ -228,6 +228,9 @@ def test_names_that_would_steer_a_terminal_are_shown_escaped(writing, tmp_path):
         shown = result.line()
         assert result.status == "added" and "\x9b" not in shown and "\u202e" not in shown
     assert "c1\\x9b2Jname.txt" in writing.add_paths([tmp_path / "c1\x9b2Jname.txt"])[0].line()
+    hebrew = "\u05e9\u05dc\u05d5\u05dd\u200f \u202bquoted\u202c"  # right-to-left writing
+    assert printable(hebrew) == hebrew  # its own text keeps its marks and embeddings
+    assert printable(hebrew, name=True) == "\u05e9\u05dc\u05d5\u05dd\u200f \\u202bquoted\\u202c"
 
 
 def test_a_file_name_that_is_not_utf8_is_read_and_named(writing, tmp_path):

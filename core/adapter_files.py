@@ -10,7 +10,14 @@ import os
 import shutil
 from pathlib import Path
 
-from oppu.core.adapters import AdapterError, AdapterVersion, active, list_adapters
+from oppu.core.adapters import (
+    AdapterError,
+    AdapterVersion,
+    active,
+    adapter_gguf_damage,
+    list_adapters,
+    rewrite_adapter_gguf,
+)
 from oppu.core.progress import Progress, Report, ignore
 from oppu.trainer.adapter_bundle import BundleError
 
@@ -102,24 +109,23 @@ def export(profile, version: str | None = None, format: str = "zip", quant: str 
 
 
 def _repair_adapter_gguf(profile, chosen: AdapterVersion) -> None:
-    """Write the version's adapter.gguf again from its `peft/` (the weights as trained)
-    when the file is damaged or gone, so that no export carries a damaged copy."""
-    from oppu.trainer.gguf_adapter import write_adapter_gguf
-    from oppu.trainer.gguf_file import GGUFFormatError, read_header
-
-    try:
-        read_header(chosen.gguf_path)
+    """Write the version's adapter.gguf again when it is damaged or gone, so that no
+    export carries a damaged copy."""
+    damage = adapter_gguf_damage(chosen)
+    if damage is None:
         return
-    except GGUFFormatError as error:
-        damage = error
-    except OSError as error:
-        damage = error.strerror or error
     base_path, sha = profile_base(profile)
     if sha != chosen.base_sha256:
         raise AdapterError(f"adapter {chosen.version}'s {chosen.gguf_path.name} is damaged "
                            f"({damage}), and it can be written again only with the base it "
-                           f"was trained on, {chosen.base_name}") from None
-    write_adapter_gguf(chosen.peft_dir, base_path, chosen.gguf_path, base_sha256=sha)
+                           f"was trained on, {chosen.base_name}")
+    from oppu.trainer.peft_files import AdapterError as UnreadableAdapter
+
+    try:
+        rewrite_adapter_gguf(chosen, base_path)
+    except UnreadableAdapter as error:  # its trained weights are damaged as well
+        raise AdapterError(f"adapter {chosen.version} is damaged: {chosen.gguf_path.name} "
+                           f"({damage}) and its trained weights ({error})") from None
 
 
 def _export_zip(chosen: AdapterVersion, target: Path) -> None:

@@ -155,6 +155,28 @@ def delete(profile, version: str) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def adapter_gguf_damage(version: AdapterVersion) -> str | None:
+    """What is wrong with the version's adapter.gguf (damaged, gone), or None if whole."""
+    from oppu.trainer.gguf_file import GGUFFormatError, read_header
+
+    try:
+        read_header(version.gguf_path)
+    except GGUFFormatError as error:
+        return str(error)
+    except OSError as error:
+        return error.strerror or str(error)
+    return None
+
+
+def rewrite_adapter_gguf(version: AdapterVersion, base_path: Path) -> None:
+    """Write the version's adapter.gguf again from its `peft/` (the weights as trained),
+    for `base_path`, the base it was trained on."""
+    from oppu.trainer.gguf_adapter import write_adapter_gguf
+
+    write_adapter_gguf(version.peft_dir, base_path, version.gguf_path,
+                       base_sha256=version.base_sha256)
+
+
 def restore_merged_copy(profile, version: str, report: Report = ignore) -> bool:
     """Write `version`'s merged copy again if it has none, so that chat serves it at full
     speed once more: only the latest versions keep theirs (`drop_old_merged_copies`), so

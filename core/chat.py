@@ -307,14 +307,19 @@ class ChatSession:
         if adapter is None or engine.model_path != base_path:
             engine.set_adapter(None)
             return (adapter.version, scale) if adapter else (None, None)
-        try:
-            engine.set_adapter(adapter.gguf_path, scale)
-        except ModelFileError as error:
-            notices.append(f"Adapter {adapter.version} cannot be used ({error}); "
-                           "replying without it.")
-            engine.set_adapter(None)
-            return None, None
-        return adapter.version, scale
+        for first_try in (True, False):
+            try:
+                engine.set_adapter(adapter.gguf_path, scale)
+                return adapter.version, scale
+            except ModelFileError as error:
+                if first_try and _rebuilt(adapter, base_path):
+                    notices.append(f"Adapter {adapter.version}'s file was damaged ({error}); "
+                                   "it was written again from the trained weights.")
+                    continue
+                notices.append(f"Adapter {adapter.version} cannot be used ({error}); "
+                               "replying without it.")
+                engine.set_adapter(None)
+                return None, None
 
     def _retrieve(self, text: str, settings) -> list[Passage]:
         """The top k passages of the user's writing for `text`, leaving out earlier chat
@@ -338,6 +343,21 @@ class ChatSession:
             return self.options.sampling
         return Sampling(temperature=settings.temperature, top_p=settings.top_p,
                         max_tokens=settings.max_reply_tokens)
+
+
+def _rebuilt(adapter, base_path: Path) -> bool:
+    """Write a damaged or missing adapter.gguf again from the version's trained weights
+    (this is the base they were trained on); False where that is not possible."""
+    from oppu.core.adapters import adapter_gguf_damage, rewrite_adapter_gguf
+    from oppu.trainer.peft_files import AdapterError
+
+    if adapter_gguf_damage(adapter) is None:
+        return False  # whole, and refused for another reason
+    try:
+        rewrite_adapter_gguf(adapter, base_path)
+    except (AdapterError, OSError):
+        return False
+    return True
 
 
 def _merged_copy_refused(version: str, merged: Path, error: ModelFileError) -> str:

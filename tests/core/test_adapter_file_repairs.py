@@ -73,6 +73,15 @@ def test_a_damaged_or_missing_adapter_gguf_is_written_again_before_export(alice,
     version.gguf_path.unlink()
     assert export(alice, format="gguf", out=tmp_path / "c.gguf").read_bytes() == whole
 
+    version.gguf_path.unlink()
+    weights = version.peft_dir / "adapter_model.safetensors"
+    kept = weights.read_bytes()
+    weights.write_bytes(kept[:100])
+    with pytest.raises(AdapterError, match=r"v1 is damaged: adapter.gguf \(.*\) and its "
+                                           r"trained weights \(adapter_model.safetensors"):
+        export(alice, format="zip", out=tmp_path / "d.zip")
+    weights.write_bytes(kept)
+
     version.gguf_path.write_bytes(whole[:len(whole) // 2])
     alice.set("base_model", str(other_base))  # the base it was trained on is gone
     with pytest.raises(AdapterError, match="v1's adapter.gguf is damaged .*truncated.*only "

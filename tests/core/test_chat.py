@@ -1,5 +1,7 @@
 """The chat use case on the tiny model: retrieval, adapters, persistence, incognito."""
 
+import shutil
+
 import pytest
 from sqlalchemy import func, select
 
@@ -341,6 +343,28 @@ def test_a_damaged_merged_copy_is_dropped_for_the_attached_adapter(
     assert models.current.model_path == tiny_gguf and models.current.adapter is not None
     chat.reset()
     assert chat.send(QUESTION).notices == ()  # said once: the copy is gone
+
+
+def test_a_damaged_adapter_file_is_written_again_from_the_trained_weights(
+        chat_profile, models, tiny_gguf, adapter_dir, tmp_path):
+    from oppu.trainer.gguf_adapter import write_adapter_gguf
+
+    sha = base_sha256(tiny_gguf)
+    whole = write_adapter_gguf(adapter_dir, tiny_gguf, tmp_path / "a.gguf", base_sha256=sha)
+    folder = install_adapter(chat_profile, whole, "v1", sha, peft=adapter_dir)
+    stored = folder / "adapter.gguf"
+    stored.write_bytes(whole.read_bytes()[:4096])  # cut short; no merged copy to fall back on
+    chat = session(chat_profile, models, use_retrieval=False, incognito=True)
+    reply = chat.send(QUESTION)
+    assert reply.adapter_version == "v1" and models.current.adapter is not None
+    assert "v1's file was damaged" in reply.notices[0] and "written again" in reply.notices[0]
+    assert stored.read_bytes() == whole.read_bytes()
+
+    chat.reset()
+    stored.write_bytes(b"GGUF" + bytes(60))
+    shutil.rmtree(folder / "peft")  # nothing to write it again from
+    reply = chat.send(QUESTION)
+    assert reply.adapter_version is None and "v1 cannot be used" in reply.notices[0]
 
 
 def test_a_whole_merged_copy_that_fails_to_load_is_kept_and_skipped(

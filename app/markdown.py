@@ -9,6 +9,10 @@ IMAGE_TAG = re.compile(r"<img[^>]*>")
 # HTML in the Markdown is shown as text, never interpreted.
 MARKDOWN = (QTextDocument.MarkdownFeature.MarkdownDialectGitHub
             | QTextDocument.MarkdownFeature.MarkdownNoHTML)
+# Qt draws headings at up to xx-large: in a chat bubble or beside a list, a "# Title" would
+# shout. Only headings carry a font size in rendered Markdown.
+FONT_SIZE = re.compile(r"font-size:(xx-large|x-large|large);")
+HEADING_SIZES = {"xx-large": "large", "x-large": "medium", "large": "medium"}
 
 
 def markdown_html(text: str) -> str:
@@ -16,4 +20,5 @@ def markdown_html(text: str) -> str:
     document.setMarkdown(text, MARKDOWN)
     # The document's own default font would override the widget's (from the stylesheet),
     # and an image would make the widget load whatever file the text names.
-    return IMAGE_TAG.sub("[image]", BODY_TAG.sub("<body>", document.toHtml(), count=1))
+    html = IMAGE_TAG.sub("[image]", BODY_TAG.sub("<body>", document.toHtml(), count=1))
+    return FONT_SIZE.sub(lambda size: f"font-size:{HEADING_SIZES[size.group(1)]};", html)

@@ -216,3 +216,11 @@ def test_a_reply_header_names_the_version_and_a_strength_other_than_full(qtbot):
         bubble = transcript.add("assistant")
         bubble.finish("Hello.", adapter_version="v2", adapter_scale=scale)
         assert bubble.header.text() == header
+
+
+def test_headings_in_a_reply_are_sized_for_a_bubble(qtbot):
+    from oppu.app.markdown import markdown_html
+
+    html = markdown_html("# What I pack\n\n## For the boat\n\n- the good waterproofs")
+    assert "xx-large" not in html and "x-large" not in html
+    assert "font-size:large" in html and "font-size:medium" in html

@@ -162,4 +162,7 @@ def folder_problem(path: Path) -> IngestError | None:
         return None
     if not os.access(path, os.R_OK | os.X_OK):
         return UnreadablePath(path, "cannot open this folder: permission denied")
+    if any(path.rglob(".*")):
+        return EmptyInput(path, "no files in this folder but hidden ones (names starting with "
+                                "'.'), which are skipped")
     return EmptyInput(path, "no files in this folder")

@@ -87,6 +87,10 @@ def test_a_folder_is_not_a_file_and_an_empty_one_is_reported(writing, tmp_path):
         writing.add_file(folder)
     [result] = writing.add_paths([folder])
     assert (result.status, result.reason) == ("skipped", "no files in this folder")
+    write(folder / ".notes" / "draft.txt", "Hidden away from the import.")
+    [result] = writing.add_paths([folder])
+    hidden = "no files in this folder but hidden ones (names starting with '.'), which are skipped"
+    assert (result.status, result.reason) == ("skipped", hidden)
 
 
 def test_mail_needs_the_users_address_first(writing, tmp_path):
@@ -230,6 +234,7 @@ def test_names_that_would_steer_a_terminal_are_shown_escaped(writing, tmp_path):
     assert "c1\\x9b2Jname.txt" in writing.add_paths([tmp_path / "c1\x9b2Jname.txt"])[0].line()
     hebrew = "\u05e9\u05dc\u05d5\u05dd\u200f \u202bquoted\u202c"  # right-to-left writing
     assert printable(hebrew) == hebrew  # its own text keeps its marks and embeddings
+    assert printable("a\u2028b\u061c", name=True) == "a\\u2028b\\u061c"
     assert printable(hebrew, name=True) == "\u05e9\u05dc\u05d5\u05dd\u200f \\u202bquoted\\u202c"
 
 

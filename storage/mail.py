@@ -125,7 +125,10 @@ def sent_by(message: EmailMessage, addresses: set[str]) -> bool:
     """Read from the raw From headers: the modern header parser raises on some malformed
     addresses (AttributeError, TypeError, … on `win@[prize`), common in spam."""
     raw = [str(value) for name, value in message.raw_items() if name.lower() == "from"]
-    return bool({addr.lower() for _, addr in getaddresses(raw)} & addresses)
+    # One header at a time: given a malformed one with a good one, getaddresses makes a
+    # single bogus address of both.
+    return bool({addr.lower() for value in raw for _, addr in getaddresses([value])}
+                & addresses)
 
 
 def _cut_off(message: EmailMessage) -> bool:

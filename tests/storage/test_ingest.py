@@ -209,6 +209,14 @@ def test_spam_with_malformed_headers_leaves_the_rest_of_the_mbox(mail_writing, t
     assert sorted(d.title for d in mail_writing.documents()) == ["Fine", "Later", "z-notes"]
 
 
+def test_my_mail_with_a_second_malformed_from_header_is_still_mine(mail_writing, tmp_path):
+    mail = write(tmp_path / "two-senders.eml",
+                 f"From: win@[prize\nFrom: Me <{ME}>\nSubject: Figs\n\nThe figs are ripe.\n")
+    [result] = mail_writing.add_paths([mail])
+    assert result.status == "added"
+    assert [d.title for d in mail_writing.documents()] == ["Figs"]
+
+
 def test_mail_with_only_quotes_says_so(mail_writing, tmp_path):
     path = write(tmp_path / "quote.eml", mail_from_me("", b"> only what Bob wrote\n"))
     [result] = mail_writing.add_paths([path])

@@ -68,7 +68,9 @@ class VectorTable:
         gone = {self.row[i] for i in ids if i in self.row}
         if not gone:
             return
-        kept = np.array([r for r in range(len(self)) if r not in gone], dtype=np.int64)
+        keep = np.ones(len(self), dtype=bool)
+        keep[list(gone)] = False
+        kept = np.flatnonzero(keep)
         self._vectors[:len(kept)] = self._vectors[kept]
         self._documents[:len(kept)] = self._documents[kept]
         self.ids = [self.ids[r] for r in kept]

@@ -35,12 +35,12 @@ from oppu.storage.readers import (
 
 SOURCES = ("note", "chat", "file", "mail")
 # C0 and C1 controls: a newline breaks a line, \x1b and \x9b start terminal escapes.
-CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f]")
+CONTROLS = "\x00-\x1f\x7f-\x9f"
+CONTROL_CHARACTERS = re.compile(f"[{CONTROLS}]")
 # In a name, the bidirectional embeddings, overrides and isolates too, which would show its
 # letters in another order ("rtl\u202etxt.md" as "rtldm.txt"). Text keeps them (and its
 # marks): right-to-left writing uses them.
-NAME_CONTROLS = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u061c\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+NAME_CONTROLS = re.compile(f"[{CONTROLS}\u061c\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 # add_paths embeds the passages of several files in one call once this many are waiting:
 # small files then cost one model call per group instead of one each.
 EMBED_GROUP = 256

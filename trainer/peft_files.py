@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 # A trained adapter changes the base's weights by well under 1 (by 0.009 at most after a
-# default-preset run on 1,000 words); an imported one whose change could exceed this is damaged, and
-# would only make chat print noise.
+# default-preset run on 1,000 words); an imported one whose change could exceed this is
+# damaged, and would only make chat print noise.
 MAX_WEIGHT_CHANGE = 100.0
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"

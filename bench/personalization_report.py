@@ -297,7 +297,10 @@ def markdown(s: dict, runs: list[dict], plotted: bool) -> str:
                      f"{'promoted' if tr['promoted'] else 'not promoted'} |")
     lines += curve_section(s, plotted)
     lines += method_notes(s)
-    lines += ["", "## Tuning record (every full run of this benchmark)", ""] + runs_table(runs)
+    lines += ["", "## Tuning record (every full run of this benchmark)", "",
+              ("More tries, each trained on a lent GPU with the real base weights and measured "
+               "the same way, are in [personalization_sweep.md](personalization_sweep.md)."),
+              ""] + runs_table(runs)
     lines += ["", "## Time", "", "| phase | seconds |", "| --- | --- |"]
     lines += [f"| {k} | {v:.0f} |" for k, v in s["phases_s"].items()]
     lines.append(f"| total | {60 * s['total_minutes']:.0f} |")

@@ -1,7 +1,8 @@
 """Benchmark on a CUDA GPU: our LoRA trainer against the naive Trainer + peft baseline.
 
 The GPU companion of `bench/train.py`, in two steps because the GPU machine lent here has
-no network and no room for the 92 MB bundled GGUF:
+no network and takes at most 64 MiB along (the 92 MB bundled GGUF travels only in pieces,
+as `bench/personalization_sweep.py` does; speed does not need its values):
 
   prepare (where the product is installed): the same writing as bench/train.py (the first
       chapters of the corpus), laid out by the product's `build_dataset` with retrieval,
@@ -181,9 +182,10 @@ def report(results: dict, out: Path) -> None:
         "# Training benchmark on a GPU: our LoRA trainer vs a naive transformers Trainer + peft",
         "",
         f"{results['date']} · {results['gpu']} · torch {results['torch']}", "",
-        ("SmolLM2-135M's architecture with **random weights** (the 92 MB bundled GGUF cannot "
-         "travel to the lent GPU machine; speed does not depend on the values, the losses "
-         f"mean nothing), preset `{PRESET}`, {results['words']} words of `{results['corpus']}` "
+        ("SmolLM2-135M's architecture with **random weights** (speed does not depend on the "
+         "values, and the losses mean nothing; the real weights are measured in "
+         f"`personalization_sweep.md`), preset `{PRESET}`, {results['words']} words of "
+         f"`{results['corpus']}` "
          f"({results['documents']} chapters) laid out with retrieval by the product here and "
          "carried over. Both sides compute in bf16 autocast."), "",
         "| | ours | naive baseline |", "| --- | ---: | ---: |",

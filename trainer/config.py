@@ -128,7 +128,9 @@ class TrainConfig:
 # compute); rows of 1024 tokens (rows of 512, a fresh prompt every ~300 tokens, raised the
 # measured cut only because the base lost context: the adapter's own held-out perplexity
 # got worse, 39.3 against 37.4); and a 9-minute budget, so that a large profile still
-# trains in bounded time and the three-author benchmark stays under 45 minutes.
+# trains in bounded time and the three-author benchmark stays under 45 minutes. A sweep of
+# 18 tries on a GPU (bench/results/personalization_sweep.md) found none better by more
+# than a point; more passes at more capacity overfit.
 PRESETS: dict[str, TrainConfig] = {
     "quick": TrainConfig(rank=8, alpha=16.0, epochs=1.0, seq_len=512, max_minutes=3.0),
     "balanced": TrainConfig(),  # the field defaults

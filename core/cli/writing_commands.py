@@ -42,7 +42,8 @@ def register(commands) -> None:
     add.set_defaults(run=run_add)
 
     listing = commands.add_parser("list", help="list your stored writing")
-    listing.add_argument("--filter", default="", help="only documents containing this text")
+    listing.add_argument("--filter", default="",
+                         help="only documents whose title, text or file name holds this text")
     listing.add_argument("--source", choices=["note", "chat", "file", "mail"])
     listing.set_defaults(run=run_list)
 

@@ -74,6 +74,16 @@ def test_add_reports_each_file_and_a_summary(oppu, tmp_path):
     assert out.splitlines()[0] == f"skipped   {tmp_path / 'missing.txt'} (no such file)"
 
 
+def test_list_filter_finds_an_imported_file_by_its_name(oppu, tmp_path):
+    notes = tmp_path / "home" / "sourdough-notes.md"
+    notes.parent.mkdir()
+    notes.write_text("# Feeding the **starter**\n\n" + GARDEN)
+    assert oppu("add", str(notes))[0] == 0
+    [line] = oppu("list", "--filter", "sourdough-notes")[1].splitlines()
+    assert line.split()[:2] == ["1", "file"] and line.endswith("words  Feeding the starter")
+    assert oppu("list", "--filter", "home") == (0, "nothing matches\n", "")
+
+
 def test_ctrl_c_during_add_ends_between_files_and_lists_what_was_stored(oppu, tmp_path,
                                                                           monkeypatch):
     import os

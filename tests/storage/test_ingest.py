@@ -6,6 +6,7 @@ import pytest
 
 from oppu.storage.chunking import MAX_WORDS, word_count
 from oppu.storage.mail import html_text
+from oppu.storage.readers import plain_heading
 from tests.storage.conftest import ME, assert_consistent, chunk_ids, write
 
 GARDEN = ("My tomatoes split again after the storm. Next year I will water them less and "
@@ -94,6 +95,43 @@ def test_files_are_titled_by_their_name_or_a_markdown_files_opening_heading(writ
     assert writing.get(md.document_ids[0]).origin == str(tmp_path / "bike.md")
     assert [writing.get(f.document_ids[0]).is_markdown for f in (txt, md, plain_md)] == [
         False, True, True]
+
+
+def test_a_heading_title_reads_as_plain_text_not_markdown(writing, tmp_path):
+    def title(name: str, heading: str) -> str:
+        result = writing.add_file(write(tmp_path / name, f"{heading}\n\n{BIKE} {name}"))
+        return writing.get(result.document_ids[0]).title
+
+    assert title("idea.md", "# **Bold** idea with `code` and [a link](http://x)") == (
+        "Bold idea with code and a link")
+    assert title("names.md", "## Why __init__ and _my_ snake_case_name? ##") == (
+        "Why init and my snake_case_name?")
+    assert title("photo.md", "# ![](photo.png)") == "photo"  # nothing left: the file's name
+    assert title("hashes.markdown", "### ###") == "hashes"
+
+
+@pytest.mark.parametrize(("heading", "plain"), [
+    ("*em* _em_ **strong** __strong__ ***both*** ~~struck~~", "em em strong strong both struck"),
+    ("**a *nested* one** and *two* **parts**", "a nested one and two parts"),
+    ("snake_case_name and file_name.md stay", "snake_case_name and file_name.md stay"),
+    ("`x * y` and ``a `tick` b`` and `` `edge` ``", "x * y and a `tick` b and `edge`"),
+    ("`**code is literal**`", "**code is literal**"),
+    ("[a [b] link](http://x/(y) \"title\") and ![alt](i.png)", "a [b] link and alt"),
+    ("[![badge](b.svg)](http://ci) [**bold**](u)", "badge bold"),
+    ("<https://x.org/a_b*c*> and <me@x.org>", "https://x.org/a_b*c* and me@x.org"),
+    ("\\*not em\\* \\_nor\\_ \\`code\\` \\[x](y) \\\\", "*not em* _nor_ `code` [x](y) \\"),
+    ("Closing hashes ###", "Closing hashes"),
+    ("C# and #tags stay, so does \\#", "C# and #tags stay, so does #"),
+    ("5 * 3 * 2, [draft], a lone ` and **", "5 * 3 * 2, [draft], a lone ` and **"),
+    ("##", ""),
+])
+def test_plain_heading_strips_inline_markdown(heading, plain):
+    assert plain_heading(heading) == plain
+
+
+@pytest.mark.timeout(10)
+def test_a_heading_on_one_very_long_line_is_read_only_as_far_as_a_title_needs():
+    assert plain_heading("*a " * 200_000).startswith("*a *a")  # no emphasis: never closed
 
 
 EML = """\
@@ -338,3 +376,23 @@ def test_listing_filters_by_text_and_source(writing):
     assert [d.id for d in writing.documents("tomatoes")] == [garden]
     assert [d.source for d in writing.documents()] == ["chat", "note"]
     assert writing.stats().words == len(GARDEN.split()) + len(BIKE.split())
+
+
+def test_listing_filter_finds_a_file_by_its_name_but_not_by_its_folders(writing, tmp_path):
+    notes = write(tmp_path / "kitchen" / "sourdough-notes.md", "# Feeding the starter\n" + BIKE)
+    stored = writing.add_file(notes).document_ids[0]
+    windows, _ = writing.add_text("file", GARDEN, "Tomatoes",
+                                  origin="C:\\Users\\Baker\\Rye Loaf.markdown")
+    note = writing.add_note("My kitchen notes: " + GARDEN[::-1])
+    assert writing.get(stored).title == "Feeding the starter"  # the name is not in the title
+    assert [d.id for d in writing.documents("sourdough-notes")] == [stored]
+    assert [d.id for d in writing.documents("SOURDOUGH-Notes.MD")] == [stored]
+    assert [d.id for d in writing.documents("rye loaf")] == [windows]  # a Windows path
+    assert [d.id for d in writing.documents("kitchen")] == [note]  # a folder is no name
+    assert writing.documents("baker") == writing.documents("users") == []
+    assert writing.documents(str(notes)) == []  # the whole path is not the name either
+    assert [d.id for d in writing.documents(".md")] == [stored]
+    assert [d.id for d in writing.documents("notes")] == [note, stored]  # text, name
+    assert [d.id for d in writing.documents("sourdough", source="file")] == [stored]
+    assert writing.documents("sourdough", source="note") == []
+    assert writing.documents("sourdough_notes") == []  # _ is no wildcard in a name either

@@ -108,9 +108,7 @@ class ChatController(QObject):
                       stopped=reply.stop_reason == "stopped", adapter_scale=reply.adapter_scale)
         bubble.regenerate.show()
         self.page.set_generating(False)
-        stats = reply.stats
-        speed = getattr(stats, "decode_tokens_per_s", None)
-        self.page.set_status(f"{speed:.1f} tokens/s" if speed else "")
+        self.page.set_status(reply_status(reply.text, reply.stats))
         if reply.conversation_id is not None:
             self.refresh_list()
             self.changed.emit()
@@ -209,3 +207,16 @@ class ChatController(QObject):
     def shutdown(self) -> None:
         self.stop()
         self.models.close()
+
+
+def reply_status(text: str, stats) -> str:
+    """How long a reply took, in words rather than tokens: "Answered in 3.4 s, 21 words a
+    second" (the pace counts from the first word, after the prompt was read)."""
+    seconds = getattr(stats, "seconds", 0.0)
+    if seconds <= 0:
+        return ""
+    words = len(text.split())
+    writing_s = seconds - (stats.first_token_s or 0.0)
+    pace = f", {words / writing_s:.0f} words a second" if words > 1 and writing_s > 0 else ""
+    took = "under 0.1" if seconds < 0.1 else f"{seconds:.1f}"
+    return f"Answered in {took} s{pace}"

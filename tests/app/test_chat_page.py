@@ -1,8 +1,12 @@
 """Chat through the window: streamed tokens, sources, toggles, conversations."""
 
+import re
+
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
+from oppu.app.chat_controller import reply_status
+from oppu.engine.chat import ReplyStats
 from tests.app.conftest import wait_jobs
 
 NOTE = ("Every August I sail a small wooden dinghy around the lighthouse at Skerry Point, "
@@ -43,6 +47,8 @@ def test_a_message_streams_its_reply_and_shows_the_sources(qtbot, app):
     assert not page.use_adapter.isEnabled(), "no personal model yet: nothing to turn on"
     assert not page.use_adapter.isChecked() and not page.strength.isEnabled()
     assert reply.regenerate.isVisibleTo(page)
+    assert re.fullmatch(r"Answered in (under 0\.1|\d+\.\d) s(, \d+ words a second)?",
+                        page.status.text())
 
     (conversation,) = app.chat_page.model.items
     assert conversation.messages == 2
@@ -224,3 +230,11 @@ def test_headings_in_a_reply_are_sized_for_a_bubble(qtbot):
     html = markdown_html("# What I pack\n\n## For the boat\n\n- the good waterproofs")
     assert "xx-large" not in html and "x-large" not in html
     assert "font-size:large" in html and "font-size:medium" in html
+
+
+def test_the_status_line_tells_the_time_and_pace_of_a_reply_in_words():
+    stats = ReplyStats(prompt_tokens=12, tokens=60, first_token_s=0.5, seconds=2.5)
+    assert reply_status(" ".join(["word"] * 40), stats) == "Answered in 2.5 s, 20 words a second"
+    quick = ReplyStats(prompt_tokens=12, tokens=1, first_token_s=0.01, seconds=0.02)
+    assert reply_status("Yes.", quick) == "Answered in under 0.1 s"
+    assert reply_status("", None) == ""

@@ -325,3 +325,33 @@ def test_compacting_an_index_larger_than_one_read_keeps_every_live_vector(tmp_pa
     assert index.ids() == set(ids) - {"c5"}
     assert index.search_vector(vectors[count - 1], k=1)[0].chunk_id == ids[-1]
     index.close()
+
+
+def test_a_collection_made_with_chromas_default_graph_gets_the_cheap_one_when_compacted(
+        tmp_path, embedder):
+    """Stores made before the search went exact have Chroma's default graph (M 16); a
+    forget's compaction rebuilds them with the cheap one, keeping every vector."""
+    import chromadb
+    import numpy as np
+    from chromadb.config import Settings
+
+    from oppu.storage.index import CHEAP_GRAPH, COLLECTION, TEXTLESS
+
+    vectors = np.random.default_rng(1).random((50, 384), dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    client = chromadb.PersistentClient(path=str(tmp_path / "chroma"),
+                                       settings=Settings(anonymized_telemetry=False))
+    old = client.create_collection(COLLECTION, metadata={
+        "embedder": embedder.id, "hnsw:space": "cosine", TEXTLESS: "none"})
+    old.add(ids=[f"c{i}" for i in range(50)], embeddings=vectors,
+            metadatas=[{"document_id": i, "written_at": 0} for i in range(50)])
+    client.close()
+
+    index = Index(tmp_path / "chroma", embedder)
+    assert "hnsw:M" not in index._collection.metadata, "an open keeps the old collection"
+    index.delete(["c7"])
+    index.compact()
+    assert {k: index._collection.metadata[k] for k in CHEAP_GRAPH} == CHEAP_GRAPH
+    assert index.ids() == {f"c{i}" for i in range(50)} - {"c7"}
+    assert index.search_vector(vectors[3], k=1)[0].chunk_id == "c3"
+    index.close()

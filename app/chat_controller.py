@@ -1,10 +1,16 @@
 """Wires the Chat page to core's `ChatSession`: streaming off the GUI thread, toggles, history."""
 
+import time
+
 from PySide6.QtCore import QObject, Signal
 
 from oppu.app.chat_page import ChatPage
 from oppu.core.chat import ChatOptions, ChatSession, Models
 from oppu.core.conversations import delete_conversation
+
+# A pace measured over fewer words or less time than this says little.
+PACE_MIN_WORDS = 5
+PACE_MIN_S = 0.5
 
 
 class ChatController(QObject):
@@ -18,6 +24,7 @@ class ChatController(QObject):
         self.session: ChatSession | None = None
         self.job = None
         self.bubble = None
+        self.asked_at = 0.0  # when the reply in progress was asked for (time.monotonic)
         self.unsent: str | None = None  # the message being answered, until a reply comes
         self.model_loaded = False
         page.sendRequested.connect(self.send)
@@ -90,6 +97,7 @@ class ChatController(QObject):
         self.bubble.regenerateRequested.connect(self.regenerate)
         self.page.set_generating(True)
         self.page.set_status("")
+        self.asked_at = time.monotonic()
         self.job = self.app.jobs.start("chat", work, self._replied,
                                        progress=self._token, failed=self._failed)
 
@@ -108,7 +116,8 @@ class ChatController(QObject):
                       stopped=reply.stop_reason == "stopped", adapter_scale=reply.adapter_scale)
         bubble.regenerate.show()
         self.page.set_generating(False)
-        self.page.set_status(reply_status(reply.text, reply.stats))
+        self.page.set_status(reply_status(reply.text, reply.stats,
+                                          time.monotonic() - self.asked_at))
         if reply.conversation_id is not None:
             self.refresh_list()
             self.changed.emit()
@@ -209,14 +218,16 @@ class ChatController(QObject):
         self.models.close()
 
 
-def reply_status(text: str, stats) -> str:
-    """How long a reply took, in words rather than tokens: "Answered in 3.4 s, 21 words a
-    second" (the pace counts from the first word, after the prompt was read)."""
-    seconds = getattr(stats, "seconds", 0.0)
-    if seconds <= 0:
-        return ""
+def reply_status(text: str, stats, waited_s: float) -> str:
+    """How long the user waited for a reply (model loading and retrieval included) and, for
+    a reply long enough to tell, its pace in words rather than tokens: "Answered in 3.4 s,
+    21 words a second"."""
+    stopped = getattr(stats, "stop_reason", "") == "stopped"
+    took = "under 0.1" if waited_s < 0.1 else f"{waited_s:.1f}"
+    status = f"{'Stopped after' if stopped else 'Answered in'} {took} s"
     words = len(text.split())
-    writing_s = seconds - (stats.first_token_s or 0.0)
-    pace = f", {words / writing_s:.0f} words a second" if words > 1 and writing_s > 0 else ""
-    took = "under 0.1" if seconds < 0.1 else f"{seconds:.1f}"
-    return f"Answered in {took} s{pace}"
+    writing_s = getattr(stats, "seconds", 0.0) - (getattr(stats, "first_token_s", None) or 0.0)
+    if words >= PACE_MIN_WORDS and writing_s >= PACE_MIN_S:
+        # words after the first one, over the time after it came
+        status += f", {(words - 1) / writing_s:.0f} words a second"
+    return status

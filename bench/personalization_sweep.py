@@ -11,7 +11,10 @@ transformers: it travels in two pieces, as one call carries at most 64 MiB.
 
 Prepare:  .venv/bin/python bench/personalization_sweep.py prepare \
               --corpora /work/shared/corpora --folder .sweep
-Run:      python bench/personalization_sweep.py run --prepared .sweep --gguf BASE.gguf
+          (the folder holds sweep.pkl, base.json and the GGUF as base-piece-0, -1, ...)
+Run:      cat .sweep/base-piece-* > /tmp/base.gguf   # on the GPU machine, pieces gathered
+          python bench/personalization_sweep.py run --prepared .sweep --gguf /tmp/base.gguf \
+              --out sweep.jsonl
 Report:   .venv/bin/python bench/personalization_sweep.py report --measured sweep.jsonl
 Writes bench/results/personalization_sweep.{md,json}.
 """
@@ -73,7 +76,8 @@ def parse_args(argv=None):
     run = steps.add_parser("run", help="train and measure every try on the GPU")
     run.add_argument("--prepared", type=Path, required=True)
     run.add_argument("--gguf", type=Path, required=True)
-    run.add_argument("--out", type=Path, required=True, help="JSON lines, one per try")
+    run.add_argument("--out", type=Path, required=True,
+                     help="JSON lines, one per try and author (replaced)")
     run.add_argument("--workers", type=int, default=8)
     run.add_argument("--only", nargs="*", help="names of tries to run (default: all)")
     run.add_argument("--device", default="cuda", help="cuda; cpu only to try the script")
@@ -186,6 +190,10 @@ def run(args) -> None:
     from oppu.trainer.prepare import prepare_base
 
     base = prepare_base(args.gguf)  # the product's dequantized copy of the GGUF
+    expected = json.loads((args.prepared / "base.json").read_text())["sha256"]
+    if base.sha256 != expected:
+        raise SystemExit(f"{args.gguf} is not the base the writing was laid out for "
+                         f"(sha256 {base.sha256}, expected {expected}): gather every piece")
     authors = list(pickle.loads((args.prepared / "sweep.pkl").read_bytes()))
     # the longest tries first, so that they do not start last and hold up the end
     names = sorted(args.only or SWEEP, key=lambda name: -SWEEP[name][1].get("epochs", 1))
@@ -193,7 +201,7 @@ def run(args) -> None:
     started = time.perf_counter()
     with context.Pool(args.workers, _worker_init,
                       (base, str(args.prepared), args.device, args.max_steps)) as pool, \
-            open(args.out, "a") as out:
+            open(args.out, "w") as out:
         jobs = [pool.apply_async(_measure_base, (a,)) for a in authors]
         jobs += [pool.apply_async(_train_try, (n, a)) for n in names for a in authors]
         for job in jobs:

@@ -30,10 +30,10 @@ COLLECTION = "writing"
 # Collection metadata that says its vectors carry no text (older versions stored it).
 TEXTLESS = "texts"
 # Searches are exact, over the vectors in memory (`VectorTable`): Chroma only keeps them,
-# so its nearest-neighbour graph is built as cheaply as it allows. Adding 50k vectors took
-# 9.3 s instead of 11.5 with its defaults (M 16, construction ef 100) in bench/ingest.py,
-# and 12.2 s instead of 32.6 for random ones; a forget rebuilds the collection, so it gains
-# as much. A collection made before keeps its graph until then.
+# so its nearest-neighbour graph is built as cheaply as it allows. In bench/ingest.py 50k
+# vectors took 8.5 s to add instead of 12.8 with its defaults (M 16, construction ef 100),
+# and a forget, which rebuilds the collection, 11.1 s instead of 16.6. A collection made
+# before keeps its graph until then.
 CHEAP_GRAPH = {"hnsw:M": 4, "hnsw:construction_ef": 16}
 # Replaced after every write, so that other processes see a change even when it leaves
 # the number of vectors as it was (a passage forgotten, another added).

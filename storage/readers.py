@@ -1,7 +1,6 @@
 """Turning a file on disk into the texts it holds, or a typed error that says why not."""
 
 import os
-import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,32 +17,13 @@ from oppu.storage.errors import (
     UnreadablePath,
     UnsupportedType,
 )
+from oppu.storage.headings import heading_title
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 MARKDOWN_SUFFIXES = {".md", ".markdown"}
 TEXT_SUFFIXES = {".txt", ".text"} | MARKDOWN_SUFFIXES
 MAIL_SUFFIXES = {".eml", ".mbox"}
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | MAIL_SUFFIXES
-# An ATX heading ("## Title ##"): a Markdown file that opens with one is titled by it,
-# as plain text: its closing hashes and inline Markdown go (see `plain_heading`).
-HEADING = re.compile(r"#{1,6}[ \t]+(.+)")
-CLOSING_HASHES = re.compile(r"(?:^|[ \t]+)#+[ \t]*$")
-# Literal text in Markdown, kept as it is: a code span (its backticks go), an autolink (its
-# angle brackets go), a backslash escape (its backslash goes).
-LITERAL = re.compile(r"(?<!`)(?P<ticks>`+)(?!`)(?P<code>.+?)(?<!`)(?P=ticks)(?!`)"
-                     r"|<(?P<link>[A-Za-z][A-Za-z0-9+.-]{1,31}:[^\s<>]*|[^\s<>@]+@[^\s<>]+)>"
-                     r"|\\(?P<escaped>[!-/:-@\[-`{-~])")
-# A link or image, "[text](url)" or "![alt](url "title")", becomes its text.
-LINK = re.compile(r"!?\[((?:[^\[\]]|\[[^\[\]]*\])*)\]\((?:[^()]|\([^()]*\))*\)")
-# Emphasis around some text: *, **, ***, the same with _ (not inside a word: snake_case
-# stays), and ~~strikethrough~~.
-EMPHASIS = re.compile(r"(?<!\*)(\*{1,3})(?=[^\s*])(.+?)(?<=[^\s*])\1(?!\*)"
-                      r"|(?<!\w)(_{1,3})(?=[^\s_])(.+?)(?<=[^\s_])\3(?!\w)"
-                      r"|~~(?=[^\s~])(.+?)(?<=[^\s~])~~")
-KEPT = re.compile("\x00([0-9]+)\x00")
-# How much of a heading is read for a title, which keeps 500 characters: the patterns above
-# take time that grows with the square of a line's length (a one-line file of asterisks).
-HEADING_READ = 1000
 
 
 @dataclass(frozen=True)
@@ -107,12 +87,6 @@ def path_text(path: Path | str) -> str:
     return text
 
 
-def file_name(origin: str) -> str:
-    """The last component of a file's stored path, "/" or "\\" separated: a store can hold
-    paths written on Windows."""
-    return re.split(r"[/\\]", origin)[-1]
-
-
 def _read_checked(path: Path, mail_addresses: set[str]) -> FileContents:
     with path.open("rb") as handle:
         head = handle.read(8192)
@@ -143,32 +117,9 @@ def _read_checked(path: Path, mail_addresses: set[str]) -> FileContents:
 
 
 def _title(path: Path, text: str) -> str:
-    if path.suffix.lower() in MARKDOWN_SUFFIXES:
-        first_line = next((line.strip() for line in text.splitlines() if line.strip()), "")
-        heading = HEADING.fullmatch(first_line)
-        if heading and (title := plain_heading(heading.group(1))):
-            return title
+    if path.suffix.lower() in MARKDOWN_SUFFIXES and (title := heading_title(text)):
+        return title
     return path_text(path.stem)
-
-
-def plain_heading(markdown: str) -> str:
-    """A heading's text as it reads: "**Bold** `x` [link](url) ##" is "Bold x link"."""
-    kept: list[str] = []
-
-    def keep(literal: re.Match) -> str:
-        code = literal["code"]
-        if code is not None and code.startswith(" ") and code.endswith(" ") and code.strip():
-            code = code[1:-1]  # "`` `x` ``": the spaces only set the backticks apart
-        kept.append(code if code is not None else literal["link"] or literal["escaped"])
-        return f"\x00{len(kept) - 1}\x00"
-
-    markdown = markdown[:HEADING_READ].replace("\x00", "")
-    text = LITERAL.sub(keep, CLOSING_HASHES.sub("", markdown))
-    for pattern, inner in ((LINK, lambda m: m[1]),
-                           (EMPHASIS, lambda m: m[2] or m[4] or m[5])):
-        while (stripped := pattern.sub(inner, text)) != text:  # nested: [**a**](u), ***a***
-            text = stripped
-    return " ".join(KEPT.sub(lambda m: kept[int(m[1])], text).split())
 
 
 def walk(paths: list[Path]) -> list[Path]:

@@ -6,7 +6,6 @@ orphan vectors or tombstones that `reconcile()` settles on the next open.
 """
 
 import re
-import string
 import time
 from collections.abc import Callable
 from contextlib import suppress
@@ -15,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import delete, func, select, true, update
+from sqlalchemy import String, delete, func, select, update
 from sqlalchemy.orm import selectinload
 
 from oppu.storage.chunking import chunk_id, content_hash, split_passages, word_count
@@ -28,7 +27,6 @@ from oppu.storage.readers import (
     DEFAULT_MAX_BYTES,
     MAIL_SUFFIXES,
     FileContents,
-    file_name,
     folder_problem,
     path_text,
     read_file,
@@ -46,9 +44,6 @@ NAME_CONTROLS = re.compile(f"[{CONTROLS}\u061c\u2028\u2029\u202a-\u202e\u2066-\u
 # add_paths embeds the passages of several files in one call once this many are waiting:
 # small files then cost one model call per group instead of one each.
 EMBED_GROUP = 256
-# SQLite's case-insensitive matching (lower, LIKE) folds ASCII letters only: a file name
-# is matched by the same rule as a title or text.
-ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 # A vector with no row this much older than its write is a crashed write's (a big mbox's
 # passages go in one transaction of a few seconds to a minute).
 ORPHAN_AFTER_S = 600
@@ -330,25 +325,20 @@ class Writing:
     def documents(self, query: str = "", source: str | None = None) -> list[DocumentSummary]:
         """Live documents, newest first; with `query` (the text as typed: % and _ are no
         wildcards), those whose title, text or file name holds it, in any case."""
-        in_writing = true()
         statement = select(Document).where(Document.deleted.is_(False))
         if query:
-            in_writing = (Document.title.icontains(query, autoescape=True)
-                          | Document.text.icontains(query, autoescape=True))
-            # Anywhere in an imported file's path; whether in its name is checked below, so
-            # that "home" does not match every file under /home.
-            in_path = (Document.source == "file") & Document.origin.icontains(
-                query, autoescape=True)
-            statement = statement.where(in_writing | in_path)
+            statement = statement.where(
+                Document.title.icontains(query, autoescape=True)
+                | Document.text.icontains(query, autoescape=True)
+                | ((Document.source == "file")
+                   & _file_name(Document.origin).icontains(query, autoescape=True)))
         if source:
             statement = statement.where(Document.source == source)
-        statement = statement.add_columns(in_writing.label("in_writing"))
         with self.store.read() as session:
-            rows = session.execute(statement.order_by(Document.created_at.desc(),
+            rows = session.scalars(statement.order_by(Document.created_at.desc(),
                                                       Document.id.desc())).all()
             return [DocumentSummary(d.id, d.source, d.title, d.words, d.created_at,
-                                    " ".join(d.text.split())[:200])
-                    for d, in_text in rows if in_text or _names(d.origin, query)]
+                                    " ".join(d.text.split())[:200]) for d in rows]
 
     def get(self, document_id: int) -> Document:
         """A document with its chunks loaded (usable after the session closes)."""
@@ -458,10 +448,12 @@ class Writing:
         return ReconcileReport(len(missing), len(orphans), len(tombstones))
 
 
-def _names(origin: str | None, query: str) -> bool:
-    """Whether `query` is in the name of the file at `origin`, as SQLite's LIKE matches."""
-    name = file_name(origin or "").translate(ASCII_LOWER)
-    return query.translate(ASCII_LOWER) in name
+def _file_name(origin):
+    """SQL for the last component of a stored path, "/" or "\\" separated (a store can hold
+    paths written on Windows): rtrim strips the characters that are not separators."""
+    not_separators = func.replace(func.replace(origin, "/", ""), "\\", "")
+    return func.substr(origin, func.length(func.rtrim(origin, not_separators)) + 1,
+                       type_=String)
 
 
 def title_from(text: str, limit: int = 60) -> str:

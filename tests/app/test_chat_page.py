@@ -232,9 +232,14 @@ def test_headings_in_a_reply_are_sized_for_a_bubble(qtbot):
     assert "font-size:large" in html and "font-size:medium" in html
 
 
-def test_the_status_line_tells_the_time_and_pace_of_a_reply_in_words():
-    stats = ReplyStats(prompt_tokens=12, tokens=60, first_token_s=0.5, seconds=2.5)
-    assert reply_status(" ".join(["word"] * 40), stats) == "Answered in 2.5 s, 20 words a second"
-    quick = ReplyStats(prompt_tokens=12, tokens=1, first_token_s=0.01, seconds=0.02)
-    assert reply_status("Yes.", quick) == "Answered in under 0.1 s"
-    assert reply_status("", None) == ""
+def test_the_status_line_tells_the_wait_and_the_pace_of_a_reply_in_words():
+    stats = ReplyStats(prompt_tokens=12, tokens=60, first_token_s=0.5, seconds=2.5,
+                       stop_reason="end")
+    forty_words = " ".join(["word"] * 40)
+    assert (reply_status(forty_words, stats, waited_s=4.25)
+            == "Answered in 4.2 s, 20 words a second"), "the wait counts loading the model too"
+    quick = ReplyStats(prompt_tokens=12, tokens=3, first_token_s=0.01, seconds=0.02)
+    assert reply_status("Yes, of course.", quick, 0.05) == "Answered in under 0.1 s"
+    stopped = ReplyStats(prompt_tokens=12, stop_reason="stopped", seconds=0.4)
+    assert reply_status("", stopped, 0.6) == "Stopped after 0.6 s"
+    assert reply_status("", None, 0.0) == "Answered in under 0.1 s"

@@ -1,12 +1,18 @@
 """The GPU sweep's summary: the benchmark's headline numbers computed from raw rows."""
 
-import sys
+import importlib.util
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from personalization_sweep_report import summarize
+# Loaded from its file: putting bench/ on sys.path would let its train.py or convert.py
+# shadow modules of the same name for the rest of the test session.
+SPEC = importlib.util.spec_from_file_location(
+    "personalization_sweep_report",
+    Path(__file__).resolve().parents[2] / "bench" / "personalization_sweep_report.py")
+report = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(report)
+summarize = report.summarize
 
 BASE = {"a": (40.0, 39.0), "b": (20.0, 20.0)}
 

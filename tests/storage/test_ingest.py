@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from oppu.storage.chunking import MAX_WORDS, word_count
+from oppu.storage.headings import plain_heading
 from oppu.storage.mail import html_text
-from oppu.storage.readers import plain_heading
 from tests.storage.conftest import ME, assert_consistent, chunk_ids, write
 
 GARDEN = ("My tomatoes split again after the storm. Next year I will water them less and "
@@ -108,6 +108,8 @@ def test_a_heading_title_reads_as_plain_text_not_markdown(writing, tmp_path):
         "Why init and my snake_case_name?")
     assert title("photo.md", "# ![](photo.png)") == "photo"  # nothing left: the file's name
     assert title("hashes.markdown", "### ###") == "hashes"
+    assert title("indented.md", "   ## Three spaces may lead") == "Three spaces may lead"
+    assert title("code.md", "    # four make a code block") == "code"
 
 
 @pytest.mark.parametrize(("heading", "plain"), [
@@ -124,6 +126,8 @@ def test_a_heading_title_reads_as_plain_text_not_markdown(writing, tmp_path):
     ("C# and #tags stay, so does \\#", "C# and #tags stay, so does #"),
     ("5 * 3 * 2, [draft], a lone ` and **", "5 * 3 * 2, [draft], a lone ` and **"),
     ("##", ""),
+    ("Fish &amp; Chips <em>now</em> [ref][1] and [this][]", "Fish & Chips now ref and this"),
+    ("`&amp; <b>` in code stays", "&amp; <b> in code stays"),
 ])
 def test_plain_heading_strips_inline_markdown(heading, plain):
     assert plain_heading(heading) == plain

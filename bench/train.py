@@ -69,7 +69,7 @@ def child_matmul(_args) -> dict:
     """The best 4096^3 `torch.mm` FLOP/s in fp32 and in bf16."""
     import torch
 
-    from oppu.trainer.precision import best_matmul_seconds
+    from oppu.storage.cpu_bf16 import best_matmul_seconds
 
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     n = 4096

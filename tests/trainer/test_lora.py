@@ -157,18 +157,19 @@ def test_training_keeps_bf16_copies_of_the_frozen_weights_only_while_it_runs(tin
 
 
 def test_auto_precision_picks_bf16_only_where_the_cpu_runs_it_fast(monkeypatch):
+    from oppu.storage import cpu_bf16
     from oppu.trainer import precision
 
     assert precision.resolve_precision("fp32", "cpu") == "fp32"
     assert precision.resolve_precision("bf16", "cpu") == "bf16"
     with pytest.raises(ValueError, match="unknown precision 'fp8'"):
         precision.resolve_precision("fp8", "cpu")
-    monkeypatch.setattr(precision, "cpu_bf16_speedup", lambda: 7.7)  # AMX
+    monkeypatch.setattr(cpu_bf16, "cpu_bf16_speedup", lambda: 7.7)  # AMX
     assert precision.resolve_precision("auto", "cpu") == "bf16"
-    monkeypatch.setattr(precision, "cpu_bf16_speedup", lambda: 0.4)  # emulated bf16
+    monkeypatch.setattr(cpu_bf16, "cpu_bf16_speedup", lambda: 0.4)  # emulated bf16
     assert precision.resolve_precision("auto", "cpu") == "fp32"
     monkeypatch.undo()
-    measured = precision.cpu_bf16_speedup()  # the real measurement, on this CPU
+    measured = cpu_bf16.cpu_bf16_speedup()  # the real measurement, on this CPU
     assert math.isfinite(measured) and measured > 0
 
 

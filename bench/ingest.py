@@ -28,8 +28,8 @@ import statistics
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
+from unittest.mock import patch
 
 import numpy as np
 
@@ -107,17 +107,12 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
     return float(np.percentile(samples, 50)), float(np.percentile(samples, 95))
 
 
-@contextmanager
 def chromas_default_graph():
     """Indexes made meanwhile build Chroma's default nearest-neighbour graph (M 16,
     construction ef 100), as the index did before it searched the vectors itself."""
     import oppu.storage.index as index_module
 
-    cheap, index_module.CHEAP_GRAPH = index_module.CHEAP_GRAPH, {}
-    try:
-        yield
-    finally:
-        index_module.CHEAP_GRAPH = cheap
+    return patch.object(index_module, "CHEAP_GRAPH", {})
 
 
 def timed_build(folder: Path, embedder, vectors: np.ndarray, texts: list[str]):
@@ -155,11 +150,8 @@ def embedding_precision(embedder, passages: list[str]) -> dict:
 
     words = sum(len(p.split()) for p in passages)
     product, product_rate = best()
-    measured, cpu_bf16.cpu_bf16_speedup = cpu_bf16.cpu_bf16_speedup, lambda: 0.0
-    try:
+    with patch.object(cpu_bf16, "cpu_bf16_speedup", lambda: 0.0):  # as if bf16 were slow
         fp32, fp32_rate = best()
-    finally:
-        cpu_bf16.cpu_bf16_speedup = measured
     return {"bf16": cpu_bf16.cpu_bf16_is_fast(), "words_per_s": product_rate,
             "fp32_words_per_s": fp32_rate,
             "min_cosine_to_fp32": float((product * fp32).sum(axis=1).min())}
@@ -285,20 +277,16 @@ def main(argv=None) -> int:
 
     report = {
         "ingest_words_per_s": round(batched["words_per_s"], 1),
-        "search_p95_ms": {str(s["chunks"]): round(s["search_p95_ms"], 2) for s in searches},
-        "search_p50_ms": {str(s["chunks"]): round(s["search_p50_ms"], 2) for s in searches},
-        "index_only_p95_ms": {str(s["chunks"]): round(s["index_p95_ms"], 3) for s in searches},
-        "chroma_hnsw_p95_ms": {str(s["chunks"]): round(s["chroma_p95_ms"], 3)
-                               for s in searches},
-        "recall_at_4": {str(s["chunks"]): round(s["recall_at_4"], 3) for s in searches},
-        "chroma_hnsw_recall_at_4": {str(s["chunks"]): round(s["chroma_recall_at_4"], 3)
-                                    for s in searches},
-        "index_build_s": {str(s["chunks"]): round(s["build_s"], 2) for s in searches},
-        "chroma_defaults_build_s": {str(s["chunks"]): round(s["chroma_build_s"], 2)
-                                    for s in searches},
-        "forget_s": {str(s["chunks"]): round(s["forget_s"], 2) for s in searches},
-        "chroma_defaults_forget_s": {str(s["chunks"]): round(s["chroma_forget_s"], 2)
-                                     for s in searches},
+        "search_p95_ms": by_size(searches, "search_p95_ms", 2),
+        "search_p50_ms": by_size(searches, "search_p50_ms", 2),
+        "index_only_p95_ms": by_size(searches, "index_p95_ms", 3),
+        "chroma_hnsw_p95_ms": by_size(searches, "chroma_p95_ms", 3),
+        "recall_at_4": by_size(searches, "recall_at_4", 3),
+        "chroma_hnsw_recall_at_4": by_size(searches, "chroma_recall_at_4", 3),
+        "index_build_s": by_size(searches, "build_s", 2),
+        "chroma_defaults_build_s": by_size(searches, "chroma_build_s", 2),
+        "forget_s": by_size(searches, "forget_s", 2),
+        "chroma_defaults_forget_s": by_size(searches, "chroma_forget_s", 2),
         "ingest_baseline_one_at_a_time_words_per_s": round(naive["words_per_s"], 1),
         "ingest_speedup_vs_baseline": round(batched["words_per_s"] / naive["words_per_s"], 2),
         "ingest_runs": runs,
@@ -315,6 +303,11 @@ def main(argv=None) -> int:
     (args.out / "ingest.md").write_text(markdown(report, batched, naive))
     print(f"wrote {args.out / 'ingest.md'} and ingest.json")
     return 0
+
+
+def by_size(searches: list[dict], key: str, digits: int) -> dict[str, float]:
+    """One measurement of every index size, by the size, rounded."""
+    return {str(s["chunks"]): round(s[key], digits) for s in searches}
 
 
 def markdown(report: dict, batched: dict, naive: dict) -> str:

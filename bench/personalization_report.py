@@ -15,23 +15,46 @@ CONFIG_KEYS = ("rank", "alpha", "target_modules", "learning_rate", "epochs", "ma
                "batch_size", "seq_len", "retrieval_k")
 
 
-def _mean(values) -> float:
+def finite_mean(values) -> float:
     values = [v for v in values if v is not None and math.isfinite(v)]
     return sum(values) / len(values) if values else math.nan
+
+
+def cross_summary(cross: dict, base_ppl: dict) -> tuple[dict, dict]:
+    """The cross matrix (`cross[adapter][text]`, perplexities) read as the benchmark reads
+    it: the gains against the base, `gain[adapter][text]`, and per author its own gain, the
+    largest gain its adapter gives another author's text, the specificity margin (the
+    difference; None for a lone author), the mean gains off its diagonal along its row and
+    its column, and whether its text is predicted best by its own adapter."""
+    authors = list(cross)
+    gain = {a: {t: reduction(cross[a][t], base_ppl[t]) for t in authors} for a in authors}
+    per_author = {}
+    for author in authors:
+        others = [t for t in authors if t != author]
+        column = {a: cross[a][author] for a in authors}
+        largest = max((gain[author][t] for t in others), default=None)
+        per_author[author] = {
+            "own_gain": gain[author][author],
+            "largest_gain_on_others": largest,
+            "specificity_margin": None if largest is None else gain[author][author] - largest,
+            "nonspecific_gain_row": (finite_mean(gain[author][t] for t in others)
+                                     if others else None),
+            "nonspecific_gain_column": (finite_mean(gain[a][author] for a in others)
+                                        if others else None),
+            "diagonal_best": min(column, key=column.get) == author}
+    return gain, per_author
 
 
 def summarize(books, states, measured, phases, total_s, args, overrides) -> dict:
     authors = list(books)
     cross = measured["cross"]
     base_ppl = {t: measured["authors"][t]["perplexity"]["base"] for t in authors}
-    gain = {a: {t: reduction(cross[a][t], base_ppl[t]) for t in authors} for a in authors}
+    gain, specificity = cross_summary(cross, base_ppl)
     per_author = {}
     for author in authors:
         ppl = measured["authors"][author]["perplexity"]
-        others = [t for t in authors if t != author]
         state = states[author]
         train, held = books[author]
-        column = {a: cross[a][author] for a in authors}
         per_author[author] = {
             "documents": {"train": len(train), "heldout": len(held)},
             "words": {"train": sum(s.words for s in train), "heldout_measured":
@@ -41,13 +64,7 @@ def summarize(books, states, measured, phases, total_s, args, overrides) -> dict
             "reduction_vs_base": {k: reduction(ppl[k], ppl["base"]) for k in CONFIGURATIONS},
             "ppl_reduction_vs_base": reduction(ppl["adapter+retrieval"], ppl["base"]),
             "ppl_reduction_vs_rag": reduction(ppl["adapter+retrieval"], ppl["base+retrieval"]),
-            "own_gain": gain[author][author],
-            "largest_gain_on_others": max((gain[author][t] for t in others), default=None),
-            "specificity_margin": (gain[author][author] - max(gain[author][t] for t in others)
-                                   if others else None),
-            "nonspecific_gain_row": _mean(gain[author][t] for t in others) if others else None,
-            "nonspecific_gain_column": _mean(gain[a][author] for a in others) if others else None,
-            "diagonal_best": min(column, key=column.get) == author,
+            **specificity[author],
             "training": {"wall_s": round(state["wall_s"], 1), **state["train"],
                          "promoted": state["promoted"], "decision": state["decision"],
                          "gate_perplexity": state["gate"], "preset": state["preset"]},
@@ -65,11 +82,14 @@ def summarize(books, states, measured, phases, total_s, args, overrides) -> dict
         "preset": states[authors[0]]["preset"],
         "overrides": overrides,
         "config": {k: config.get(k) for k in CONFIG_KEYS},
-        "ppl_reduction_vs_base": _mean(p["ppl_reduction_vs_base"] for p in per_author.values()),
-        "ppl_reduction_vs_rag": _mean(p["ppl_reduction_vs_rag"] for p in per_author.values()),
+        "ppl_reduction_vs_base": finite_mean(p["ppl_reduction_vs_base"]
+                                             for p in per_author.values()),
+        "ppl_reduction_vs_rag": finite_mean(p["ppl_reduction_vs_rag"]
+                                            for p in per_author.values()),
         "diagonal_best": all(p["diagonal_best"] for p in per_author.values()),
         "specificity_margin_min": min(margins) if margins else None,
-        "nonspecific_gain_mean": _mean(p["nonspecific_gain_row"] for p in per_author.values()),
+        "nonspecific_gain_mean": finite_mean(p["nonspecific_gain_row"]
+                                             for p in per_author.values()),
         "cross_matrix": {"perplexity": cross, "gain": gain, "rows": "adapter",
                          "columns": "held-out text"},
         "authors": per_author,

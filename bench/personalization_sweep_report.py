@@ -5,6 +5,8 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 
+from personalization_report import cross_summary, finite_mean
+
 from oppu.trainer.personal_eval import reduction
 
 CPU_TOKENS_PER_S = 570  # the default preset's training rate on the 2-core CPU (personalization.md)
@@ -18,31 +20,28 @@ def summarize(rows: list[dict], order: list[str]) -> dict:
         if "try" in row:
             runs[row["try"]][row["author"]] = row
     tries = {}
+    base_ppl = {t: base[t]["base"] for t in authors}
     for name in [n for n in order if set(runs.get(n, {})) == set(authors)]:
         by_author = runs[name]
-        gain = {a: {t: reduction(by_author[a]["cross"][t], base[t]["base"]) for t in authors}
-                for a in authors}
+        _, specificity = cross_summary({a: by_author[a]["cross"] for a in authors},
+                                       base_ppl)
         per_author = {a: {
             "vs_base": reduction(by_author[a]["adapter+retrieval"], base[a]["base"]),
             "vs_rag": reduction(by_author[a]["adapter+retrieval"], base[a]["base+retrieval"]),
-            "margin": gain[a][a] - max(gain[a][t] for t in authors if t != a),
-            "diagonal": min(authors, key=lambda adapter: by_author[adapter]["cross"][a]) == a,
+            **specificity[a],
             "tokens_trained": by_author[a]["tokens"] * by_author[a]["epochs"],
             "gpu_s": by_author[a]["gpu_s"]} for a in authors}
         tries[name] = {
-            "ppl_reduction_vs_base": _mean(p["vs_base"] for p in per_author.values()),
-            "ppl_reduction_vs_rag": _mean(p["vs_rag"] for p in per_author.values()),
-            "diagonal_best": all(p["diagonal"] for p in per_author.values()),
-            "specificity_margin_min": min(p["margin"] for p in per_author.values()),
-            "nonspecific_gain": _mean(gain[a][t] for a in authors for t in authors if t != a),
+            "ppl_reduction_vs_base": finite_mean(p["vs_base"] for p in per_author.values()),
+            "ppl_reduction_vs_rag": finite_mean(p["vs_rag"] for p in per_author.values()),
+            "diagonal_best": all(p["diagonal_best"] for p in per_author.values()),
+            "specificity_margin_min": min(p["specificity_margin"]
+                                          for p in per_author.values()),
+            "nonspecific_gain": finite_mean(p["nonspecific_gain_row"]
+                                            for p in per_author.values()),
             "largest_tokens_trained": max(p["tokens_trained"] for p in per_author.values()),
             "per_author": per_author}
     return {"authors": authors, "base": base, "tries": tries}
-
-
-def _mean(values) -> float:
-    values = list(values)
-    return sum(values) / len(values)
 
 
 def write_report(measured: Path, out: Path, sweep: dict) -> None:

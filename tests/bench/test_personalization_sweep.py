@@ -5,14 +5,20 @@ from pathlib import Path
 
 import pytest
 
-# Loaded from its file: putting bench/ on sys.path would let its train.py or convert.py
-# shadow modules of the same name for the rest of the test session.
-SPEC = importlib.util.spec_from_file_location(
-    "personalization_sweep_report",
-    Path(__file__).resolve().parents[2] / "bench" / "personalization_sweep_report.py")
-report = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(report)
-summarize = report.summarize
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+@pytest.fixture
+def summarize(monkeypatch):
+    """The report's `summarize`, loaded from its file with bench/ on the path only for the
+    test: left there, bench's train.py or convert.py could shadow modules of those names."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    spec = importlib.util.spec_from_file_location(
+        "personalization_sweep_report", BENCH / "personalization_sweep_report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    return report.summarize
+
 
 BASE = {"a": (40.0, 39.0), "b": (20.0, 20.0)}
 
@@ -25,7 +31,7 @@ def rows(cross: dict[str, dict[str, float]], own_with_retrieval: dict[str, float
     return found
 
 
-def test_cuts_margins_and_diagonal_follow_the_benchmarks_definitions():
+def test_cuts_margins_and_diagonal_follow_the_benchmarks_definitions(summarize):
     cross = {"a": {"a": 30.0, "b": 19.0}, "b": {"a": 38.0, "b": 15.0}}
     result = summarize(rows(cross, {"a": 28.0, "b": 16.0}), ["t"])["tries"]["t"]
     assert result["ppl_reduction_vs_base"] == pytest.approx((0.30 + 0.20) / 2)
@@ -36,14 +42,14 @@ def test_cuts_margins_and_diagonal_follow_the_benchmarks_definitions():
     assert result["largest_tokens_trained"] == 2000
 
 
-def test_a_column_won_by_another_authors_adapter_is_not_diagonal_best():
+def test_a_column_won_by_another_authors_adapter_is_not_diagonal_best(summarize):
     cross = {"a": {"a": 30.0, "b": 14.0}, "b": {"a": 38.0, "b": 15.0}}
     result = summarize(rows(cross, {"a": 28.0, "b": 16.0}), ["t"])["tries"]["t"]
     assert result["diagonal_best"] is False
     assert result["specificity_margin_min"] < 0
 
 
-def test_a_try_missing_an_author_is_left_out():
+def test_a_try_missing_an_author_is_left_out(summarize):
     cross = {"a": {"a": 30.0, "b": 19.0}, "b": {"a": 38.0, "b": 15.0}}
     incomplete = rows(cross, {"a": 28.0, "b": 16.0})[:-1]
     assert summarize(incomplete, ["t"])["tries"] == {}

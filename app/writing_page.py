@@ -23,6 +23,7 @@ from oppu.app.list_models import ItemRole, documents_model
 from oppu.app.markdown import markdown_html
 from oppu.app.tables import FittingTable
 from oppu.app.widgets import button, card, hint, page_layout
+from oppu.core import SUPPORTED_NAMES, SUPPORTED_SUFFIXES
 
 SOURCES = [("All sources", ""), ("Notes", "note"), ("Chat", "chat"), ("Files", "file"),
            ("Mail", "mail")]
@@ -83,8 +84,9 @@ class WritingPage(QWidget):
         box.addWidget(note, 3)
 
         imports, import_box = card("Import")
-        import_box.addWidget(hint("Text, Markdown and mail files (.txt .md .eml .mbox). "
-                                  "You can also drop files or folders anywhere on this page."))
+        import_box.addWidget(hint(f"Text, Markdown, Word, OpenDocument, web page and mail files "
+                                  f"({' '.join(SUPPORTED_NAMES)}). You can also drop files "
+                                  "or folders anywhere on this page."))
         buttons = QHBoxLayout()
         self.import_files = button("Import files…")
         self.import_folder = button("Import folder…")
@@ -250,7 +252,8 @@ class WritingPage(QWidget):
     def _pick_files(self) -> None:
         paths, _filter = QFileDialog.getOpenFileNames(
             self, "Import your writing", str(Path.home()),
-            "Writing (*.txt *.md *.markdown *.eml *.mbox);;All files (*)")
+            f"Writing ({' '.join('*' + suffix for suffix in sorted(SUPPORTED_SUFFIXES))});;"
+            "All files (*)")
         if paths:
             self.importRequested.emit(paths)
 

@@ -34,8 +34,8 @@ class UnreadablePath(IngestError):
     pass
 
 
-class BrokenMailbox(IngestError):
-    pass
+class BrokenFile(IngestError):
+    """A file of a known kind whose contents are damaged or not of that kind."""
 
 
 class MailAddressNotSet(IngestError):

@@ -9,11 +9,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import getaddresses
-from html.parser import HTMLParser
 from pathlib import Path
 
 from oppu.storage.encoding import decode
-from oppu.storage.errors import BrokenMailbox
+from oppu.storage.errors import BrokenFile
+from oppu.storage.html_text import html_text
 
 # "On Tue, 3 Jan 2023, Ann wrote:" (mail clients may wrap it onto a second line), Outlook's
 # "-----Original Message-----", or a forwarded message's "From:" header: the quoted rest.
@@ -45,46 +45,7 @@ def _broken_mail_is_reported(path: Path, what: str):
     try:
         yield
     except PARSE_ERRORS as error:
-        raise BrokenMailbox(path, f"broken {what}: {error}") from error
-
-
-class _VisibleText(HTMLParser):
-    """The text a mail client would show for an HTML body: no styles, scripts or tags."""
-
-    HIDDEN = frozenset({"style", "script", "head", "title"})
-    INLINE = frozenset({"a", "span", "b", "i", "u", "em", "strong", "font", "small", "big",
-                        "code", "sub", "sup", "abbr", "cite", "q", "s", "mark", "tt"})
-
-    def __init__(self):
-        super().__init__(convert_charrefs=True)
-        self.pieces: list[str] = []
-        self.hidden = 0
-
-    def handle_starttag(self, tag, _attrs):
-        if tag == "body":
-            self.hidden = 0  # a <head> left open (HTML allows it) ends here
-        self.hidden += tag in self.HIDDEN
-        self._separate(tag)
-
-    def handle_endtag(self, tag):
-        self.hidden -= tag in self.HIDDEN and self.hidden > 0
-        self._separate(tag)
-
-    def _separate(self, tag):
-        if tag not in self.INLINE:  # cells, rules, lists, paragraphs: words stay apart
-            self.pieces.append("\n")
-
-    def handle_data(self, data):
-        if not self.hidden:
-            self.pieces.append(data)
-
-
-def html_text(html: str) -> str:
-    parser = _VisibleText()
-    parser.feed(html)
-    parser.close()
-    lines = (" ".join(line.split()) for line in "".join(parser.pieces).splitlines())
-    return "\n".join(line for line in lines if line)
+        raise BrokenFile(path, f"broken {what}: {error}") from error
 
 
 def _part_text(part) -> str | None:
@@ -195,14 +156,14 @@ def read_eml(path: Path, addresses: set[str]) -> list[MailText]:
     with _broken_mail_is_reported(path, "email"), path.open("rb") as handle:
         message = _parse(handle)
         if not message.keys():
-            raise BrokenMailbox(path, "not an email message (no headers)")
+            raise BrokenFile(path, "not an email message (no headers)")
         return _own_text(message, addresses)
 
 
 def read_mbox(path: Path, addresses: set[str]) -> list[MailText]:
     with path.open("rb") as handle:
         if not handle.read(5) == b"From ":
-            raise BrokenMailbox(path, "not an mbox file (it must start with a 'From ' line)")
+            raise BrokenFile(path, "not an mbox file (it must start with a 'From ' line)")
         handle.seek(-1, 2)
         # Every message in an mbox ends with a line break (a blank line before the next
         # "From "): a file that ends without one was cut, inside its last message.

@@ -6,7 +6,7 @@ from pathlib import PurePath
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from oppu.storage.readers import MARKDOWN_SUFFIXES
+from oppu.storage.file_types import MARKDOWN_SUFFIXES
 
 
 def utcnow() -> datetime:

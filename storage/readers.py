@@ -7,6 +7,7 @@ from pathlib import Path
 
 from oppu.storage import mail
 from oppu.storage.disk_space import human_size
+from oppu.storage.documents import read_word_document
 from oppu.storage.encoding import decode, is_blank, looks_binary
 from oppu.storage.errors import (
     BinaryFile,
@@ -17,13 +18,18 @@ from oppu.storage.errors import (
     UnreadablePath,
     UnsupportedType,
 )
+from oppu.storage.file_types import (
+    HTML_SUFFIXES,
+    MAIL_SUFFIXES,
+    MARKDOWN_SUFFIXES,
+    SUPPORTED_NAMES,
+    SUPPORTED_SUFFIXES,
+    WORD_SUFFIXES,
+)
 from oppu.storage.headings import heading_title
+from oppu.storage.html_text import html_document
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
-MARKDOWN_SUFFIXES = {".md", ".markdown"}
-TEXT_SUFFIXES = {".txt", ".text"} | MARKDOWN_SUFFIXES
-MAIL_SUFFIXES = {".eml", ".mbox"}
-SUPPORTED_SUFFIXES = TEXT_SUFFIXES | MAIL_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -52,8 +58,8 @@ def _check_file(path: Path, max_bytes: int) -> int:
         raise UnreadablePath(path, "not a regular file")
     if path.suffix.lower() not in SUPPORTED_SUFFIXES:
         raise UnsupportedType(
-            path, f"unsupported file type {path.suffix or '(none)'!r}: use .txt, .md, .eml or .mbox"
-        )
+            path, f"unsupported file type {path.suffix or '(none)'!r}: use "
+                  f"{', '.join(SUPPORTED_NAMES[:-1])} or {SUPPORTED_NAMES[-1]}")
     if not os.access(path, os.R_OK):
         raise UnreadablePath(path, "permission denied")
     if info.st_size == 0:
@@ -70,7 +76,7 @@ def read_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES,
     path = Path(path)
     _check_file(path, max_bytes)
     try:
-        return _read_checked(path, {a.lower() for a in mail_addresses})
+        return _read_checked(path, max_bytes, {a.lower() for a in mail_addresses})
     except OSError as error:
         raise UnreadablePath(path, f"cannot read: {error.strerror or error}") from error
 
@@ -87,12 +93,15 @@ def path_text(path: Path | str) -> str:
     return text
 
 
-def _read_checked(path: Path, mail_addresses: set[str]) -> FileContents:
+def _read_checked(path: Path, max_bytes: int, mail_addresses: set[str]) -> FileContents:
+    suffix = path.suffix.lower()
+    if suffix in WORD_SUFFIXES:  # zip archives: binary by nature
+        title, text = read_word_document(path, max_bytes)
+        return _one_text(path, title, text, warnings=[])
     with path.open("rb") as handle:
         head = handle.read(8192)
     if looks_binary(head):
         raise BinaryFile(path, "binary file, not text")
-    suffix = path.suffix.lower()
     if suffix in MAIL_SUFFIXES:
         if not mail_addresses:
             raise MailAddressNotSet(
@@ -110,16 +119,20 @@ def _read_checked(path: Path, mail_addresses: set[str]) -> FileContents:
     if looks_binary(data):  # the start was text, the rest is not
         raise BinaryFile(path, "binary file, not text")
     text, warning = decode(data)
+    title = ""
+    if suffix in HTML_SUFFIXES:
+        title, text = html_document(text)
+    elif suffix in MARKDOWN_SUFFIXES:
+        title = heading_title(text)
+    return _one_text(path, title, text, [warning] if warning else [])
+
+
+def _one_text(path: Path, title: str, text: str, warnings: list[str]) -> FileContents:
+    """The file as one document, titled by its own title or else by its name."""
     if is_blank(text):
-        raise EmptyInput(path, "file holds only whitespace or invisible characters")
-    return FileContents([FileText(_title(path, text), text, path_text(path.absolute()))],
-                        [warning] if warning else [])
-
-
-def _title(path: Path, text: str) -> str:
-    if path.suffix.lower() in MARKDOWN_SUFFIXES and (title := heading_title(text)):
-        return title
-    return path_text(path.stem)
+        raise EmptyInput(path, "no text in this file: only whitespace or invisible characters")
+    return FileContents([FileText(title or path_text(path.stem), text,
+                                  path_text(path.absolute()))], warnings)
 
 
 def walk(paths: list[Path]) -> list[Path]:

@@ -21,11 +21,11 @@ from oppu.storage.chunking import chunk_id, content_hash, split_passages, word_c
 from oppu.storage.db import Store
 from oppu.storage.encoding import is_blank
 from oppu.storage.errors import DocumentNotFound, EmptyInput, IngestError
+from oppu.storage.file_types import MAIL_SUFFIXES
 from oppu.storage.index import Index
 from oppu.storage.models import Adapter, AdapterDocument, Chunk, Document
 from oppu.storage.readers import (
     DEFAULT_MAX_BYTES,
-    MAIL_SUFFIXES,
     FileContents,
     folder_problem,
     path_text,

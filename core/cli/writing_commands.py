@@ -4,6 +4,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from oppu.core import SUPPORTED_NAMES
 from oppu.core.cli import CommandError, open_profile, profile_to_store_in, valid_text
 from oppu.core.cli.interrupt import CtrlCStops
 from oppu.core.cli.progress_bar import ProgressBar
@@ -37,7 +38,7 @@ def register(commands) -> None:
     note.add_argument("--title", default="")
     note.set_defaults(run=run_note)
 
-    add = commands.add_parser("add", help="import files or folders (.txt .md .eml .mbox)")
+    add = commands.add_parser("add", help=f"import files or folders ({' '.join(SUPPORTED_NAMES)})")
     add.add_argument("paths", nargs="+", type=Path)
     add.set_defaults(run=run_add)
 

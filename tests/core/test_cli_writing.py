@@ -9,7 +9,7 @@ import pytest
 from oppu.core.cli import main
 
 GARDEN = "My tomatoes split again after the storm; next year I water them less."
-UNSUPPORTED_PNG = "unsupported file type '.png': use .txt, .md, .eml or .mbox"
+UNSUPPORTED_PNG = "unsupported file type '.png': use .txt, .md, .docx, .odt, .html, .eml or .mbox"
 BIKE = "The chain on my old bicycle keeps slipping when I climb the hill."
 
 

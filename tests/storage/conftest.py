@@ -40,6 +40,20 @@ def snapshot(writing) -> tuple[list[tuple], int, set[str]]:
     return [tuple(row) for row in documents], chunks, writing.index.ids()
 
 
+def assert_refused(writing, path: Path, error_type, reason: str):
+    """`path` is refused with `error_type`, one line naming it and `reason`, nothing changed."""
+    before = snapshot(writing)
+    with pytest.raises(error_type) as raised:
+        writing.add_file(path)
+    assert reason in raised.value.reason and "\n" not in raised.value.reason
+    assert str(raised.value) == f"{path}: {raised.value.reason}"
+
+    [result] = writing.add_paths([path])
+    assert (result.status, result.reason) == ("skipped", raised.value.reason)
+    assert result.line().count("\n") == 0 and str(path) in result.line()
+    assert snapshot(writing) == before
+
+
 def chunk_ids(writing, document_id: int) -> set[str]:
     with writing.store.read() as session:
         return set(session.scalars(select(Chunk.id).where(Chunk.document_id == document_id)))

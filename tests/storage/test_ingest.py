@@ -6,12 +6,12 @@ import pytest
 
 from oppu.storage.chunking import MAX_WORDS, word_count
 from oppu.storage.headings import plain_heading
-from oppu.storage.mail import html_text
+from oppu.storage.html_text import html_text
 from tests.storage.conftest import ME, assert_consistent, chunk_ids, write
 
 GARDEN = ("My tomatoes split again after the storm. Next year I will water them less and "
           "mulch the beds with straw before July.")
-UNSUPPORTED_JPG = "unsupported file type '.jpg': use .txt, .md, .eml or .mbox"
+UNSUPPORTED_JPG = "unsupported file type '.jpg': use .txt, .md, .docx, .odt, .html, .eml or .mbox"
 BIKE = "The chain on my old bicycle keeps slipping on the third gear when I climb the hill."
 
 

@@ -1,0 +1,53 @@
+"""The text a browser or mail client would show for a piece of HTML."""
+
+from html.parser import HTMLParser
+
+
+class _VisibleText(HTMLParser):
+    """Visible text, with no styles, scripts or tags; the <title> is kept apart."""
+
+    HIDDEN = frozenset({"style", "script", "head", "title", "template", "noscript"})
+    INLINE = frozenset({"a", "span", "b", "i", "u", "em", "strong", "font", "small", "big",
+                        "code", "sub", "sup", "abbr", "cite", "q", "s", "mark", "tt"})
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.pieces: list[str] = []
+        self.title: list[str] = []
+        self.hidden = 0
+        self.in_title = False
+
+    def handle_starttag(self, tag, _attrs):
+        if tag == "body":  # a <head> or <title> left open (HTML allows it) ends here
+            self.hidden, self.in_title = 0, False
+        self.in_title = tag == "title" or self.in_title
+        self.hidden += tag in self.HIDDEN
+        self._separate(tag)
+
+    def handle_endtag(self, tag):
+        self.in_title = self.in_title and tag != "title"
+        self.hidden -= tag in self.HIDDEN and self.hidden > 0
+        self._separate(tag)
+
+    def _separate(self, tag):
+        if tag not in self.INLINE:  # cells, rules, lists, paragraphs: words stay apart
+            self.pieces.append("\n")
+
+    def handle_data(self, data):
+        if self.in_title:
+            self.title.append(data)
+        elif not self.hidden:
+            self.pieces.append(data)
+
+
+def html_document(html: str) -> tuple[str, str]:
+    """The page's <title> ("" if none) and its visible text, one line per block."""
+    parser = _VisibleText()
+    parser.feed(html)
+    parser.close()
+    lines = (" ".join(line.split()) for line in "".join(parser.pieces).splitlines())
+    return " ".join("".join(parser.title).split()), "\n".join(line for line in lines if line)
+
+
+def html_text(html: str) -> str:
+    return html_document(html)[1]

@@ -5,6 +5,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QFileDialog, QFrame, QHBoxLayout, QProgressBar
 
+from oppu.app import widgets
 from oppu.app.widgets import button, card_layout, hint, show_progress
 
 LOCAL_FILE = "\0local"
@@ -19,6 +20,7 @@ class BaseModelCard(QFrame):
         super().__init__()
         box = card_layout(self, "Base model")
         self._current = ""
+        self._entries = {}  # a curated model's key: its `CuratedEntry`
         box.addWidget(hint("Your personal adapter plugs into this shared model. Changing it "
                            "means your next retrain starts fresh on the new one."))
         row = QHBoxLayout()
@@ -37,9 +39,8 @@ class BaseModelCard(QFrame):
         self.downloads.setMinimumContentsLength(16)
         self.downloads.setToolTip("Small instruct models from the Hugging Face hub; the only "
                                   "time OPPU uses the network")
-        self.download = button("Download")
-        self.download.clicked.connect(
-            lambda: self.downloadRequested.emit(self.downloads.currentData()))
+        self.download = button("Download…")
+        self.download.clicked.connect(self._download)
         self.cancel_download = button("Stop")
         self.cancel_download.clicked.connect(self.cancelDownloadRequested)
         self.cancel_download.hide()
@@ -77,6 +78,7 @@ class BaseModelCard(QFrame):
     def set_downloads(self, entries: list) -> None:
         """`entries`: core's `CuratedEntry`s (a model, and its path once downloaded)."""
         self.downloads.clear()
+        self._entries = {entry.model.key: entry for entry in entries}
         for entry in entries:
             done = " — downloaded" if entry.path else f" — {entry.model.size_mb:,} MB"
             self.downloads.addItem(entry.model.description.split(":")[0] + done, entry.model.key)
@@ -100,6 +102,19 @@ class BaseModelCard(QFrame):
         self.progress.hide()
 
     # -- user actions -------------------------------------------------------------------
+
+    def _download(self) -> None:
+        """The one network use: said so, and asked, before it starts."""
+        entry = self._entries.get(self.downloads.currentData())
+        if entry is None:
+            return
+        if entry.path is not None or widgets.ask(
+                self, "Download a base model",
+                f"This connects to the internet to download "
+                f"{entry.model.description.split(':')[0]} ({entry.model.size_mb:,} MB) from "
+                "the Hugging Face hub. Nothing of yours is sent: your writing, chats and model "
+                "stay on this computer.", "Download"):
+            self.downloadRequested.emit(entry.model.key)
 
     def _chosen(self, index: int) -> None:
         setting = self.choices.itemData(index)

@@ -70,7 +70,7 @@ class SourcesPanel(QWidget):
         for passage in passages:
             text = " ".join(passage.text.split())
             similarity = ("" if passage.score is None else
-                          f" <span style='color:#6b7287'>· similarity {passage.score:.2f}</span>")
+                          f" <span style='color:#5f6577'>· similarity {passage.score:.2f}</span>")
             entry = QLabel(breakable(
                 f"<b>{_escape(passage.title or 'Untitled')}</b>{similarity}"
                 f"<br>{_escape(text[:400])}{'…' if len(text) > 400 else ''}"))

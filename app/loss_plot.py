@@ -60,7 +60,7 @@ class LossPlot(QWidget):
             return QPointF(x, y)
 
         grid = QPen(QColor("#eceef5"))
-        labels = QColor("#6b7287")
+        labels = QColor("#5f6577")
         for i in range(5):
             value = low + (high - low) * i / 4
             y = area.bottom() - area.height() * i / 4

@@ -4,7 +4,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtWidgets import QApplication
 
 from oppu.app.messages import describe, sentence
-from oppu.app.model_page import ModelPage
+from oppu.app.model_page import PHASES, ModelPage
 from oppu.app.training_process import TrainingProcess
 from oppu.core import adapter_files, adapters, bases, evaluation, training
 from oppu.core.policy import retrain_due
@@ -94,7 +94,7 @@ class ModelController(QObject):
             self.elsewhere = run_id
             self.page.training_started("Training in another process (the background timer "
                                        "or a terminal)")
-            self.app.window.set_training(0, "another process")
+            self.app.window.set_training("in another process")
         elif run_id is None and self.elsewhere is not None:
             ended, self.elsewhere = self.elsewhere, None
             self._training_finished(training.outcome_of(profile, ended))
@@ -114,7 +114,7 @@ class ModelController(QObject):
             self.page.base_card.set_downloads(bases.curated())
             if self.app.writing_open:
                 due, reason = retrain_due(profile)
-                self.page.show_due(("A retrain is due: " if due else "") + sentence(reason)
+                self.page.show_due((f"A retrain is due: {reason}" if due else sentence(reason))
                                    + ".")
         except Exception as error:  # noqa: BLE001
             self.app.report_error(self.page.banner, error)
@@ -180,7 +180,7 @@ class ModelController(QObject):
             self.watch_other_runs()  # busy with another process's run: show it now
             return False
         self.page.training_started()
-        self.app.window.set_training(0, "starting")
+        self.app.window.set_training(PHASES["starting"].lower(), 0)
         if reason != "manual":
             self.page.banner.show_message("Retraining in the background: you have enough new "
                                           "writing.", "info", 8)
@@ -196,7 +196,8 @@ class ModelController(QObject):
     def _training_progress(self, progress: Progress) -> None:
         percent = training_percent(progress)
         self.page.training_progress(progress, percent)
-        self.app.window.set_training(percent, progress.phase)
+        self.app.window.set_training(
+            PHASES.get(progress.phase, progress.phase).lower(), percent)
 
     def _show_last_run(self, ended: int | None = None) -> None:
         """The newest recorded curve; the one drawn live stays if run `ended` recorded none

@@ -228,6 +228,7 @@ class ModelPage(QWidget):
         self.phase.setText(caption + "…")
         self.progress.setRange(0, 0)
         self.eta.setText("")
+        self.due.hide()  # whether a retrain is due is moot while one runs
         for widget in (self.phase, self.progress, self.eta):
             widget.show()
 
@@ -271,6 +272,7 @@ class ModelPage(QWidget):
         self.progress.hide()
         self.eta.hide()
         self.phase.hide()
+        self.due.show()
 
     def file_job_started(self, text: str) -> None:
         self.export.setEnabled(False)

@@ -131,15 +131,17 @@ class MainWindow(QMainWindow):
                                    "Your model: off (base model only)" if has_versions
                                    else "Your model: not trained yet")
 
-    def set_training(self, percent: int | None, phase: str = "") -> None:
-        """`None` hides the indicator; otherwise "retraining… N%"."""
-        running = percent is not None
+    def set_training(self, caption: str | None, percent: int | None = None) -> None:
+        """"Retraining… N% (CAPTION)"; a busy bar where the percent is not known; `None`
+        hides the indicator."""
+        running = caption is not None
         self.training_label.setVisible(running)
         self.training_bar.setVisible(running)
         if running:
-            self.training_label.setText(f"retraining… {percent}%" + (f" ({phase})" if phase
-                                                                        else ""))
-            self.training_bar.setValue(percent)
+            self.training_label.setText("Retraining…" + (f" {percent}%" if percent is not None
+                                                         else "") + f" ({caption})")
+            self.training_bar.setRange(0, 0 if percent is None else 100)
+            self.training_bar.setValue(percent or 0)
 
     def show_page(self, key: str) -> None:
         self.nav.setCurrentRow(self.page_keys.index(key))

@@ -28,7 +28,7 @@ from oppu.core import SUPPORTED_NAMES, SUPPORTED_SUFFIXES
 SOURCES = [("All sources", ""), ("Notes", "note"), ("Chat", "chat"), ("Files", "file"),
            ("Mail", "mail")]
 REPORT_MAX_HEIGHT = 160
-STATUS_COLORS = {"added": "#1a7f37", "duplicate": "#6b7287", "skipped": "#b42318"}
+STATUS_COLORS = {"added": "#1a7f37", "duplicate": "#5f6577", "skipped": "#b42318"}
 
 
 class WritingPage(QWidget):
@@ -78,6 +78,9 @@ class WritingPage(QWidget):
         self.note_text = widgets.TextEditor("Write something in your own words…")
         self.save_note = button("Save note", primary=True)
         self.save_note.clicked.connect(self._save_note)
+        self.saving = False
+        self.note_text.textChanged.connect(self._enable_saving)
+        self._enable_saving()
         note_box.addWidget(self.note_title)
         note_box.addWidget(self.note_text, 1)
         note_box.addWidget(self.save_note, 0, Qt.AlignmentFlag.AlignRight)
@@ -197,10 +200,15 @@ class WritingPage(QWidget):
     def note_saved(self) -> None:
         self.note_title.clear()
         self.note_text.clear()
-        self.save_note.setEnabled(True)
+        self.set_busy_saving(False)
 
     def set_busy_saving(self, busy: bool) -> None:
-        self.save_note.setEnabled(not busy)
+        self.saving = busy
+        self._enable_saving()
+
+    def _enable_saving(self) -> None:
+        """Save is offered once there is something to save, and not while it saves."""
+        self.save_note.setEnabled(not self.saving and bool(self.note_text.toPlainText().strip()))
 
     def import_started(self, count_hint: str) -> None:
         self.import_report.clear()
@@ -243,9 +251,6 @@ class WritingPage(QWidget):
 
     def _save_note(self) -> None:
         text = self.note_text.toPlainText()
-        if not text.strip():
-            self.banner.show_message("Write something first: the note is empty.", "error")
-            return
         self.set_busy_saving(True)
         self.saveNoteRequested.emit(self.note_title.text().strip(), text)
 
@@ -279,10 +284,12 @@ class WritingPage(QWidget):
         if not ids:
             self.banner.show_message("Select the writing to delete.", "info", 4)
             return
-        what = "this document" if len(ids) == 1 else f"these {len(ids)} documents"
+        what, its = (("this document", "Its") if len(ids) == 1
+                     else (f"these {len(ids)} documents", "Their"))
         if widgets.ask(self, "Delete writing",
-                               f"Delete {what}? Its text, passages and vectors are removed "
-                               "and cannot be brought back.", "Delete"):
+                       f"Delete {what}? {its} text and everything the app keeps to search it "
+                       "are removed and cannot be brought back. A model trained on it keeps "
+                       "what it learned until you retrain.", "Delete"):
             self.forgetRequested.emit(ids)
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:

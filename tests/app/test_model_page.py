@@ -49,7 +49,9 @@ def test_retrain_toggle_and_export_the_whole_way(qtbot, trainee_app, tmp_path):
     assert phases[0] == "prepare" and phases[-1] == "save" and "train" in phases
     percents = [value for _text, value in status]
     assert percents == sorted(percents) and 0 < percents[-1] <= 100
-    assert all(text.startswith("retraining… ") and "%" in text for text, _value in status)
+    assert all(text.startswith("Retraining… ") and "%" in text for text, _value in status)
+    assert {text.split("% ")[1] for text, _value in status} >= {"(training)",
+                                                                 "(saving your model)"}
     assert len(page.plot.points) == STRONG["max_steps"]
     assert page.plot.caption.startswith("Run 1 · trained v1 · 20")  # and when, in local time
     assert page.banner.kind == "success" and "v1 is active: held-out loss" in \
@@ -220,7 +222,8 @@ def test_a_run_another_process_started_shows_here_and_can_be_stopped_here(qtbot,
     qtbot.waitUntil(lambda: app.model.elsewhere == run_id, timeout=30_000)
     assert not page.retrain.isEnabled() and not page.cancel.isHidden()
     assert page.phase.text().startswith("Training in another process")
-    assert not app.window.training_label.isHidden()
+    assert app.window.training_label.text() == "Retraining… (in another process)"
+    assert app.window.training_bar.maximum() == 0  # busy: its progress is not known here
     qtbot.mouseClick(page.cancel, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: app.model.elsewhere is None, timeout=TRAINING_TIMEOUT_MS)
     assert child.wait(60) is not None
@@ -392,3 +395,27 @@ def test_a_measurement_on_few_tokens_says_it_is_a_small_sample():
         "writing (none was similar enough, or none is older), so retrieval changed nothing " \
         "here." in evaluation_table(unhelped)
     assert Evaluation.from_dict(unhelped.to_dict()) == unhelped
+
+
+def test_a_download_says_it_uses_the_internet_and_waits_for_a_yes(qtbot, monkeypatch):
+    from oppu.app.base_model_card import BaseModelCard
+    from oppu.core import bases
+
+    card = BaseModelCard()
+    qtbot.addWidget(card)
+    card.set_downloads(bases.curated())
+    questions = []
+    answer = False
+
+    def ask(_parent, _title, question, _action):
+        questions.append(question)
+        return answer
+
+    monkeypatch.setattr("oppu.app.widgets.ask", ask)
+    with qtbot.assertNotEmitted(card.downloadRequested):
+        qtbot.mouseClick(card.download, Qt.MouseButton.LeftButton)
+    assert "connects to the internet" in questions[0] and " MB) from " in questions[0]
+    answer = True
+    with qtbot.waitSignal(card.downloadRequested) as requested:
+        qtbot.mouseClick(card.download, Qt.MouseButton.LeftButton)
+    assert requested.args == [card.downloads.currentData()]

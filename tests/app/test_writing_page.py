@@ -21,7 +21,7 @@ def test_saving_a_note_stores_it_and_updates_the_counters(qtbot, app):
     assert titles(page) == ["Allotment"]
     assert page.counter_labels["words"].text() == "11"
     assert page.counter_labels["since"].text() == "11"
-    assert page.note_text.toPlainText() == "" and page.save_note.isEnabled()
+    assert page.note_text.toPlainText() == "" and not page.save_note.isEnabled()
     assert page.banner.isVisible() and page.banner.kind == "success"
     stored = app.profile.writing.documents()
     assert [(d.source, d.title) for d in stored] == [("note", "Allotment")]
@@ -36,12 +36,15 @@ def test_saving_a_note_stores_it_and_updates_the_counters(qtbot, app):
     assert titles(page) == ["Allotment"]
 
 
-def test_an_empty_note_is_refused_with_a_message(qtbot, app):
+def test_a_note_can_be_saved_only_once_it_holds_something(qtbot, app):
     page = app.writing_page
+    assert not page.save_note.isEnabled()
     page.note_text.setPlainText("   \n ")
+    assert not page.save_note.isEnabled()
     qtbot.mouseClick(page.save_note, Qt.MouseButton.LeftButton)
-    assert page.banner.kind == "error" and "empty" in page.banner.label.text()
-    assert app.profile.writing.documents() == []
+    assert app.profile.writing.documents() == [] and page.banner.isHidden()
+    page.note_text.setPlainText("Figs")
+    assert page.save_note.isEnabled()
 
 
 def test_importing_a_folder_reports_each_file_and_keeps_the_good_ones(qtbot, app, tmp_path):

@@ -13,6 +13,9 @@ MARKDOWN = (QTextDocument.MarkdownFeature.MarkdownDialectGitHub
 # shout. Only headings carry a font size in rendered Markdown.
 FONT_SIZE = re.compile(r"font-size:(xx-large|x-large|large);")
 HEADING_SIZES = {"xx-large": "large", "x-large": "medium", "large": "medium"}
+# Code, in a block or inline, on a tinted ground so it stands apart from the prose.
+CODE = re.compile(r"<pre style=\"|<span style=\" font-family:'monospace';")
+CODE_GROUND = "background-color:#eef1f8;"
 
 
 def markdown_html(text: str) -> str:
@@ -21,4 +24,5 @@ def markdown_html(text: str) -> str:
     # The document's own default font would override the widget's (from the stylesheet),
     # and an image would make the widget load whatever file the text names.
     html = IMAGE_TAG.sub("[image]", BODY_TAG.sub("<body>", document.toHtml(), count=1))
+    html = CODE.sub(lambda code: code.group(0) + CODE_GROUND, html)
     return FONT_SIZE.sub(lambda size: f"font-size:{HEADING_SIZES[size.group(1)]};", html)

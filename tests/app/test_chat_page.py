@@ -232,6 +232,15 @@ def test_headings_in_a_reply_are_sized_for_a_bubble(qtbot):
     assert "font-size:large" in html and "font-size:medium" in html
 
 
+def test_code_in_a_reply_stands_on_a_tinted_ground(qtbot):
+    from oppu.app.markdown import CODE_GROUND, markdown_html
+
+    html = markdown_html("Call `pack()` first:\n\n```\npack(bag)\n```\n\nThen go.")
+    assert html.count(CODE_GROUND) == 3  # the inline span, the block and its span
+    prose = html[html.rindex("<p", 0, html.index("Then go.")):html.index("Then go.")]
+    assert CODE_GROUND not in prose
+
+
 def test_the_status_line_tells_the_wait_and_the_pace_of_a_reply_in_words():
     stats = ReplyStats(prompt_tokens=12, tokens=60, first_token_s=0.5, seconds=2.5,
                        stop_reason="end")

@@ -68,7 +68,9 @@ class ModelPage(QWidget):
         self.details = hint("")
         self.quality = QLabel()
         self.quality.setWordWrap(True)
-        self.warning = hint("")
+        self.warning = QLabel()
+        self.warning.setObjectName("Warning")
+        self.warning.setWordWrap(True)
         self.warning.hide()
         self.warnings: dict[str, str] = {}  # what the warning line says, by cause
         box.addWidget(self.version_label)
@@ -181,10 +183,11 @@ class ModelPage(QWidget):
         mine, base = active.perplexity("new"), active.perplexity("base")
         if mine is not None and base is not None:
             change = (base - mine) / base * 100
-            self.quality.setText(f"Measured when it was trained: held-out perplexity "
-                                 f"<b>{number(mine)}</b> against the base model's {number(base)} "
-                                 f"({'better' if change > 0 else 'worse'} by {abs(change):.0f}%; "
-                                 "lower is better), both given passages of your writing")
+            self.quality.setText(f"<b>{abs(change):.0f}% {'better' if change > 0 else 'worse'}"
+                                 "</b> than the base model at predicting writing of yours it "
+                                 f"never trained on: perplexity {number(mine)} against "
+                                 f"{number(base)} (lower is better), both given passages of your "
+                                 "writing, measured when it was trained.")
         else:
             self.quality.setText("No held-out measurement for this version.")
         self._show_warnings({"deleted": "⚠ Trained on writing you have since deleted: retrain "

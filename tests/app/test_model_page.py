@@ -1,5 +1,6 @@
 """My model through the window: Retrain (a real QProcess child), versions, toggles, files."""
 
+import re
 import zipfile
 
 from PySide6.QtCore import Qt
@@ -65,7 +66,9 @@ def test_retrain_toggle_and_export_the_whole_way(qtbot, trainee_app, tmp_path):
     # "Measure on my writing" runs `oppu eval` off the GUI thread and shows the four-way table.
     view = page.evaluation
     assert view.summary.text().startswith("Measure compares") and view.measure.isVisibleTo(page)
-    assert page.quality.text().startswith("Measured when it was trained: held-out perplexity")
+    assert re.fullmatch(r"<b>\d+% better</b> than the base model at predicting writing of yours "
+                        r"it never trained on: perplexity [\d.]+ against [\d.]+ .*",
+                        page.quality.text())
     qtbot.mouseClick(view.measure, Qt.MouseButton.LeftButton)
     assert view.measure.isHidden() and not view.stop.isHidden()
     wait_jobs(qtbot, app, TRAINING_TIMEOUT_MS)

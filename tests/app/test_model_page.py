@@ -67,7 +67,7 @@ def test_retrain_toggle_and_export_the_whole_way(qtbot, trainee_app, tmp_path):
     view = page.evaluation
     assert view.summary.text().startswith("Measure compares") and view.measure.isVisibleTo(page)
     assert re.fullmatch(r"<b>\d+% better</b> than the base model at predicting writing of yours "
-                        r"it never trained on: perplexity [\d.]+ against [\d.]+ .*",
+                        r"it never trained on: perplexity [\d.,]+ against [\d.,]+ .*",
                         page.quality.text())
     qtbot.mouseClick(view.measure, Qt.MouseButton.LeftButton)
     assert view.measure.isHidden() and not view.stop.isHidden()

@@ -23,6 +23,11 @@ def first_line(text: str, limit: int = 300) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
+def full_stop(text: str) -> str:
+    """`text` ending as a sentence does: core's one-line messages end bare."""
+    return text if not text or text[-1] in ".!?…)" else text + "."
+
+
 def sentence(text: str) -> str:
     """`text` starting with a capital, as core's one-line errors do not; a first word that
     names something (a version such as v1, a setting such as retrieval_k, a file) is kept."""

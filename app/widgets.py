@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from oppu.app.messages import sentence
+from oppu.app.messages import full_stop, sentence
 
 
 class Banner(QFrame):
@@ -59,7 +59,7 @@ class Banner(QFrame):
         self.setProperty("kind", kind)
         self.style().unpolish(self)
         self.style().polish(self)
-        self.label.setText(sentence(text))
+        self.label.setText(full_stop(sentence(text)))
         self.show()
         if kind == "error" or action:
             self._fade.stop()

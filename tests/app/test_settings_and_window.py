@@ -189,7 +189,7 @@ def test_an_unexpected_error_is_one_line_in_the_window(app, capsys):
         app.unexpected_error(type(error), error, error.__traceback__)
     banner = app.writing_page.banner
     assert banner.kind == "error" and banner.isVisible()
-    assert banner.label.text() == "Something went wrong: KeyError: 'conversation 7'"
+    assert banner.label.text() == "Something went wrong: KeyError: 'conversation 7'."
     assert "Traceback" in capsys.readouterr().err  # the details go to the log, not a dialog
 
 

@@ -33,9 +33,9 @@ LABELS = {
     "auto_retrain": "Retrain automatically", "retrain_min_words": "Minimum new words",
     "retrain_min_hours": "Minimum hours between runs", "retrain_only_idle": "Only when idle",
     "training_preset": "Preset", "training_device": "Device",
-    "temperature": "Temperature", "top_p": "Top p", "max_reply_tokens": "Longest reply",
-    "context_tokens": "Context window",
-    "retrieval_k": "Passages per message (k)", "retrieval_min_score": "Minimum similarity",
+    "temperature": "Creativity (temperature)", "top_p": "Word variety (top p)",
+    "max_reply_tokens": "Longest reply", "context_tokens": "Chat memory (context)",
+    "retrieval_k": "Passages quoted per reply", "retrieval_min_score": "Least relevance quoted",
     "max_file_mb": "Largest file", "mail_addresses": "Your email addresses",
 }
 # (step, decimals, suffix) of number fields; their ranges are core's (`Settings.limits`)

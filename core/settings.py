@@ -25,12 +25,17 @@ class Settings:
     retrieval_k: int = _setting(4, "passages of your writing put into each chat prompt", 0, 20)
     retrieval_min_score: float = _setting(
         0.2, "passages less similar than this are left out", 0.0, 1.0)
-    temperature: float = _setting(0.7, "sampling temperature for chat replies", 0.0, 2.0)
-    top_p: float = _setting(0.9, "nucleus sampling for chat replies", 0.01, 1.0)
+    temperature: float = _setting(
+        0.7, "sampling temperature of chat replies: higher is more varied, 0 always picks the "
+             "likeliest word", 0.0, 2.0)
+    top_p: float = _setting(
+        0.9, "nucleus sampling of chat replies: each word is picked from the likeliest ones "
+             "that together make up this share of the chances (1 allows all)", 0.01, 1.0)
     max_reply_tokens: int = _setting(512, "longest chat reply, in tokens", 1, 8192)
     adapter_scale: float = _setting(1.0, "strength of the personal adapter in chat", 0.0, 2.0)
     context_tokens: int = _setting(
-        4096, "chat context window in tokens (capped at what the model was trained for)",
+        4096, "chat context window: how much of the chat and the quoted writing the model reads "
+              "at once, in tokens (capped at what the model was trained for)",
         256, 131072)
     base_model: str = _setting("bundled",
                                "'bundled', a downloaded model's key or a path to a GGUF file")

@@ -8,7 +8,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QInputDialog,
     QLabel,
-    QListView,
     QSlider,
     QSplitter,
     QVBoxLayout,
@@ -67,7 +66,8 @@ class ChatPage(QWidget):
         self.new_chat.clicked.connect(self.newConversationRequested)
         box.addWidget(self.new_chat)
         self.model = conversations_model(self)
-        self.conversations = QListView()
+        self.conversations = widgets.ListWithPlaceholder(
+            "No chats yet. Write a message to start one; it is kept here.")
         self.conversations.setModel(self.model)
         self.conversations.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.conversations.setObjectName("Conversations")

@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (
 )
 
 from oppu.app.markdown import markdown_html
-from oppu.app.widgets import VerticalScroll
+from oppu.app.widgets import HINT_COLOR, VerticalScroll
 
 # Re-render streaming markdown at most this often. Every render lays out and repaints the
 # reply on cores that llama.cpp's threads are decoding on: in the app, on 2 cores, 40 ms
@@ -70,7 +70,7 @@ class SourcesPanel(QWidget):
         for passage in passages:
             text = " ".join(passage.text.split())
             similarity = ("" if passage.score is None else
-                          f" <span style='color:#5f6577'>· similarity {passage.score:.2f}</span>")
+                          f" <span style='color:{HINT_COLOR}'>· similarity {passage.score:.2f}</span>")
             entry = QLabel(breakable(
                 f"<b>{_escape(passage.title or 'Untitled')}</b>{similarity}"
                 f"<br>{_escape(text[:400])}{'…' if len(text) > 400 else ''}"))

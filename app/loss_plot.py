@@ -4,6 +4,8 @@ from PySide6.QtCore import QPointF, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QPainter, QPainterPath, QPaintEvent, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
+from oppu.app.widgets import HINT_COLOR
+
 MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 48, 12, 10, 24
 STEP_LABEL_ROOM = 64  # "step 1234" at either end of the x axis
 
@@ -60,7 +62,7 @@ class LossPlot(QWidget):
             return QPointF(x, y)
 
         grid = QPen(QColor("#eceef5"))
-        labels = QColor("#5f6577")
+        labels = QColor(HINT_COLOR)
         for i in range(5):
             value = low + (high - low) * i / 4
             y = area.bottom() - area.height() * i / 4

@@ -3,11 +3,13 @@
 from collections.abc import Callable
 
 from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import (
     QFrame,
     QGridLayout,
     QHBoxLayout,
     QLabel,
+    QListView,
     QMessageBox,
     QPlainTextEdit,
     QPushButton,
@@ -18,6 +20,8 @@ from PySide6.QtWidgets import (
 )
 
 from oppu.app.messages import full_stop, sentence
+
+HINT_COLOR = "#5f6577"  # as hints are in the style sheet
 
 
 class Banner(QFrame):
@@ -159,6 +163,24 @@ class TextEditor(QPlainTextEdit):
         if any(url.isLocalFile() for url in source.urls()):
             return False
         return super().canInsertFromMimeData(source)
+
+
+class ListWithPlaceholder(QListView):
+    """A list that says what would be in it while it is empty."""
+
+    def __init__(self, placeholder: str):
+        super().__init__()
+        self.placeholder = placeholder
+
+    def paintEvent(self, event) -> None:
+        super().paintEvent(event)
+        if self.model() is None or self.model().rowCount():
+            return
+        painter = QPainter(self.viewport())
+        painter.setPen(QColor(HINT_COLOR))
+        painter.drawText(self.viewport().rect().adjusted(12, 12, -12, -12),
+                         Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop
+                         | Qt.TextFlag.TextWordWrap, self.placeholder)
 
 
 class VerticalScroll(QScrollArea):

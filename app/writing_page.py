@@ -28,7 +28,7 @@ from oppu.core import SUPPORTED_NAMES, SUPPORTED_SUFFIXES
 SOURCES = [("All sources", ""), ("Notes", "note"), ("Chat", "chat"), ("Files", "file"),
            ("Mail", "mail")]
 REPORT_MAX_HEIGHT = 160
-STATUS_COLORS = {"added": "#1a7f37", "duplicate": "#5f6577", "skipped": "#b42318"}
+STATUS_COLORS = {"added": "#1a7f37", "duplicate": widgets.HINT_COLOR, "skipped": "#b42318"}
 
 
 class WritingPage(QWidget):

@@ -252,3 +252,24 @@ def test_the_status_line_tells_the_wait_and_the_pace_of_a_reply_in_words():
     stopped = ReplyStats(prompt_tokens=12, stop_reason="stopped", seconds=0.4)
     assert reply_status("", stopped, 0.6) == "Stopped after 0.6 s"
     assert reply_status("", None, 0.0) == "Answered in under 0.1 s"
+
+
+def test_an_empty_conversation_list_says_what_will_be_in_it(qtbot):
+    from PySide6.QtGui import QColor, QStandardItem, QStandardItemModel
+
+    from oppu.app.widgets import HINT_COLOR, ListWithPlaceholder
+
+    def hint_pixels(view) -> int:
+        image = view.viewport().grab().toImage()
+        hint = QColor(HINT_COLOR).rgb()
+        return sum(image.pixel(x, y) == hint
+                   for x in range(image.width()) for y in range(0, image.height(), 2))
+
+    view = ListWithPlaceholder("No chats yet.")
+    qtbot.addWidget(view)
+    model = QStandardItemModel()
+    view.setModel(model)
+    view.resize(220, 200)
+    assert hint_pixels(view) > 0  # the placeholder is drawn
+    model.appendRow(QStandardItem("Figs"))
+    assert hint_pixels(view) == 0  # and goes once there is a row

@@ -64,8 +64,12 @@ class AdapterVersion:
         ('new') or of the bare base ('base'); None where it was not measured."""
         part = self.metrics.get(of) or {}
         if part.get("perplexity") is not None:
-            return float(part["perplexity"])
-        return math.exp(part["loss"]) if part.get("loss") is not None else None
+            value = float(part["perplexity"])
+        elif part.get("loss") is not None:
+            value = math.exp(part["loss"])
+        else:
+            return None
+        return value if math.isfinite(value) else None  # NaN: nothing was held out
 
 
 def _version(profile, row: Adapter) -> AdapterVersion:

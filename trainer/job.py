@@ -66,6 +66,10 @@ def decide(new: dict, base: dict, active: dict | None, active_version: str | Non
     """Promote only an adapter whose held-out loss beats the base's and the active one's.
     An active adapter trained on writing the user has since deleted (`active_forgotten`) is
     no bar: the retrain is what forgets that writing, so beating the base is enough."""
+    if not base["tokens"]:
+        return True, ("promoted without a held-out check: your writing is too few documents "
+                      "to hold one out and measure on (more documents let each retrain prove "
+                      "itself before it replaces the last)")
     if not new["loss"] < base["loss"]:
         return False, (f"not promoted: held-out loss {new['loss']:.4f} does not beat the base "
                        f"model's {base['loss']:.4f}")
@@ -261,8 +265,11 @@ class TrainingJob:
                                     metrics.get("active_version"),
                                     active_row is not None and active_row.trained_on_deleted)
         for key in ("base", "new", "active"):
-            if key in metrics and not math.isfinite(metrics[key]["loss"]):
+            if key in metrics and metrics[key]["tokens"] and not math.isfinite(
+                    metrics[key]["loss"]):
                 promoted, decision = False, f"not promoted: the {key} held-out loss is not finite"
+        if not all(math.isfinite(loss) for _step, loss in trained.loss_curve[-3:]):
+            promoted, decision = False, "not promoted: the training loss is not finite"
         self.emit("save", 0, 2, message="writing the adapter")
         work = self._work_folder()
         shutil.rmtree(work, ignore_errors=True)

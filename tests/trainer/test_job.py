@@ -225,8 +225,24 @@ def test_unknown_training_options_are_refused_before_a_run_is_recorded(trainee):
     assert recent_runs(trainee) == []
 
 
+def test_writing_too_few_documents_to_hold_one_out_still_gets_a_model(trainee):
+    """One long journal file: nothing can be held out to measure on, so the gate cannot
+    compare; the run used to train for minutes and then refuse a 'not finite' loss."""
+    from oppu.core.adapters import active
+
+    run_id, child = start_run(trainee, {**FAST, "heldout_fraction": 0.0})
+    result = [json.loads(line) for line in child.stdout][-1]["result"]
+    assert child.wait() == 0, log_path(trainee, run_id).read_text()
+    assert result["status"] == "succeeded" and result["promoted"], result["decision"]
+    assert result["decision"].startswith("promoted without a held-out check: your writing is "
+                                         "too few documents")
+    version = active(trainee)
+    assert version.version == "v1" and version.perplexity("new") is None
+    assert version.perplexity("base") is None  # shown as not measured, not as nan
+
+
 def test_the_gate_promotes_only_what_beats_both():
-    base, good, better = {"loss": 3.0}, {"loss": 2.5}, {"loss": 2.0}
+    base, good, better = {"loss": 3.0, "tokens": 9}, {"loss": 2.5}, {"loss": 2.0}
     assert decide(good, base, None, None) == (
         True, "promoted: held-out loss 2.5000 beats the base model's 3.0000")
     assert decide(better, base, good, "v1")[0]

@@ -28,6 +28,7 @@ from oppu.storage.file_types import (
 )
 from oppu.storage.headings import heading_title
 from oppu.storage.html_text import html_document
+from oppu.storage.paths import data_root
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 
@@ -138,8 +139,10 @@ def _one_text(path: Path, title: str, text: str, warnings: list[str]) -> FileCon
 def walk(paths: list[Path]) -> list[Path]:
     """Files under `paths`, folders expanded recursively in a stable order; hidden ones skipped.
 
-    A folder that holds no files, or cannot be opened, is listed itself, to be reported
-    (see `folder_problem`).
+    Linked folders are followed, each real folder once (a link back up does not loop). The
+    app's own data folder is never walked into: its files are not the user's writing. A
+    folder that yields no files, or cannot be opened, is listed itself, to be reported (see
+    `folder_problem`).
     """
     found = []
     for path in map(Path, paths):
@@ -151,8 +154,21 @@ def _files_in(folder: Path) -> list[Path]:
     """The files under `folder`, and any folder below it that could not be listed."""
     found: list[Path] = []
     unlisted = found.append
-    for root, dirs, files in os.walk(folder, onerror=lambda error: unlisted(Path(error.filename))):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+    seen = {os.path.realpath(data_root())}
+
+    def new_folder(path: str) -> bool:
+        real = os.path.realpath(path)
+        if real in seen:
+            return False
+        seen.add(real)
+        return True
+
+    if not new_folder(folder):
+        return []
+    for root, dirs, files in os.walk(folder, followlinks=True,
+                                     onerror=lambda error: unlisted(Path(error.filename))):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
+                         and new_folder(os.path.join(root, d)))
         found.extend(Path(root) / f for f in sorted(files) if not f.startswith("."))
     return found
 
@@ -168,6 +184,8 @@ def folder_problem(path: Path) -> IngestError | None:
     """Why a folder that `walk` listed itself yields nothing; None if `path` is no folder."""
     if not _is_folder(path):
         return None
+    if os.path.realpath(path) == os.path.realpath(data_root()):
+        return UnreadablePath(path, "this is OPPU's own data folder, not your writing")
     if not os.access(path, os.R_OK | os.X_OK):
         return UnreadablePath(path, "cannot open this folder: permission denied")
     if any(path.rglob(".*")):

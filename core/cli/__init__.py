@@ -77,6 +77,14 @@ def profile_to_store_in(args):
             profile.close()
 
 
+def given_path(text: str) -> str:
+    """A path argument as typed (a trailing "/" can matter); an empty one (an unset shell
+    variable) is refused, where `Path("")` would quietly mean the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path (an unset variable?)")
+    return text
+
+
 def valid_text(text: str) -> str:
     """A message, note or query with what is not valid Unicode (undecodable bytes in a
     command line, which Python keeps as lone surrogates) replaced by U+FFFD, so that

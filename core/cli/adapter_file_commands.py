@@ -1,8 +1,9 @@
 """`oppu export | import-adapter`: the personal adapter as a file the user owns."""
 
+
 from pathlib import Path
 
-from oppu.core.cli import CommandError, open_profile, profile_to_store_in
+from oppu.core.cli import CommandError, given_path, open_profile, profile_to_store_in
 from oppu.core.cli.progress_bar import ProgressBar
 from oppu.core.cli.training_commands import serve_version
 
@@ -16,7 +17,7 @@ def register(commands) -> None:
     export.add_argument("--quant", metavar="TYPE",
                         help="merged only: q8_0 (default), f16, or a smaller type made by "
                              "llama.cpp's quantizer such as q4_k_m")
-    export.add_argument("-o", "--output", help="file or folder (existing, or ending in /) to "
+    export.add_argument("-o", "--output", type=given_path, help="file or folder (existing, or ending in /) to "
                                                "write to")
     export.add_argument("--force", action="store_true", help="replace a file already there")
     export.add_argument("--version", help="which adapter version (default: the active one)")
@@ -24,7 +25,7 @@ def register(commands) -> None:
 
     imports = commands.add_parser("import-adapter",
                                   help="import an adapter exported by `oppu export`")
-    imports.add_argument("path", type=Path, help="a .zip from `oppu export`, a bare adapter .gguf, "
+    imports.add_argument("path", type=given_path, help="a .zip from `oppu export`, a bare adapter .gguf, "
                                                      "or a PEFT adapter folder")
     imports.add_argument("--activate", action="store_true", help="make it the active adapter")
     imports.add_argument("--force", action="store_true",
@@ -51,9 +52,10 @@ def run_import(args) -> int:
     from oppu.core.adapter_files import AlreadyStored, ForeignBase, import_adapter
     from oppu.core.adapters import AdapterError, activate
 
+    path = Path(args.path)
     with profile_to_store_in(args) as profile:
         try:
-            imported = import_adapter(profile, args.path, args.activate, args.force)
+            imported = import_adapter(profile, path, args.activate, args.force)
         except AlreadyStored as error:
             if not args.activate:
                 raise CommandError(str(error)) from None
@@ -61,7 +63,7 @@ def run_import(args) -> int:
                 imported = activate(profile, error.version)
             except AdapterError as failure:
                 raise CommandError(str(failure)) from None
-            print(f"{args.path.name} is already stored as {imported.version}; it is now "
+            print(f"{path.name} is already stored as {imported.version}; it is now "
                   "active", flush=True)
             serve_version(profile, imported)
             return 0
@@ -72,5 +74,5 @@ def run_import(args) -> int:
             raise CommandError(str(error)) from None
     state = "active" if imported.is_active else "not active: `oppu activate " + \
         imported.version + "` to use it"
-    print(f"imported {args.path.name} as {imported.version} ({state})")
+    print(f"imported {path.name} as {imported.version} ({state})")
     return 0

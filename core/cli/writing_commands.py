@@ -5,7 +5,13 @@ import sys
 from pathlib import Path
 
 from oppu.core import SUPPORTED_NAMES
-from oppu.core.cli import CommandError, open_profile, profile_to_store_in, valid_text
+from oppu.core.cli import (
+    CommandError,
+    given_path,
+    open_profile,
+    profile_to_store_in,
+    valid_text,
+)
 from oppu.core.cli.interrupt import CtrlCStops
 from oppu.core.cli.progress_bar import ProgressBar
 from oppu.core.progress import Progress
@@ -39,7 +45,7 @@ def register(commands) -> None:
     note.set_defaults(run=run_note)
 
     add = commands.add_parser("add", help=f"import files or folders ({' '.join(SUPPORTED_NAMES)})")
-    add.add_argument("paths", nargs="+", type=Path)
+    add.add_argument("paths", nargs="+", type=given_path)
     add.set_defaults(run=run_add)
 
     listing = commands.add_parser("list", help="list your stored writing")

@@ -133,6 +133,10 @@ def test_config_shows_changes_and_refuses_bad_values(oppu):
     (["forget", "not-a-number"], "not a document id: 'not-a-number'"),
     (["forget", "99999999999999999999999"], "not a document id"),
     (["search", "-k", "0", "x"], "give a number from 1 to 100, not '0'"),
+    # `oppu add "$DIR"` with DIR unset would otherwise import the current folder
+    (["add", "notes", ""], "argument paths: an empty path (an unset variable?)"),
+    (["export", "-o", " "], "argument -o/--output: an empty path"),
+    (["import-adapter", ""], "argument path: an empty path"),
 ])
 def test_a_bad_command_line_is_a_usage_error(oppu, capsys, args, message):
     with pytest.raises(SystemExit) as exited:

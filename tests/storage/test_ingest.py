@@ -308,6 +308,25 @@ def test_folders_are_walked_recursively_with_a_report_per_file(writing, tmp_path
     assert_consistent(writing)
 
 
+def test_linked_folders_are_followed_once_and_the_data_folder_never(writing, tmp_path,
+                                                                   oppu_home):
+    from oppu.storage.readers import walk
+
+    root = tmp_path / "notes"
+    write(root / "a.txt", GARDEN)
+    write(tmp_path / "elsewhere" / "b.txt", BIKE)
+    (root / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (root / "loop").symlink_to(root, target_is_directory=True)  # a link back up
+    (root / "data").symlink_to(oppu_home, target_is_directory=True)
+    write(oppu_home / "profiles" / "x" / "log.txt", "the app's own files are not writing")
+
+    assert walk([root]) == [root / "a.txt", root / "linked" / "b.txt"]
+    assert walk([tmp_path / "notes" / "linked"]) == [root / "linked" / "b.txt"]
+    [result] = writing.add_paths([oppu_home])
+    assert (result.status, result.reason) == ("skipped",
+                                              "this is OPPU's own data folder, not your writing")
+
+
 def test_add_paths_stops_between_files_when_asked(writing, tmp_path, monkeypatch):
     monkeypatch.setattr("oppu.storage.writing.EMBED_GROUP", 1)  # store each file when read
     files = [write(tmp_path / f"{i}.txt", f"Distinct text number {i}.") for i in range(4)]

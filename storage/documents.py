@@ -22,7 +22,7 @@ MARKUP_COMPATIBILITY = "http://schemas.openxmlformats.org/markup-compatibility/2
 OFFICE = "urn:oasis:names:tc:opendocument:xmlns:office:1.0"
 TEXT = "urn:oasis:names:tc:opendocument:xmlns:text:1.0"
 ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError,
-              ValueError)
+              ValueError)  # RuntimeError: an encrypted entry
 MOST_SPACES = 100  # an ODF <text:s text:c="..."/> is a run of spaces; a huge count is damage
 
 
@@ -90,12 +90,40 @@ def read_word_document(path: Path, max_bytes: int) -> tuple[str, str]:
                 body, title = _docx_body(path, archive, max_bytes), _docx_title(archive)
             else:
                 body, title = _odt_body(path, archive, max_bytes), _odt_title(archive)
-    except ZIP_ERRORS as error:
-        raise BrokenFile(path, f"damaged or not a {kind} file ({error}); a password-protected "
-                               "document must be saved without its password first") from error
-    except RecursionError:
+    except RecursionError:  # a RuntimeError too: before the zip errors
         raise BrokenFile(path, f"damaged {kind} file: its XML is nested too deeply") from None
+    except zipfile.BadZipFile as error:
+        if "not a zip file" not in str(error):
+            raise BrokenFile(path, f"damaged {kind} file ({error})") from error
+        # Word saves a document with a password as an encrypted container, not a zip.
+        raise BrokenFile(path, f"not a {kind} document: it holds no zip archive (renamed, or "
+                               "saved with a password: save it without one first)") from error
+    except RuntimeError as error:
+        if "encrypted" not in str(error):
+            raise BrokenFile(path, f"damaged {kind} file ({error})") from error
+        raise BrokenFile(path, "the document is encrypted: save it without its password "
+                               "first") from error
+    except ZIP_ERRORS as error:
+        raise BrokenFile(path, f"damaged {kind} file ({error})") from error
     return title, body
+
+
+class _Doctype(Exception):
+    pass
+
+
+class _RefusingDoctypes(ElementTree.TreeBuilder):
+    """Neither format uses a DTD: refusing one rules out entity expansion ("billion
+    laughs"), whatever encoding the XML is in."""
+
+    def doctype(self, _name, _pubid, _system):
+        raise _Doctype
+
+
+def _parse(data: bytes) -> ElementTree.Element:
+    parser = ElementTree.XMLParser(target=_RefusingDoctypes())
+    parser.feed(data)
+    return parser.close()
 
 
 def _xml(path: Path, archive: zipfile.ZipFile, name: str, max_bytes: int) -> ElementTree.Element:
@@ -108,11 +136,10 @@ def _xml(path: Path, archive: zipfile.ZipFile, name: str, max_bytes: int) -> Ele
         data = part.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise FileTooLarge(path, f"its text unpacks to over the {human_size(max_bytes)} limit")
-    # Neither format uses a DTD; refusing one rules out entity expansion ("billion laughs").
-    if b"<!DOCTYPE" in data:
-        raise BrokenFile(path, f"{name} declares a DTD, which no word processor writes")
     try:
-        return ElementTree.fromstring(data)
+        return _parse(data)
+    except _Doctype:
+        raise BrokenFile(path, f"{name} declares a DTD, which no word processor writes") from None
     except ElementTree.ParseError as error:
         raise BrokenFile(path, f"damaged {path.suffix.lower()} file: {name}: {error}") from None
 
@@ -128,9 +155,8 @@ def _optional_xml(archive: zipfile.ZipFile, name: str) -> ElementTree.Element | 
         info = archive.getinfo(name)
         if info.file_size > 1 << 20:
             return None
-        data = archive.read(info)
-        return None if b"<!DOCTYPE" in data else ElementTree.fromstring(data)
-    except (KeyError, ElementTree.ParseError, *ZIP_ERRORS):
+        return _parse(archive.read(info))
+    except (KeyError, ElementTree.ParseError, _Doctype, *ZIP_ERRORS):
         return None
 
 

@@ -7,6 +7,9 @@ UTF16_BOMS = {b"\xff\xfe": "utf-16-le", b"\xfe\xff": "utf-16-be"}
 CONTROL_BYTES = bytes(b for b in range(32) if not 9 <= b <= 13)
 VALID_NON_ASCII = re.compile("[^\x00-\x7f\ufffd]")
 LEGACY_ENCODING = "cp1252"  # Windows' Western encoding: what most non-UTF-8 text files are
+# Western European writing has few accented letters (French, among the most, about 4%);
+# read as Windows-1252, other scripts come out mostly as accented Latin letters ("Ïðèâåò").
+WESTERN_ACCENTED_SHARE = 0.5
 # Text is mostly letters and punctuation; decoded binary data is full of control,
 # unassigned, private-use and undecodable characters.
 IMPLAUSIBLE = {"Cc", "Cn", "Co", "Cs"}
@@ -52,13 +55,13 @@ def looks_binary(data: bytes) -> bool:
     return bool(data) and control / len(data) > MOST
 
 
-def decode(data: bytes) -> tuple[str, str | None]:
+def decode(data: bytes, declared: str | None = None) -> tuple[str, str | None]:
     """Text from bytes, and a warning when they were not plain UTF-8.
 
-    Bytes that are not UTF-8 at all (no valid multi-byte sequence anywhere) are an older
-    8-bit encoding, read as Windows-1252 (Latin-1 where that has no character), so "Café"
-    stays "Café". UTF-8 with a few damaged bytes keeps its good characters and has the
-    damaged ones replaced by U+FFFD.
+    `declared` is the encoding the text names for itself (an HTML page's charset), used
+    when the bytes are not UTF-8. Bytes that are mostly not UTF-8 are an older 8-bit or
+    East Asian encoding (see `_legacy_text`). UTF-8 with a few damaged bytes keeps its good
+    characters and has the damaged ones replaced by U+FFFD.
     """
     if data.startswith(b"\xef\xbb\xbf"):
         return data.decode("utf-8-sig", errors="replace"), None
@@ -70,12 +73,34 @@ def decode(data: bytes) -> tuple[str, str | None]:
         return data.decode("utf-8"), None
     except UnicodeDecodeError:
         pass
-    text = data.decode("utf-8", errors="replace")
-    if not VALID_NON_ASCII.search(text):  # no character decoded from a multi-byte sequence
+    if declared:
         try:
-            return data.decode(LEGACY_ENCODING), "not UTF-8: read as Windows-1252"
-        except UnicodeDecodeError:
-            return data.decode("latin-1"), "not UTF-8: read as Latin-1"
+            return data.decode(declared), None
+        except (LookupError, UnicodeDecodeError):
+            pass
+    text = data.decode("utf-8", errors="replace")
     replaced = text.count("\ufffd") - data.count("\ufffd".encode())
+    if replaced > len(VALID_NON_ASCII.findall(text)):  # more damage than UTF-8: not UTF-8
+        return _legacy_text(data)
     return text, (f"{replaced} undecodable byte{'s' * (replaced != 1)} replaced (not valid "
                   "UTF-8)")
+
+
+def _legacy_text(data: bytes) -> tuple[str, str]:
+    """Text that is not UTF-8. Mostly Latin letters, it is Windows' Western encoding (so
+    "Café" stays "Café"), which guessers often mistake for a Central European one; other
+    writing (Cyrillic, Greek, Chinese, Japanese, ...) is in the encoding that reads it most
+    plausibly."""
+    try:
+        western, name = data.decode(LEGACY_ENCODING), "Windows-1252"
+    except UnicodeDecodeError:
+        western, name = data.decode("latin-1"), "Latin-1"
+    letters = [c for c in western[:PLAUSIBILITY_SAMPLE] if c.isalpha()]
+    if sum(c > "\x7f" for c in letters) <= len(letters) * WESTERN_ACCENTED_SHARE:
+        return western, f"not UTF-8: read as {name}"
+    from charset_normalizer import from_bytes
+
+    guess = from_bytes(data).best()
+    if guess is None:
+        return western, f"not UTF-8: read as {name}"
+    return str(guess), f"not UTF-8: read as {guess.encoding}"

@@ -1,6 +1,12 @@
 """The text a browser or mail client would show for a piece of HTML."""
 
+import re
 from html.parser import HTMLParser
+
+# <meta charset="..."> or <meta http-equiv="Content-Type" content="text/html; charset=...">,
+# which browsers look for in a page's first 1024 bytes.
+META_CHARSET = re.compile(rb"<meta[^>]*?charset\s*=\s*[\"']?\s*([A-Za-z0-9_.:-]+)", re.IGNORECASE)
+CHARSET_SNIFF_BYTES = 1024
 
 
 class _VisibleText(HTMLParser):
@@ -47,6 +53,12 @@ def html_document(html: str) -> tuple[str, str]:
     parser.close()
     lines = (" ".join(line.split()) for line in "".join(parser.pieces).splitlines())
     return " ".join("".join(parser.title).split()), "\n".join(line for line in lines if line)
+
+
+def declared_charset(data: bytes) -> str | None:
+    """The encoding a page declares for itself, if it does."""
+    found = META_CHARSET.search(data[:CHARSET_SNIFF_BYTES])
+    return found.group(1).decode("ascii") if found else None
 
 
 def html_text(html: str) -> str:

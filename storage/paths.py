@@ -17,10 +17,14 @@ class InvalidProfileName(ValueError):
 
 
 def data_root() -> Path:
-    """`OPPU_HOME` if set, else the platform's user data folder."""
+    """`OPPU_HOME` if set, else the platform's user data folder; created if need be."""
+    return private_dir(data_root_path())
+
+
+def data_root_path() -> Path:
+    """Where the data root is, without creating it."""
     override = os.environ.get("OPPU_HOME")
-    root = Path(override).expanduser() if override else Path(platformdirs.user_data_dir("oppu"))
-    return private_dir(root)
+    return Path(override).expanduser() if override else Path(platformdirs.user_data_dir("oppu"))
 
 
 def private_dir(path: Path) -> Path:

@@ -27,8 +27,8 @@ from oppu.storage.file_types import (
     WORD_SUFFIXES,
 )
 from oppu.storage.headings import heading_title
-from oppu.storage.html_text import html_document
-from oppu.storage.paths import data_root
+from oppu.storage.html_text import declared_charset, html_document
+from oppu.storage.paths import data_root_path
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 
@@ -119,7 +119,7 @@ def _read_checked(path: Path, max_bytes: int, mail_addresses: set[str]) -> FileC
     data = path.read_bytes()
     if looks_binary(data):  # the start was text, the rest is not
         raise BinaryFile(path, "binary file, not text")
-    text, warning = decode(data)
+    text, warning = decode(data, declared_charset(data) if suffix in HTML_SUFFIXES else None)
     title = ""
     if suffix in HTML_SUFFIXES:
         title, text = html_document(text)
@@ -154,7 +154,7 @@ def _files_in(folder: Path) -> list[Path]:
     """The files under `folder`, and any folder below it that could not be listed."""
     found: list[Path] = []
     unlisted = found.append
-    seen = {os.path.realpath(data_root())}
+    seen = {os.path.realpath(data_root_path())}
 
     def new_folder(path: str) -> bool:
         real = os.path.realpath(path)
@@ -184,7 +184,7 @@ def folder_problem(path: Path) -> IngestError | None:
     """Why a folder that `walk` listed itself yields nothing; None if `path` is no folder."""
     if not _is_folder(path):
         return None
-    if os.path.realpath(path) == os.path.realpath(data_root()):
+    if os.path.realpath(path) == os.path.realpath(data_root_path()):
         return UnreadablePath(path, "this is OPPU's own data folder, not your writing")
     if not os.access(path, os.R_OK | os.X_OK):
         return UnreadablePath(path, "cannot open this folder: permission denied")

@@ -24,7 +24,7 @@ from oppu.storage.writing import Writing, printable
 from tests.storage.conftest import ME, assert_refused, write
 from tests.support.office_files import docx, odt, paragraph, run
 
-LIMIT = 4096  # bytes: the size limit these tests configure
+LIMIT = 16384  # bytes: the size limit these tests configure
 
 
 def fifo(path):
@@ -81,17 +81,23 @@ LAUGHS = ('<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2
 
 BAD_DOCUMENTS = {  # word processors' zip archives, and HTML
     "random bytes": ("noise.docx", lambda p: write(p, bytes(range(256)) * 4), BrokenFile,
-                     "damaged or not a .docx file"),
+                     ("not a .docx document: it holds no zip archive (renamed, or saved with a "
+                      "password: save it without one first)")),
     "password protected": ("secret.docx", password_protected, BrokenFile, "password"),
     "no document inside": ("empty.docx", without_document, BrokenFile,
                            "it has no word/document.xml"),
-    "cut off": ("cut.docx", truncated, BrokenFile, "damaged or not a .docx file"),
+    "cut off": ("cut.docx", truncated, BrokenFile, "not a .docx document"),
+    "nested too deeply": ("deep.docx", lambda p: docx(p, "<a>" * 1500 + "</a>" * 1500),
+                          BrokenFile, "damaged .docx file: its XML is nested too deeply"),
+    "a DTD in UTF-16": ("lol16.docx", lambda p: _replace_part(
+        docx(p, ""), "word/document.xml", LAUGHS.replace('"1.0"?>', '"1.0" encoding="UTF-16"?>')
+        .encode("utf-16")), BrokenFile, "declares a DTD"),
     "broken XML": ("bad.docx", lambda p: docx(p, "<w:p><w:r>"), BrokenFile,
                    "damaged .docx file: word/document.xml"),
-    "entity expansion": ("lol.odt", lambda p: _replace_content(odt(p, ""), LAUGHS), BrokenFile,
-                         "declares a DTD"),
+    "entity expansion": ("lol.odt", lambda p: _replace_part(odt(p, ""), "content.xml", LAUGHS),
+                         BrokenFile, "declares a DTD"),
     "unpacks over the limit": ("bomb.docx", bomb, FileTooLarge,
-                               "its text unpacks to over the 4 KB limit"),
+                               "its text unpacks to over the 16 KB limit"),
     "no text": ("blank.docx", lambda p: docx(p, paragraph() + paragraph(run("  "))), EmptyInput,
                 "no text in this file"),
     "a spreadsheet named .odt": ("sheet.odt", lambda p: odt(p, "", kind="spreadsheet"),
@@ -102,9 +108,9 @@ BAD_DOCUMENTS = {  # word processors' zip archives, and HTML
 }
 
 
-def _replace_content(path, content: str):
+def _replace_part(path, name: str, content: str | bytes):
     with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("content.xml", content)
+        archive.writestr(name, content)
     return path
 
 
@@ -149,6 +155,32 @@ def test_an_older_8_bit_encoding_is_read_as_windows_1252_and_reported(writing, t
     assert (result.status, result.reason) == ("added", "not UTF-8: read as Windows-1252")
     assert writing.get(result.document_ids[0]).text == "Caf\xe9 cr\xe8me, na\xefve \u2013 \u20ac5"
     assert "Windows-1252" in writing.add_paths([path])[0].line()
+
+
+DIARIES = {  # a few lines of a diary, as older editors in each language saved them
+    "cp1251": "Привет! Сегодня я снова писал дневник, как и каждый день.\n" * 3,
+    "koi8_r": "Вчера мы гуляли по набережной и долго говорили о книгах.\n" * 3,
+    "gb18030": "今天天气很好，我在公园里散步，写了一篇日记。\n" * 3,
+    "cp932": "今日は雨でした。私は毎日日記を書いています。\n" * 3,
+}
+
+
+@pytest.mark.parametrize("encoding", DIARIES)
+def test_writing_in_other_scripts_is_read_in_its_own_encoding(writing, tmp_path, encoding):
+    """Read as Windows-1252, Russian became "Ïðèâåò" and Chinese mostly U+FFFD."""
+    path = write(tmp_path / "diary.txt", DIARIES[encoding].encode(encoding))
+    result = writing.add_file(path)
+    assert (result.status, result.reason) == ("added", f"not UTF-8: read as {encoding}")
+    assert writing.get(result.document_ids[0]).text == DIARIES[encoding]
+
+
+def test_a_web_page_is_read_in_the_encoding_it_declares(writing, tmp_path):
+    page = ('<html><head><meta http-equiv="Content-Type" content="text/html; '
+            'charset=windows-1251"><title>Дневник</title></head><body>Привет, мир</body></html>')
+    result = writing.add_file(write(tmp_path / "page.html", page.encode("cp1251")))
+    assert (result.status, result.reason) == ("added", "")
+    document = writing.get(result.document_ids[0])
+    assert (document.title, document.text) == ("Дневник", "Привет, мир")
 
 
 def test_damaged_bytes_in_utf8_text_are_replaced_and_reported(writing, tmp_path):

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import String, delete, func, select, update
+from sqlalchemy import String, case, delete, func, select, update
 from sqlalchemy.orm import selectinload
 
 from oppu.storage.chunking import chunk_id, content_hash, split_passages, word_count
@@ -331,7 +331,9 @@ class Writing:
                 Document.title.icontains(query, autoescape=True)
                 | Document.text.icontains(query, autoescape=True)
                 | ((Document.source == "file")
-                   & _file_name(Document.origin).icontains(query, autoescape=True)))
+                   & _file_name(Document.origin).icontains(query, autoescape=True))
+                | ((Document.source == "mail")
+                   & _file_name(_mail_file(Document.origin)).icontains(query, autoescape=True)))
         if source:
             statement = statement.where(Document.source == source)
         with self.store.read() as session:
@@ -454,6 +456,14 @@ def _file_name(origin):
     not_separators = func.replace(func.replace(origin, "/", ""), "\\", "")
     return func.substr(origin, func.length(func.rtrim(origin, not_separators)) + 1,
                        type_=String)
+
+
+def _mail_file(origin):
+    """SQL for the file part of a message's origin, "PATH#<message-id>" or "PATH#N" (the
+    message's place in its mailbox, where it has no id)."""
+    at_id = func.instr(origin, "#<")
+    return case((at_id > 0, func.substr(origin, 1, at_id - 1)),
+                else_=func.rtrim(func.rtrim(origin, "0123456789"), "#"))
 
 
 def title_from(text: str, limit: int = 60) -> str:

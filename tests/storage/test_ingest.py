@@ -393,6 +393,19 @@ def test_earlier_passages_are_found_even_when_later_ones_crowd_the_top(writing):
     assert earlier(bike) == []
 
 
+def test_listing_filter_finds_mail_by_its_file_name(mail_writing, tmp_path):
+    box = write(tmp_path / "2019" / "Sent Items.mbox",
+                message(ME, "Beans", "Plant the beans by the fence.")
+                + f"From {ME} Sat Jan  6 10:00:00 2024\nFrom: {ME}\nMessage-ID: <k9@mail.host>\n"
+                  "Subject: Figs\n\nThe figs are ripe.\n\n")
+    ids = mail_writing.add_file(box).document_ids
+    assert [mail_writing.get(i).origin.rsplit("#", 1)[1] for i in ids] == ["0", "<k9@mail.host>"]
+    assert {d.id for d in mail_writing.documents("sent items")} == set(ids)
+    assert {d.id for d in mail_writing.documents(".mbox")} == set(ids)
+    assert mail_writing.documents("2019") == []  # a folder is no name
+    assert mail_writing.documents("mail.host") == []  # nor is a message's id
+
+
 def test_listing_filters_by_text_and_source(writing):
     garden = writing.add_note(GARDEN)
     writing.add_chat_message(BIKE)

@@ -9,6 +9,9 @@ import re
 from itertools import pairwise
 
 MAX_WORDS = 160
+# Also at most this many characters: text with few spaces (a long URL list, base64, minified
+# code) would otherwise make a passage of megabytes out of a few "words".
+MAX_CHARS = 2000
 # Chinese and Japanese are written without spaces: each of their characters counts as a
 # word (a word there is one or two characters, each about a token), so that such writing
 # is counted fairly against the retraining threshold and cut into passages at all.
@@ -30,30 +33,33 @@ def word_count(text: str) -> int:
 
 
 def _pieces(paragraph: str, max_words: int) -> list[str]:
-    """A paragraph cut into pieces of at most `max_words` words."""
-    if word_count(paragraph) <= max_words:
-        return [paragraph]
-    pieces = []
-    for sentence in SENTENCE_END.split(paragraph):
-        starts = [m.start() for m in WORD.finditer(sentence)][::max_words]
-        cuts = [0, *starts[1:], len(sentence)]  # punctuation stays with the words before it
-        pieces += [piece for a, b in pairwise(cuts) if (piece := sentence[a:b].strip())]
-    return pieces
+    """A paragraph cut into pieces of at most `max_words` words and `MAX_CHARS` characters."""
+    pieces = [paragraph]
+    if word_count(paragraph) > max_words:
+        pieces = []
+        for sentence in SENTENCE_END.split(paragraph):
+            starts = [m.start() for m in WORD.finditer(sentence)][::max_words]
+            cuts = [0, *starts[1:], len(sentence)]  # punctuation stays with the words before it
+            pieces += [piece for a, b in pairwise(cuts) if (piece := sentence[a:b].strip())]
+    return [piece[start:start + MAX_CHARS] for piece in pieces
+            for start in range(0, len(piece), MAX_CHARS)]
 
 
 def split_passages(text: str, max_words: int = MAX_WORDS) -> list[str]:
     passages: list[str] = []
     current: list[str] = []
-    current_words = 0
+    current_words = current_chars = 0
     for paragraph in PARAGRAPH_BREAK.split(text):
         paragraph = paragraph.strip()
         for piece in _pieces(paragraph, max_words) if paragraph else []:
             n = word_count(piece)
-            if current and current_words + n > max_words:
+            if current and (current_words + n > max_words
+                            or current_chars + len(piece) > MAX_CHARS):
                 passages.append("\n\n".join(current))
-                current, current_words = [], 0
+                current, current_words, current_chars = [], 0, 0
             current.append(piece)
             current_words += n
+            current_chars += len(piece) + 2
     if current:
         passages.append("\n\n".join(current))
     return passages

@@ -54,6 +54,18 @@ def test_long_text_becomes_several_passages_each_indexed(writing):
     assert chunk_ids(writing, document_id) <= writing.index.ids()
 
 
+def test_text_with_few_spaces_is_cut_into_passages_of_bounded_length():
+    from oppu.storage.chunking import MAX_CHARS, split_passages
+
+    long_word = "a" * (5 * MAX_CHARS + 7)  # base64 or minified code: one "word"
+    urls = " ".join(f"https://example.com/{'x' * 200}/{i}" for i in range(40))
+    for text in (long_word, urls, f"Intro.\n\n{long_word}\n\nOutro."):
+        passages = split_passages(text)
+        assert all(len(p) <= MAX_CHARS for p in passages)
+        assert "".join(p.replace("\n\n", "").replace(" ", "") for p in passages) == \
+            text.replace("\n\n", "").replace(" ", "")  # nothing lost, nothing added
+
+
 def test_chinese_and_japanese_count_a_word_per_character_and_are_cut_into_passages(writing):
     assert word_count("今日はいい天気です。") == 9
     assert word_count("我喜欢Python编程，真的！") == 8

@@ -69,7 +69,7 @@ class Settings:
         else:
             try:
                 value = kind(raw)
-                if kind is int and float(raw) != value:  # 2.5 is not cut to 2
+                if kind is int and isinstance(raw, float) and raw != value:  # 2.5 is not 2
                     raise ValueError
             except (TypeError, ValueError):
                 raise ValueError(f"{key} must be {TYPE_NAMES.get(kind, kind.__name__)}, "

@@ -229,8 +229,10 @@ class Writing:
                 earlier += self._earlier_versions(draft, document_id)
             result.document_ids.append(document_id)
         if earlier:  # replacing could lose writing (a daily file rewritten): the user decides
-            note = (f"an earlier version of this file is stored too: document "
-                    f"{', '.join(map(str, earlier))}; forget it to keep only this one")
+            ids = [str(i) for i in earlier]
+            which = (f"document {ids[0]}; forget it" if len(ids) == 1 else
+                     f"documents {', '.join(ids[:-1])} and {ids[-1]}; forget them")
+            note = f"an earlier version of this file is stored too: {which} to keep only this one"
             result.reason = "; ".join(filter(None, [result.reason, note]))
         if result.status == "duplicate":
             result.reason = "; ".join(filter(None, ["its text is already stored", result.reason]))

@@ -273,7 +273,8 @@ def run_conversations(args) -> int:
             else:
                 forgotten = delete_conversation(profile, args.id, args.forget_writing)
                 print(f"deleted conversation {args.id}"
-                      + (f" and {forgotten} documents of your writing" if forgotten else ""))
+                      + (f" and {forgotten} document{'s' * (forgotten != 1)} of your writing"
+                         if forgotten else ""))
                 if not args.forget_writing:
                     print("your messages in it are still kept as your writing (for search "
                           "and training); --forget-writing deletes them too")

@@ -56,6 +56,9 @@ def test_a_change_from_another_process_is_seen_and_kept(profile, embedder):
     ("no_such_setting", "1", "unknown setting 'no_such_setting'"),
     ("retrieval_k", "many", "retrieval_k must be a whole number, not 'many'"),
     ("retrieval_k", 2.5, "retrieval_k must be a whole number, not 2.5"),
+    ("retrieval_k", "2.5", "retrieval_k must be a whole number, not '2.5'"),
+    ("retrieval_k", "99999999999999999999",  # a whole number, too large (not "no number")
+     "retrieval_k must be between 0 and 20, not '99999999999999999999'"),
     ("temperature", "warm", "temperature must be a number"),
     ("mail_addresses", "me@example.com, not an email, @@",
      "not an email address: 'not an email', '@@'"),

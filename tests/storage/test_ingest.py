@@ -90,6 +90,10 @@ def test_a_file_changed_and_added_again_says_its_earlier_version_is_stored(writi
     assert again.reason == (f"an earlier version of this file is stored too: document {first};"
                             " forget it to keep only this one")
     assert len(writing.documents()) == 2  # nothing is forgotten without being asked
+    write(path, GARDEN.replace("storm", "drought"))
+    third = writing.add_file(path)
+    assert third.reason == (f"an earlier version of this file is stored too: documents {first} "
+                            f"and {again.document_ids[0]}; forget them to keep only this one")
     assert writing.add_file(write(tmp_path / "other" / "essay.txt", BIKE)).reason == ""
 
 

@@ -76,8 +76,8 @@ class WritingController(QObject):
 
         def work(report, should_stop):
             return writing.add_paths([Path(p) for p in paths],
-                                     lambda done, total, result: report((done, total, result)),
-                                     should_stop)
+                                     lambda *step: report(("file", *step)), should_stop,
+                                     lambda *step: report(("passages", *step)))
 
         def finished(results) -> None:
             self.page.import_finished()
@@ -96,7 +96,9 @@ class WritingController(QObject):
             self._changed()
 
         self.app.jobs.start("import", work, finished,
-                            progress=lambda step: self.page.import_progress_step(*step),
+                            progress=lambda step: (self.page.import_progress_step
+                                                   if step[0] == "file"
+                                                   else self.page.import_indexing)(*step[1:]),
                             failed=failed)
 
     def preview(self, document_id: int) -> None:

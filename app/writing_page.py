@@ -225,6 +225,12 @@ class WritingPage(QWidget):
         self.import_progress.setFormat(f"{done} of {total} files")
         self.add_report_line(result)
 
+    def import_indexing(self, done: int, total: int) -> None:
+        """Between two files: the passages read so far being indexed for search."""
+        self.import_progress.setRange(0, total)
+        self.import_progress.setValue(done)
+        self.import_progress.setFormat(f"Indexing {done:,} of {total:,} passages")
+
     def add_report_line(self, result) -> None:
         name = Path(result.path).name if result.path else "text"
         detail = (f"{result.words:,} words" if result.status == "added" and result.words

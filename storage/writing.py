@@ -44,6 +44,7 @@ NAME_CONTROLS = re.compile(f"[{CONTROLS}\u061c\u2028\u2029\u202a-\u202e\u2066-\u
 # add_paths embeds the passages of several files in one call once this many are waiting:
 # small files then cost one model call per group instead of one each.
 EMBED_GROUP = 256
+EMBED_SLICE = 1024  # passages embedded between two progress reports (about 10 s on 2 cores)
 # A vector with no row this much older than its write is a crashed write's (a big mbox's
 # passages go in one transaction of a few seconds to a minute).
 ORPHAN_AFTER_S = 600
@@ -170,13 +171,14 @@ class Writing:
                                 self._embed(self._unstored(drafts)))
 
     def add_paths(self, paths: list[Path], report: Callable[[int, int, IngestResult], None]
-                  | None = None, should_stop: Callable[[], bool] = lambda: False
-                  ) -> list[IngestResult]:
+                  | None = None, should_stop: Callable[[], bool] = lambda: False,
+                  embedding: Callable[[int, int], None] | None = None) -> list[IngestResult]:
         """Ingest files and folders (recursively); one result per file, never raising for one.
 
         Files are read ahead and their passages embedded together, but each is stored in a
         transaction of its own and reported in order. Files read but not yet stored when
-        `should_stop()` turns true are left out of the results.
+        `should_stop()` turns true are left out of the results. `embedding(done, total)`
+        follows the embedding of passages, which takes minutes for a large file.
         """
         files = walk(paths)
         results: list[IngestResult] = []
@@ -185,7 +187,8 @@ class Writing:
 
         def store_waiting() -> None:
             read = [w for w in waiting if isinstance(w, _ReadFile)]
-            vectors = self._embed(self._unstored([d for r in read for d in r.drafts]))
+            vectors = self._embed(self._unstored([d for r in read for d in r.drafts]),
+                                  embedding)
             for item in waiting:
                 results.append(item if isinstance(item, IngestResult) else self._store_file(
                     item.path, item.contents, item.drafts, vectors))
@@ -256,12 +259,19 @@ class Writing:
         unique = {d.digest: d for d in reversed(drafts) if d.digest not in stored}
         return [d for d in drafts if unique.get(d.digest) is d]
 
-    def _embed(self, drafts: list[Draft]) -> dict[str, np.ndarray]:
-        """Vectors of each draft's passages, by content hash, from one model call."""
+    def _embed(self, drafts: list[Draft], progress: Callable[[int, int], None] | None = None
+               ) -> dict[str, np.ndarray]:
+        """Vectors of each draft's passages, by content hash; `progress(done, total)` after
+        each slice of passages."""
         passages = [p for d in drafts for p in d.passages]
         if not passages:
             return {}
-        vectors = self.index.embedder.embed(passages)
+        slices = []
+        for first in range(0, len(passages), EMBED_SLICE):
+            slices.append(self.index.embedder.embed(passages[first:first + EMBED_SLICE]))
+            if progress:
+                progress(first + len(slices[-1]), len(passages))
+        vectors = np.concatenate(slices)
         by_digest, start = {}, 0
         for draft in drafts:
             by_digest[draft.digest] = vectors[start:start + len(draft.passages)]

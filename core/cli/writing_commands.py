@@ -117,9 +117,12 @@ def run_add(args) -> int:
         files[0] = total
         bar(Progress("import", done, total, printable(Path(result.path).name, name=True)))
 
+    def embedding(done, total):
+        bar(Progress("index", done, total, "passages of your writing"))
+
     stop = CtrlCStops()  # Ctrl-C ends the import between files and still lists what it did
     with profile_to_store_in(args) as profile, stop.armed():
-        results = profile.writing.add_paths(args.paths, report, stop)
+        results = profile.writing.add_paths(args.paths, report, stop, embedding)
     for result in results:
         print(result.line())
     counts = {s: sum(r.status == s for r in results) for s in ("added", "duplicate", "skipped")}

@@ -221,3 +221,20 @@ def test_a_narrow_window_hides_source_then_date_before_squeezing_titles(qtbot, a
     assert table.columnWidth(0) >= table.min_stretch or not any(shown()[1:3])
     app.window.resize(1400, 800)
     qtbot.waitUntil(lambda: shown() == [True] * 4, timeout=5_000)
+
+
+def test_a_large_import_shows_its_passages_being_indexed(qtbot, app, tmp_path, monkeypatch):
+    monkeypatch.setattr("oppu.storage.writing.EMBED_SLICE", 2)
+    page = app.writing_page
+    shown = []
+    monkeypatch.setattr(page, "import_indexing", lambda done, total: shown.append(
+        (done, total, page.import_progress.format())))
+    diary = tmp_path / "diary.txt"
+    diary.write_text("\n\n".join(f"Day {i}: " + "rain and a long walk. " * 60 for i in range(6)))
+    app.writing.import_paths([str(diary)])
+    wait_jobs(qtbot, app)
+    assert shown and shown[-1][0] == shown[-1][1] > 2
+    monkeypatch.undo()
+    page.import_indexing(3, 10)
+    assert page.import_progress.format() == "Indexing 3 of 10 passages"
+    assert (page.import_progress.value(), page.import_progress.maximum()) == (3, 10)

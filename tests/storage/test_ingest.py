@@ -343,6 +343,20 @@ def test_linked_folders_are_followed_once_and_the_data_folder_never(writing, tmp
                                               "this is OPPU's own data folder, not your writing")
 
 
+def test_a_large_file_reports_its_passages_as_they_are_embedded(writing, tmp_path,
+                                                                monkeypatch):
+    monkeypatch.setattr("oppu.storage.writing.EMBED_SLICE", 2)
+    paragraphs = [f"Paragraph {i} of the long diary. " + GARDEN for i in range(5)]
+    path = write(tmp_path / "diary.txt", "\n\n".join(paragraphs) * 8)
+    embedded = []
+    [result] = writing.add_paths([path], embedding=lambda done, total: embedded.append(
+        (done, total)))
+    passages = len(writing.get(result.document_ids[0]).chunks)
+    assert passages > 2 and result.status == "added"
+    assert embedded == [(min(done, passages), passages) for done in range(2, passages + 2, 2)]
+    assert_consistent(writing)
+
+
 def test_add_paths_stops_between_files_when_asked(writing, tmp_path, monkeypatch):
     monkeypatch.setattr("oppu.storage.writing.EMBED_GROUP", 1)  # store each file when read
     files = [write(tmp_path / f"{i}.txt", f"Distinct text number {i}.") for i in range(4)]

@@ -1,6 +1,7 @@
 """Fitting a chat prompt into the context window, so a reply never overflows it.
 
-Priority, highest first: the new user message (cut to half the window if it is huge),
+Priority, highest first: the new user message (its middle cut out down to half the window
+if it is huge),
 the instruction, the retrieved passages (best first), then the conversation's most
 recent turns. The oldest turns go first, whole user+assistant exchanges at a time; then
 the weakest passages; a message that still does not fit is cut further.
@@ -19,6 +20,7 @@ from oppu.engine.errors import ContextTooSmall
 from oppu.storage.prompting import system_message, user_turn
 
 DROP_EXCHANGES = 4
+OMITTED = "\n\n[…]\n\n"  # where the middle of a message too long to fit was left out
 
 
 class Tokenizer(Protocol):
@@ -51,9 +53,13 @@ def fit_prompt(tokenizer: Tokenizer, passages: Sequence[str], history: Sequence[
     notices = []
     user_tokens = tokenizer.tokenize(user_text)
     if len(user_tokens) > limit // 2:
-        user_text = tokenizer.detokenize(user_tokens[: limit // 2])
+        # Its start and its end: a question comes before a pasted text or after it.
+        tail = limit // 8
+        head = limit // 2 - tail
+        user_text = (tokenizer.detokenize(user_tokens[:head]) + OMITTED
+                     + tokenizer.detokenize(user_tokens[-tail:]))
         notices.append(f"Your message was too long ({len(user_tokens)} tokens): only its "
-                       f"first {limit // 2} tokens were used.")
+                       f"first {head} and last {tail} tokens were used.")
 
     def build(n_passages: int, start: int, text: str) -> tuple[list[dict], list[int]]:
         messages = [system_message(), *history[start:], user_turn(text, passages[:n_passages])]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from oppu.engine.budget import DROP_EXCHANGES, fit_prompt, reply_room
+from oppu.engine.budget import DROP_EXCHANGES, OMITTED, fit_prompt, reply_room
 from oppu.engine.chat import ReplyStream, Sampling
 from oppu.engine.errors import ContextTooSmall
 from oppu.storage.prompting import PASSAGES_HEADER, system_message, user_turn
@@ -73,8 +73,12 @@ def test_a_very_long_message_is_cut_with_a_notice(open_engine):
     fitted = fit_prompt(engine, PASSAGES, conversation(5), message, room)
     assert len(fitted.tokens) <= engine.n_ctx - room
     assert len(fitted.notices) == 1 and "too long" in fitted.notices[0]
-    user = fitted.messages[-1]["content"].rsplit("\n\n", 1)[-1]  # after any passages
-    assert message.startswith(user[:200]) and len(user) < len(message)
+    assert "its first 144 and last 48 tokens were used" in fitted.notices[0]
+    user = fitted.messages[-1]["content"]
+    start, end = user.split(OMITTED)  # the question may come first or last: both stay
+    assert message.endswith(end) and start.rsplit("\n\n", 1)[-1] in message
+    assert "sentence0 goes on." in start and "sentence2999 goes on." in end
+    assert len(start) + len(end) < len(message)
 
 
 def test_oversized_passages_give_way_weakest_first(open_engine):

@@ -222,9 +222,9 @@ def reply_status(text: str, stats, waited_s: float) -> str:
     """How long the user waited for a reply (model loading and retrieval included) and, for
     a reply long enough to tell, its pace in words rather than tokens: "Answered in 3.4 s,
     21 words a second"."""
-    stopped = getattr(stats, "stop_reason", "") == "stopped"
+    ended = {"stopped": "Stopped after", "length": "Cut at the longest reply (Settings) after"}
     took = "under 0.1" if waited_s < 0.1 else f"{waited_s:.1f}"
-    status = f"{'Stopped after' if stopped else 'Answered in'} {took} s"
+    status = f"{ended.get(getattr(stats, 'stop_reason', ''), 'Answered in')} {took} s"
     words = len(text.split())
     writing_s = getattr(stats, "seconds", 0.0) - (getattr(stats, "first_token_s", None) or 0.0)
     if words >= PACE_MIN_WORDS and writing_s >= PACE_MIN_S:

@@ -95,6 +95,9 @@ def _say(session, text: str, stop: CtrlCStops):
     sys.stdout.write("\n")
     if reply.stop_reason == "stopped":
         print("[stopped]", file=sys.stderr)
+    elif reply.stop_reason == "length":
+        print("[cut: the reply reached its longest length, `oppu config max_reply_tokens`]",
+              file=sys.stderr)
     for notice in reply.notices:
         print(f"note: {notice}", file=sys.stderr)
     return reply

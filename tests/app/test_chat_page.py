@@ -247,6 +247,10 @@ def test_the_status_line_tells_the_wait_and_the_pace_of_a_reply_in_words():
     forty_words = " ".join(["word"] * 40)
     assert (reply_status(forty_words, stats, waited_s=4.25)
             == "Answered in 4.2 s, 20 words a second"), "the wait counts loading the model too"
+    cut = ReplyStats(prompt_tokens=12, tokens=60, first_token_s=0.5, seconds=2.5,
+                     stop_reason="length")
+    assert reply_status(forty_words, cut, 4.25) == ("Cut at the longest reply (Settings) after "
+                                                    "4.2 s, 20 words a second")
     quick = ReplyStats(prompt_tokens=12, tokens=3, first_token_s=0.01, seconds=0.02)
     assert reply_status("Yes, of course.", quick, 0.05) == "Answered in under 0.1 s"
     stopped = ReplyStats(prompt_tokens=12, stop_reason="stopped", seconds=0.4)

@@ -245,3 +245,11 @@ def test_a_store_locked_past_the_timeout_is_one_line():
     assert store_failure(locked) == ("the profile's store did not answer: database is locked; "
                                      "try again")
     assert store_failure(KeyError("a bug")) is None  # still a traceback
+
+
+def test_a_reply_cut_at_its_longest_length_says_so(cli_profile, capsys):
+    assert oppu("config", "max_reply_tokens", "2") == 0
+    capsys.readouterr()
+    assert oppu("ask", "--no-rag", "--incognito", "Tell me a long story about Miso") == 0
+    assert "[cut: the reply reached its longest length, `oppu config max_reply_tokens`]" in \
+        capsys.readouterr().err

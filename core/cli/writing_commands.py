@@ -149,8 +149,10 @@ def run_list(args) -> int:
 
 
 def run_search(args) -> int:
+    from oppu.storage.encoding import is_blank
+
     query = valid_text(" ".join(args.query))
-    if not query.strip():
+    if is_blank(query):  # control characters alone (a stray escape) are no query either
         raise CommandError("nothing to search for: the query is empty")
     with open_profile(args) as profile:
         passages = profile.writing.search(query, args.k)

@@ -183,6 +183,7 @@ def test_list_filter_is_plain_text_and_notes_come_from_stdin(oppu, monkeypatch):
     assert oppu("list", "--filter", "Caf\xe9")[1].rstrip().endswith("Caf\xe9 au lait.")
     assert oppu("note", " ") == (1, "", "oppu: nothing to store: the note is empty\n")
     assert oppu("search", " ") == (1, "", "oppu: nothing to search for: the query is empty\n")
+    assert oppu("search", "\x1b\u200b") == oppu("search", " ")
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(bytes(range(256)) * 4)))
     assert oppu("note", "-") == (  # an image piped by mistake
         1, "", "oppu: nothing stored: standard input is binary data, not text\n")

@@ -88,8 +88,14 @@ def export(profile, version: str | None = None, format: str = "zip", quant: str 
     default = default_output(profile, chosen.version, format, quant)
     target = Path(out).expanduser() if out else default
     if target.is_dir() or str(out or "").endswith(("/", os.sep)):
-        target.mkdir(parents=True, exist_ok=True)
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise AdapterError(f"cannot make the folder {target}: a file is in the way") from None
         target = target / default.name
+    elif not target.parent.is_dir():
+        raise AdapterError(f"cannot write {target}: {target.parent} is not a folder (end the "
+                           "path with / to make a new folder)")
     if out is not None and target.exists() and not overwrite:
         raise AdapterError(f"{target} already exists: choose another name, or replace it "
                            "(--force)")

@@ -253,10 +253,16 @@ def test_export_writes_into_a_new_folder_and_never_over_a_file(alice, tmp_path, 
     assert export(alice, out=mine, overwrite=True) == mine and mine.stat().st_size > 1000
     made = export(alice, out=f"{tmp_path / 'new' / 'sub'}/")
     assert made.parent == tmp_path / "new" / "sub" and made.suffix == ".zip"
+    with pytest.raises(AdapterError, match=r"mine.txt/x is not a folder \(end the path with /"):
+        export(alice, out=mine / "x" / "a.zip")  # a typo: no folders made along the way
+    with pytest.raises(AdapterError, match="cannot make the folder .*: a file is in the way"):
+        export(alice, out=f"{mine / 'new'}/")
+    assert mine.is_file() and not (tmp_path / "x").exists()
     capsys.readouterr()
     assert main(["--profile", "alice", "export", "-o", str(mine / "x.zip")]) == 1  # not a folder
     error = capsys.readouterr().err
-    assert "Traceback" not in error and error.splitlines()[-1].startswith(f"oppu: {mine}")
+    assert "Traceback" not in error and error.splitlines()[-1].startswith(
+        f"oppu: cannot write {mine / 'x.zip'}: {mine} is not a folder")
 
 
 def test_bare_gguf_round_trip_gives_back_the_same_adapter(alice, tmp_path, tiny_gguf):

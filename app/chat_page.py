@@ -118,6 +118,10 @@ class ChatPage(QWidget):
         escape = QShortcut(QKeySequence(Qt.Key.Key_Escape), self)
         escape.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
         escape.activated.connect(self._escape)
+        new_chat = QShortcut(QKeySequence.StandardKey.New, self)  # Ctrl+N, ⌘N
+        new_chat.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        new_chat.activated.connect(self.new_chat.click)  # a no-op while it is disabled
+        self.new_chat.setToolTip(f"New chat ({widgets.keys_text(new_chat.key())})")
         return column
 
     def _toolbar(self) -> QHBoxLayout:

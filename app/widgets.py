@@ -3,7 +3,7 @@
 from collections.abc import Callable
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QColor, QPainter
+from PySide6.QtGui import QColor, QKeySequence, QPainter
 from PySide6.QtWidgets import (
     QFrame,
     QGridLayout,
@@ -138,6 +138,11 @@ def page_layout(page: QWidget, title: str) -> tuple[QVBoxLayout, Banner]:
     banner = Banner()
     layout.addWidget(banner)
     return layout, banner
+
+
+def keys_text(keys: QKeySequence) -> str:
+    """A shortcut as this platform writes it: "Ctrl+N", or "⌘N" on a Mac."""
+    return keys.toString(QKeySequence.SequenceFormat.NativeText)
 
 
 def ask(parent: QWidget, title: str, question: str, action: str) -> bool:

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, QObject, QSettings, Signal
-from PySide6.QtGui import QCloseEvent, QShowEvent
+from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut, QShowEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from oppu.app.resources import icon
+from oppu.app.widgets import keys_text
 
 NEW_PROFILE = "\0new"  # item data of the "New profile…" entry
 
@@ -46,8 +47,11 @@ class MainWindow(QMainWindow):
         self.stack = QStackedWidget()
         self.nav = QListWidget()
         self.nav.setObjectName("Sidebar")
-        for key, caption, widget in pages:
-            QListWidgetItem(icon(key), caption, self.nav)
+        for number, (key, caption, widget) in enumerate(pages, 1):
+            item = QListWidgetItem(icon(key), caption, self.nav)
+            shortcut = QShortcut(QKeySequence(f"Ctrl+{number}"), self)
+            shortcut.activated.connect(lambda key=key: self.show_page(key))
+            item.setToolTip(f"{caption} ({keys_text(shortcut.key())})")
             self.stack.addWidget(widget)
         self.nav.currentRowChanged.connect(self._show_row)
 

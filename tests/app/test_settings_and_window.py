@@ -213,3 +213,22 @@ def test_cards_stack_in_one_column_when_the_page_is_too_narrow_for_two(qtbot):
     assert all(card.geometry().right() <= grid.viewport().width() for card, _ in grid.cards)
     page.resize(1000, 700)
     qtbot.waitUntil(lambda: grid.columns == 2)
+
+
+def test_pages_and_a_new_chat_have_keyboard_shortcuts(qtbot, app):
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    window = app.window
+    window.show()
+    qtbot.waitExposed(window)
+    window.activateWindow()
+    for number, key in enumerate(window.page_keys, 1):
+        QTest.keyClick(window, Qt.Key(Qt.Key.Key_0 + number), Qt.KeyboardModifier.ControlModifier)
+        assert window.current_page() == key
+        assert window.nav.item(number - 1).toolTip().endswith(f"(Ctrl+{number})")
+    window.show_page("chat")
+    app.chat_page.composer.setFocus()
+    with qtbot.waitSignal(app.chat_page.newConversationRequested):
+        QTest.keyClick(app.chat_page.composer, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)
+    assert app.chat_page.new_chat.toolTip() == "New chat (Ctrl+N)"

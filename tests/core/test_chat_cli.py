@@ -115,7 +115,7 @@ def test_conversations_list_rename_show_delete(cli_profile, capsys):
     oppu("conversations")
     assert long in capsys.readouterr().out
     assert oppu("conversations", "delete", "1", "--forget-writing") == 0
-    assert "and 1 documents" in capsys.readouterr().out
+    assert "and 1 document of your writing" in capsys.readouterr().out
     assert stored(cli_profile) == (0, 0)
     assert [d.title for d in cli_profile.writing.documents()] == ["Miso"]
     assert oppu("conversations", "delete", "1") == 1
@@ -196,7 +196,7 @@ def test_deleting_a_conversation_keeps_writing_another_conversation_holds(cli_pr
     with cli_profile.store.write() as session:  # the third question joins the first chat
         session.get(Message, 5).conversation_id = 1
     assert oppu("conversations", "delete", "1", "--forget-writing") == 0
-    assert "and 1 documents" in capsys.readouterr().out
+    assert "and 1 document of your writing" in capsys.readouterr().out
     assert [d.preview for d in cli_profile.writing.documents(source="chat")] == [
         "Thanks, that helps."]
 

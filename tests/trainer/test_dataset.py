@@ -143,16 +143,27 @@ def test_a_packed_item_computes_exactly_what_it_computes_alone(dataset, tiny_bas
 
 
 def test_documents_are_split_whole_by_a_seeded_hash_that_stays_put():
-    ids = list(range(1, 41))
+    ids = dict.fromkeys(range(1, 41), 100)  # id: words
     train, held = split_documents(ids, 0.2, seed=0)
-    assert sorted(train + held) == ids and not set(train) & set(held)
-    assert 2 <= len(held) <= 16
+    assert sorted(train + held) == list(ids) and not set(train) & set(held)
+    assert 4 <= len(held) <= 16
     assert split_documents(ids, 0.2, seed=0) == (train, held)
     assert split_documents(ids, 0.2, seed=1)[1] != held
     # more writing later: the documents already held out stay held out
-    assert set(held) <= set(split_documents(ids + list(range(41, 80)), 0.2, seed=0)[1])
-    assert split_documents([5, 9], 0.01, seed=0)[1] in ([5], [9])  # at least one when possible
-    assert split_documents([7], 0.5, seed=0) == ([7], [])
+    more = ids | dict.fromkeys(range(41, 80), 100)
+    assert set(held) <= set(split_documents(more, 0.2, seed=0)[1])
+    assert split_documents({5: 100, 9: 100}, 0.01, seed=0)[1] in ([5], [9])  # one if possible
+    assert split_documents({7: 5000}, 0.5, seed=0) == ([7], [])
+
+
+def test_a_held_out_share_too_small_to_measure_on_is_topped_up():
+    """15 documents, the one drawn a 35-word note among 34,000 words of chapters: the gate
+    judged a retrain on 61 tokens."""
+    words = {i: 2700 for i in range(1, 14)} | {14: 46, 15: 35}
+    train, held = split_documents(words, 0.15, seed=0)
+    held_words = sum(words[d] for d in held)
+    share = 0.15 * sum(words.values())
+    assert share / 2 <= held_words <= 2 * share and train
 
 
 def test_the_dataset_keeps_held_out_documents_out_of_training(dataset, writer):

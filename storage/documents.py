@@ -43,7 +43,8 @@ def _text(element) -> str:
 
 def _spaces(element) -> str:
     count = element.get(ODT_SPACE_COUNT, "1")
-    return " " * min(int(count) if count.isdigit() else 1, MOST_SPACES)
+    plain = count.isascii() and count.isdigit() and len(count) <= 9
+    return " " * min(int(count) if plain else 1, MOST_SPACES)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,11 @@ LEGACY_ENCODING = "cp1252"  # Windows' Western encoding: what most non-UTF-8 tex
 # Western European writing has few accented letters (French, among the most, about 4%);
 # read as Windows-1252, other scripts come out mostly as accented Latin letters ("Ïðèâåò").
 WESTERN_ACCENTED_SHARE = 0.5
+# Guessing needs text: on a few words it reads Russian as Chinese. The code pages that
+# older editors saved non-Western writing in (no EBCDIC or UTF-7 look-alikes).
+FEWEST_TO_GUESS = 40
+LEGACY_CANDIDATES = ["cp1250", "cp1251", "cp1253", "cp1254", "cp1255", "cp1256", "cp1257",
+                     "koi8_r", "koi8_u", "cp866", "gb18030", "big5", "cp932", "euc_jp", "cp949"]
 # Text is mostly letters and punctuation; decoded binary data is full of control,
 # unassigned, private-use and undecodable characters.
 IMPLAUSIBLE = {"Cc", "Cn", "Co", "Cs"}
@@ -59,9 +64,9 @@ def decode(data: bytes, declared: str | None = None) -> tuple[str, str | None]:
     """Text from bytes, and a warning when they were not plain UTF-8.
 
     `declared` is the encoding the text names for itself (an HTML page's charset), used
-    when the bytes are not UTF-8. Bytes that are mostly not UTF-8 are an older 8-bit or
-    East Asian encoding (see `_legacy_text`). UTF-8 with a few damaged bytes keeps its good
-    characters and has the damaged ones replaced by U+FFFD.
+    when the bytes are not UTF-8. Bytes that are not UTF-8 at all (no valid multi-byte
+    sequence anywhere) are an older encoding (see `_legacy_text`). UTF-8 with damaged bytes
+    keeps its good characters and has the damaged ones replaced by U+FFFD.
     """
     if data.startswith(b"\xef\xbb\xbf"):
         return data.decode("utf-8-sig", errors="replace"), None
@@ -79,9 +84,9 @@ def decode(data: bytes, declared: str | None = None) -> tuple[str, str | None]:
         except (LookupError, UnicodeDecodeError):
             pass
     text = data.decode("utf-8", errors="replace")
-    replaced = text.count("\ufffd") - data.count("\ufffd".encode())
-    if replaced > len(VALID_NON_ASCII.findall(text)):  # more damage than UTF-8: not UTF-8
+    if not VALID_NON_ASCII.search(text):  # no character decoded from a multi-byte sequence
         return _legacy_text(data)
+    replaced = text.count("\ufffd") - data.count("\ufffd".encode())
     return text, (f"{replaced} undecodable byte{'s' * (replaced != 1)} replaced (not valid "
                   "UTF-8)")
 
@@ -96,11 +101,12 @@ def _legacy_text(data: bytes) -> tuple[str, str]:
     except UnicodeDecodeError:
         western, name = data.decode("latin-1"), "Latin-1"
     letters = [c for c in western[:PLAUSIBILITY_SAMPLE] if c.isalpha()]
-    if sum(c > "\x7f" for c in letters) <= len(letters) * WESTERN_ACCENTED_SHARE:
+    accented = sum(c > "\x7f" for c in letters)
+    if accented <= len(letters) * WESTERN_ACCENTED_SHARE or accented < FEWEST_TO_GUESS:
         return western, f"not UTF-8: read as {name}"
     from charset_normalizer import from_bytes
 
-    guess = from_bytes(data).best()
+    guess = from_bytes(data, cp_isolation=LEGACY_CANDIDATES).best()
     if guess is None:
         return western, f"not UTF-8: read as {name}"
     return str(guess), f"not UTF-8: read as {guess.encoding}"

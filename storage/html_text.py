@@ -1,5 +1,6 @@
 """The text a browser or mail client would show for a piece of HTML."""
 
+import codecs
 import re
 from html.parser import HTMLParser
 
@@ -7,6 +8,8 @@ from html.parser import HTMLParser
 # which browsers look for in a page's first 1024 bytes.
 META_CHARSET = re.compile(rb"<meta[^>]*?charset\s*=\s*[\"']?\s*([A-Za-z0-9_.:-]+)", re.IGNORECASE)
 CHARSET_SNIFF_BYTES = 1024
+CHARSET_FAMILIES = ("utf-8", "cp", "iso8859", "koi8", "mac-", "gb", "big5", "shift_jis", "euc",
+                    "hz", "windows")
 
 
 class _VisibleText(HTMLParser):
@@ -56,9 +59,16 @@ def html_document(html: str) -> tuple[str, str]:
 
 
 def declared_charset(data: bytes) -> str | None:
-    """The encoding a page declares for itself, if it does."""
+    """The text encoding a page declares for itself, read as browsers read it (Latin-1 and
+    ASCII mean Windows-1252); None if it declares none, or a codec that is no charset."""
     found = META_CHARSET.search(data[:CHARSET_SNIFF_BYTES])
-    return found.group(1).decode("ascii") if found else None
+    try:
+        name = codecs.lookup(found.group(1).decode("ascii")).name if found else ""
+    except LookupError:
+        return None
+    if name in ("iso8859-1", "latin-1", "ascii"):
+        return "cp1252"
+    return name if name.startswith(CHARSET_FAMILIES) else None
 
 
 def html_text(html: str) -> str:

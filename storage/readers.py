@@ -154,11 +154,16 @@ def _files_in(folder: Path) -> list[Path]:
     """The files under `folder`, and any folder below it that could not be listed."""
     found: list[Path] = []
     unlisted = found.append
-    seen = {os.path.realpath(data_root_path())}
+    data = os.path.realpath(data_root_path())
+    top = os.path.realpath(folder)
+    seen: set[str] = set()
 
     def new_folder(path: str) -> bool:
+        """Not walked yet, not the app's data, and not a link up to a folder above `folder`
+        (which would bring in its siblings, or the whole disk for a link to /)."""
         real = os.path.realpath(path)
-        if real in seen:
+        if (real in seen or real == data or real.startswith(data + os.sep)
+                or (real != top and top.startswith(real.rstrip(os.sep) + os.sep))):
             return False
         seen.add(real)
         return True

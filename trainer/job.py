@@ -65,7 +65,10 @@ def decide(new: dict, base: dict, active: dict | None, active_version: str | Non
            active_forgotten: bool = False) -> tuple[bool, str]:
     """Promote only an adapter whose held-out loss beats the base's and the active one's.
     An active adapter trained on writing the user has since deleted (`active_forgotten`) is
-    no bar: the retrain is what forgets that writing, so beating the base is enough."""
+    no bar: the retrain is what forgets that writing, so beating the base is enough. With
+    nothing held out (too few documents) there is nothing to compare: the new adapter,
+    trained on all the writing there is, is promoted and the decision says it was not
+    checked."""
     if not base["tokens"]:
         return True, ("promoted without a held-out check: your writing is too few documents "
                       "to hold one out and measure on (more documents let each retrain prove "

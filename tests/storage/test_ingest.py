@@ -333,6 +333,7 @@ def test_linked_folders_are_followed_once_and_the_data_folder_never(writing, tmp
     write(tmp_path / "elsewhere" / "b.txt", BIKE)
     (root / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
     (root / "loop").symlink_to(root, target_is_directory=True)  # a link back up
+    (root / "up").symlink_to(tmp_path, target_is_directory=True)  # above: siblings, or /
     (root / "data").symlink_to(oppu_home, target_is_directory=True)
     write(oppu_home / "profiles" / "x" / "log.txt", "the app's own files are not writing")
 

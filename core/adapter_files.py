@@ -96,6 +96,7 @@ def export(profile, version: str | None = None, format: str = "zip", quant: str 
     elif not target.parent.is_dir():
         raise AdapterError(f"cannot write {target}: {target.parent} is not a folder (end the "
                            "path with / to make a new folder)")
+    _refuse_wrong_suffix(target, format)
     if out is not None and target.exists() and not overwrite:
         raise AdapterError(f"{target} already exists: choose another name, or replace it "
                            "(--force)")
@@ -112,6 +113,19 @@ def export(profile, version: str | None = None, format: str = "zip", quant: str 
         _export_merged(profile, chosen, target, quant, report)
     report(Progress("export", 1, 1, str(target)))
     return target
+
+
+def format_for(path: Path | str) -> str:
+    """The format a file name asks for: a bare adapter for .gguf, else the zip."""
+    return "gguf" if Path(path).suffix.lower() == ".gguf" else "zip"
+
+
+def _refuse_wrong_suffix(target: Path, format: str) -> None:
+    wanted = "." + SUFFIXES[format].rsplit(".", 1)[1]
+    given = target.suffix.lower()
+    if given in {".zip", ".gguf"} and given != wanted:
+        raise AdapterError(f"{target.name} ends in {given}, but the {format} format writes a "
+                           f"{wanted} file: name it {target.stem}{wanted}")
 
 
 def _repair_adapter_gguf(profile, chosen: AdapterVersion) -> None:

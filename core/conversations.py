@@ -120,9 +120,10 @@ class Conversations:
         if not title.strip():
             raise ValueError("a conversation title cannot be empty")
         with self.store.write() as session:
-            # A title given is kept (one line, up to what the column holds); only one made
-            # from the first message is cut short.
-            self._get(session, conversation_id).title = title_from(title, TITLE_CHARS)
+            # A title given is kept whole, its lines joined (up to what the column holds);
+            # only one made from the first message is cut to its first line.
+            joined = " ".join(title.split())
+            self._get(session, conversation_id).title = title_from(joined, TITLE_CHARS)
 
     def delete(self, conversation_id: int) -> list[int]:
         """Delete a conversation and its messages. Returns the ids of the documents that

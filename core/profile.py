@@ -11,7 +11,13 @@ from oppu.core.training import recover_interrupted
 from oppu.storage.atomic import TEMP_PREFIX
 from oppu.storage.db import Store
 from oppu.storage.index import Embedder, Index
-from oppu.storage.paths import DEFAULT_PROFILE, private_dir, profile_dir, profile_path
+from oppu.storage.paths import (
+    DEFAULT_PROFILE,
+    check_new_profile_name,
+    private_dir,
+    profile_dir,
+    profile_path,
+)
 from oppu.storage.writing import ReconcileReport, Writing
 
 
@@ -125,12 +131,14 @@ def rename_profile(profile: Profile, new_name: str) -> str:
     closed whatever happens: open the new name, or the old one after an error, to go on.
     """
     try:
-        target = profile_path(new_name, profile.folder.parent.parent)
+        root = profile.folder.parent.parent
+        target = profile_path(new_name, root)
         if new_name == profile.name:
             raise ProfileExists(f"the profile is already called {new_name!r}")
         if target.exists() and not target.samefile(profile.folder):  # not just another case
             raise ProfileExists(f"a profile named {new_name!r} already exists: pick another "
                                 "name")
+        check_new_profile_name(new_name, root, renaming=profile.name)
         refuse_while_training(profile, "rename")
     finally:
         profile.close()

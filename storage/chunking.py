@@ -6,6 +6,7 @@ at paragraph, then sentence, then word boundaries.
 
 import hashlib
 import re
+import unicodedata
 from itertools import pairwise
 
 MAX_WORDS = 160
@@ -20,6 +21,11 @@ CJK_PUNCTUATION = "\u3000-\u3004\u3008-\u303f\uff01\uff0c\uff1a\uff1b\uff1f"  # 
 WORD = re.compile(rf"[{UNSPACED}]|[^\s{UNSPACED}{CJK_PUNCTUATION}]+")
 SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|(?<=[。！？])")
 PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+LAST_SPACE = re.compile(r".*\s", re.DOTALL)
+# Characters that belong to the one before: a cut never goes just before them (or just
+# after a zero-width joiner), so an accent or an emoji sequence stays whole.
+JOINERS = "\u200c\u200d\ufe0e\ufe0f\U0001f3fb-\U0001f3ff\U000e0020-\U000e007f"
+ATTACHED = re.compile(f"[{JOINERS}]")
 
 
 def content_hash(text: str) -> str:
@@ -41,8 +47,29 @@ def _pieces(paragraph: str, max_words: int) -> list[str]:
             starts = [m.start() for m in WORD.finditer(sentence)][::max_words]
             cuts = [0, *starts[1:], len(sentence)]  # punctuation stays with the words before it
             pieces += [piece for a, b in pairwise(cuts) if (piece := sentence[a:b].strip())]
-    return [piece[start:start + MAX_CHARS] for piece in pieces
-            for start in range(0, len(piece), MAX_CHARS)]
+    return [part for piece in pieces for part in _within_max_chars(piece)]
+
+
+def _within_max_chars(text: str) -> list[str]:
+    """`text` in parts of at most MAX_CHARS characters, cut at the last space in the second
+    half of each part, else between two characters that do not belong together."""
+    parts, start = [], 0
+    while len(text) - start > MAX_CHARS:
+        space = LAST_SPACE.match(text, start, start + MAX_CHARS + 1)
+        cut = (space.end() if space and space.end() > start + MAX_CHARS // 2
+               else _character_cut(text, start))
+        parts.append(text[start:cut].rstrip())
+        start = cut + len(text[cut:cut + MAX_CHARS]) - len(text[cut:cut + MAX_CHARS].lstrip())
+    return [*parts, text[start:]] if start < len(text) else parts
+
+
+def _character_cut(text: str, start: int) -> int:
+    cut = start + MAX_CHARS
+    while cut > start + MAX_CHARS // 2 and (
+            ATTACHED.match(text[cut]) or text[cut - 1] == "\u200d"
+            or unicodedata.combining(text[cut]) or unicodedata.category(text[cut]) == "Mc"):
+        cut -= 1
+    return cut
 
 
 def split_passages(text: str, max_words: int = MAX_WORDS) -> list[str]:

@@ -13,7 +13,8 @@ CHARSET_FAMILIES = ("utf-8", "cp", "iso8859", "koi8", "mac-", "gb", "big5", "shi
 
 
 class _VisibleText(HTMLParser):
-    """Visible text, with no styles, scripts or tags; the <title> is kept apart."""
+    """Visible text, with no styles, scripts or tags; the page's <title> is kept apart (its
+    first one: an SVG's <title> is a picture's tooltip, not the page's)."""
 
     HIDDEN = frozenset({"style", "script", "head", "title", "template", "noscript"})
     INLINE = frozenset({"a", "span", "b", "i", "u", "em", "strong", "font", "small", "big",
@@ -25,16 +26,20 @@ class _VisibleText(HTMLParser):
         self.title: list[str] = []
         self.hidden = 0
         self.in_title = False
+        self.in_svg = 0
 
     def handle_starttag(self, tag, _attrs):
         if tag == "body":  # a <head> or <title> left open (HTML allows it) ends here
             self.hidden, self.in_title = 0, False
-        self.in_title = tag == "title" or self.in_title
+        self.in_svg += tag == "svg"
+        page_title = tag == "title" and not self.in_svg and not self.title
+        self.in_title = page_title or self.in_title
         self.hidden += tag in self.HIDDEN
         self._separate(tag)
 
     def handle_endtag(self, tag):
         self.in_title = self.in_title and tag != "title"
+        self.in_svg -= tag == "svg" and self.in_svg > 0
         self.hidden -= tag in self.HIDDEN and self.hidden > 0
         self._separate(tag)
 

@@ -10,6 +10,8 @@ import platformdirs
 # lets a final newline through).
 PROFILE_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9 _.-]{0,62}[A-Za-z0-9_.-])?")
 DEFAULT_PROFILE = "default"
+# Names Windows keeps for devices, with or without an extension ("con.txt" too).
+WINDOWS_DEVICES = re.compile(r"(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?", re.IGNORECASE)
 
 
 class InvalidProfileName(ValueError):
@@ -47,8 +49,34 @@ def profile_path(name: str, root: Path | None = None) -> Path:
 
 
 def profile_dir(name: str, root: Path | None = None) -> Path:
-    """Profile `name`'s folder, created if new."""
-    return private_dir(profile_path(name, root))
+    """Profile `name`'s folder, created if new (a new name must also suit every OS)."""
+    folder = profile_path(name, root)
+    if not folder.is_dir():
+        check_new_profile_name(name, root)
+    return private_dir(folder)
+
+
+def check_new_profile_name(name: str, root: Path | None = None, renaming: str = "") -> None:
+    """InvalidProfileName unless `name` can be a new profile's folder on every OS.
+
+    Profiles that exist keep their names: these rules only stop new ones, which could not
+    be copied to Windows or macOS (where a data folder may be moved), or would be one
+    folder there under two names. `renaming` is the profile being given the name, which
+    may change just its case.
+    """
+    profile_path(name, root)
+    if WINDOWS_DEVICES.fullmatch(name.rstrip(". ")):
+        raise InvalidProfileName(f"invalid profile name {name!r}: Windows keeps it for a "
+                                 "device, so the profile could not be copied there")
+    if name.endswith("."):
+        raise InvalidProfileName(f"invalid profile name {name!r}: it cannot end with '.' "
+                                 "(Windows drops it)")
+    clash = [other for other in list_profiles(root)
+             if other.casefold() == name.casefold() and other not in (name, renaming)]
+    if clash:
+        raise InvalidProfileName(f"invalid profile name {name!r}: a profile named "
+                                 f"{clash[0]!r} exists, and Windows and macOS do not tell "
+                                 "the two apart; use that name or another")
 
 
 def list_profiles(root: Path | None = None) -> list[str]:

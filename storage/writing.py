@@ -151,12 +151,12 @@ class Writing:
 
     # -- adding -------------------------------------------------------------------------
 
-    def add_text(self, source: str, text: str, title: str = "", origin: str | None = None
-                 ) -> tuple[int, bool]:
+    def add_text(self, source: str, text: str, title: str = "", origin: str | None = None,
+                 embedding: Callable[[int, int], None] | None = None) -> tuple[int, bool]:
         """Store one text as a document (untitled: titled by its first line). Returns its id
-        and whether it is new."""
+        and whether it is new. `embedding(done, total)` follows as in `add_paths`."""
         draft = make_draft(source, text, title, origin)
-        return self._store([draft], self._embed(self._unstored([draft])))[0]
+        return self._store([draft], self._embed(self._unstored([draft]), embedding))[0]
 
     def add_note(self, text: str, title: str = "") -> int:
         return self.add_text("note", text, title)[0]
@@ -262,14 +262,14 @@ class Writing:
     def _embed(self, drafts: list[Draft], progress: Callable[[int, int], None] | None = None
                ) -> dict[str, np.ndarray]:
         """Vectors of each draft's passages, by content hash; `progress(done, total)` after
-        each slice of passages."""
+        each slice of passages, where there are several."""
         passages = [p for d in drafts for p in d.passages]
         if not passages:
             return {}
         slices = []
         for first in range(0, len(passages), EMBED_SLICE):
             slices.append(self.index.embedder.embed(passages[first:first + EMBED_SLICE]))
-            if progress:
+            if progress and len(passages) > EMBED_SLICE:
                 progress(first + len(slices[-1]), len(passages))
         vectors = np.concatenate(slices)
         by_digest, start = {}, 0

@@ -8,6 +8,7 @@ shapes; the result then goes through the same validation as any other import.
 """
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,9 @@ def _alpha(reader) -> float | None:
     alpha = _field(reader, "adapter.lora.alpha")
     if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, (int, float))):
         raise CorruptAdapter(f"its metadata adapter.lora.alpha is {alpha!r}, not a number")
+    if alpha is not None and not 0 < alpha < math.inf:
+        raise CorruptAdapter(f"its metadata adapter.lora.alpha is {alpha!r}; it must be a "
+                             "positive finite number")
     return alpha
 
 

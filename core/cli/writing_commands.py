@@ -102,9 +102,15 @@ def run_note(args) -> int:
                 else valid_text(" ".join(args.text)))
         if is_blank(text):
             raise CommandError("nothing to store: the note is empty")
-        stored_id, new = profile.writing.add_text("note", text, valid_text(args.title))
+        stored_id, new = profile.writing.add_text("note", text, valid_text(args.title),
+                                                  embedding=_index_bar(ProgressBar()))
     print(f"{'stored' if new else 'already stored'} as document {stored_id}")
     return 0
+
+
+def _index_bar(bar: ProgressBar):
+    """`embedding(done, total)` for a Writing method, shown on `bar`."""
+    return lambda done, total: bar(Progress("index", done, total, "passages of your writing"))
 
 
 def run_add(args) -> int:
@@ -117,12 +123,9 @@ def run_add(args) -> int:
         files[0] = total
         bar(Progress("import", done, total, printable(Path(result.path).name, name=True)))
 
-    def embedding(done, total):
-        bar(Progress("index", done, total, "passages of your writing"))
-
     stop = CtrlCStops()  # Ctrl-C ends the import between files and still lists what it did
     with profile_to_store_in(args) as profile, stop.armed():
-        results = profile.writing.add_paths(args.paths, report, stop, embedding)
+        results = profile.writing.add_paths(args.paths, report, stop, _index_bar(bar))
     for result in results:
         print(result.line())
     counts = {s: sum(r.status == s for r in results) for s in ("added", "duplicate", "skipped")}

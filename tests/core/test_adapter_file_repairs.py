@@ -29,8 +29,10 @@ def _name_not_utf8(bare, path):
      r"alpha is \[1.0, 2.0\], not a"),
     (lambda bare, path: rewrite_gguf(bare, path, values={"adapter.lora.alpha": "abc"}),
      "alpha is 'abc', not a number"),
+    (lambda bare, path: rewrite_gguf(bare, path, values={"adapter.lora.alpha": float("inf")}),
+     "alpha is inf; it must be a positive finite number"),
     (_name_not_utf8, "metadata general.name is damaged"),
-], ids=["alpha-array", "alpha-text", "name-not-utf8"])
+], ids=["alpha-array", "alpha-text", "alpha-inf", "name-not-utf8"])
 def test_an_adapter_gguf_with_odd_metadata_is_refused_naming_file_and_key(alice, tmp_path,
                                                                            damage, reason):
     bare = export(alice, format="gguf", out=tmp_path / "mine-adapter.gguf")

@@ -331,7 +331,19 @@ def test_export_refuses_what_it_cannot_do(alice, tmp_path, other_base):
     alice.set("base_model", str(other_base))
     with pytest.raises(AdapterError, match="trained on tiny-llama.gguf"):
         export(alice, format="merged", out=out)
+    with pytest.raises(AdapterError, match="a.zip ends in .zip, but the gguf format writes a "
+                                           ".gguf file: name it a.gguf"):
+        export(alice, format="gguf", out=out / "a.zip")
+    with pytest.raises(AdapterError, match="ends in .gguf, but the zip format"):
+        export(alice, format="zip", out=out / "a.GGUF")
     assert list(out.iterdir()) == []
+
+
+def test_the_command_line_writes_the_format_the_file_name_asks_for(alice, tmp_path, capsys):
+    assert main(["--profile", "alice", "export", "-o", str(tmp_path / "mine.gguf")]) == 0
+    assert (tmp_path / "mine.gguf").read_bytes()[:4] == b"GGUF"
+    assert main(["--profile", "alice", "export", "-o", str(tmp_path / "mine.zip")]) == 0
+    assert (tmp_path / "mine.zip").read_bytes()[:2] == b"PK"
 
 
 def test_no_active_adapter_is_explained(tiny_gguf, tmp_path):

@@ -114,6 +114,9 @@ def test_conversations_list_rename_show_delete(cli_profile, capsys):
     oppu("conversations", "rename", "1", long)  # a title given is kept whole, not cut at 60
     oppu("conversations")
     assert long in capsys.readouterr().out
+    oppu("conversations", "rename", "1", "Tides\n and  moorings")  # lines joined, not dropped
+    oppu("conversations")
+    assert "Tides and moorings" in capsys.readouterr().out
     assert oppu("conversations", "delete", "1", "--forget-writing") == 0
     assert "and 1 document of your writing" in capsys.readouterr().out
     assert stored(cli_profile) == (0, 0)

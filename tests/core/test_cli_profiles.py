@@ -126,12 +126,19 @@ def test_rename_moves_a_profile_with_everything_it_holds(two, capsys, embedder):
         assert "Gerald" in hit.text
 
 
+def test_rename_may_change_just_the_case(two, capsys):
+    assert oppu(capsys, "profiles", "--rename", "ann", "Ann")[0] == 0
+    assert list_profiles() == ["Ann", "bob"]
+
+
 def test_rename_refuses_what_it_cannot_do_and_changes_nothing(two, capsys):
     from oppu.core.training import create_run
 
     for new_name, reason in [("bob", "a profile named 'bob' already exists"),
                              ("../x", "invalid profile name '../x'"),
-                             ("ann", "already called 'ann'")]:
+                             ("ann", "already called 'ann'"),
+                             ("BOB", "a profile named 'bob' exists, and Windows and macOS"),
+                             ("nul", "Windows keeps it for a device")]:
         status, _, err = oppu(capsys, "profiles", "--rename", "ann", new_name)
         assert status == 1 and reason in err
     assert oppu(capsys, "profiles", "--rename", "carol", "dan")[2].endswith(

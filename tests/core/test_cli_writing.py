@@ -196,6 +196,16 @@ def test_list_filter_is_plain_text_and_notes_come_from_stdin(oppu, monkeypatch):
     assert oppu("stats")[1].startswith("documents: 3\n")
 
 
+def test_a_long_note_shows_its_passages_being_indexed(oppu, monkeypatch):
+    monkeypatch.setattr("oppu.storage.writing.EMBED_SLICE", 2)
+    diary = "\n\n".join(f"Day {i}: " + "rain and a long walk. " * 60 for i in range(5))
+    monkeypatch.setattr("sys.stdin", io.StringIO(diary))
+    status, out, err = oppu("note", "-")
+    assert (status, out) == (0, "stored as document 1\n")
+    assert err.splitlines()[-1] == ("index      [##############################] 10/10 passages "
+                                    "of your writing")
+
+
 def test_list_and_search_show_control_characters_escaped(oppu):
     """A title with a newline or a terminal escape stays on its line, and inert."""
     assert oppu("note", "--title", "diary\nentry \x1b[31mRED", BIKE)[0] == 0

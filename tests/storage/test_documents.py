@@ -81,6 +81,14 @@ def test_a_web_page_is_stored_as_its_visible_text_under_its_title(writing, tmp_p
     assert (document.title, document.text) == ("My blog & me", "On walking\nI walk every day.")
 
 
+def test_an_svg_picture_s_title_is_neither_the_page_s_title_nor_its_text(writing, tmp_path):
+    icon = "<svg><title>Menu icon</title><path d='M0 0'/></svg>"
+    document = stored(writing, write(tmp_path / "a.html", f"<body>{icon}<p>Walks.</p></body>"))
+    assert (document.title, document.text) == ("a", "Walks.")
+    page = f"<head><title>Mine</title></head><body>{icon}<p>Runs.</p><title>x</title></body>"
+    assert stored(writing, write(tmp_path / "b.html", page)).title == "Mine"
+
+
 def test_an_unclosed_title_ends_where_the_body_starts(writing, tmp_path):
     document = stored(writing, write(tmp_path / "page.htm", "<title>Half<body>Body text."))
     assert (document.title, document.text) == ("Half", "Body text.")

@@ -66,6 +66,19 @@ def test_text_with_few_spaces_is_cut_into_passages_of_bounded_length():
             text.replace("\n\n", "").replace(" ", "")  # nothing lost, nothing added
 
 
+def test_a_cut_for_length_keeps_words_accents_and_emoji_whole():
+    from oppu.storage.chunking import MAX_CHARS, split_passages
+
+    spaced = " ".join(["https://example.com/" + "x" * 60] * 100)  # 81 characters a word
+    assert all(p.endswith("x") and p.startswith("https") for p in split_passages(spaced))
+    family = "\U0001f468\u200d\U0001f469\u200d\U0001f467"
+    for at in range(MAX_CHARS - 5, MAX_CHARS + 1):  # the sequence across the limit
+        for whole in (family, "\U0001f44d\U0001f3fd", "e\u0301"):
+            passages = split_passages("a" * at + whole + "b" * 50)
+            assert any(whole in p for p in passages), (at, whole)
+            assert all(len(p) <= MAX_CHARS for p in passages)
+
+
 def test_chinese_and_japanese_count_a_word_per_character_and_are_cut_into_passages(writing):
     assert word_count("今日はいい天気です。") == 9
     assert word_count("我喜欢Python编程，真的！") == 8

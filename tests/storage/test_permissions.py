@@ -46,6 +46,25 @@ def test_profile_names_cannot_escape_the_data_root(oppu_home, bad):
     assert not (oppu_home / "profiles").exists() or list_profiles() == []
 
 
+@pytest.mark.parametrize(("name", "reason"), [
+    ("CON", "Windows keeps it for a device"), ("lpt1.notes", "Windows keeps it for a device"),
+    ("Aux..", "Windows keeps it for a device"), ("notes.", "cannot end with '.'"),
+    ("Work", "a profile named 'work' exists, and Windows and macOS do not tell"),
+])
+def test_a_new_profile_needs_a_name_every_os_can_hold(oppu_home, embedder, name, reason):
+    with Profile("work", embedder=embedder):
+        pass
+    with pytest.raises(InvalidProfileName, match=reason):
+        profile_dir(name)
+    assert list_profiles() == ["work"]
+
+
+def test_a_profile_that_exists_opens_under_a_name_no_longer_allowed_for_new_ones(oppu_home):
+    made_by_hand = oppu_home / "profiles" / "con"
+    made_by_hand.mkdir(parents=True)
+    assert profile_dir("con") == made_by_hand and profile_dir("Console") != made_by_hand
+
+
 def test_a_bad_profile_name_is_told_the_rules_and_not_echoed_at_length(oppu_home):
     with pytest.raises(InvalidProfileName) as raised:
         profile_dir("-rf" + "x" * 300)

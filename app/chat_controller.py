@@ -25,7 +25,8 @@ class ChatController(QObject):
         self.job = None
         self.bubble = None
         self.asked_at = 0.0  # when the reply in progress was asked for (time.monotonic)
-        self.unsent: str | None = None  # the message being answered, until a reply comes
+        # The message being answered, with its pasted stretches, until a reply comes.
+        self.unsent: tuple[str, list] | None = None
         self.model_loaded = False
         page.sendRequested.connect(self.send)
         page.stopRequested.connect(self.stop)
@@ -70,17 +71,19 @@ class ChatController(QObject):
 
     # -- one message --------------------------------------------------------------------
 
-    def send(self, text: str) -> None:
+    def send(self, text: str, pasted: list | None = None) -> None:
+        """Answer `text`; its `pasted` (start, end) stretches are not kept as writing."""
         if self.job is not None:
             return
+        pasted = pasted or []
         if not self.app.writing_open:
-            self.page.composer.setPlainText(text)
+            self.page.composer.set_message(text, pasted)
             self.page.banner.show_message("Your writing is still being opened; send again in a "
                                           "moment.", "info", 4)
             return
         self.page.transcript.add("user", text)
-        self.unsent = text
-        self._generate(lambda report, stop: self.session.send(text, report, stop))
+        self.unsent = (text, pasted)
+        self._generate(lambda report, stop: self.session.send(text, report, stop, pasted))
 
     def regenerate(self) -> None:
         """Answer the last message again, replacing the reply shown for it."""
@@ -131,7 +134,7 @@ class ChatController(QObject):
                 # nothing came back and nothing was stored: the message goes back to be resent
                 self.page.transcript.remove_last()
                 if not self.page.composer.toPlainText().strip():
-                    self.page.composer.setPlainText(self.unsent)
+                    self.page.composer.set_message(*self.unsent)
         elif bubble is not None:
             bubble.finish(bubble.text, stopped=True)
         self.page.set_generating(False)

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
 from oppu.app import widgets
 from oppu.app.chat_view import Transcript
 from oppu.app.list_models import conversations_model
+from oppu.app.message_editor import MessageEditor
 from oppu.app.widgets import button, hint, page_layout
 
 EMPTY_CHAT = ("Ask anything. Your model answers in your voice, and quotes your own writing "
@@ -32,7 +33,7 @@ EMPTY_INCOGNITO = "Incognito: nothing from this conversation is stored, not even
 
 
 class ChatPage(QWidget):
-    sendRequested = Signal(str)
+    sendRequested = Signal(str, list)  # the message, and its pasted (start, end) stretches
     stopRequested = Signal()
     regenerateRequested = Signal()
     newConversationRequested = Signal()
@@ -95,7 +96,9 @@ class ChatPage(QWidget):
         box.addWidget(self.transcript, 1)
 
         composer = QHBoxLayout()
-        self.composer = widgets.TextEditor("Write a message…  (Ctrl+Enter sends)")
+        self.composer = MessageEditor("Write a message…  (Ctrl+Enter sends)")
+        self.composer.setToolTip("What you type becomes your writing; text you paste in is "
+                                 "read by the model but not kept as yours")
         self.composer.setFixedHeight(84)
         self.composer.installEventFilter(self)
         self.send = button("Send", primary=True, tooltip="Send (Ctrl+Enter)")
@@ -251,10 +254,10 @@ class ChatPage(QWidget):
         return super().eventFilter(watched, event)
 
     def _send(self) -> None:
-        text = self.composer.toPlainText().strip()
+        text, pasted = self.composer.message()
         if text and not self.generating:
             self.composer.clear()
-            self.sendRequested.emit(text)
+            self.sendRequested.emit(text, pasted)
 
     def _escape(self) -> None:
         if self.generating:

@@ -5,18 +5,20 @@ message, so an activation or rollback applies to the next reply; served as the v
 merged copy at full strength, which reads prompts faster, else attached to the base) and
 the top passages of the user's own writing (non-parametric memory), laid out exactly as
 the trainer lays out its items. Replies stream through a callback. Conversations are
-stored with the adapter version, scale and passages of each reply, and the user's
-messages become their writing; an incognito session stores nothing at all.
+stored with the adapter version, scale and passages of each reply, and what the user
+typed in their messages becomes their writing (text they pasted is usually somebody
+else's: an email to answer, an article); an incognito session stores nothing at all.
 """
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from oppu.core.conversations import CHOICES, Conversations, checked_choices
+from oppu.core.conversations import CHOICES, Conversations, checked_choices, typed_part
 from oppu.core.progress import ShouldStop, never
 from oppu.engine.errors import ModelFileError  # also sets OpenMP's policy early: see oppu.engine
+from oppu.storage.encoding import is_blank
 from oppu.storage.writing import Passage
 
 OnText = Callable[[str], None]
@@ -194,11 +196,13 @@ class ChatSession:
 
     # -- one message --------------------------------------------------------------------
 
-    def send(self, text: str, on_text: OnText | None = None,
-             should_stop: ShouldStop = never) -> Reply:
+    def send(self, text: str, on_text: OnText | None = None, should_stop: ShouldStop = never,
+             pasted: Sequence[tuple[int, int]] = ()) -> Reply:
+        """Answer `text`. `pasted` holds the (start, end) stretches of it that were pasted:
+        they are not stored as the user's writing (the whole message is, in the chat)."""
         if not text or not text.strip():
             raise ValueError("nothing to send: the message is empty")
-        return self._answer(text, on_text, should_stop, again=False)
+        return self._answer(text, on_text, should_stop, again=False, pasted=pasted)
 
     def regenerate(self, on_text: OnText | None = None,
                    should_stop: ShouldStop = never) -> Reply:
@@ -214,7 +218,7 @@ class ChatSession:
             raise
 
     def _answer(self, text: str, on_text: OnText | None, should_stop: ShouldStop,
-                again: bool) -> Reply:
+                again: bool, pasted: Sequence[tuple[int, int]] = ()) -> Reply:
         from oppu.engine.budget import fit_prompt, reply_room
         from oppu.engine.chat import ReplyStream
 
@@ -238,10 +242,11 @@ class ChatSession:
             sources = tuple(passages[: fitted.passages_used])
             stored = not self.options.incognito and (self.conversation_id is not None
                                                      or not again)
-            new_writing = stored and not again
+            typed = typed_part(text, pasted)
+            new_writing = stored and not again and not is_blank(typed)
             self.stored_unanswered = False
-            if new_writing:
-                self._store_user_message(text)
+            if stored and not again:
+                self._store_user_message(text, pasted)
                 self.stored_unanswered = True
             stream = ReplyStream(engine, fitted.tokens, sampling, should_stop)
             pieces, streaming = [], iter(stream)
@@ -253,7 +258,7 @@ class ChatSession:
             finally:
                 streaming.close()  # ends its hold on the engine even if `on_text` failed
                 if new_writing:
-                    self.profile.writing.add_chat_message(text)
+                    self.profile.writing.add_chat_message(typed)
         reply_text = "".join(pieces).strip()
         message_id = None
         if stored:
@@ -269,12 +274,12 @@ class ChatSession:
                                 tuple(fitted.messages), stream.stats)
         return self.last_reply
 
-    def _store_user_message(self, text: str) -> None:
+    def _store_user_message(self, text: str, pasted: Sequence[tuple[int, int]]) -> None:
         with self._choosing:  # a switch flipped meanwhile is stored with it, not lost
             if self.conversation_id is None:
                 self.conversation_id = self.conversations.create(
                     text, **{name: getattr(self.options, name) for name in CHOICES})
-        self.conversations.add_message(self.conversation_id, "user", text)
+        self.conversations.add_message(self.conversation_id, "user", text, pasted=pasted)
 
     def _wanted_adapter(self, base_path: Path, notices: list[str]) -> tuple:
         """The active adapter and its strength, or None when it is off or was made for
@@ -323,7 +328,7 @@ class ChatSession:
 
     def _retrieve(self, text: str, settings) -> list[Passage]:
         """The top k passages of the user's writing for `text`, leaving out earlier chat
-        messages that say the same thing: the question is already in the prompt."""
+        messages that it holds whole: the question is already in the prompt."""
         k = settings.retrieval_k
         if not self.options.use_retrieval or k <= 0:
             return []
@@ -331,7 +336,7 @@ class ChatSession:
         fetch = k + 1
         while True:
             found = self.profile.writing.search(text, fetch, settings.retrieval_min_score)
-            kept = [p for p in found if _normalized(p.text) != asked]
+            kept = [p for p in found if _normalized(p.text) not in asked]
             if len(kept) >= k or len(found) < fetch:
                 return kept[:k]
             fetch += len(found) - len(kept)

@@ -97,9 +97,11 @@ class Conversations:
     def add_message(self, conversation_id: int, role: str, text: str,
                     adapter_version: str | None = None, adapter_scale: float | None = None,
                     chunk_ids: Sequence[str] = (), replaces_last_reply: bool = False,
-                    stop_reason: str | None = None) -> int:
+                    stop_reason: str | None = None,
+                    pasted: Sequence[tuple[int, int]] = ()) -> int:
         """Store a message; with `replaces_last_reply` the conversation's latest message, if
-        it is a reply, is deleted in the same transaction (a regenerated answer)."""
+        it is a reply, is deleted in the same transaction (a regenerated answer).
+        `pasted`: the (start, end) stretches of `text` that the user pasted."""
         with self.store.write() as session:
             conversation = self._get(session, conversation_id)
             if replaces_last_reply:
@@ -110,7 +112,8 @@ class Conversations:
                     session.delete(last)
             message = Message(conversation_id=conversation_id, role=role, text=text,
                               adapter_version=adapter_version, adapter_scale=adapter_scale,
-                              retrieved_chunk_ids=list(chunk_ids), stop_reason=stop_reason)
+                              retrieved_chunk_ids=list(chunk_ids), stop_reason=stop_reason,
+                              pasted=[list(span) for span in pasted])
             session.add(message)
             conversation.updated_at = utcnow()
             session.flush()
@@ -131,10 +134,11 @@ class Conversations:
         another conversation also holds ("thanks!") is one document, which stays."""
         with self.store.write() as session:
             conversation = self._get(session, conversation_id)
-            hashes = {content_hash(m.text) for m in conversation.messages if m.role == "user"}
-            elsewhere = session.scalars(select(Message.text).where(
+            hashes = {content_hash(typed_part(m.text, m.pasted))
+                      for m in conversation.messages if m.role == "user"}
+            elsewhere = session.execute(select(Message.text, Message.pasted).where(
                 Message.role == "user", Message.conversation_id != conversation_id))
-            hashes -= {content_hash(text) for text in elsewhere}
+            hashes -= {content_hash(typed_part(text, pasted)) for text, pasted in elsewhere}
             documents = list(session.scalars(select(Document.id).where(
                 Document.source == "chat", Document.content_hash.in_(hashes))))
             session.delete(conversation)
@@ -146,6 +150,17 @@ class Conversations:
         if conversation is None:
             raise ConversationNotFound(f"no conversation with id {conversation_id}")
         return conversation
+
+
+def typed_part(text: str, pasted: Sequence[Sequence[int]]) -> str:
+    """What the user typed of a message: `text` without its pasted (start, end) stretches.
+    That part alone is their writing; pasted text is usually somebody else's."""
+    kept, at = [], 0
+    for start, end in sorted(pasted):
+        kept.append(text[at:max(at, start)])
+        at = max(at, end)
+    kept.append(text[at:])
+    return "".join(kept).strip()
 
 
 def checked_choices(choices: dict) -> dict[str, bool]:

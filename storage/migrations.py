@@ -128,6 +128,11 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         ["ALTER TABLE conversations ADD COLUMN use_adapter BOOLEAN NOT NULL DEFAULT 1",
          "ALTER TABLE conversations ADD COLUMN use_retrieval BOOLEAN NOT NULL DEFAULT 1"],
     ),
+    (
+        8,
+        "the stretches of each message that were pasted, which are not the user's writing",
+        ["ALTER TABLE messages ADD COLUMN pasted JSON NOT NULL DEFAULT '[]'"],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

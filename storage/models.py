@@ -80,6 +80,7 @@ class Message(Base):
     adapter_scale: Mapped[float | None] = mapped_column(Float, nullable=True)
     retrieved_chunk_ids: Mapped[list] = mapped_column(JSON, default=list)
     stop_reason: Mapped[str | None] = mapped_column(String(16), nullable=True)  # a reply's
+    pasted: Mapped[list] = mapped_column(JSON, default=list)  # [start, end] of pasted text
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     conversation: Mapped[Conversation] = relationship(back_populates="messages")
 

@@ -2,7 +2,8 @@
 
 import re
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QMimeData, Qt
+from PySide6.QtGui import QTextCursor
 from PySide6.QtTest import QTest
 
 from oppu.app.chat_controller import reply_status
@@ -55,6 +56,47 @@ def test_a_message_streams_its_reply_and_shows_the_sources(qtbot, app):
     assert conversation.messages == 2
     chats = [d for d in app.profile.writing.documents() if d.source == "chat"]
     assert [d.title for d in chats] == ["Where do I sail every August, and what do I pack?"]
+
+
+def paste(editor, text: str) -> None:
+    mime = QMimeData()
+    mime.setText(text)
+    editor.insertFromMimeData(mime)
+
+
+def test_text_pasted_into_a_message_is_not_kept_as_writing(qtbot, app):
+    email = "Hi, can you send me the minutes of Monday's meeting before lunch? Thanks, Bob"
+    composer = app.chat_page.composer
+    composer.setFocus()
+    QTest.keyClicks(composer, "Answer for me:")
+    QTest.keyClick(composer, Qt.Key.Key_Return)
+    paste(composer, email)
+    QTest.keyClick(composer, Qt.Key.Key_Return)
+    QTest.keyClicks(composer, "say yes")
+    composer.moveCursor(QTextCursor.MoveOperation.Start)
+    QTest.keyClicks(composer, "  Please. ")  # typing before it moves the pasted stretch along
+    text, pasted = composer.message()
+    assert text == f"Please. Answer for me:\n{email}\nsay yes"
+    assert [text[a:b] for a, b in pasted] == [email]
+    QTest.keyClick(composer, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: not app.chat_page.generating, timeout=120_000)
+    assert app.chat_page.transcript.bubbles[0].text == text
+    [own] = app.profile.writing.documents(source="chat")
+    assert app.profile.writing.get(own.id).text == "Please. Answer for me:\n\nsay yes"
+    paste(composer, email)
+    composer.clear()
+    QTest.keyClicks(composer, email)  # typed this time (the stretch went with the clearing)
+    assert composer.message() == (email, [])
+
+
+def test_a_message_sent_back_keeps_its_pasted_stretches(qtbot, app, tmp_path):
+    app.profile.set("base_model", str(tmp_path / "gone.gguf"))
+    composer = app.chat_page.composer
+    QTest.keyClicks(composer, "Sum up: ")
+    paste(composer, "A long article by somebody else.")
+    QTest.keyClick(composer, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    wait_jobs(qtbot, app)
+    assert composer.message() == ("Sum up: A long article by somebody else.", [(8, 40)])
 
 
 def test_turning_off_my_writing_sends_no_sources(qtbot, app):

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from oppu.core import adapters
 from oppu.core.chat import ChatOptions, ChatSession, Models, base_sha256
-from oppu.core.conversations import Conversations
+from oppu.core.conversations import Conversations, delete_conversation
 from oppu.engine.chat import Sampling
 from oppu.engine.errors import ModelFileError
 from oppu.storage.models import Chunk, Conversation, Document, Message
@@ -87,6 +87,25 @@ def test_the_users_messages_become_their_writing(chat_profile, models):
                                           "Tomorrow I will build a second hive."}
     hits = chat_profile.writing.search("second hive", k=1)
     assert hits[0].text == "Tomorrow I will build a second hive."
+
+
+def test_only_what_the_user_typed_becomes_their_writing_not_what_they_pasted(chat_profile,
+                                                                           models):
+    email = "Dear all, the quarterly figures are attached; please review them by Friday."
+    typed = "Answer this politely: "
+    message = f"{typed}{email}\nKeep it short."
+    chat = session(chat_profile, models)
+    reply = chat.send(message, pasted=[(len(typed), len(typed) + len(email))])
+    assert email in reply.prompt_messages[-1]["content"]  # the model still sees all of it
+    [own] = chat_profile.writing.documents(source="chat")
+    assert chat_profile.writing.get(own.id).text == "Answer this politely: \nKeep it short."
+    chat.send(email, pasted=[(0, len(email))])  # all pasted: nothing becomes writing
+    assert len(chat_profile.writing.documents(source="chat")) == 1
+    with chat_profile.store.read() as s:
+        assert [m.text for m in s.scalars(select(Message).where(Message.role == "user"))] == [
+            message, email]  # the conversation keeps the messages whole
+    assert delete_conversation(chat_profile, reply.conversation_id, forget_writing=True) == 1
+    assert chat_profile.writing.documents(source="chat") == []
 
 
 def test_asking_again_does_not_cite_the_earlier_question(chat_profile, models):

@@ -6,11 +6,13 @@ from PySide6.QtCore import QObject, Signal
 
 from oppu.app.chat_page import ChatPage
 from oppu.core.chat import ChatOptions, ChatSession, Models
-from oppu.core.conversations import delete_conversation
+from oppu.core.conversations import delete_conversation, deleted_sources
 
 # A pace measured over fewer words or less time than this says little.
 PACE_MIN_WORDS = 5
 PACE_MIN_S = 0.5
+# Messages shown when a stored conversation opens; "Show earlier messages" shows 4x more.
+SHOWN_MESSAGES = 60
 
 
 class ChatController(QObject):
@@ -28,7 +30,9 @@ class ChatController(QObject):
         # The message being answered, with its pasted stretches, until a reply comes.
         self.unsent: tuple[str, list] | None = None
         self.model_loaded = False
+        self.shown = SHOWN_MESSAGES
         page.sendRequested.connect(self.send)
+        page.transcript.earlierRequested.connect(self.show_earlier)
         page.stopRequested.connect(self.stop)
         page.regenerateRequested.connect(self.regenerate)
         page.newConversationRequested.connect(self.new_conversation)
@@ -43,9 +47,13 @@ class ChatController(QObject):
 
     def _profile_opened(self, profile) -> None:
         self.session = ChatSession(profile, self.models, ChatOptions())
-        self.page.transcript.clear()
+        self._clear_transcript()
         self._show_options()
         self.refresh_list()
+
+    def _clear_transcript(self) -> None:
+        self.page.transcript.clear()
+        self.page.set_status("")  # the last reply's timing went with it
 
     def _show_options(self) -> None:
         options = self.session.options
@@ -152,7 +160,7 @@ class ChatController(QObject):
     def new_conversation(self) -> None:
         if self.job is None:
             self.session.reset()
-            self.page.transcript.clear()
+            self._clear_transcript()
             self.page.select_conversation(None)
             self.page.composer.setFocus()
 
@@ -161,10 +169,12 @@ class ChatController(QObject):
             self._show_options()
             return
         self.session.set_incognito(on)
-        self.page.transcript.clear()
+        self._clear_transcript()
         self.page.select_conversation(None)
 
-    def open_conversation(self, conversation_id: int) -> None:
+    def open_conversation(self, conversation_id: int, shown: int = SHOWN_MESSAGES) -> None:
+        """Show a stored conversation: its latest `shown` messages, and a button for more
+        (a conversation of thousands froze the window for most of a minute)."""
         if self.job is not None:  # a reply is being written: the highlight goes back to it
             self.page.select_conversation(self.session.conversation_id)
             return
@@ -176,20 +186,30 @@ class ChatController(QObject):
             self.refresh_list()
             return
         self._show_options()  # resuming a stored conversation ends incognito
-        self.page.transcript.clear()
+        self._clear_transcript()
+        self.shown = shown
+        hidden, messages = max(len(messages) - shown, 0), messages[-shown:]
+        self.page.transcript.show_earlier_button(hidden)
+        replies = [m for m in messages if m.role == "assistant"]
+        used = iter(self.session.conversations.passages_of(
+            [m.retrieved_chunk_ids for m in replies]))
         bubble = None
         for message in messages:
             bubble = self.page.transcript.add(message.role, message.text)
             if message.role == "assistant":
-                sources = self.session.conversations.passages(message.retrieved_chunk_ids)
+                sources = next(used)
                 gone = len(message.retrieved_chunk_ids) - len(sources)
                 bubble.finish(message.text, sources, message.adapter_version,
-                              [f"{gone} of the passages it used have since been deleted"]
+                              [deleted_sources(gone)]
                               if gone else [], stopped=message.stop_reason == "stopped",
                               adapter_scale=message.adapter_scale)
                 bubble.regenerateRequested.connect(self.regenerate)
         if bubble is not None and bubble.role == "assistant":
             bubble.regenerate.show()
+
+    def show_earlier(self) -> None:
+        if self.session.conversation_id is not None:
+            self.open_conversation(self.session.conversation_id, 4 * self.shown)
 
     def rename(self, conversation_id: int, title: str) -> None:
         try:
@@ -204,7 +224,7 @@ class ChatController(QObject):
         def done(forgotten: int) -> None:
             if self.session.conversation_id == conversation_id:
                 self.session.reset()
-                self.page.transcript.clear()
+                self._clear_transcript()
             self.refresh_list()
             mine = ("the message you wrote in it was" if forgotten == 1
                     else f"the {forgotten} messages you wrote in it were")

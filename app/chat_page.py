@@ -87,6 +87,12 @@ class ChatPage(QWidget):
         row.addWidget(self.rename)
         row.addWidget(self.delete)
         box.addLayout(row)
+        for key, action in ((QKeySequence.StandardKey.Delete, self.delete),  # in the list
+                            (Qt.Key.Key_F2, self.rename)):
+            shortcut = QShortcut(QKeySequence(key), self.conversations)
+            shortcut.setContext(Qt.ShortcutContext.WidgetShortcut)
+            shortcut.activated.connect(action.click)  # a no-op while it is disabled
+            action.setToolTip(f"{action.text()} ({widgets.keys_text(shortcut.key())})")
         return column
 
     def _chat_column(self) -> QWidget:

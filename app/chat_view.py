@@ -187,7 +187,10 @@ class Bubble(QFrame):
 
 
 class Transcript(VerticalScroll):
-    """The messages of one conversation, newest at the bottom."""
+    """The messages of one conversation, newest at the bottom; a long one shows its latest
+    messages, with a button above them for the earlier ones."""
+
+    earlierRequested = Signal()
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__("TranscriptBody", parent)
@@ -200,6 +203,11 @@ class Transcript(VerticalScroll):
         self.empty.setProperty("hint", True)
         self.empty.setWordWrap(True)
         self.empty.setContentsMargins(40, 80, 40, 0)
+        self.earlier = QToolButton()
+        self.earlier.setObjectName("Earlier")
+        self.earlier.clicked.connect(self.earlierRequested)
+        self.earlier.hide()
+        self.column.addWidget(self.earlier, 0, Qt.AlignmentFlag.AlignHCenter)
         self.column.addWidget(self.empty)
         self.column.addStretch()
         self.bubbles: list[Bubble] = []
@@ -217,6 +225,12 @@ class Transcript(VerticalScroll):
             row.deleteLater()
         self.rows, self.bubbles = [], []
         self.empty.show()
+        self.earlier.hide()
+
+    def show_earlier_button(self, hidden: int) -> None:
+        """Offer the `hidden` messages before those shown (none: no button)."""
+        self.earlier.setText(f"Show earlier messages ({hidden:,} more)")
+        self.earlier.setVisible(hidden > 0)
 
     def add(self, role: str, text: str = "") -> Bubble:
         self.empty.hide()

@@ -170,24 +170,30 @@ class ModelPage(QWidget):
         if active is None:
             self.version_label.setText("No version active" if has_versions else "Not trained yet")
             self.details.setText("Chat uses the base model alone. " + (
-                "Activate a version below to use it again." if has_versions
+                "Activate a version below to use one." if has_versions
                 else "Retrain to make it yours."))
             self.quality.clear()
             self._show_warnings({})
             self.evaluation.setVisible(self.evaluation.running)  # Stop stays reachable
             return
         self.version_label.setText(active.version)
-        origin = "imported" if active.origin == "imported" else "trained"
-        words = f" on {active.words_trained:,} words" if active.words_trained else ""
-        self.details.setText(f"{origin} {local_time(active.created_at)}{words}")
+        imported = active.origin == "imported"
+        words = (f"{', which says it was trained' if imported else ''} on "
+                 f"{active.words_trained:,} words" if active.words_trained else "")
+        self.details.setText(f"{'imported' if imported else 'trained'} "
+                             f"{local_time(active.created_at)}{words}")
         mine, base = active.perplexity("new"), active.perplexity("base")
         if mine is not None and base is not None:
             change = (base - mine) / base * 100
-            self.quality.setText(f"<b>{abs(change):.0f}% {'better' if change > 0 else 'worse'}"
-                                 "</b> than the base model at predicting writing of yours it "
-                                 f"never trained on: perplexity {number(mine)} against "
-                                 f"{number(base)} (lower is better), both given passages of your "
-                                 "writing, measured when it was trained.")
+            verdict = f"<b>{abs(change):.0f}% {'better' if change > 0 else 'worse'}</b>"
+            compared = f"perplexity {number(mine)} against {number(base)} (lower is better)"
+            self.quality.setText(
+                f"Its file says it was {verdict} than the base model at predicting held-out "
+                f"writing when it was trained ({compared}). That was measured where it was "
+                "made; “Measure on my writing” below measures it here." if imported else
+                f"{verdict} than the base model at predicting writing of yours it never "
+                f"trained on: {compared}, both given passages of your writing, measured when "
+                "it was trained.")
         else:
             self.quality.setText("No held-out measurement for this version.")
         self._show_warnings({"deleted": "⚠ Trained on writing you have since deleted: retrain "

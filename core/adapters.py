@@ -6,7 +6,6 @@ through the history. The bare base model is what is left when none is active.
 """
 
 import math
-import shutil
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from oppu.core.progress import Progress, Report, ignore
+from oppu.storage.atomic import remove_tree
 from oppu.storage.models import Adapter, AdapterDocument
 from oppu.trainer.versions import (
     GGUF_FILE,
@@ -156,7 +156,7 @@ def delete(profile, version: str) -> None:
         folder = version_folder(profile.folder, row)
         session.query(AdapterDocument).filter_by(adapter_id=row.id).delete()
         session.delete(row)
-    shutil.rmtree(folder, ignore_errors=True)
+    remove_tree(folder)  # a kill before it leaves the folder to the sweep at the next open
 
 
 def adapter_gguf_damage(version: AdapterVersion) -> str | None:

@@ -242,10 +242,11 @@ class ChatSession:
             sources = tuple(passages[: fitted.passages_used])
             stored = not self.options.incognito and (self.conversation_id is not None
                                                      or not again)
-            typed = typed_part(text, pasted)
-            new_writing = stored and not again and not is_blank(typed)
             self.stored_unanswered = False
             if stored and not again:
+                typed = typed_part(text, pasted)
+                if not is_blank(typed):  # before the reply, which a kill may cut short
+                    self.profile.writing.add_chat_message(typed)
                 self._store_user_message(text, pasted)
                 self.stored_unanswered = True
             stream = ReplyStream(engine, fitted.tokens, sampling, should_stop)
@@ -257,8 +258,6 @@ class ChatSession:
                         on_text(piece)
             finally:
                 streaming.close()  # ends its hold on the engine even if `on_text` failed
-                if new_writing:
-                    self.profile.writing.add_chat_message(typed)
         reply_text = "".join(pieces).strip()
         message_id = None
         if stored:
@@ -327,16 +326,19 @@ class ChatSession:
                 return None, None
 
     def _retrieve(self, text: str, settings) -> list[Passage]:
-        """The top k passages of the user's writing for `text`, leaving out earlier chat
-        messages that it holds whole: the question is already in the prompt."""
+        """The top k passages of the user's writing for `text`, leaving out chat messages
+        that it or this conversation's earlier questions hold whole: those are already in
+        the prompt (a question asked twice would otherwise be its own best source)."""
         k = settings.retrieval_k
         if not self.options.use_retrieval or k <= 0:
             return []
-        asked = _normalized(text)
+        asked = [_normalized(text)] + [_normalized(m["content"]) for m in self.history
+                                       if m["role"] == "user"]
         fetch = k + 1
         while True:
             found = self.profile.writing.search(text, fetch, settings.retrieval_min_score)
-            kept = [p for p in found if _normalized(p.text) not in asked]
+            kept = [p for p in found
+                    if not any(_normalized(p.text) in question for question in asked)]
             if len(kept) >= k or len(found) < fetch:
                 return kept[:k]
             fetch += len(found) - len(kept)

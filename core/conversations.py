@@ -8,9 +8,10 @@ from sqlalchemy import func, select
 
 from oppu.storage.chunking import content_hash
 from oppu.storage.models import Chunk, Conversation, Document, Message, utcnow
-from oppu.storage.writing import Passage, title_from
+from oppu.storage.writing import Passage, mark_forgotten, title_from
 
 TITLE_CHARS = 200  # what the title column holds
+SQL_VARIABLES = 900  # ids bound in one query (old SQLite builds allow 999)
 # What each conversation remembers of how it is answered: `ChatOptions` fields and
 # `Conversation` columns of the same names.
 CHOICES = ("use_adapter", "use_retrieval")
@@ -87,12 +88,20 @@ class Conversations:
     def passages(self, chunk_ids: Sequence[str]) -> list[Passage]:
         """The passages a stored reply used, those still stored, in its order. Their
         similarity was not kept, so `score` is None."""
+        return self.passages_of([chunk_ids])[0]
+
+    def passages_of(self, replies: Sequence[Sequence[str]]) -> list[list[Passage]]:
+        """`passages` for the chunk ids of many replies, read at once."""
+        wanted = list({c for chunk_ids in replies for c in chunk_ids})
+        found = {}
         with self.store.read() as session:
-            rows = session.execute(
-                select(Chunk.id, Chunk.document_id, Document.title, Chunk.text).join(Document)
-                .where(Chunk.id.in_(list(chunk_ids)), Document.deleted.is_(False))).all()
-        found = {row[0]: Passage(*row, None) for row in rows}
-        return [found[c] for c in chunk_ids if c in found]
+            for start in range(0, len(wanted), SQL_VARIABLES):
+                rows = session.execute(
+                    select(Chunk.id, Chunk.document_id, Document.title, Chunk.text)
+                    .join(Document).where(Chunk.id.in_(wanted[start:start + SQL_VARIABLES]),
+                                          Document.deleted.is_(False))).all()
+                found |= {row[0]: Passage(*row, None) for row in rows}
+        return [[found[c] for c in chunk_ids if c in found] for chunk_ids in replies]
 
     def add_message(self, conversation_id: int, role: str, text: str,
                     adapter_version: str | None = None, adapter_scale: float | None = None,
@@ -128,10 +137,13 @@ class Conversations:
             joined = " ".join(title.split())
             self._get(session, conversation_id).title = title_from(joined, TITLE_CHARS)
 
-    def delete(self, conversation_id: int) -> list[int]:
+    def delete(self, conversation_id: int, forget_writing: bool = False) -> list[int]:
         """Delete a conversation and its messages. Returns the ids of the documents that
-        its user messages became, for a caller that wants to forget those too; a message
-        another conversation also holds ("thanks!") is one document, which stays."""
+        its user messages became; a message another conversation also holds ("thanks!") is
+        one document, which stays. With `forget_writing` they are tombstoned in the same
+        transaction, so a kill cannot leave them behind a deleted conversation: the
+        caller's `Profile.finish_forgetting`, or the next opening of the writing, removes
+        them."""
         with self.store.write() as session:
             conversation = self._get(session, conversation_id)
             hashes = {content_hash(typed_part(m.text, m.pasted))
@@ -140,7 +152,10 @@ class Conversations:
                 Message.role == "user", Message.conversation_id != conversation_id))
             hashes -= {content_hash(typed_part(text, pasted)) for text, pasted in elsewhere}
             documents = list(session.scalars(select(Document.id).where(
-                Document.source == "chat", Document.content_hash.in_(hashes))))
+                Document.source == "chat", Document.content_hash.in_(hashes),
+                Document.deleted.is_(False))))
+            if forget_writing:
+                mark_forgotten(session, documents)
             session.delete(conversation)
         return documents
 
@@ -150,6 +165,12 @@ class Conversations:
         if conversation is None:
             raise ConversationNotFound(f"no conversation with id {conversation_id}")
         return conversation
+
+
+def deleted_sources(gone: int) -> str:
+    """What to say of a reply `gone` of whose passages have since been deleted."""
+    return (f"{gone} passage{'s' * (gone != 1)} it used {'has' if gone == 1 else 'have'} since "
+            "been deleted")
 
 
 def typed_part(text: str, pasted: Sequence[Sequence[int]]) -> str:
@@ -173,8 +194,8 @@ def checked_choices(choices: dict) -> dict[str, bool]:
 def delete_conversation(profile, conversation_id: int, forget_writing: bool = False) -> int:
     """Delete a conversation; with `forget_writing`, also the writing its user messages
     became (their chunks and vectors). Returns how many documents were forgotten."""
-    documents = Conversations(profile.store).delete(conversation_id)
+    documents = Conversations(profile.store).delete(conversation_id, forget_writing)
     if not forget_writing:
         return 0
-    profile.forget(*documents)
+    profile.finish_forgetting()
     return len(documents)

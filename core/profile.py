@@ -57,6 +57,8 @@ class Profile:
         writing = Writing(self.store, self.index, **_reading_limits(self.settings))
         self.last_reconcile = writing.reconcile(lambda done, total: self.on_reindex(
             Progress("reindex", done, total, "rebuilding the search index")))
+        if self.last_reconcile.purged_documents:  # a forget cut short: finish all of it
+            self._forget_answers()
         return writing
 
     def forget(self, *document_ids: int) -> None:
@@ -64,9 +66,17 @@ class Profile:
         chunks, their vectors (`Writing.forget`, which flags adapters trained on them) and
         the base model's cached answers about the writing, which may quote them (the next
         retrain asks again)."""
+        self.writing.forget(*document_ids)
+        self._forget_answers()
+
+    def finish_forgetting(self) -> None:
+        """`forget` the documents already marked deleted (`storage.writing.mark_forgotten`)."""
+        if self.writing.purge_tombstones():
+            self._forget_answers()
+
+    def _forget_answers(self) -> None:
         from oppu.trainer.answer_replay import ANSWER_CACHE_FILE
 
-        self.writing.forget(*document_ids)
         (self.runs_dir / ANSWER_CACHE_FILE).unlink(missing_ok=True)
 
     @property

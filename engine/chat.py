@@ -105,9 +105,8 @@ class ReplyStream:
                 if self.should_stop():
                     stats.stop_reason = "stopped"
                     break
-            tail = decoder.decode(b"", final=True)
-            if tail:
-                yield tail
+            # Bytes still waiting in the decoder are a character cut short (by the length
+            # limit, a stop, or the model): dropped, not shown as U+FFFD.
         finally:
             tokens.close()
             stats.seconds = time.perf_counter() - started

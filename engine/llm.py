@@ -26,6 +26,8 @@ from oppu.engine.gguf_check import (
 from oppu.engine.template import ChatTemplate
 
 DEFAULT_N_CTX = 4096
+UNLOADABLE = ("llama.cpp cannot load it: the file is damaged, truncated or of an architecture "
+              "it does not support")
 _construct_lock = threading.Lock()
 
 
@@ -89,8 +91,31 @@ def _open_llama(path: Path, n_ctx: int, n_threads: int, n_gpu_layers: int, seed:
                 n_threads_batch=n_threads, n_gpu_layers=n_gpu_layers, seed=seed,
                 verbose=False, **options)
         except (ValueError, RuntimeError):
-            raise ModelFileError(path, "llama.cpp cannot load it: the file is damaged, truncated "
-                                       "or of an architecture it does not support") from None
+            raise ModelFileError(path, UNLOADABLE) from None
+
+
+def _trained_context(path: Path) -> int:
+    """The context length a model was trained for (its `ARCH.context_length`), 0 if it does
+    not say; read by llama.cpp with the vocabulary only, in about 0.1 s."""
+    import llama_cpp
+
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = True
+    with _construct_lock, llama_cpp._utils.suppress_stdout_stderr(disable=False):
+        model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
+    if not model:
+        raise ModelFileError(path, UNLOADABLE)
+    try:
+        value = ctypes.create_string_buffer(64)
+
+        def metadata(key: bytes) -> str:
+            found = llama_cpp.llama_model_meta_val_str(model, key, value, len(value)) >= 0
+            return value.value.decode("utf-8", "replace") if found else ""
+
+        length = metadata(metadata(b"general.architecture").encode() + b".context_length")
+        return int(length) if length.isdigit() else 0
+    finally:
+        llama_cpp.llama_model_free(model)
 
 
 class Engine:
@@ -103,12 +128,10 @@ class Engine:
         check_header(self.model_path)
         threads = n_threads or cpu_threads()
         layers = gpu_layers() if n_gpu_layers is None else n_gpu_layers
-        self._llm = _open_llama(self.model_path, n_ctx, threads, layers, seed, llama_options)
-        trained = self._llm._model.n_ctx_train()
+        trained = _trained_context(self.model_path)
         if 0 < trained < n_ctx:  # a window beyond the training length only degrades output
-            self._llm.close()
-            self._llm = _open_llama(self.model_path, trained, threads, layers, seed,
-                                    llama_options)
+            n_ctx = trained  # and a huge one would take gigabytes, so it is never made
+        self._llm = _open_llama(self.model_path, n_ctx, threads, layers, seed, llama_options)
         import llama_cpp
 
         self._lib = llama_cpp

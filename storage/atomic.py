@@ -137,6 +137,18 @@ def move_in(staged: Path, final: Path) -> None:
     fsync_path(final.parent)
 
 
+def remove_tree(folder: Path) -> None:
+    """Remove a folder whole: it is renamed to a temporary first, so a kill midway leaves
+    one that `remove_abandoned` clears, never a part of it under its own name."""
+    folder = Path(folder)
+    doomed = folder.with_name(f"{temp_prefix()}removed-{folder.name}")
+    try:
+        os.rename(folder, doomed)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
 def write_bytes(final: Path, data: bytes) -> Path:
     with atomic_path(final) as temp:
         temp.write_bytes(data)

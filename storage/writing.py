@@ -7,7 +7,7 @@ orphan vectors or tombstones that `reconcile()` settles on the next open.
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -402,20 +402,21 @@ class Writing:
         index's files (`Index.compact`, once for all of them); flag adapters trained on
         them. Nothing is deleted if one of them is not stored."""
         with self.store.write() as session:
-            for document_id in document_ids:
-                document = session.get(Document, document_id)
-                if document is None:
-                    raise DocumentNotFound(f"no document with id {document_id}")
-                document.deleted = True
-            trained_on_them = select(AdapterDocument.adapter_id).where(
-                AdapterDocument.document_id.in_(document_ids),
-                AdapterDocument.held_out.is_(False))
-            session.execute(update(Adapter).where(Adapter.id.in_(trained_on_them))
-                            .values(trained_on_deleted=True))
+            mark_forgotten(session, document_ids)
         for document_id in document_ids:
             self._purge(document_id)
         if document_ids:
             self._leave_no_trace()
+
+    def purge_tombstones(self) -> int:
+        """Finish deleting the documents marked deleted (`mark_forgotten`); how many."""
+        with self.store.read() as session:
+            tombstones = list(session.scalars(select(Document.id).where(Document.deleted)))
+        for document_id in tombstones:
+            self._purge(document_id)
+        if tombstones:
+            self._leave_no_trace()
+        return len(tombstones)
 
     def _leave_no_trace(self) -> None:
         """After deleting: nothing of the deleted writing stays in either database's files."""
@@ -436,12 +437,7 @@ class Writing:
     def reconcile(self, report: Callable[[int, int], None] | None = None) -> ReconcileReport:
         """Make Chroma match SQLite after a crash, or after the index was lost or rebuilt;
         `report(done, total)` follows the passages embedded again, if any are."""
-        with self.store.read() as session:
-            tombstones = list(session.scalars(select(Document.id).where(Document.deleted)))
-        for document_id in tombstones:  # a forget that was cut short
-            self._purge(document_id)
-        if tombstones:
-            self._leave_no_trace()
+        tombstones = self.purge_tombstones()  # a forget that was cut short
         with self.store.read() as session:
             expected = dict(session.execute(select(Chunk.id, Chunk.document_id)).all())
         present = self.index.ids()
@@ -459,7 +455,21 @@ class Writing:
             self.index.add(batch, [texts[i] for i in batch], [expected[i] for i in batch])
             if report is not None:
                 report(start + len(batch), len(missing))
-        return ReconcileReport(len(missing), len(orphans), len(tombstones))
+        return ReconcileReport(len(missing), len(orphans), tombstones)
+
+
+def mark_forgotten(session, document_ids: Sequence[int]) -> None:
+    """Tombstone documents in `session`'s transaction, and flag adapters trained on them;
+    `Writing.forget`, or the next `reconcile` after a kill, removes the rest."""
+    for document_id in document_ids:
+        document = session.get(Document, document_id)
+        if document is None:
+            raise DocumentNotFound(f"no document with id {document_id}")
+        document.deleted = True
+    trained_on_them = select(AdapterDocument.adapter_id).where(
+        AdapterDocument.document_id.in_(document_ids), AdapterDocument.held_out.is_(False))
+    session.execute(update(Adapter).where(Adapter.id.in_(trained_on_them))
+                    .values(trained_on_deleted=True))
 
 
 def _file_name(origin):

@@ -117,6 +117,7 @@ def _print_sources(reply) -> None:
 
 def _print_stored_sources(session) -> None:
     from oppu.core.cli.writing_commands import print_passages
+    from oppu.core.conversations import deleted_sources
 
     replies = [m for m in session.conversations.messages(session.conversation_id)
                if m.role == "assistant"]
@@ -130,12 +131,17 @@ def _print_stored_sources(session) -> None:
         return
     print_passages(passages)
     if gone:
-        print(f"({gone} of the passages it used have since been deleted)")
+        print(f"({deleted_sources(gone)})")
 
 
 def _describe(session) -> str:
+    from oppu.core.adapters import active
+
     options = session.options
-    parts = [f"adapter {'on' if options.use_adapter else 'off'}",
+    adapter = "on" if options.use_adapter else "off"
+    if options.use_adapter and active(session.profile) is None:
+        adapter = "on, none trained yet: the base model answers"
+    parts = [f"adapter {adapter}",
              f"retrieval {'on' if options.use_retrieval else 'off'}"]
     if options.incognito:
         parts.append("incognito: nothing is stored")

@@ -56,6 +56,8 @@ def test_a_message_streams_its_reply_and_shows_the_sources(qtbot, app):
     assert conversation.messages == 2
     chats = [d for d in app.profile.writing.documents() if d.source == "chat"]
     assert [d.title for d in chats] == ["Where do I sail every August, and what do I pack?"]
+    app.chat.new_conversation()
+    assert page.status.text() == ""  # the reply's timing does not carry over to a new chat
 
 
 def paste(editor, text: str) -> None:
@@ -320,3 +322,40 @@ def test_an_empty_conversation_list_says_what_will_be_in_it(qtbot):
     assert hint_pixels(view) > 0  # the placeholder is drawn
     model.appendRow(QStandardItem("Figs"))
     assert hint_pixels(view) == 0  # and goes once there is a row
+
+
+def test_delete_and_f2_act_on_the_highlighted_conversation(app, monkeypatch):
+    from PySide6.QtGui import QKeySequence, QShortcut
+
+    page = app.chat_page
+    shortcuts = {s.key().toString(): s for s in page.conversations.findChildren(QShortcut)}
+    assert set(shortcuts) == {QKeySequence(QKeySequence.StandardKey.Delete).toString(), "F2"}
+    asked = []
+    monkeypatch.setattr(page, "_rename", lambda: asked.append("rename"))
+    page.rename.clicked.disconnect()
+    page.rename.clicked.connect(page._rename)
+    page.rename.setEnabled(True)
+    shortcuts["F2"].activated.emit()
+    assert asked == ["rename"] and page.rename.toolTip() == "Rename (F2)"
+
+
+def test_a_long_conversation_opens_with_its_latest_messages_and_more_on_demand(app):
+    from oppu.core.conversations import Conversations
+
+    app.profile.writing.add_note(NOTE, "Sailing")
+    [chunk] = app.profile.writing.search("dinghy", 1)
+    conversations = Conversations(app.profile.store)
+    chat = conversations.create("Long")
+    for i in range(100):
+        conversations.add_message(chat, "user", f"Question {i}")
+        conversations.add_message(chat, "assistant", f"Answer {i}", chunk_ids=[chunk.chunk_id])
+    app.chat.open_conversation(chat)
+    transcript = app.chat_page.transcript
+    assert [b.text for b in transcript.bubbles[:2]] == ["Question 70", "Answer 70"]
+    assert len(transcript.bubbles) == 60 and transcript.bubbles[-1].text == "Answer 99"
+    assert transcript.bubbles[-1].sources.toggle.text() == "Sources from your writing (1)"
+    assert transcript.earlier.isVisibleTo(transcript)
+    assert transcript.earlier.text() == "Show earlier messages (140 more)"
+    transcript.earlier.click()
+    assert len(transcript.bubbles) == 200 and transcript.bubbles[0].text == "Question 0"
+    assert not transcript.earlier.isVisibleTo(transcript)

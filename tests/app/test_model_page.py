@@ -129,6 +129,11 @@ def test_retrain_toggle_and_export_the_whole_way(qtbot, trainee_app, tmp_path):
     assert adapters.active(app.profile).version == "v2"
     wait_jobs(qtbot, app, TRAINING_TIMEOUT_MS)
     assert merged.is_file()  # written again in the background for chat
+    # An imported version's numbers are what its file claims, not facts about this profile.
+    assert page.quality.text().startswith("Its file says it was <b>")
+    assert "measured where it was made" in page.quality.text()
+    assert re.match(r"imported .*, which says it was trained on [\d,]+ words$",
+                    page.details.text())
     assert page.rollback.isEnabled()
     page.rollbackRequested.emit()
     assert adapters.active(app.profile).version == "v1"

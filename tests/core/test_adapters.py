@@ -113,6 +113,22 @@ def test_delete_removes_an_inactive_version_entirely(three):
         assert next_version(session, three.adapters_dir) == "v4"
 
 
+def test_a_delete_killed_midway_leaves_a_temporary_that_the_next_open_clears(three,
+                                                                           monkeypatch):
+    """It used to leave v1/ without its meta.json, which no cleanup recognised (139 MB)."""
+    from oppu.core.training import recover_interrupted
+    from oppu.storage import atomic
+
+    monkeypatch.setattr(atomic.shutil, "rmtree", lambda *a, **k: None)  # killed before it
+    monkeypatch.setattr(atomic, "temp_prefix", lambda: f"{atomic.TEMP_PREFIX}999999999-")
+    delete(three, "v1")
+    [left] = [p.name for p in three.adapters_dir.iterdir() if p.name.startswith(".")]
+    assert left == f"{atomic.TEMP_PREFIX}999999999-removed-v1"
+    monkeypatch.undo()
+    recover_interrupted(three)  # what opening the profile does; process 999999999 is gone
+    assert sorted(p.name for p in three.adapters_dir.iterdir()) == ["v2", "v3"]
+
+
 def test_merged_copies_are_kept_for_the_new_version_and_the_two_latest_activated(three):
     from oppu.trainer.versions import MERGED_FILE, drop_old_merged_copies
 

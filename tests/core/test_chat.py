@@ -108,6 +108,28 @@ def test_only_what_the_user_typed_becomes_their_writing_not_what_they_pasted(cha
     assert chat_profile.writing.documents(source="chat") == []
 
 
+def test_a_message_is_writing_before_its_reply_streams(chat_profile, models):
+    """Stored only after the reply, it was lost to a kill during the reply, while the
+    conversation kept the message."""
+    seen = []
+    session(chat_profile, models).send("The plum tree needs pruning.", on_text=lambda _piece:
+                                       seen.append(len(chat_profile.writing.documents(source="chat"))))
+    assert seen and set(seen) == {1}
+
+
+def test_deleting_a_conversation_with_its_writing_cannot_leave_the_writing_behind(
+        chat_profile, models, embedder):
+    """A kill after the conversation's deletion committed used to keep its writing for good."""
+    from oppu.core.profile import Profile
+
+    reply = session(chat_profile, models).send("My purple kite is stuck in the oak.")
+    Conversations(chat_profile.store).delete(reply.conversation_id, forget_writing=True)
+    chat_profile.close()  # killed here, before the forget itself
+    with Profile(chat_profile.name, embedder=embedder) as reopened:
+        assert reopened.writing.documents(source="chat") == []
+        assert all("kite" not in p.text for p in reopened.writing.search("purple kite", 4))
+
+
 def test_asking_again_does_not_cite_the_earlier_question(chat_profile, models):
     session(chat_profile, models).send(QUESTION)
     session(chat_profile, models).send(QUESTION.upper())
@@ -118,6 +140,18 @@ def test_asking_again_does_not_cite_the_earlier_question(chat_profile, models):
     cited = [p.text for p in again.sources]
     assert len(cited) == 2 and cited[0] == NOTES["Beekeeping diary"]
     assert not {QUESTION, QUESTION.upper()} & set(cited)  # neither earlier copy is cited
+
+
+def test_the_conversation_s_own_questions_are_not_its_sources(chat_profile, models):
+    """Asked three ways in one conversation, the earlier questions (already in the prompt)
+    used to push the notes out of the passages."""
+    chat_profile.set("retrieval_k", 2)
+    chat_profile.set("retrieval_min_score", 0.0)
+    chat = session(chat_profile, models)
+    chat.send("What happened with the bees?")
+    chat.send("What exactly happened with the bees?")
+    third = chat.send("So what happened with the bees then?")
+    assert {p.text for p in third.sources} == set(NOTES.values())
 
 
 def test_regenerate_replaces_the_last_reply_everywhere(chat_profile, models):
@@ -451,3 +485,10 @@ def test_an_activated_version_without_its_merged_copy_gets_it_written_again(
     install_adapter(chat_profile, adapter_files[0], "v2", "f" * 64, peft=folder / "peft-0")
     assert not adapters.restore_merged_copy(chat_profile, "v2")  # made for another base
     assert adapters.active(chat_profile).merged_path is None
+
+
+def test_deleted_sources_are_counted_in_plain_words():
+    from oppu.core.conversations import deleted_sources
+
+    assert deleted_sources(1) == "1 passage it used has since been deleted"
+    assert deleted_sources(3) == "3 passages it used have since been deleted"

@@ -66,7 +66,8 @@ def test_a_resumed_conversation_keeps_its_switches_unless_told_otherwise(cli_pro
     assert oppu("ask", "--no-rag", "Where does my cat sleep?") == 0
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
     assert oppu("chat", "--resume", "1") == 0
-    assert "oppu chat (adapter on, retrieval off)" in capsys.readouterr().err
+    assert ("oppu chat (adapter on, none trained yet: the base model answers, retrieval off)"
+            in capsys.readouterr().err)
     assert oppu("chat", "--resume", "1", "--no-adapter") == 0
     assert "oppu chat (adapter off, retrieval off)" in capsys.readouterr().err
     assert Conversations(cli_profile.store).choices(1) == {"use_adapter": False,

@@ -25,9 +25,17 @@ def test_defaults_use_every_core_and_the_gpu_when_llama_cpp_has_one(open_engine)
     assert engine.n_gpu_layers == (-1 if llama_cpp.llama_supports_gpu_offload() else 0)
 
 
-def test_context_window_is_capped_at_the_training_length(open_engine):
+def test_context_window_is_capped_at_the_training_length(open_engine, monkeypatch):
+    from oppu.engine import llm
+
+    opened = []
+    real_open = llm._open_llama
+    monkeypatch.setattr(llm, "_open_llama", lambda path, n_ctx, *rest: opened.append(n_ctx)
+                        or real_open(path, n_ctx, *rest))
     assert open_engine(n_ctx=4096).n_ctx == 2048  # the tiny model's context_length
     assert open_engine(n_ctx=256).n_ctx == 256
+    assert open_engine(n_ctx=1 << 20).n_ctx == 2048
+    assert opened == [2048, 256, 2048]  # a window beyond it is never allocated, even briefly
 
 
 def test_chat_template_comes_from_the_gguf(open_engine):

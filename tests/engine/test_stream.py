@@ -20,6 +20,15 @@ def test_pieces_arrive_while_the_reply_is_being_generated(open_engine):
     assert stream.stats.first_token_s is not None and stream.stats.first_token_s > 0
 
 
+def test_a_character_cut_short_by_the_length_limit_is_dropped_not_replaced(open_engine,
+                                                                         monkeypatch):
+    engine = open_engine()
+    spelled = iter([b"ok ", "\u5143".encode()[:1], "\u5143".encode()[1:], "\u5143".encode()[:2]])
+    monkeypatch.setattr(engine, "detokenize_bytes", lambda _tokens: next(spelled))
+    stream = ReplyStream(engine, engine.prompt_tokens(MESSAGES), Sampling.greedy(4))
+    assert stream.text() == "ok \u5143" and stream.stats.stop_reason == "length"
+
+
 def test_a_stop_request_ends_the_reply_within_one_token(open_engine):
     engine = open_engine()
     stream = ReplyStream(engine, engine.prompt_tokens(MESSAGES), Sampling.greedy(200))

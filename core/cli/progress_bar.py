@@ -26,8 +26,9 @@ class ProgressBar:
             self.stream.write("\r\033[K" + line[:200])
             if progress.total and progress.done >= progress.total:
                 self.stream.write("\n")
-        else:  # a log (cron, a pipe): a line per phase and per tenth of it, not per update
-            mark = (progress.phase, int(10 * progress.fraction))
+        else:  # a log (cron, a pipe): a line per phase (and step of it: a new total, as
+            # when the dataset starts asking the base model) and per tenth, not per update
+            mark = (progress.phase, progress.total, int(10 * progress.fraction))
             if mark == self._logged:
                 return
             self._logged = mark

@@ -65,8 +65,9 @@ def read_adapter_gguf(path: Path, base: BaseInfo) -> tuple[bytes, bytes, dict]:
 
     try:
         reader = gguf.GGUFReader(path)
-    except (ValueError, OSError, IndexError, KeyError) as error:
-        raise CorruptAdapter(f"the GGUF is damaged or truncated ({error})") from None
+    except (ValueError, OSError, IndexError, KeyError):  # gguf-py's words are numpy's
+        raise CorruptAdapter("the GGUF is damaged or truncated: its header does not match "
+                             "the data that follows") from None
     if _field(reader, "general.type") != "adapter" or _field(reader, "adapter.type") != "lora":
         raise UnsupportedAdapter("it is a GGUF model (a base model, or a merged export), "
                                  "not a LoRA adapter: import an adapter's .zip or adapter "

@@ -4,6 +4,7 @@ import json
 import math
 import pickle
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -185,6 +186,12 @@ def _headers_say(good, path, local_field: int, central_field: int, value: int):
     return _write(path, bytes(data))
 
 
+def _member(bundle: Path, name: str) -> bytes:
+    with zipfile.ZipFile(bundle) as members:
+        [found] = [m for m in members.namelist() if m.rsplit("/", 1)[-1] == name]
+        return members.read(found)
+
+
 BAD_FILES = {
     "password": (lambda good, path: _headers_say(good, path, 6, 8, 1), "password"),
     "deflate64": (lambda good, path: _headers_say(good, path, 8, 10, 9), "cannot be unpacked"),
@@ -216,6 +223,9 @@ BAD_FILES = {
     "not-an-adapter": (lambda good, path: _write(path, b"just some text"),
                        "not an adapter export"),
     "broken-gguf": (lambda good, path: _write(path, b"GGUF" + bytes(60)), "damaged or truncated"),
+    "truncated-gguf": (lambda good, path: _write(path.with_suffix(".gguf"), _member(
+        good, "adapter.gguf")[:-100]),
+                       "its header does not match the data that follows$"),
 }
 
 

@@ -7,8 +7,9 @@ from datetime import datetime
 from sqlalchemy import func, select
 
 from oppu.storage.chunking import content_hash
+from oppu.storage.drafts import title_from
 from oppu.storage.models import Chunk, Conversation, Document, Message, utcnow
-from oppu.storage.writing import Passage, mark_forgotten, title_from
+from oppu.storage.writing import Passage, mark_forgotten
 
 TITLE_CHARS = 200  # what the title column holds
 SQL_VARIABLES = 900  # ids bound in one query (old SQLite builds allow 999)

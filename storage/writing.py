@@ -5,7 +5,6 @@ SQLite transaction and removed again if it fails to commit; a crash in between l
 orphan vectors or tombstones that `reconcile()` settles on the next open.
 """
 
-import re
 import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
@@ -17,10 +16,10 @@ import numpy as np
 from sqlalchemy import String, case, delete, func, select, update
 from sqlalchemy.orm import selectinload
 
-from oppu.storage.chunking import chunk_id, content_hash, split_passages, word_count
+from oppu.storage.chunking import content_hash, word_count
 from oppu.storage.db import Store
-from oppu.storage.encoding import is_blank
-from oppu.storage.errors import DocumentNotFound, EmptyInput, IngestError
+from oppu.storage.drafts import Draft, make_draft, printable
+from oppu.storage.errors import DocumentNotFound, IngestError
 from oppu.storage.file_types import MAIL_SUFFIXES
 from oppu.storage.index import Index
 from oppu.storage.models import Adapter, AdapterDocument, Chunk, Document
@@ -33,14 +32,6 @@ from oppu.storage.readers import (
     walk,
 )
 
-SOURCES = ("note", "chat", "file", "mail")
-# C0 and C1 controls: a newline breaks a line, \x1b and \x9b start terminal escapes.
-CONTROLS = "\x00-\x1f\x7f-\x9f"
-CONTROL_CHARACTERS = re.compile(f"[{CONTROLS}]")
-# In a name, the bidirectional embeddings, overrides and isolates too, which would show its
-# letters in another order ("rtl\u202etxt.md" as "rtldm.txt"). Text keeps them (and its
-# marks): right-to-left writing uses them.
-NAME_CONTROLS = re.compile(f"[{CONTROLS}\u061c\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 # add_paths embeds the passages of several files in one call once this many are waiting:
 # small files then cost one model call per group instead of one each.
 EMBED_GROUP = 256
@@ -62,17 +53,6 @@ class IngestResult:
         what = printable(self.path or "text", name=True)
         detail = f" ({self.reason})" if self.reason else ""
         return f"{self.status:<9} {what}{detail}"
-
-
-def printable(text: str, keep_lines: bool = False, name: bool = False) -> str:
-    """`text` on one line: control characters (a newline in a file name, a terminal
-    escape) shown escaped. `keep_lines` keeps newlines and tabs (a message's own lines);
-    a `name` (a path, a title) has its bidirectional controls escaped too."""
-    def escaped(match: re.Match) -> str:
-        character = match.group()
-        return character if keep_lines and character in "\n\t" else repr(character)[1:-1]
-
-    return (NAME_CONTROLS if name else CONTROL_CHARACTERS).sub(escaped, text)
 
 
 @dataclass(frozen=True)
@@ -107,31 +87,6 @@ class ReconcileReport:
     added: int
     removed: int
     purged_documents: int
-
-
-@dataclass(frozen=True)
-class Draft:
-    """A text ready to store: checked, hashed and cut into passages, not yet embedded."""
-
-    source: str
-    title: str
-    text: str
-    origin: str | None
-    digest: str
-    passages: list[str]
-
-    @property
-    def chunk_ids(self) -> list[str]:
-        return [chunk_id(self.digest, i) for i in range(len(self.passages))]
-
-
-def make_draft(source: str, text: str, title: str = "", origin: str | None = None) -> Draft:
-    if source not in SOURCES:
-        raise ValueError(f"unknown source {source!r}")
-    if is_blank(text):
-        raise EmptyInput(origin, "nothing to store: the text is empty")
-    return Draft(source, (title.strip() or title_from(text))[:500], text, origin,
-                 content_hash(text), split_passages(text))
 
 
 @dataclass(frozen=True)
@@ -486,9 +441,3 @@ def _mail_file(origin):
     at_id = func.instr(origin, "#<")
     return case((at_id > 0, func.substr(origin, 1, at_id - 1)),
                 else_=func.rtrim(func.rtrim(origin, "0123456789"), "#"))
-
-
-def title_from(text: str, limit: int = 60) -> str:
-    """A title for untitled writing: its first line, shortened with an ellipsis."""
-    first = " ".join(text.strip().split("\n", 1)[0].split())
-    return first if len(first) <= limit else first[: limit - 1].rstrip() + "…"

@@ -260,7 +260,7 @@ def run_ask(args) -> int:
 
 def run_conversations(args) -> int:
     from oppu.core.conversations import ConversationNotFound, Conversations, delete_conversation
-    from oppu.storage.writing import printable
+    from oppu.storage.drafts import printable
 
     with open_profile(args) as profile:
         conversations = Conversations(profile.store)

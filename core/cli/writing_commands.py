@@ -114,7 +114,7 @@ def _index_bar(bar: ProgressBar):
 
 
 def run_add(args) -> int:
-    from oppu.storage.writing import printable
+    from oppu.storage.drafts import printable
 
     bar = ProgressBar()
     files = [0]
@@ -138,7 +138,7 @@ def run_add(args) -> int:
 
 
 def run_list(args) -> int:
-    from oppu.storage.writing import printable
+    from oppu.storage.drafts import printable
 
     with open_profile(args) as profile:
         documents = profile.writing.documents(valid_text(args.filter), args.source)
@@ -167,7 +167,7 @@ def run_search(args) -> int:
 
 def print_passages(passages) -> None:
     """Each passage's score, title and document, then its start (control characters escaped)."""
-    from oppu.storage.writing import printable
+    from oppu.storage.drafts import printable
 
     for p in passages:
         score = "  –  " if p.score is None else f"{p.score:.3f}"  # a stored reply's: not kept

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from oppu.storage.drafts import printable
 from oppu.storage.errors import (
     BinaryFile,
     BrokenFile,
@@ -20,7 +21,7 @@ from oppu.storage.errors import (
     UnsupportedType,
 )
 from oppu.storage.readers import folder_problem, read_file, walk
-from oppu.storage.writing import Writing, printable
+from oppu.storage.writing import Writing
 from tests.storage.conftest import ME, assert_refused, write
 from tests.support.office_files import docx, odt, paragraph, run
 

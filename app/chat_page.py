@@ -72,6 +72,7 @@ class ChatPage(QWidget):
         self.conversations.setModel(self.model)
         self.conversations.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.conversations.setObjectName("Conversations")
+        self.conversations.setAccessibleName("Conversations")
         self.conversations.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.conversations.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         # Moving to a row opens it (click or arrow keys), so the highlighted conversation is
@@ -98,11 +99,13 @@ class ChatPage(QWidget):
     def _chat_column(self) -> QWidget:
         column, box = widgets.column(left=8)
         self.transcript = Transcript()
+        self.transcript.setAccessibleName("Conversation")
         self.transcript.set_empty_text(EMPTY_CHAT)
         box.addWidget(self.transcript, 1)
 
         composer = QHBoxLayout()
         self.composer = MessageEditor("Write a message…  (Ctrl+Enter sends)")
+        self.composer.setAccessibleName("Message")
         self.composer.setToolTip("What you type becomes your writing; text you paste in is "
                                  "read by the model but not kept as yours")
         self.composer.setFixedHeight(84)
@@ -140,6 +143,7 @@ class ChatPage(QWidget):
         self.use_adapter.setChecked(True)
         self.use_adapter.toggled.connect(self._adapter_toggled)
         self.strength = QSlider(Qt.Orientation.Horizontal)
+        self.strength.setAccessibleName("Personal model strength")
         self.strength.setRange(0, 200)
         self.strength.setSingleStep(5)
         self.strength.setPageStep(25)

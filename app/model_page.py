@@ -49,7 +49,7 @@ class ModelPage(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         layout, self.banner = page_layout(self, "My model")
-        grid = card_grid(layout, stretch=(2, 3))
+        grid = card_grid(layout, "My model", stretch=(2, 3))
         grid.add(self._active_card())
         grid.add(self._training_card())
         grid.add(self._versions_card(), wide=True)
@@ -114,6 +114,7 @@ class ModelPage(QWidget):
         self.versions = versions_model(self)
         # The note (why a version is flagged) stretches; From, then Base, give way to it.
         self.table = FittingTable(self.versions, stretch=6, droppable=(2, 5), min_stretch=170)
+        self.table.setAccessibleName("Model versions")
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setMinimumHeight(120)
         self.table.setMaximumHeight(220)

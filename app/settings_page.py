@@ -57,7 +57,7 @@ class SettingsPage(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         layout, self.banner = page_layout(self, "Settings")
-        grid = card_grid(layout)
+        grid = card_grid(layout, "Settings")
         self.editors: dict[str, QWidget] = {}
         for title, keys in GROUPS:
             frame, box = card(title)

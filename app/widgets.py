@@ -262,9 +262,11 @@ class CardGrid(VerticalScroll):
             self._place()
 
 
-def card_grid(layout: QVBoxLayout, stretch: tuple[int, int] = (1, 1)) -> CardGrid:
-    """A `CardGrid` filling the rest of a page's `layout`."""
+def card_grid(layout: QVBoxLayout, name: str, stretch: tuple[int, int] = (1, 1)) -> CardGrid:
+    """A `CardGrid` filling the rest of a page's `layout`; `name` is what a screen reader
+    calls it."""
     grid = CardGrid(stretch)
+    grid.setAccessibleName(name)
     layout.addWidget(grid, 1)
     return grid
 

@@ -47,6 +47,7 @@ class MainWindow(QMainWindow):
         self.stack = QStackedWidget()
         self.nav = QListWidget()
         self.nav.setObjectName("Sidebar")
+        self.nav.setAccessibleName("Pages")
         for number, (key, caption, widget) in enumerate(pages, 1):
             item = QListWidgetItem(icon(key), caption, self.nav)
             shortcut = QShortcut(QKeySequence(f"Ctrl+{number}"), self)

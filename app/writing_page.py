@@ -74,8 +74,9 @@ class WritingPage(QWidget):
     def _left_column(self) -> QWidget:
         column, box = widgets.column(right=8)
         note, note_box = card("New note")
-        self.note_title = QLineEdit(placeholderText="Title (optional)")
+        self.note_title = QLineEdit(placeholderText="Title (optional)", accessibleName="Note title")
         self.note_text = widgets.TextEditor("Write something in your own words…")
+        self.note_text.setAccessibleName("Note")
         self.save_note = button("Save note", primary=True)
         self.save_note.clicked.connect(self._save_note)
         self.saving = False
@@ -104,6 +105,7 @@ class WritingPage(QWidget):
         import_box.addWidget(self.import_progress)
         self.import_report = QListWidget()
         self.import_report.setObjectName("ImportReport")
+        self.import_report.setAccessibleName("What the last import did")
         self.import_report.hide()
         self.import_report.setWordWrap(True)
         self.import_report.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
@@ -116,7 +118,8 @@ class WritingPage(QWidget):
     def _right_column(self) -> QWidget:
         column, box = widgets.column(left=8)
         filters = QHBoxLayout()
-        self.search = QLineEdit(placeholderText="Search your writing…")
+        self.search = QLineEdit(placeholderText="Search your writing…",
+                                accessibleName="Search your writing")
         self.search.setClearButtonEnabled(True)
         self.search.textChanged.connect(lambda _text: self._filter_timer.start())
         self.source = QComboBox()
@@ -129,12 +132,13 @@ class WritingPage(QWidget):
 
         self.model = documents_model(self)
         self.table = FittingTable(self.model, stretch=0, droppable=(1, 2))  # Source, Date
+        self.table.setAccessibleName("Your writing")
         self.table.horizontalHeader().setDefaultAlignment(
             Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
         self.table.selectionModel().selectionChanged.connect(self._selection_changed)
         box.addWidget(self.table, 3)
 
-        self.preview = QTextBrowser()
+        self.preview = QTextBrowser(accessibleName="Document text")
         self.preview.setPlaceholderText("Select a document to read it here.")
         self.preview.setOpenLinks(False)  # a link in the writing is text to read, not to follow
         box.addWidget(self.preview, 2)

@@ -2,7 +2,7 @@
 
 import time
 
-from PySide6.QtCore import QRect
+from PySide6.QtCore import QRect, Qt
 
 from oppu.app.controller import AppController
 from oppu.core.settings import load_settings
@@ -232,3 +232,22 @@ def test_pages_and_a_new_chat_have_keyboard_shortcuts(qtbot, app):
     with qtbot.waitSignal(app.chat_page.newConversationRequested):
         QTest.keyClick(app.chat_page.composer, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)
     assert app.chat_page.new_chat.toolTip() == "New chat (Ctrl+N)"
+
+
+def test_every_control_the_keyboard_reaches_has_a_name_a_screen_reader_can_say(app, qtbot):
+    from PySide6.QtGui import QAccessible
+    from PySide6.QtWidgets import QListView, QWidget
+
+    nameless = set()
+    for page in ("chat", "writing", "model", "settings"):
+        app.window.show_page(page)
+        qtbot.wait(50)
+        for widget in app.window.findChildren(QWidget):
+            inner = type(widget) is QListView or widget.objectName() == "qt_spinbox_lineedit"
+            if (widget.focusPolicy() == Qt.FocusPolicy.NoFocus or inner  # a combo's popup,
+                    or not widget.isVisibleTo(app.window)):  # a spin box's field: named
+                continue  # by their owners
+            name = QAccessible.queryAccessibleInterface(widget).text(QAccessible.Text.Name)
+            if not name.strip():
+                nameless.add(f"{type(widget).__name__} {widget.objectName()}".strip())
+    assert nameless == set()

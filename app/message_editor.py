@@ -12,25 +12,39 @@ class MessageEditor(TextEditor):
     the user typed becomes their writing: pasted text is usually somebody else's (an email
     to answer, an article to sum up). Each stretch is a selection kept by the document, so
     it moves along as text is typed before it, and grows with edits inside it (not with
-    text typed at either end)."""
+    text typed at either end). Positions are Qt's, in UTF-16 units: an emoji counts two."""
 
     def __init__(self, placeholder: str):
         super().__init__(placeholder)
         self._pasted: list[QTextCursor] = []
-        self.textChanged.connect(self._forget_pasted_when_emptied)
+        self._moving_own_text = False
+        self.document().contentsChanged.connect(self._forget_emptied_stretches)
 
     def insertFromMimeData(self, source) -> None:
         start = self.textCursor().selectionStart()
         super().insertFromMimeData(source)
-        self._mark_pasted(start, self.textCursor().position())
+        if not self._moving_own_text:
+            self._mark_pasted(start, self.textCursor().position())
+
+    def dropEvent(self, event) -> None:
+        self._moving_own_text = event.source() is self  # the user's own words, dragged
+        try:
+            super().dropEvent(event)
+        finally:
+            self._moving_own_text = False
 
     def message(self) -> tuple[str, list[Span]]:
         """The message without surrounding space, and the (start, end) of its pasted
-        stretches."""
+        stretches, as indices into it (Python's characters, not Qt's UTF-16 units)."""
         text = self.toPlainText()
         lead = len(text) - len(text.lstrip())
         message = text.strip()
-        spans = [(max(c.selectionStart() - lead, 0), min(c.selectionEnd() - lead, len(message)))
+        units = text.encode("utf-16-le")
+
+        def index(position: int) -> int:
+            return len(units[:2 * position].decode("utf-16-le", "ignore")) - lead
+
+        spans = [(max(index(c.selectionStart()), 0), min(index(c.selectionEnd()), len(message)))
                  for c in self._pasted]
         return message, sorted((start, end) for start, end in spans if end > start)
 
@@ -38,8 +52,12 @@ class MessageEditor(TextEditor):
         """Show `text` again with its pasted stretches (a message that got no reply)."""
         self.setPlainText(text)
         self._pasted.clear()
+
+        def position(index: int) -> int:
+            return len(text[:index].encode("utf-16-le")) // 2
+
         for start, end in pasted:
-            self._mark_pasted(start, end)
+            self._mark_pasted(position(start), position(end))
 
     def _mark_pasted(self, start: int, end: int) -> None:
         if end > start:
@@ -49,6 +67,7 @@ class MessageEditor(TextEditor):
             stretch.setKeepPositionOnInsert(True)  # what is typed just after it is not pasted
             self._pasted.append(stretch)
 
-    def _forget_pasted_when_emptied(self) -> None:
-        if self.document().isEmpty():
-            self._pasted.clear()
+    def _forget_emptied_stretches(self) -> None:
+        """A stretch deleted, typed over or undone is gone: what is typed there later is
+        the user's own (its collapsed cursor would otherwise grow around it)."""
+        self._pasted = [stretch for stretch in self._pasted if stretch.hasSelection()]

@@ -191,7 +191,7 @@ class ModelPage(QWidget):
             self.quality.setText(
                 f"Its file says it was {verdict} than the base model at predicting held-out "
                 f"writing when it was trained ({compared}). That was measured where it was "
-                "made; “Measure on my writing” below measures it here." if imported else
+                "made; measure it below to see how it does on your writing." if imported else
                 f"{verdict} than the base model at predicting writing of yours it never "
                 f"trained on: {compared}, both given passages of your writing, measured when "
                 "it was trained.")

@@ -115,8 +115,11 @@ def export(profile, version: str | None = None, format: str = "zip", quant: str 
     return target
 
 
-def format_for(path: Path | str) -> str:
-    """The format a file name asks for: a bare adapter for .gguf, else the zip."""
+def format_for(path: Path | str, quant: str | None = None) -> str:
+    """The format a file name (and a quantization type) asks for: a merged model when a
+    type is given, a bare adapter for .gguf, else the zip."""
+    if quant:
+        return "merged"
     return "gguf" if Path(path).suffix.lower() == ".gguf" else "zip"
 
 

@@ -244,11 +244,12 @@ class ChatSession:
                                                      or not again)
             self.stored_unanswered = False
             if stored and not again:
-                typed = typed_part(text, pasted)
-                if not is_blank(typed):  # before the reply, which a kill may cut short
-                    self.profile.writing.add_chat_message(typed)
                 self._store_user_message(text, pasted)
                 self.stored_unanswered = True
+                typed = typed_part(text, pasted)
+                if not is_blank(typed):  # before the reply, which a kill may cut short;
+                    # after the message, through which deleting the conversation finds it
+                    self.profile.writing.add_chat_message(typed)
             stream = ReplyStream(engine, fitted.tokens, sampling, should_stop)
             pieces, streaming = [], iter(stream)
             try:
@@ -338,7 +339,7 @@ class ChatSession:
         while True:
             found = self.profile.writing.search(text, fetch, settings.retrieval_min_score)
             kept = [p for p in found
-                    if not any(_normalized(p.text) in question for question in asked)]
+                    if not any(f" {_normalized(p.text)} " in f" {question} " for question in asked)]
             if len(kept) >= k or len(found) < fetch:
                 return kept[:k]
             fetch += len(found) - len(kept)

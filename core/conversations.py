@@ -177,12 +177,14 @@ def deleted_sources(gone: int) -> str:
 def typed_part(text: str, pasted: Sequence[Sequence[int]]) -> str:
     """What the user typed of a message: `text` without its pasted (start, end) stretches.
     That part alone is their writing; pasted text is usually somebody else's."""
-    kept, at = [], 0
-    for start, end in sorted(pasted):
-        kept.append(text[at:max(at, start)])
+    typed, at = "", 0
+    for start, end in [*sorted(pasted), (len(text), len(text))]:
+        piece = text[at:max(at, start)]
+        if typed and piece and not typed[-1].isspace() and not piece[0].isspace():
+            typed += "\n"  # "Translate:" [paste] "please" are two lines, not one word
+        typed += piece
         at = max(at, end)
-    kept.append(text[at:])
-    return "".join(kept).strip()
+    return typed.strip()
 
 
 def checked_choices(choices: dict) -> dict[str, bool]:

@@ -146,6 +146,7 @@ def remove_tree(folder: Path) -> None:
         os.rename(folder, doomed)
     except FileNotFoundError:
         return
+    os.utime(doomed)  # named by this process now: `abandoned` compares its start with this
     shutil.rmtree(doomed, ignore_errors=True)
 
 

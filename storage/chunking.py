@@ -23,9 +23,13 @@ SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|(?<=[。！？])")
 PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 LAST_SPACE = re.compile(r".*\s", re.DOTALL)
 # Characters that belong to the one before: a cut never goes just before them (or just
-# after a zero-width joiner), so an accent or an emoji sequence stays whole.
-JOINERS = "\u200c\u200d\ufe0e\ufe0f\U0001f3fb-\U0001f3ff\U000e0020-\U000e007f"
+# after a zero-width joiner, or between two flag letters), so an accent, a Hangul syllable
+# spelled in jamo or an emoji sequence (keycaps, skin tones, tags) stays whole.
+JOINERS = ("\u200c\u200d\ufe0e\ufe0f\u1160-\u11ff\ud7b0-\ud7ff"
+           "\U0001f3fb-\U0001f3ff\U000e0020-\U000e007f")
 ATTACHED = re.compile(f"[{JOINERS}]")
+FLAG_LETTER = re.compile("[\U0001f1e6-\U0001f1ff]")
+MARKS = ("Mn", "Me", "Mc")
 
 
 def content_hash(text: str) -> str:
@@ -65,11 +69,15 @@ def _within_max_chars(text: str) -> list[str]:
 
 def _character_cut(text: str, start: int) -> int:
     cut = start + MAX_CHARS
-    while cut > start + MAX_CHARS // 2 and (
-            ATTACHED.match(text[cut]) or text[cut - 1] == "\u200d"
-            or unicodedata.combining(text[cut]) or unicodedata.category(text[cut]) == "Mc"):
+    while cut > start + MAX_CHARS // 2 and _holds_together(text[cut - 1], text[cut]):
         cut -= 1
     return cut
+
+
+def _holds_together(before: str, after: str) -> bool:
+    return bool(ATTACHED.match(after) or before == "\u200d"
+                or unicodedata.category(after) in MARKS
+                or FLAG_LETTER.match(before) and FLAG_LETTER.match(after))
 
 
 def split_passages(text: str, max_words: int = MAX_WORDS) -> list[str]:

@@ -10,8 +10,9 @@ import platformdirs
 # lets a final newline through).
 PROFILE_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9 _.-]{0,62}[A-Za-z0-9_.-])?")
 DEFAULT_PROFILE = "default"
-# Names Windows keeps for devices, with or without an extension ("con.txt" too).
-WINDOWS_DEVICES = re.compile(r"(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?", re.IGNORECASE)
+# Names Windows keeps for devices, with or without an extension ("con.txt", "con .txt").
+WINDOWS_DEVICES = re.compile(r"(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³]) *(\..*)?",
+                             re.IGNORECASE)
 
 
 class InvalidProfileName(ValueError):

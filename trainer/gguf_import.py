@@ -65,7 +65,9 @@ def read_adapter_gguf(path: Path, base: BaseInfo) -> tuple[bytes, bytes, dict]:
 
     try:
         reader = gguf.GGUFReader(path)
-    except (ValueError, OSError, IndexError, KeyError):  # gguf-py's words are numpy's
+    except OSError as error:
+        raise CorruptAdapter(f"it cannot be read ({error.strerror or error})") from None
+    except (ValueError, IndexError, KeyError):  # gguf-py's words are numpy's
         raise CorruptAdapter("the GGUF is damaged or truncated: its header does not match "
                              "the data that follows") from None
     if _field(reader, "general.type") != "adapter" or _field(reader, "adapter.type") != "lora":

@@ -13,8 +13,9 @@ def register(commands) -> None:
         "export", help="export your adapter: a .zip, a bare adapter .gguf or a merged .gguf")
     export.add_argument("--format", choices=["zip", "gguf", "merged"],
                         help="zip: peft + gguf + README (the default, unless -o names a "
-                             ".gguf file); gguf: for llama.cpp --lora and Ollama ADAPTER; "
-                             "merged: base and adapter in one model file")
+                             ".gguf file, or --quant is given for merged); gguf: for llama.cpp "
+                             "--lora and Ollama ADAPTER; merged: base and adapter in one model "
+                             "file")
     export.add_argument("--quant", metavar="TYPE",
                         help="merged only: q8_0 (default), f16, or a smaller type made by "
                              "llama.cpp's quantizer such as q4_k_m")
@@ -39,7 +40,7 @@ def run_export(args) -> int:
     from oppu.core.adapter_files import export, format_for
     from oppu.core.adapters import AdapterError
 
-    format = args.format or format_for(args.output or "")
+    format = args.format or format_for(args.output or "", args.quant)
     with open_profile(args) as profile:
         try:
             path = export(profile, args.version, format, args.quant, args.output,

@@ -354,6 +354,11 @@ def test_the_command_line_writes_the_format_the_file_name_asks_for(alice, tmp_pa
     assert (tmp_path / "mine.gguf").read_bytes()[:4] == b"GGUF"
     assert main(["--profile", "alice", "export", "-o", str(tmp_path / "mine.zip")]) == 0
     assert (tmp_path / "mine.zip").read_bytes()[:2] == b"PK"
+    from oppu.trainer.gguf_file import read_header
+
+    assert main(["--profile", "alice", "export", "--quant", "f16", "-o",
+                 str(tmp_path / "merged.gguf")]) == 0  # a type asks for the merged model
+    assert "adapter.type" not in read_header(tmp_path / "merged.gguf").fields  # a model
 
 
 def test_no_active_adapter_is_explained(tiny_gguf, tmp_path):

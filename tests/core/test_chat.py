@@ -492,3 +492,11 @@ def test_deleted_sources_are_counted_in_plain_words():
 
     assert deleted_sources(1) == "1 passage it used has since been deleted"
     assert deleted_sources(3) == "3 passages it used have since been deleted"
+
+
+def test_the_typed_part_keeps_what_surrounds_a_paste_apart():
+    from oppu.core.conversations import typed_part
+
+    assert typed_part("Translate:Bonjour à tous.please", [(10, 25)]) == "Translate:\nplease"
+    assert typed_part("Sum up: ARTICLE thanks", [(8, 15)]) == "Sum up:  thanks"
+    assert typed_part("ARTICLE", [(0, 7)]) == "" and typed_part("mine", []) == "mine"

@@ -73,7 +73,8 @@ def test_a_cut_for_length_keeps_words_accents_and_emoji_whole():
     assert all(p.endswith("x") and p.startswith("https") for p in split_passages(spaced))
     family = "\U0001f468\u200d\U0001f469\u200d\U0001f467"
     for at in range(MAX_CHARS - 5, MAX_CHARS + 1):  # the sequence across the limit
-        for whole in (family, "\U0001f44d\U0001f3fd", "e\u0301"):
+        for whole in (family, "\U0001f44d\U0001f3fd", "e\u0301", "1\ufe0f\u20e3",  # keycap
+                      "\U0001f1eb\U0001f1f7", "\u1112\u1161\u11ab"):  # a flag, jamo 한
             passages = split_passages("a" * at + whole + "b" * 50)
             assert any(whole in p for p in passages), (at, whole)
             assert all(len(p) <= MAX_CHARS for p in passages)

@@ -1,10 +1,11 @@
-"""Fixtures of the adapter file tests: profiles on the tiny base, with and without a
-version, and one version exported."""
+"""Fixtures of the adapter file tests (profiles on the tiny base, with and without a
+version, and one version exported) and of the chat tests."""
 
 import pytest
 
 from oppu.core.adapter_files import export
 from tests.support.adapter_profiles import install_trained_version, open_profile
+from tests.support.chat_setup import chat_profile, models  # noqa: F401 - chat tests' fixtures
 from tests.support.tiny_model import build_tiny_gguf
 
 

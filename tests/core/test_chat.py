@@ -1,4 +1,5 @@
-"""The chat use case on the tiny model: retrieval, adapters, persistence, incognito."""
+"""The chat use case on the tiny model: retrieval, adapters, persistence, incognito (what
+becomes writing: test_chat_writing.py)."""
 
 import shutil
 
@@ -6,47 +7,21 @@ import pytest
 from sqlalchemy import func, select
 
 from oppu.core import adapters
-from oppu.core.chat import ChatOptions, ChatSession, Models, base_sha256
-from oppu.core.conversations import Conversations, delete_conversation
+from oppu.core.chat import base_sha256
+from oppu.core.conversations import Conversations
 from oppu.engine.chat import Sampling
 from oppu.engine.errors import ModelFileError
 from oppu.storage.models import Chunk, Conversation, Document, Message
 from oppu.storage.prompting import PASSAGES_HEADER, VOICE_INSTRUCTION, user_turn
 from tests.engine.adapters import install_adapter, lora_gguf, merged_gguf
+from tests.support.chat_setup import NOTES, QUESTION, session
 from tests.support.tiny_model import bundled_gguf
-
-NOTES = {
-    "Beekeeping diary": "The bees on my roof swarmed twice in May; I caught both swarms.",
-    "Sourdough notes": "My sourdough starter is called Gerald and lives in the fridge.",
-}
-QUESTION = "What happened with the bees on the roof?"
 
 
 @pytest.fixture(scope="session")
 def adapter_files(tiny_gguf, tmp_path_factory):
     folder = tmp_path_factory.mktemp("chat-adapters")
     return lora_gguf(tiny_gguf, folder, seed=0), lora_gguf(tiny_gguf, folder, seed=1)
-
-
-@pytest.fixture
-def models():
-    shared = Models(n_threads=1)
-    yield shared
-    shared.close()
-
-
-@pytest.fixture
-def chat_profile(profile, tiny_gguf):
-    profile.set("base_model", str(tiny_gguf))
-    profile.set("context_tokens", 512)
-    for title, text in NOTES.items():
-        profile.writing.add_note(text, title)
-    return profile
-
-
-def session(profile, models, **options) -> ChatSession:
-    options.setdefault("sampling", Sampling.greedy(16))
-    return ChatSession(profile, models, ChatOptions(**options))
 
 
 def counts(profile) -> dict:
@@ -76,82 +51,6 @@ def test_a_reply_streams_cites_its_passages_and_is_stored(chat_profile, models):
         assert messages[1].retrieved_chunk_ids == [p.chunk_id for p in reply.sources]
         assert messages[1].adapter_version is None and messages[1].adapter_scale is None
         assert s.get(Conversation, reply.conversation_id).title == QUESTION
-
-
-def test_the_users_messages_become_their_writing(chat_profile, models):
-    chat = session(chat_profile, models)
-    chat.send("I think the swarm settled in the plum tree.")
-    chat.send("Tomorrow I will build a second hive.")
-    chats = chat_profile.writing.documents(source="chat")
-    assert {d.preview for d in chats} == {"I think the swarm settled in the plum tree.",
-                                          "Tomorrow I will build a second hive."}
-    hits = chat_profile.writing.search("second hive", k=1)
-    assert hits[0].text == "Tomorrow I will build a second hive."
-
-
-def test_only_what_the_user_typed_becomes_their_writing_not_what_they_pasted(chat_profile,
-                                                                           models):
-    email = "Dear all, the quarterly figures are attached; please review them by Friday."
-    typed = "Answer this politely: "
-    message = f"{typed}{email}\nKeep it short."
-    chat = session(chat_profile, models)
-    reply = chat.send(message, pasted=[(len(typed), len(typed) + len(email))])
-    assert email in reply.prompt_messages[-1]["content"]  # the model still sees all of it
-    [own] = chat_profile.writing.documents(source="chat")
-    assert chat_profile.writing.get(own.id).text == "Answer this politely: \nKeep it short."
-    chat.send(email, pasted=[(0, len(email))])  # all pasted: nothing becomes writing
-    assert len(chat_profile.writing.documents(source="chat")) == 1
-    with chat_profile.store.read() as s:
-        assert [m.text for m in s.scalars(select(Message).where(Message.role == "user"))] == [
-            message, email]  # the conversation keeps the messages whole
-    assert delete_conversation(chat_profile, reply.conversation_id, forget_writing=True) == 1
-    assert chat_profile.writing.documents(source="chat") == []
-
-
-def test_a_message_is_writing_before_its_reply_streams(chat_profile, models):
-    """Stored only after the reply, it was lost to a kill during the reply, while the
-    conversation kept the message."""
-    seen = []
-    session(chat_profile, models).send("The plum tree needs pruning.", on_text=lambda _piece:
-                                       seen.append(len(chat_profile.writing.documents(source="chat"))))
-    assert seen and set(seen) == {1}
-
-
-def test_deleting_a_conversation_with_its_writing_cannot_leave_the_writing_behind(
-        chat_profile, models, embedder):
-    """A kill after the conversation's deletion committed used to keep its writing for good."""
-    from oppu.core.profile import Profile
-
-    reply = session(chat_profile, models).send("My purple kite is stuck in the oak.")
-    Conversations(chat_profile.store).delete(reply.conversation_id, forget_writing=True)
-    chat_profile.close()  # killed here, before the forget itself
-    with Profile(chat_profile.name, embedder=embedder) as reopened:
-        assert reopened.writing.documents(source="chat") == []
-        assert all("kite" not in p.text for p in reopened.writing.search("purple kite", 4))
-
-
-def test_asking_again_does_not_cite_the_earlier_question(chat_profile, models):
-    session(chat_profile, models).send(QUESTION)
-    session(chat_profile, models).send(QUESTION.upper())
-    assert len(chat_profile.writing.documents(source="chat")) == 2
-    chat_profile.set("retrieval_k", 2)
-    chat_profile.set("retrieval_min_score", 0.0)
-    again = session(chat_profile, models).send("  what happened with the BEES on the roof? ")
-    cited = [p.text for p in again.sources]
-    assert len(cited) == 2 and cited[0] == NOTES["Beekeeping diary"]
-    assert not {QUESTION, QUESTION.upper()} & set(cited)  # neither earlier copy is cited
-
-
-def test_the_conversation_s_own_questions_are_not_its_sources(chat_profile, models):
-    """Asked three ways in one conversation, the earlier questions (already in the prompt)
-    used to push the notes out of the passages."""
-    chat_profile.set("retrieval_k", 2)
-    chat_profile.set("retrieval_min_score", 0.0)
-    chat = session(chat_profile, models)
-    chat.send("What happened with the bees?")
-    chat.send("What exactly happened with the bees?")
-    third = chat.send("So what happened with the bees then?")
-    assert {p.text for p in third.sources} == set(NOTES.values())
 
 
 def test_regenerate_replaces_the_last_reply_everywhere(chat_profile, models):
@@ -485,18 +384,3 @@ def test_an_activated_version_without_its_merged_copy_gets_it_written_again(
     install_adapter(chat_profile, adapter_files[0], "v2", "f" * 64, peft=folder / "peft-0")
     assert not adapters.restore_merged_copy(chat_profile, "v2")  # made for another base
     assert adapters.active(chat_profile).merged_path is None
-
-
-def test_deleted_sources_are_counted_in_plain_words():
-    from oppu.core.conversations import deleted_sources
-
-    assert deleted_sources(1) == "1 passage it used has since been deleted"
-    assert deleted_sources(3) == "3 passages it used have since been deleted"
-
-
-def test_the_typed_part_keeps_what_surrounds_a_paste_apart():
-    from oppu.core.conversations import typed_part
-
-    assert typed_part("Translate:Bonjour à tous.please", [(10, 25)]) == "Translate:\nplease"
-    assert typed_part("Sum up: ARTICLE thanks", [(8, 15)]) == "Sum up:  thanks"
-    assert typed_part("ARTICLE", [(0, 7)]) == "" and typed_part("mine", []) == "mine"

@@ -209,7 +209,9 @@ class ChatController(QObject):
 
     def show_earlier(self) -> None:
         if self.session.conversation_id is not None:
+            shown = len(self.page.transcript.bubbles)
             self.open_conversation(self.session.conversation_id, 4 * self.shown)
+            self.page.transcript.scroll_to(len(self.page.transcript.bubbles) - shown)
 
     def rename(self, conversation_id: int, title: str) -> None:
         try:

@@ -214,7 +214,9 @@ class Transcript(VerticalScroll):
         self.rows: list[QWidget] = []
         self.verticalScrollBar().rangeChanged.connect(self._follow)
         self._at_bottom = True
+        self._anchor: QWidget | None = None  # a row kept at the top until the user scrolls
         self.verticalScrollBar().valueChanged.connect(self._track)
+        self.verticalScrollBar().actionTriggered.connect(self._let_go)
 
     def set_empty_text(self, text: str) -> None:
         self.empty.setText(text)
@@ -249,8 +251,18 @@ class Transcript(VerticalScroll):
             self.bubbles[-1].regenerate.hide()
         self.bubbles.append(bubble)
         self.rows.append(row)
-        self._at_bottom = True
+        self._at_bottom, self._anchor = True, None
         return bubble
+
+    def scroll_to(self, index: int) -> None:
+        """Show the `index`th message at the top (where the reader was, after earlier
+        messages were put above it), instead of following the newest."""
+        self._at_bottom = False
+        self._anchor = self.rows[index]  # its place is known once the rows are laid out
+        self._follow(0, self.verticalScrollBar().maximum())
+
+    def _let_go(self, _action: int) -> None:
+        self._anchor = None
 
     def remove_last(self) -> None:
         self.bubbles.pop()
@@ -262,7 +274,9 @@ class Transcript(VerticalScroll):
         self._at_bottom = value >= self.verticalScrollBar().maximum() - 24
 
     def _follow(self, _minimum: int, maximum: int) -> None:
-        if self._at_bottom:
+        if self._anchor is not None:
+            self.verticalScrollBar().setValue(self._anchor.y())
+        elif self._at_bottom:
             self.verticalScrollBar().setValue(maximum)
 
 

@@ -370,7 +370,7 @@ def test_delete_and_f2_act_on_the_highlighted_conversation(qtbot, app, monkeypat
     assert page.rename.toolTip() == "Rename (F2)"
 
 
-def test_a_long_conversation_opens_with_its_latest_messages_and_more_on_demand(app):
+def test_a_long_conversation_opens_with_its_latest_messages_and_more_on_demand(qtbot, app):
     from oppu.core.conversations import Conversations
 
     app.profile.writing.add_note(NOTE, "Sailing")
@@ -390,3 +390,7 @@ def test_a_long_conversation_opens_with_its_latest_messages_and_more_on_demand(a
     transcript.earlier.click()
     assert len(transcript.bubbles) == 200 and transcript.bubbles[0].text == "Question 0"
     assert not transcript.earlier.isVisibleTo(transcript)
+    # The reader stays where they were, at "Question 70", not at the end.
+    scroll = transcript.verticalScrollBar()
+    qtbot.waitUntil(lambda: scroll.value() > 0 and scroll.value() == transcript.rows[140].y())
+    assert transcript.bubbles[140].text == "Question 70" and scroll.value() < scroll.maximum()

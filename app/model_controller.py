@@ -321,7 +321,9 @@ class ModelController(QObject):
             if isinstance(job.error, adapter_files.AlreadyStored):  # nothing wrong: say where
                 stored = job.error.version
                 self.page.banner.show_message(
-                    f"{path.name} is already stored as {stored}: nothing to import.", "info",
+                    f"{path.name} is already stored as {stored}: " + (
+                        "its training summary, missing there, was added from this file."
+                        if job.error.summary_added else "nothing to import."), "info",
                     action=None if stored == self.page.active_version else (
                         f"Activate {stored}", lambda: self.activate(stored)))
                 return

@@ -207,11 +207,13 @@ def _copied(merged: Path | None, target: Path) -> bool:
 
 
 class AlreadyStored(BundleError):
-    """The adapter is one a version already holds (`version`)."""
+    """The adapter is one a version already holds (`version`); `summary_added` when the
+    file's training summary was added to a version imported without one."""
 
-    def __init__(self, message: str, version: str):
+    def __init__(self, message: str, version: str, summary_added: bool = False):
         super().__init__(message)
         self.version = version
+        self.summary_added = summary_added
 
 
 class ForeignBase(BundleError):
@@ -245,8 +247,43 @@ def import_adapter(profile, path: Path, activate: bool = False, force: bool = Fa
         lora_tensors(bundle.lora, base)
     except FileError as error:
         raise BundleError(f"{path.name} does not fit {base_path.name}: {error}") from None
-    _refuse_stored(profile, bundle, sha)  # early, before the merged copy is written
+    try:
+        _refuse_stored(profile, bundle, sha)  # early, before the merged copy is written
+    except AlreadyStored as stored:
+        if not _add_missing_summary(profile, stored.version, bundle):
+            raise
+        raise AlreadyStored(f"{path.name} is already stored as version {stored.version}; "
+                            "its training summary, missing there, was added from this file",
+                            stored.version, summary_added=True) from None
     return _store_import(profile, bundle, base_path, sha, activate)
+
+
+def _training_summary(bundle) -> dict:
+    """What a version keeps of its file's description of the training."""
+    training = bundle.meta.get("training", {})
+    return {"metrics": training.get("metrics", {}),
+            "train_words": training.get("train_words", 0),
+            "config": training.get("config", {})}
+
+
+def _add_missing_summary(profile, version: str, bundle) -> bool:
+    """Give an imported `version` that lacks a training summary (a bare .gguf carries
+    none) the one in `bundle` (its zip); whether there was one to add."""
+    from oppu.storage.models import Adapter
+    from oppu.trainer.versions import read_meta, version_folder, write_meta
+
+    summary = _training_summary(bundle)
+    if not summary["metrics"] and not summary["train_words"]:
+        return False
+    with profile.store.write() as session:
+        row = session.query(Adapter).filter_by(version=version).one()
+        if row.origin != "imported" or row.metrics or row.words_trained:
+            return False
+        folder = version_folder(profile.folder, row)
+        write_meta(folder, read_meta(folder) | summary)  # first: the row says it is there
+        row.metrics = summary["metrics"]
+        row.words_trained = int(summary["train_words"] or 0)
+    return True
 
 
 def _refuse_stored(profile, bundle, sha: str) -> None:
@@ -285,14 +322,12 @@ def _store_import(profile, bundle, base_path: Path, sha: str, activate: bool) ->
     )
 
     adapters_dir = profile.adapters_dir
-    training = bundle.meta.get("training", {})
     meta = {"origin": "imported", "imported_from": bundle.source.name,
             "source": {k: bundle.meta[k] for k in ("version", "base", "app_version", "created")
                        if k in bundle.meta},
             "base": {"name": base_path.name, "sha256": sha},
             "rank": bundle.lora.rank, "alpha": bundle.lora.alpha,
-            "metrics": training.get("metrics", {}), "train_words": training.get("train_words", 0),
-            "config": training.get("config", {}), "app_version": app_version(),
+            **_training_summary(bundle), "app_version": app_version(),
             "created": utcnow().isoformat()}
     with staged_dir(adapters_dir) as staged:
         (staged / PEFT_DIR).mkdir()

@@ -60,6 +60,9 @@ def run_import(args) -> int:
         try:
             imported = import_adapter(profile, path, args.activate, args.force)
         except AlreadyStored as error:
+            if not args.activate and error.summary_added:  # something was done after all
+                print(error)
+                return 0
             if not args.activate:
                 raise CommandError(str(error)) from None
             try:  # what was asked for: that adapter, active

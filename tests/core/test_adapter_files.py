@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from oppu.core.adapter_files import ForeignBase, export, import_adapter
+from oppu.core.adapter_files import AlreadyStored, ForeignBase, export, import_adapter
 from oppu.core.adapters import AdapterError, list_adapters
 from oppu.core.cli import main
 from oppu.trainer.adapter_bundle import BundleError
 from oppu.trainer.peft_files import AdapterError as FileError
 from oppu.trainer.prepare import sha256_file
+from oppu.trainer.versions import read_meta
 from tests.support.adapter_profiles import open_profile, snapshot
 from tests.support.adapter_zips import lora_b_doubled, rezip, weights_changed
 from tests.support.parity import (
@@ -137,10 +138,27 @@ def test_the_same_adapter_in_another_file_format_is_not_imported_again(alice, ex
                                                                         tmp_path):
     bare = export(alice, format="gguf", out=tmp_path)
     assert import_adapter(fresh, bare).version == "v1"
+    assert (list_adapters(fresh)[0].metrics, list_adapters(fresh)[0].words_trained) == ({}, 0)
     before = snapshot(fresh)
-    with pytest.raises(BundleError, match="mine.zip is already stored as version v1"):
+    with pytest.raises(AlreadyStored, match="mine.zip is already stored as version v1; its "
+                                            "training summary, missing there, was added"):
+        import_adapter(fresh, exported)  # the .gguf carries no summary; its zip does
+    [kept] = list_adapters(fresh)
+    assert (kept.words_trained, kept.metrics["base"]["loss"]) == (1234, 3.0)
+    assert read_meta(kept.path)["train_words"] == 1234 and snapshot(fresh) == before
+    with pytest.raises(BundleError, match="mine.zip is already stored as version v1; nothing"):
         import_adapter(fresh, exported)
-    assert snapshot(fresh) == before
+
+
+def test_the_command_line_says_when_an_import_only_added_a_training_summary(alice, exported,
+                                                                            fresh, tmp_path,
+                                                                            capsys):
+    import_adapter(fresh, export(alice, format="gguf", out=tmp_path))
+    capsys.readouterr()
+    assert main(["--profile", "fresh", "import-adapter", str(exported)]) == 0
+    assert capsys.readouterr().out.startswith("mine.zip is already stored as version v1; its "
+                                              "training summary")
+    assert main(["--profile", "fresh", "import-adapter", str(exported)]) == 1
     other = rezip(exported, tmp_path / "other.zip", weights_changed(lora_b_doubled))
     assert import_adapter(fresh, other).version == "v2"
 

@@ -379,11 +379,13 @@ class Writing:
         self.store.checkpoint()
 
     def _purge(self, document_id: int) -> None:
-        """Finish deleting a tombstoned document: vectors first, then the rows."""
-        with self.store.read() as session:
-            ids = list(session.scalars(select(Chunk.id).where(Chunk.document_id == document_id)))
-        self.index.delete(ids)
+        """Finish deleting a tombstoned document: vectors first, then the rows, under one
+        write lock. Chunk ids come from the text, so the same text added again meanwhile
+        (by another process) would otherwise lose its new vectors to this delete."""
         with self.store.write() as session:
+            ids = list(session.scalars(select(Chunk.id).join(Document).where(
+                Document.id == document_id, Document.deleted.is_(True))))
+            self.index.delete(ids)
             session.execute(delete(Document).where(Document.id == document_id,
                                                    Document.deleted.is_(True)))
 

@@ -228,6 +228,32 @@ def test_adding_a_text_whose_forget_did_not_finish_replaces_it(writing):
     assert_consistent(writing)
 
 
+def test_the_same_text_added_again_while_its_forget_finishes_keeps_its_vectors(writing,
+                                                                               monkeypatch):
+    """Chunk ids come from the text: a purge that read them, then deleted their vectors
+    while another writer added the text again, took the new copy's vectors too."""
+    import threading
+
+    diary = writing.add_note(DIARY)
+    with writing.store.write() as session:  # forget() committed its tombstone
+        session.execute(update(Document).where(Document.id == diary).values(deleted=True))
+    added_again = threading.Thread(target=writing.add_text, args=("note", DIARY))
+    real_delete = writing.index.delete
+
+    def delete_while_the_text_comes_back(ids):
+        if not added_again.is_alive() and ids:
+            added_again.start()
+            added_again.join(timeout=2)  # it waits for the purge's write lock, or is done
+        return real_delete(ids)
+
+    monkeypatch.setattr(writing.index, "delete", delete_while_the_text_comes_back)
+    writing.purge_tombstones()
+    added_again.join()
+    [again] = writing.documents()
+    assert again.id != diary and chunk_ids(writing, again.id) <= writing.index.ids()
+    assert_consistent(writing)
+
+
 def test_a_new_embedding_model_rebuilds_the_index_from_sqlite(profile, embedder):
     writing = profile.writing
     writing.add_note(LETTER)

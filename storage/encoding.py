@@ -64,9 +64,10 @@ def decode(data: bytes, declared: str | None = None) -> tuple[str, str | None]:
     """Text from bytes, and a warning when they were not plain UTF-8.
 
     `declared` is the encoding the text names for itself (an HTML page's charset), used
-    when the bytes are not UTF-8. Bytes that are not UTF-8 at all (no valid multi-byte
-    sequence anywhere) are an older encoding (see `_legacy_text`). UTF-8 with damaged bytes
-    keeps its good characters and has the damaged ones replaced by U+FFFD.
+    when the bytes are not UTF-8. Bytes that are mostly not UTF-8 (more invalid bytes
+    than valid multi-byte characters) are an older encoding (see `_legacy_text`). UTF-8
+    with a few damaged bytes keeps its good characters and has the damaged ones replaced
+    by U+FFFD.
     """
     if data.startswith(b"\xef\xbb\xbf"):
         return data.decode("utf-8-sig", errors="replace"), None
@@ -84,9 +85,11 @@ def decode(data: bytes, declared: str | None = None) -> tuple[str, str | None]:
         except (LookupError, UnicodeDecodeError):
             pass
     text = data.decode("utf-8", errors="replace")
-    if not VALID_NON_ASCII.search(text):  # no character decoded from a multi-byte sequence
-        return _legacy_text(data)
     replaced = text.count("\ufffd") - data.count("\ufffd".encode())
+    if replaced > len(VALID_NON_ASCII.findall(text)):
+        # More bad bytes than good multi-byte characters: not UTF-8 at all, whose byte
+        # pairs only happen to be valid UTF-8 here and there (as Chinese GBK's often are).
+        return _legacy_text(data)
     return text, (f"{replaced} undecodable byte{'s' * (replaced != 1)} replaced (not valid "
                   "UTF-8)")
 

@@ -160,7 +160,13 @@ def test_an_older_8_bit_encoding_is_read_as_windows_1252_and_reported(writing, t
 
 DIARIES = {  # a few lines of a diary, as older editors in each language saved them
     "cp1251": "Привет! Сегодня я снова писал дневник, как и каждый день.\n" * 3,
-    "koi8_r": "Вчера мы гуляли по набережной и долго говорили о книгах.\n" * 3,
+    "koi8_r": "Привет, как дела? Сегодня хорошая погода, и мы пойдём гулять в парк.\n" * 3,
+    # from here on, pairs of bytes are now and then valid UTF-8 by chance: these were read
+    # as damaged UTF-8, every other character a U+FFFD
+    "gb18030": "我们今天去公园散步，天气很好。孩子们在草地上玩耍，老人们在树下下棋。\n" * 3,
+    "big5": "今天天氣很好，我們去公園散步。孩子們在草地上玩，老人們在樹下下棋。\n" * 3,
+    "cp932": "吾輩は猫である。名前はまだ無い。どこで生れたかとんと見当がつかぬ。\n" * 3,
+    "euc_jp": "何でも薄暗いじめじめした所でニャーニャー泣いていた事だけは記憶している。\n" * 3,
 }
 
 

@@ -172,9 +172,9 @@ class ChatController(QObject):
         self._clear_transcript()
         self.page.select_conversation(None)
 
-    def open_conversation(self, conversation_id: int, shown: int = SHOWN_MESSAGES) -> None:
-        """Show a stored conversation: its latest `shown` messages, and a button for more
-        (a conversation of thousands froze the window for most of a minute)."""
+    def open_conversation(self, conversation_id: int) -> None:
+        """Show a stored conversation: its latest messages, and a button for more (a
+        conversation of thousands froze the window for most of a minute)."""
         if self.job is not None:  # a reply is being written: the highlight goes back to it
             self.page.select_conversation(self.session.conversation_id)
             return
@@ -187,31 +187,46 @@ class ChatController(QObject):
             return
         self._show_options()  # resuming a stored conversation ends incognito
         self._clear_transcript()
-        self.shown = shown
-        hidden, messages = max(len(messages) - shown, 0), messages[-shown:]
-        self.page.transcript.show_earlier_button(hidden)
-        replies = [m for m in messages if m.role == "assistant"]
+        self.shown = SHOWN_MESSAGES
+        self._show_stored(messages, SHOWN_MESSAGES)
+        transcript = self.page.transcript
+        if transcript.bubbles and transcript.bubbles[-1].role == "assistant":
+            transcript.bubbles[-1].regenerate.show()
+
+    def show_earlier(self) -> None:
+        """Put 4x more of the stored messages above those shown, keeping the reader's place."""
+        if self.session.conversation_id is None or self.job is not None:
+            return
+        try:
+            messages = self.session.conversations.messages(self.session.conversation_id)
+        except Exception as error:  # noqa: BLE001
+            self.app.report_error(self.page.banner, error)
+            return
+        self.shown *= 4
+        added = self._show_stored(messages, self.shown)
+        self.page.transcript.scroll_to(added)
+
+    def _show_stored(self, messages: list, shown: int) -> int:
+        """Show the stored `messages` of the last `shown` that are not shown yet, above
+        those that are; the number put in."""
+        on_screen = len(self.page.transcript.bubbles)
+        first = max(len(messages) - shown, 0)
+        earlier = messages[first: max(len(messages) - on_screen, first)]
+        self.page.transcript.show_earlier_button(first)
+        replies = [m for m in earlier if m.role == "assistant"]
         used = iter(self.session.conversations.passages_of(
             [m.retrieved_chunk_ids for m in replies]))
-        bubble = None
-        for message in messages:
-            bubble = self.page.transcript.add(message.role, message.text)
+        for at, message in enumerate(earlier):
+            bubble = self.page.transcript.add(message.role, message.text, at=at)
             if message.role == "assistant":
                 sources = next(used)
                 gone = len(message.retrieved_chunk_ids) - len(sources)
                 bubble.finish(message.text, sources, message.adapter_version,
-                              [deleted_sources(gone)]
-                              if gone else [], stopped=message.stop_reason == "stopped",
+                              [deleted_sources(gone)] if gone else [],
+                              stopped=message.stop_reason == "stopped",
                               adapter_scale=message.adapter_scale)
                 bubble.regenerateRequested.connect(self.regenerate)
-        if bubble is not None and bubble.role == "assistant":
-            bubble.regenerate.show()
-
-    def show_earlier(self) -> None:
-        if self.session.conversation_id is not None:
-            shown = len(self.page.transcript.bubbles)
-            self.open_conversation(self.session.conversation_id, 4 * self.shown)
-            self.page.transcript.scroll_to(len(self.page.transcript.bubbles) - shown)
+        return len(earlier)
 
     def rename(self, conversation_id: int, title: str) -> None:
         try:

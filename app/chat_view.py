@@ -234,7 +234,8 @@ class Transcript(VerticalScroll):
         self.earlier.setText(f"Show earlier messages ({hidden:,} more)")
         self.earlier.setVisible(hidden > 0)
 
-    def add(self, role: str, text: str = "") -> Bubble:
+    def add(self, role: str, text: str = "", at: int | None = None) -> Bubble:
+        """A new message at the end or, with `at`, put in before the `at`th one shown."""
         self.empty.hide()
         bubble = Bubble(role, text)
         row = QWidget()
@@ -246,6 +247,11 @@ class Transcript(VerticalScroll):
         else:
             line.addWidget(bubble, 5)
             line.addStretch(1)
+        if at is not None:
+            self.column.insertWidget(self.column.indexOf(self.empty) + 1 + at, row)
+            self.bubbles.insert(at, bubble)
+            self.rows.insert(at, row)
+            return bubble
         self.column.insertWidget(self.column.count() - 1, row)
         if self.bubbles and self.bubbles[-1].role == "assistant":
             self.bubbles[-1].regenerate.hide()

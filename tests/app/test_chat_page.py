@@ -387,8 +387,15 @@ def test_a_long_conversation_opens_with_its_latest_messages_and_more_on_demand(q
     assert transcript.bubbles[-1].sources.toggle.text() == "Sources from your writing (1)"
     assert transcript.earlier.isVisibleTo(transcript)
     assert transcript.earlier.text() == "Show earlier messages (140 more)"
+    shown = list(transcript.bubbles)
     transcript.earlier.click()
     assert len(transcript.bubbles) == 200 and transcript.bubbles[0].text == "Question 0"
+    assert transcript.bubbles[140:] == shown  # put above them: those shown are not rebuilt
+    assert [b.text for b in transcript.bubbles[138:141]] == ["Question 69", "Answer 69",
+                                                            "Question 70"]
+    assert transcript.bubbles[139].sources.toggle.text() == "Sources from your writing (1)"
+    assert not transcript.bubbles[-1].regenerate.isHidden()  # only the last reply's
+    assert transcript.bubbles[139].regenerate.isHidden()
     assert not transcript.earlier.isVisibleTo(transcript)
     # The reader stays where they were, at "Question 70", not at the end.
     scroll = transcript.verticalScrollBar()

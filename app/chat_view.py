@@ -160,6 +160,8 @@ class Bubble(QFrame):
         who = (f"{ROLE_NAMES['assistant']} · with {adapter_version}{strength}" if adapter_version
                else "Base model · without your personal model")
         self.header.setText(who + (" · stopped" if stopped else ""))
+        if stopped and not text:
+            self.body.setText(markdown_html("*Stopped before it began to reply.*"))
         self.set_notices(notices)
         self.set_sources(sources)
 

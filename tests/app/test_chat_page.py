@@ -162,6 +162,18 @@ def test_escape_stops_a_reply(qtbot, app):
     assert "stopped" in page.transcript.bubbles[-1].header.text()
 
 
+def test_a_reply_stopped_before_its_first_word_says_so(qtbot):
+    from oppu.app.chat_view import Bubble
+
+    bubble = Bubble("assistant")
+    qtbot.addWidget(bubble)
+    bubble.finish("", stopped=True)
+    assert "Stopped before it began to reply." in bubble.body.text()
+    assert bubble.copy.isHidden()  # nothing to copy
+    bubble.finish("Partly", stopped=True)
+    assert "Stopped before" not in bubble.body.text()
+
+
 def test_incognito_stores_nothing(qtbot, app):
     app.chat_page.incognito.setChecked(True)
     send(qtbot, app, "A secret question about my plans.")

@@ -93,6 +93,25 @@ class Store:
         with self._writer() as session, session.begin():
             yield session
 
+    @contextmanager
+    def writers_held_off(self) -> Iterator[bool]:
+        """Take the write lock without waiting, so that no other writer is mid-transaction
+        while the block runs: True if it was free (and is held until the block ends),
+        False if a writer holds it now."""
+        raw = sqlite3.connect(self.path, timeout=0, isolation_level=None)
+        try:
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError:  # "database is locked"
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                raw.execute("ROLLBACK")
+        finally:
+            raw.close()
+
     def checkpoint(self) -> None:
         """Move the write-ahead log into the database and empty it: the pages a delete
         replaced (a forgotten document's text) live on in the log until then."""

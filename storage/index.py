@@ -254,8 +254,7 @@ class Index:
                 self._collection.upsert(
                     ids=list(ids[start:end]),
                     embeddings=vectors[start:end],
-                    metadatas=[{"document_id": int(d), "written_at": int(time.time())}
-                               for d in document_ids[start:end]],
+                    metadatas=[{"document_id": int(d)} for d in document_ids[start:end]],
                 )
             if self._vectors is not None:
                 self._vectors.put(list(ids), vectors, list(document_ids))
@@ -332,19 +331,6 @@ class Index:
         with self._lock:
             self._up_to_date()
             return set(self._collection.get(include=[])["ids"])
-
-    def written_before(self, ids, cutoff: float) -> set[str]:
-        """Those of `ids` written before `cutoff` (a Unix time), or by a version that did
-        not record when."""
-        ids, old = list(ids), set()
-        with self._lock:
-            self._up_to_date()
-            for start in range(0, len(ids), WRITE_BATCH):
-                found = self._collection.get(ids=ids[start:start + WRITE_BATCH],
-                                             include=["metadatas"])
-                old.update(vector_id for vector_id, meta in zip(found["ids"], found["metadatas"])
-                           if (meta or {}).get("written_at", 0) < cutoff)
-        return old
 
     def count(self) -> int:
         with self._lock:

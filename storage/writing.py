@@ -5,7 +5,6 @@ SQLite transaction and removed again if it fails to commit; a crash in between l
 orphan vectors or tombstones that `reconcile()` settles on the next open.
 """
 
-import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -36,9 +35,6 @@ from oppu.storage.readers import (
 # small files then cost one model call per group instead of one each.
 EMBED_GROUP = 256
 EMBED_SLICE = 1024  # passages embedded between two progress reports (about 10 s on 2 cores)
-# A vector with no row this much older than its write is a crashed write's (a big mbox's
-# passages go in one transaction of a few seconds to a minute).
-ORPHAN_AFTER_S = 600
 
 
 @dataclass
@@ -395,15 +391,16 @@ class Writing:
         """Make Chroma match SQLite after a crash, or after the index was lost or rebuilt;
         `report(done, total)` follows the passages embedded again, if any are."""
         tombstones = self.purge_tombstones()  # a forget that was cut short
-        with self.store.read() as session:
-            expected = dict(session.execute(select(Chunk.id, Chunk.document_id)).all())
-        present = self.index.ids()
-        # A write in progress (another process) has its vectors in Chroma before its rows
-        # commit: only vectors older than that can take are a crashed write's orphans.
-        orphans = self.index.written_before(present - expected.keys(),
-                                            time.time() - ORPHAN_AFTER_S)
+        with self.store.writers_held_off() as no_write_in_progress:
+            with self.store.read() as session:
+                expected = dict(session.execute(select(Chunk.id, Chunk.document_id)).all())
+            present = self.index.ids()
+            # A write has its vectors in Chroma before its rows commit, under the write
+            # lock: with the lock held here, vectors without rows are a crashed write's.
+            # (While another process writes, they wait for a later open.)
+            orphans = present - expected.keys() if no_write_in_progress else set()
+            self.index.delete(orphans)
         missing = sorted(expected.keys() - present)
-        self.index.delete(orphans)
         for start in range(0, len(missing), EMBED_GROUP):
             batch = missing[start:start + EMBED_GROUP]
             with self.store.read() as session:

@@ -30,7 +30,9 @@ def is_blank(text: str) -> bool:
 
 def utf16_codec(data: bytes) -> str | None:
     """The UTF-16 byte order of `data`, by its BOM or, without one, by NUL bytes filling
-    one side of most byte pairs (text mostly in Latin script, as Windows tools write it)."""
+    one side of most byte pairs (text mostly in Latin script, as Windows tools write it)
+    or, in Chinese, Japanese or Korean text, mostly one side of just the pairs of its
+    spaces, digits and line ends, where the whole decodes as plausible text."""
     if data[:2] in UTF16_BOMS:
         return "utf-16"
     pairs = len(data) // 2
@@ -41,7 +43,29 @@ def utf16_codec(data: bytes) -> str | None:
         return "utf-16-le"
     if even > pairs / 2 and odd < pairs * MOST:
         return "utf-16-be"
-    return None
+    if len(data) % 2 or max(odd, even) < 4 * min(odd, even) + 1:
+        return None
+    try:
+        data.replace(b"\x00", b"").decode("utf-8")
+        return None  # UTF-8 or ASCII text with stray NULs, which also decodes as Chinese
+    except UnicodeDecodeError:
+        pass
+    codec = "utf-16-le" if odd > even else "utf-16-be"
+    try:
+        text = data.decode(codec)
+    except UnicodeDecodeError:  # a lone surrogate: not UTF-16
+        return None
+    if any(unicodedata.category(c) == "Cc" for c in text if c not in "\t\n\r\f\v"):
+        return None  # its NULs pair with control bytes, not with spaces and line ends
+    return codec if _implausible_share(text) <= MOST else None
+
+
+def _implausible_share(text: str) -> float:
+    """The share of control, unassigned, private-use and undecodable characters."""
+    sample = text[::max(1, len(text) // PLAUSIBILITY_SAMPLE)]
+    odd = sum(unicodedata.category(c) in IMPLAUSIBLE or c == "\ufffd"
+              for c in sample if c not in "\t\n\r\f\v\ufeff")
+    return odd / len(sample) if sample else 0.0
 
 
 def looks_binary(data: bytes) -> bool:
@@ -49,11 +73,7 @@ def looks_binary(data: bytes) -> bool:
     decode to plausible text."""
     codec = utf16_codec(data)
     if codec is not None:
-        text = data.decode(codec, errors="replace")
-        sample = text[::max(1, len(text) // PLAUSIBILITY_SAMPLE)]
-        odd = sum(unicodedata.category(c) in IMPLAUSIBLE or c == "\ufffd"
-                  for c in sample if c not in "\t\n\r\f\v\ufeff")
-        return bool(sample) and odd / len(sample) > MOST
+        return _implausible_share(data.decode(codec, errors="replace")) > MOST
     if b"\x00" in data:
         return True
     control = len(data) - len(data.translate(None, CONTROL_BYTES))

@@ -209,13 +209,30 @@ def test_utf16_text_with_a_byte_order_mark_is_text(writing, tmp_path, encoding):
     assert writing.get(result.document_ids[0]).text == "Caf\xe9 notes, written on Windows."
 
 
+NO_MARK_TEXTS = [
+    "Dear diary, caf\xe9 at noon. Notepad saved this without a mark.",
+    # NULs only in the spaces, digits and line ends (and in 가, U+AC00): was refused as binary
+    "我们今天去公园散步，天气很好。\n孩子们在草地上玩耍 2026 年。\n" * 3,
+    "오늘은 날씨가 좋아서 공원에 산책을 갔습니다.\n" * 3,
+    "吾輩は猫である。名前はまだ無い。\r\n" * 3,
+]
+
+
+@pytest.mark.parametrize("text", NO_MARK_TEXTS)
 @pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
-def test_utf16_text_without_a_byte_order_mark_is_read_and_reported(writing, tmp_path, encoding):
-    text = "Dear diary, caf\xe9 at noon. Notepad saved this without a mark."
+def test_utf16_text_without_a_byte_order_mark_is_read_and_reported(writing, tmp_path, encoding,
+                                                                   text):
     result = writing.add_file(write(tmp_path / "diary.txt", text.encode(encoding)))
     assert (result.status, result.reason) == (
         "added", f"no byte order mark: read as {encoding.upper()}")
     assert writing.get(result.document_ids[0]).text == text
+
+
+def test_text_with_a_stray_nul_byte_is_not_taken_for_utf16(writing, tmp_path):
+    """Read as UTF-16, its pairs of letters would be Chinese characters."""
+    path = write(tmp_path / "notes.txt", b"Plain words and more words. " * 40 + b"\x00x")
+    with pytest.raises(BinaryFile, match="binary file, not text"):
+        writing.add_file(path)
 
 
 def test_binary_data_after_a_text_start_is_refused(writing, tmp_path):

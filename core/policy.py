@@ -34,11 +34,14 @@ def retrain_due(profile) -> tuple[bool, str]:
         if active is not None and active.trained_on_deleted:
             stale = active.version
             # Asks for one run, not one after another: a run since the version became
-            # active (too little writing left, or a new adapter that did not beat the base)
-            # leaves the rest to the user, whom My model tells.
-            tried = session.scalar(select(func.count(TrainingRun.id)).where(
-                TrainingRun.status.in_(("succeeded", "failed")),
-                TrainingRun.started_at > active.activated_at))
+            # active and the deletion (too little writing left, or a new adapter that did
+            # not beat the base) leaves the rest to the user, whom My model tells.
+            since = max(filter(None, (active.activated_at, active.deleted_writing_at)),
+                        default=None)
+            tried = since is not None and session.scalar(
+                select(func.count(TrainingRun.id)).where(
+                    TrainingRun.status.in_(("succeeded", "failed")),
+                    TrainingRun.started_at > since))
             forgotten = None if tried else active.version
         latest = dict(session.execute(
             select(TrainingRun.status, func.max(TrainingRun.started_at))

@@ -65,6 +65,8 @@ class Store:
                 self.applied_migrations = migrate(raw)
             finally:
                 raw.close()
+        except StoreUnavailable as error:  # from a newer OPPU
+            raise StoreUnavailable(f"{self.path} cannot be opened: {error}") from None
         except sqlite3.OperationalError as error:  # locked past the timeout, unreadable, …
             if _disk_full(self.path.parent):  # SQLite says only "disk I/O error" then
                 raise StoreUnavailable(

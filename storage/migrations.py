@@ -1,5 +1,7 @@
 """Numbered, forward-only schema migrations. Never edit one that has shipped: add the next."""
 
+from oppu.storage.errors import StoreUnavailable
+
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (
         1,
@@ -133,6 +135,11 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "the stretches of each message that were pasted, which are not the user's writing",
         ["ALTER TABLE messages ADD COLUMN pasted JSON NOT NULL DEFAULT '[]'"],
     ),
+    (
+        9,
+        "when writing an adapter was trained on was last deleted, which a retrain answers",
+        ["ALTER TABLE adapters ADD COLUMN deleted_writing_at DATETIME"],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]
@@ -157,6 +164,11 @@ def migrate(connection, migrations=MIGRATIONS) -> list[int]:
     """
     connection.execute("PRAGMA foreign_keys = OFF")
     known = _applied_versions(connection)  # read without a write lock: see below
+    newest = max(version for version, _, _ in migrations)
+    if known and max(known) > newest:  # an older OPPU, after a newer one opened the profile
+        raise StoreUnavailable(
+            f"it was last opened by a newer version of OPPU (database schema {max(known)}; "
+            f"this version knows up to {newest}): update OPPU to open this profile")
     if known is None:
         connection.execute(
             "CREATE TABLE IF NOT EXISTS schema_version "

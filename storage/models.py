@@ -114,6 +114,8 @@ class Adapter(Base):
     words_trained: Mapped[int] = mapped_column(Integer, default=0)
     is_active: Mapped[bool] = mapped_column(Boolean, default=False)
     trained_on_deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    # When writing it was trained on was last deleted: only a run started since answers it.
+    deleted_writing_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     run_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     # Set on activation, cleared when a rollback leaves it: the activation history.

@@ -21,7 +21,7 @@ from oppu.storage.drafts import Draft, make_draft, printable
 from oppu.storage.errors import DocumentNotFound, IngestError
 from oppu.storage.file_types import MAIL_SUFFIXES
 from oppu.storage.index import Index
-from oppu.storage.models import Adapter, AdapterDocument, Chunk, Document
+from oppu.storage.models import Adapter, AdapterDocument, Chunk, Document, utcnow
 from oppu.storage.readers import (
     DEFAULT_MAX_BYTES,
     FileContents,
@@ -423,7 +423,7 @@ def mark_forgotten(session, document_ids: Sequence[int]) -> None:
     trained_on_them = select(AdapterDocument.adapter_id).where(
         AdapterDocument.document_id.in_(document_ids), AdapterDocument.held_out.is_(False))
     session.execute(update(Adapter).where(Adapter.id.in_(trained_on_them))
-                    .values(trained_on_deleted=True))
+                    .values(trained_on_deleted=True, deleted_writing_at=utcnow()))
 
 
 def _file_name(origin):

@@ -316,7 +316,8 @@ class TrainingJob:
                 session.add_all(AdapterDocument(adapter_id=adapter.id, document_id=d,
                                                 held_out=d not in trained)
                                 for d in sorted(trained | set(meta["heldout_document_ids"])))
-                adapter.trained_on_deleted = _count_kept(session, trained) < len(trained)
+                if _count_kept(session, trained) < len(trained):  # forgotten meanwhile
+                    adapter.trained_on_deleted, adapter.deleted_writing_at = True, utcnow()
                 if promoted:
                     make_active(session, adapter)
                 run = session.get(TrainingRun, self.run_id)

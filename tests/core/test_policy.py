@@ -99,7 +99,7 @@ def test_not_due_while_running_or_switched_off(profile):
 
 def test_an_active_adapter_trained_on_deleted_writing_makes_a_retrain_due(profile):
     """Deleting writing asks for a retrain that forgets it, however little is new; once:
-    a run since then (failed, or not promoted) does not make it due again."""
+    a run started since the deletion (failed, or not promoted) does not make it due again."""
     profile.set("retrain_min_words", 1000)
     profile.set("retrain_min_hours", 24)
     ids = add_notes(profile, count=4, words_each=400)
@@ -119,6 +119,10 @@ def test_an_active_adapter_trained_on_deleted_writing_makes_a_retrain_due(profil
         session.get(Adapter, adapter.id).activated_at = utcnow() - timedelta(hours=1.5)
     record_run(profile, "succeeded", hours_ago=2)
     assert retrain_due(profile)[0]  # at once: not after the 24 hours between retrains
-    record_run(profile, "failed", hours_ago=1)  # since v1 became active: too little left
+    # A run since v1 became active but before the deletion (one whose adapter did not
+    # beat v1, say) did not answer it.
+    record_run(profile, "failed", hours_ago=1)
+    assert retrain_due(profile)[0]
+    record_run(profile, "failed", hours_ago=0)  # since the deletion: too little left, say
     due, why = retrain_due(profile)
     assert not due and why.startswith("0 new words since the last training")

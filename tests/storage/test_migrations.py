@@ -88,6 +88,23 @@ def test_a_damaged_database_is_one_line_naming_it(tmp_path):
     assert str(refused.value).startswith(f"{path} is damaged (file is not a database)")
 
 
+def test_a_database_from_a_newer_version_is_refused_untouched(tmp_path):
+    path = tmp_path / "oppu.db"
+    Store(path).close()
+    with sqlite3.connect(path) as connection:
+        connection.execute("INSERT INTO schema_version VALUES (?, 'from the future', NULL)",
+                           (LATEST + 1,))
+    with pytest.raises(StoreUnavailable) as refused:
+        Store(path)
+    assert str(refused.value) == (
+        f"{path} cannot be opened: it was last opened by a newer version of OPPU (database "
+        f"schema {LATEST + 1}; this version knows up to {LATEST}): update OPPU to open this "
+        "profile")
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("SELECT MAX(version) FROM schema_version").fetchone() == (
+            LATEST + 1,)
+
+
 def test_opening_an_up_to_date_store_does_not_wait_for_another_writer(tmp_path, monkeypatch):
     """Migrations took the write lock on every open: `oppu list` waited behind a long
     import in another process, and failed with "database is locked" after the timeout."""

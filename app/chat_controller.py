@@ -29,6 +29,7 @@ class ChatController(QObject):
         self.asked_at = 0.0  # when the reply in progress was asked for (time.monotonic)
         # The message being answered, with its pasted stretches, until a reply comes.
         self.unsent: tuple[str, list] | None = None
+        self.replaced = None  # the reply a regenerate replaces, hidden meanwhile
         self.model_loaded = False
         self.shown = SHOWN_MESSAGES
         page.sendRequested.connect(self.send)
@@ -53,6 +54,7 @@ class ChatController(QObject):
 
     def _clear_transcript(self) -> None:
         self.page.transcript.clear()
+        self.replaced = None
         self.page.set_status("")  # the last reply's timing went with it
 
     def _show_options(self) -> None:
@@ -98,7 +100,8 @@ class ChatController(QObject):
         history = self.session.history if self.session else []
         if self.job is not None or len(history) < 2 or history[-1]["role"] != "assistant":
             return
-        self.page.transcript.remove_last()
+        self.replaced = self.page.transcript.bubbles[-1]
+        self.page.transcript.rows[-1].hide()  # back if the new reply fails
         self.unsent = None
         self._generate(lambda report, stop: self.session.regenerate(report, stop))
 
@@ -123,6 +126,9 @@ class ChatController(QObject):
         self.model_loaded = True
         self.unsent = None
         bubble, self.job, self.bubble = self.bubble, None, None
+        if self.replaced is not None:
+            self.page.transcript.remove(self.page.transcript.bubbles.index(self.replaced))
+            self.replaced = None
         bubble.finish(reply.text, reply.sources, reply.adapter_version, reply.notices,
                       stopped=reply.stop_reason == "stopped", adapter_scale=reply.adapter_scale)
         bubble.regenerate.show()
@@ -136,11 +142,16 @@ class ChatController(QObject):
     def _failed(self, message: str) -> None:
         job, bubble = self.job, self.bubble
         self.job, self.bubble = None, None
-        if bubble is not None and not bubble.text.strip():
-            self.page.transcript.remove_last()
+        if self.replaced is not None:  # the reply stored, and in the history, stays
+            self.page.transcript.remove()
+            self.page.transcript.rows[-1].show()
+            self.replaced.regenerate.show()
+            self.replaced = None
+        elif bubble is not None and not bubble.text.strip():
+            self.page.transcript.remove()
             if self.unsent is not None and not self.session.stored_unanswered:
                 # nothing came back and nothing was stored: the message goes back to be resent
-                self.page.transcript.remove_last()
+                self.page.transcript.remove()
                 if not self.page.composer.toPlainText().strip():
                     self.page.composer.set_message(*self.unsent)
         elif bubble is not None:

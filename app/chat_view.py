@@ -272,9 +272,9 @@ class Transcript(VerticalScroll):
     def _let_go(self, _action: int) -> None:
         self._anchor = None
 
-    def remove_last(self) -> None:
-        self.bubbles.pop()
-        self.rows.pop().deleteLater()
+    def remove(self, index: int = -1) -> None:
+        self.bubbles.pop(index)
+        self.rows.pop(index).deleteLater()
         if not self.bubbles:
             self.empty.show()
 

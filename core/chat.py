@@ -48,6 +48,7 @@ class Reply:
 
 
 _sha_cache: dict[tuple, str] = {}
+NO_REPLY = {"role": "assistant", "content": ""}  # a turn for a reply that never came
 
 
 def base_sha256(path: Path) -> str:
@@ -164,8 +165,7 @@ class ChatSession:
         messages = self.conversations.messages(conversation_id)
         choices = self.conversations.choices(conversation_id)
         self.conversation_id = conversation_id
-        self.history = [{"role": m.role, "content": m.text} for m in messages
-                        if m.role in ("user", "assistant")]
+        self.history = taking_turns(messages)
         self.turns_left_out = 0
         self.options.incognito = False
         for name, value in choices.items():
@@ -257,6 +257,10 @@ class ChatSession:
                     pieces.append(piece)
                     if on_text:
                         on_text(piece)
+            except BaseException:
+                if self.stored_unanswered:  # as reopening the conversation will read it
+                    self.history += [{"role": "user", "content": text}, dict(NO_REPLY)]
+                raise
             finally:
                 streaming.close()  # ends its hold on the engine even if `on_text` failed
         reply_text = "".join(pieces).strip()
@@ -351,6 +355,20 @@ class ChatSession:
             return self.options.sampling
         return Sampling(temperature=settings.temperature, top_p=settings.top_p,
                         max_tokens=settings.max_reply_tokens)
+
+
+def taking_turns(messages) -> list[dict]:
+    """Stored messages as the model reads them: user and assistant taking turns (as some
+    chat templates insist), a message whose reply never came (it failed, or a kill cut it
+    off) answered by an empty one."""
+    turns: list[dict] = []
+    for message in messages:
+        if message.role not in ("user", "assistant"):
+            continue
+        if message.role == "user" and turns and turns[-1]["role"] == "user":
+            turns.append(dict(NO_REPLY))
+        turns.append({"role": message.role, "content": message.text})
+    return turns + [dict(NO_REPLY)] if turns and turns[-1]["role"] == "user" else turns
 
 
 def _rebuilt(adapter, base_path: Path) -> bool:

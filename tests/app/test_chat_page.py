@@ -218,6 +218,21 @@ def test_regenerate_replaces_the_last_reply(qtbot, app):
     assert [m["role"] for m in app.chat.session.history] == ["user", "assistant"]
 
 
+def test_a_regenerate_that_fails_leaves_the_reply_it_was_to_replace(qtbot, app, tmp_path):
+    send(qtbot, app, "Say something about rivers.")
+    page = app.chat_page
+    first = page.transcript.bubbles[-1]
+    app.profile.set("base_model", str(tmp_path / "gone.gguf"))
+    qtbot.mouseClick(first.regenerate, Qt.MouseButton.LeftButton)
+    assert first.isHidden() or not first.isVisibleTo(page)  # while the new one is written
+    qtbot.waitUntil(lambda: not page.generating, timeout=120_000)
+    assert "gone.gguf" in page.banner.label.text()
+    assert page.transcript.bubbles[-1] is first and len(page.transcript.bubbles) == 2
+    assert first.isVisibleTo(page) and not first.regenerate.isHidden()
+    stored = app.chat.session.conversations.messages(app.chat.session.conversation_id)
+    assert stored[-1].text == first.text  # as the store and the history still have it
+
+
 def test_a_missing_base_model_is_a_message_with_a_way_out(qtbot, app, tmp_path):
     app.profile.set("base_model", str(tmp_path / "gone.gguf"))
     app.window.show_page("chat")

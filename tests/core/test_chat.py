@@ -82,6 +82,33 @@ def test_regenerate_needs_a_reply_and_keeps_history_when_it_fails(chat_profile, 
     assert chat.history == kept
 
 
+def test_a_reply_that_fails_leaves_the_session_as_reopening_it_would(chat_profile, models):
+    """The message is stored before its reply; Regenerate can answer it, and the next
+    prompt still takes turns (some chat templates refuse two user messages in a row)."""
+    chat = session(chat_profile, models)
+    chat.send("First question about the bees.")
+
+    def fail(_piece):
+        raise OSError("the window closed")
+
+    with pytest.raises(OSError):
+        chat.send("Second question, answered again.", fail)
+    assert chat.stored_unanswered and chat.history[-1] == {"role": "assistant", "content": ""}
+    chat.regenerate()
+    assert chat.history[-2]["content"] == "Second question, answered again."
+    with pytest.raises(OSError):
+        chat.send("Third question, never answered.", fail)
+
+    reopened = session(chat_profile, models)
+    reopened.resume(chat.conversation_id)
+    assert reopened.history == chat.history
+    reply = reopened.send(QUESTION)
+    assert [m["role"] for m in reply.prompt_messages[1:]] == ["user", "assistant"] * 3 + ["user"]
+    assert reply.prompt_messages[5]["content"] == "Third question, never answered."
+    stored = Conversations(chat_profile.store).messages(chat.conversation_id)
+    assert [m.role for m in stored] == ["user", "assistant"] * 2 + ["user", "user", "assistant"]
+
+
 def test_regenerate_in_incognito_stores_nothing(chat_profile, models):
     before = counts(chat_profile)
     chat = session(chat_profile, models, incognito=True)

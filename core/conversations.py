@@ -198,7 +198,9 @@ def delete_conversation(profile, conversation_id: int, forget_writing: bool = Fa
     """Delete a conversation; with `forget_writing`, also the writing its user messages
     became (their chunks and vectors). Returns how many documents were forgotten."""
     documents = Conversations(profile.store).delete(conversation_id, forget_writing)
-    if not forget_writing:
-        return 0
-    profile.finish_forgetting()
-    return len(documents)
+    if forget_writing:
+        profile.finish_forgetting()
+    # Its text leaves SQLite's write-ahead log too, not only when writing was forgotten (a
+    # pasted statement, say, that became no writing).
+    profile.store.checkpoint()
+    return len(documents) if forget_writing else 0

@@ -60,6 +60,17 @@ def test_deleting_a_conversation_with_its_writing_cannot_leave_the_writing_behin
         assert all("kite" not in p.text for p in reopened.writing.search("purple kite", 4))
 
 
+def test_a_deleted_conversation_leaves_no_trace_in_the_database_files(chat_profile, models):
+    secret = "Statement: account 88-1234-5678, balance 9,321.77"
+    chat = session(chat_profile, models)
+    chat.send(secret, pasted=[(0, len(secret))])
+    assert chat_profile.writing.stats().documents == len(NOTES)  # the paste is not writing
+    delete_conversation(chat_profile, chat.conversation_id)
+    for name in ("oppu.db", "oppu.db-wal"):
+        path = chat_profile.folder / name
+        assert not path.exists() or b"88-1234-5678" not in path.read_bytes(), name
+
+
 def test_asking_again_does_not_cite_the_earlier_question(chat_profile, models):
     session(chat_profile, models).send(QUESTION)
     session(chat_profile, models).send(QUESTION.upper())

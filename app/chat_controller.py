@@ -86,10 +86,8 @@ class ChatController(QObject):
         if self.job is not None:
             return
         pasted = pasted or []
-        if not self.app.writing_open:
+        if not self.app.writing_ready(self.page.banner, "send again"):
             self.page.composer.set_message(text, pasted)
-            self.page.banner.show_message("Your writing is still being opened; send again in a "
-                                          "moment.", "info", 4)
             return
         self.page.transcript.add("user", text)
         self.unsent = (text, pasted)

@@ -227,6 +227,14 @@ class AppController(QObject):
     def current_banner(self) -> Banner:
         return self.window.stack.currentWidget().banner
 
+    def writing_ready(self, banner: Banner, again: str = "try again") -> bool:
+        """Whether the writing is open; if not (it opens off the GUI thread, which reading
+        it would block, for minutes while the index is rebuilt), `banner` says so."""
+        if not self.writing_open:
+            banner.show_message(f"Your writing is still being opened; {again} in a moment.",
+                                "info", 4)
+        return self.writing_open
+
     def report_error(self, banner: Banner, error: BaseException) -> None:
         banner.show_message(describe(error), "error")
 

@@ -169,6 +169,8 @@ class ModelController(QObject):
     def start_training(self, reason: str = "manual") -> bool:
         if self.training.running or self.elsewhere is not None:
             return False
+        if not self.app.writing_ready(self.page.banner, "retrain"):
+            return False
         self.page.banner.hide()  # an earlier run's outcome is old news now
         try:
             self.training.start(self.app.profile, reason, self.training_overrides)

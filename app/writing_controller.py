@@ -24,11 +24,7 @@ class WritingController(QObject):
 
     def _writing(self):
         """The open `Writing`, or None with a message while it is still opening."""
-        if not self.app.writing_open:
-            self.page.banner.show_message("Your writing is still being opened; try again in a "
-                                          "moment.", "info", 4)
-            return None
-        return self.app.profile.writing
+        return self.app.profile.writing if self.app.writing_ready(self.page.banner) else None
 
     def refresh(self) -> None:
         if not self.app.writing_open:

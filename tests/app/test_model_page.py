@@ -202,6 +202,17 @@ def test_retrain_with_too_little_writing_says_what_a_model_needs(qtbot, app):
     assert recent_runs(app.profile) == [] and page.retrain.isEnabled()
 
 
+def test_retrain_waits_for_the_writing_to_open(qtbot, app):
+    """Starting a run reads the writing, which the GUI thread would wait for (minutes, while
+    the search index is rebuilt)."""
+    app.writing_open = False  # as while it opens
+    app.window.show_page("model")
+    qtbot.mouseClick(app.model_page.retrain, Qt.MouseButton.LeftButton)
+    assert app.model_page.banner.label.text() == (
+        "Your writing is still being opened; retrain in a moment.")
+    assert not app.model.training.running and recent_runs(app.profile) == []
+
+
 def test_a_training_process_that_cannot_be_started_says_so(qtbot, trainee_app, monkeypatch,
                                                            tmp_path):
     """It said "ended unexpectedly (exit status None); see its log", and the log is empty."""

@@ -24,11 +24,11 @@ from oppu.engine.gguf_check import (
     read_summary,
 )
 from oppu.engine.template import ChatTemplate
+from oppu.storage.process_output import REDIRECT_LOCK
 
 DEFAULT_N_CTX = 4096
 UNLOADABLE = ("llama.cpp cannot load it: the file is damaged, truncated or of an architecture "
               "it does not support")
-_construct_lock = threading.Lock()
 
 
 def cpu_threads() -> int:
@@ -53,7 +53,7 @@ def _without_amx_buffers():
     On AMX machines ggml routes quantized matmuls to its AMX kernels, which crashed the
     process with a segfault in `ggml_backend_amx_mul_mat` on our reference machine.
     Llama() exposes no switch for this, so its default model parameters are patched for
-    the duration of one construction (serialized by `_construct_lock`).
+    the duration of one construction (serialized by `REDIRECT_LOCK`).
     """
     from llama_cpp import llama_cpp as lib
 
@@ -84,7 +84,7 @@ def _open_llama(path: Path, n_ctx: int, n_threads: int, n_gpu_layers: int, seed:
                 options: dict):
     import llama_cpp
 
-    with _construct_lock, _without_amx_buffers():
+    with REDIRECT_LOCK, _without_amx_buffers():  # Llama() redirects stdout and stderr
         try:
             return llama_cpp.Llama(
                 str(path), n_ctx=n_ctx, n_batch=512, n_threads=n_threads,
@@ -101,7 +101,7 @@ def _trained_context(path: Path) -> int:
 
     params = llama_cpp.llama_model_default_params()
     params.vocab_only = True
-    with _construct_lock, llama_cpp._utils.suppress_stdout_stderr(disable=False):
+    with REDIRECT_LOCK, llama_cpp._utils.suppress_stdout_stderr(disable=False):
         model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
     if not model:
         raise ModelFileError(path, UNLOADABLE)

@@ -7,10 +7,7 @@ through llama.cpp's own quantizer afterwards. The copy the app serves
 (`write_served_gguf`) re-encodes the untouched block weights as Q8_0 too.
 """
 
-import contextlib
 import ctypes
-import os
-import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import replace
@@ -19,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from oppu.storage.atomic import atomic_path, temp_prefix
+from oppu.storage.process_output import stderr_to
 from oppu.trainer.gguf_adapter import LoraTensor, lora_tensors, read_base_info
 from oppu.trainer.gguf_file import (
     GGUFHeader,
@@ -168,7 +166,7 @@ def quantize_gguf(source: Path, target: Path, kind: str, n_threads: int = 0) -> 
     # The quantizer writes a line per tensor (and per fallback type) straight to stderr:
     # kept aside, and shown only when it fails.
     with tempfile.TemporaryFile() as said:
-        with _stderr_to(said):
+        with stderr_to(said):
             code = llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(),
                                                   ctypes.byref(params))
         said.seek(0)
@@ -176,18 +174,3 @@ def quantize_gguf(source: Path, target: Path, kind: str, n_threads: int = 0) -> 
     if code != 0:
         raise RuntimeError(f"llama.cpp could not quantize {Path(source).name} to {kind} "
                            f"(code {code}): {' / '.join(last_lines)}")
-
-
-@contextlib.contextmanager
-def _stderr_to(file):
-    """Send stderr to `file` for a while: file descriptor 2 (C code's prints) and Python's
-    `sys.stderr` (llama-cpp-python relays llama.cpp's log through it)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    os.dup2(file.fileno(), 2)
-    try:
-        with open(2, "w", closefd=False) as stream, contextlib.redirect_stderr(stream):
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)

@@ -58,7 +58,7 @@ class AppController(QObject):
         self._wire_settings()
         self.scheduler = RetrainScheduler(
             lambda: self.profile if self.writing_open else None,
-            lambda: self.model.training.running or self.jobs.is_running("chat"),
+            self.busy,
             self.model.start_training, self)
         self.window.profileRequested.connect(self.switch_profile)
         self.window.exposed.connect(self._open_writing)
@@ -80,7 +80,7 @@ class AppController(QObject):
         """Open profile `name` (creating it if new); on failure keep the current one."""
         if self.profile is not None and name == self.profile.name:
             return True
-        if self.jobs.busy() or self.model.training.running:
+        if self.busy():
             self.current_banner().show_message(
                 "Wait for the running task or training to finish before switching profiles.",
                 "info")
@@ -193,7 +193,7 @@ class AppController(QObject):
     def _change_profile_folder(self, action: str, change, then_open: str, done: str) -> None:
         """Run core's `change(profile)`, which closes the profile, then open `then_open`, or
         the profile as it was if `change` failed. Refused while anything could write to it."""
-        if self.jobs.busy() or self.model.training.running:
+        if self.busy():
             self.settings_page.banner.show_message(
                 f"Wait for the running task or training to finish, then {action}.", "info")
             return
@@ -226,6 +226,11 @@ class AppController(QObject):
 
     def current_banner(self) -> Banner:
         return self.window.stack.currentWidget().banner
+
+    def busy(self) -> bool:
+        """A task on the profile (an import, an export, measuring, a reply) or a training
+        run is going on: no automatic run starts over it, and the profile stays open."""
+        return self.jobs.busy() or self.model.training.running
 
     def writing_ready(self, banner: Banner, again: str = "try again") -> bool:
         """Whether the writing is open; if not (it opens off the GUI thread, which reading

@@ -171,6 +171,10 @@ class ModelController(QObject):
             return False
         if not self.app.writing_ready(self.page.banner, "retrain"):
             return False
+        if self.evaluation_job is not None:  # two models in memory: for a large base, too much
+            self.page.banner.show_message("Measuring is running: retrain when it ends, or "
+                                          "stop it first.", "info", 6)
+            return False
         self.page.banner.hide()  # an earlier run's outcome is old news now
         try:
             self.training.start(self.app.profile, reason, self.training_overrides)
@@ -248,6 +252,9 @@ class ModelController(QObject):
     def evaluate(self) -> None:
         """`oppu eval` for the active version, off the GUI thread; the result is stored."""
         if self.evaluation_job is not None:
+            return
+        if self.training.running or self.elsewhere is not None:
+            self.page.banner.show_message("Training is running: measure when it ends.", "info", 6)
             return
         profile, view = self.app.profile, self.page.evaluation
         self.page.banner.hide()

@@ -305,6 +305,11 @@ def test_measure_is_offered_only_when_it_can_act(qtbot, trainee_app):
     qtbot.mouseClick(view.measure, Qt.MouseButton.LeftButton)
     app.model.refresh()
     assert view.measure.isHidden() and not view.stop.isHidden()
+    # Not a run beside it: two models in memory (one of them in this process)
+    qtbot.mouseClick(page.retrain, Qt.MouseButton.LeftButton)
+    assert not app.model.training.running
+    assert page.banner.label.text() == "Measuring is running: retrain when it ends, or stop it first."
+    assert app.busy() and not app.scheduler.check()
     qtbot.mouseClick(view.stop, Qt.MouseButton.LeftButton)
     wait_jobs(qtbot, app, TRAINING_TIMEOUT_MS)
     assert (page.banner.kind, page.banner.label.text()) == (

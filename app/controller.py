@@ -256,9 +256,11 @@ class AppController(QObject):
         self.model.shutdown()
         self.chat.stop()
         self.jobs.stop_all()
-        self.jobs.wait(10_000)
+        finished = self.jobs.wait(10_000)
         self.chat.shutdown()
         self.writing_open = False
-        if self.profile is not None:
+        if self.profile is not None and finished:
             self.profile.close()
-            self.profile = None
+        # Else a task that does not stop at once (an index rebuild, a slice of embedding)
+        # still uses the store: it ends with the process, which the store is made to survive.
+        self.profile = None

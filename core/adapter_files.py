@@ -15,6 +15,7 @@ from oppu.core.adapters import (
     AdapterVersion,
     active,
     adapter_gguf_damage,
+    find,
     list_adapters,
     rewrite_adapter_gguf,
 )
@@ -34,19 +35,15 @@ def quant_choices() -> tuple[str, ...]:
 
 def find_version(profile, version: str | None) -> AdapterVersion:
     """`version`, or the active one when None; AdapterError naming what exists otherwise."""
-    versions = list_adapters(profile)
-    if version is None:
-        current = active(profile)
-        if current is None:
-            raise AdapterError("no adapter is active: train one, or name a version with "
-                               "--version" + (f" ({', '.join(v.version for v in versions)})"
-                                              if versions else ""))
-        return current
-    for candidate in versions:
-        if candidate.version == version:
-            return candidate
-    known = ", ".join(v.version for v in versions) or "none"
-    raise AdapterError(f"no adapter version {version!r} (versions: {known})")
+    if version is not None:
+        return find(profile, version)
+    current = active(profile)
+    if current is None:
+        versions = list_adapters(profile)
+        raise AdapterError("no adapter is active: train one, or name a version with "
+                           "--version" + (f" ({', '.join(v.version for v in versions)})"
+                                          if versions else ""))
+    return current
 
 
 def profile_base(profile) -> tuple[Path, str]:

@@ -95,13 +95,19 @@ def list_adapters(profile) -> list[AdapterVersion]:
                 for a in session.scalars(select(Adapter).order_by(Adapter.id.desc()))]
 
 
+def find(profile, version: str) -> AdapterVersion:
+    with profile.store.read() as session:
+        return _version(profile, version_row(session, version))
+
+
 def active(profile) -> AdapterVersion | None:
     with profile.store.read() as session:
         row = active_adapter(session)
         return _version(profile, row) if row is not None else None
 
 
-def _get(session, version: str) -> Adapter:
+def version_row(session, version: str) -> Adapter:
+    """Version `version`'s row; AdapterError naming the versions there are otherwise."""
     row = session.scalar(select(Adapter).where(Adapter.version == version))
     if row is None:
         known = ", ".join(session.scalars(select(Adapter.version).order_by(Adapter.id))) or "none"
@@ -111,7 +117,7 @@ def _get(session, version: str) -> Adapter:
 
 def activate(profile, version: str) -> AdapterVersion:
     with profile.store.write() as session:
-        row = _get(session, version)
+        row = version_row(session, version)
         _refuse_missing_files(profile, row)
         make_active(session, row)
         return _version(profile, row)
@@ -150,7 +156,7 @@ def rollback(profile) -> AdapterVersion:
 def delete(profile, version: str) -> None:
     """Delete an inactive version: its row, its document links, then its files."""
     with profile.store.write() as session:
-        row = _get(session, version)
+        row = version_row(session, version)
         if row.is_active:
             raise AdapterError(f"{version} is active: activate another or roll back first")
         folder = version_folder(profile.folder, row)
@@ -193,7 +199,7 @@ def restore_merged_copy(profile, version: str, report: Report = ignore) -> bool:
     from oppu.trainer.prepare import BaseModelError
 
     with profile.store.read() as session:
-        row = _get(session, version)
+        row = version_row(session, version)
         folder, made_for = version_folder(profile.folder, row), row.base_sha256
     if (folder / MERGED_FILE).is_file():
         return True

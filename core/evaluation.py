@@ -11,9 +11,11 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from oppu.core.adapters import AdapterError, version_row
 from oppu.core.progress import Progress, Report, ShouldStop, Stopped, ignore, never
 from oppu.storage.chunking import WORD
 from oppu.storage.models import Adapter, Document
+from oppu.trainer.versions import active_adapter
 
 EVALUATION_KEY = "evaluation"
 DEFAULT_GENERATIONS = 4
@@ -87,13 +89,15 @@ def stored_evaluation(profile, version: str | None = None) -> Evaluation | None:
 
 
 def _adapter_row(session, version: str | None) -> Adapter:
-    statement = select(Adapter).where(Adapter.version == version) if version else \
-        select(Adapter).where(Adapter.is_active.is_(True))
-    row = session.scalar(statement)
+    if version:
+        try:
+            return version_row(session, version)
+        except AdapterError as error:
+            raise EvaluationError(str(error)) from None
+    row = active_adapter(session)
     if row is None:
-        raise EvaluationError(f"no adapter version {version!r}" if version else
-                              "no active adapter to evaluate: retrain first (Retrain my model, or "
-                              "`oppu train`)")
+        raise EvaluationError("no active adapter to evaluate: retrain first (Retrain my model, "
+                              "or `oppu train`)")
     return row
 
 

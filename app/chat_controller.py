@@ -35,7 +35,6 @@ class ChatController(QObject):
         page.sendRequested.connect(self.send)
         page.transcript.earlierRequested.connect(self.show_earlier)
         page.stopRequested.connect(self.stop)
-        page.regenerateRequested.connect(self.regenerate)
         page.newConversationRequested.connect(self.new_conversation)
         page.conversationSelected.connect(self.open_conversation)
         page.renameRequested.connect(self.rename)

@@ -35,7 +35,6 @@ EMPTY_INCOGNITO = "Incognito: nothing from this conversation is stored, not even
 class ChatPage(QWidget):
     sendRequested = Signal(str, list)  # the message, and its pasted (start, end) stretches
     stopRequested = Signal()
-    regenerateRequested = Signal()
     newConversationRequested = Signal()
     conversationSelected = Signal(int)
     renameRequested = Signal(int, str)

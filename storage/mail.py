@@ -16,10 +16,13 @@ from oppu.storage.errors import BrokenFile
 from oppu.storage.html_text import html_text
 
 # "On Tue, 3 Jan 2023, Ann wrote:" (mail clients may wrap it onto a second line), Outlook's
-# "-----Original Message-----", or a forwarded message's "From:" header: the quoted rest.
+# "-----Original Message-----", Apple Mail's "Begin forwarded message:", or a forwarded
+# message's headers ("From:" and then "Sent:", "Date:", ...): the quoted rest. A line of
+# one's own that starts "From: " is not one.
 REPLY_HEADER = re.compile(
     r"^(On\b[^\n]{0,200}(\n[^\n]{0,100})?wrote:[ \t]*"
-    r"|-{2,}\s*(Original|Forwarded) Message\s*-{2,}|From: .+)$",
+    r"|-{2,}\s*(Original|Forwarded) Message\s*-{2,}|Begin forwarded message:"
+    r"|From: [^\n]+(?=\n(Sent|Date|To|Cc|Subject): ))$",
     re.IGNORECASE | re.MULTILINE)
 ESCAPED_FROM = re.compile(r"^>(>*)From ", re.MULTILINE)
 SIGNATURE = re.compile(r"^(-- ?|__+|Sent from my .+)$", re.MULTILINE)
@@ -52,17 +55,21 @@ def _part_text(part) -> str | None:
     """The part's text; None when it was damaged in transit (its bytes are noise)."""
     try:
         text = part.get_content()
-    except (LookupError, UnicodeError):  # an unknown or lying charset
-        text = decode(part.get_payload(decode=True))[0]
+    except (LookupError, UnicodeError):  # an unknown charset
+        text = None
+    if text is None or "\ufffd" in text:  # or one its bytes do not fit (Windows-1252 as UTF-8)
+        text = decode(part.get_payload(decode=True) or b"", part.get_content_charset())[0]
     if any(isinstance(d, BASE64_DEFECTS) for d in part.defects):  # found while decoding
         return None
-    return text
+    return text.replace("\x00", "")
 
 
 def _body_text(message: EmailMessage) -> str | None:
     part = message.get_body(preferencelist=("plain",))
     if part is not None:
-        return _part_text(part)
+        text = _part_text(part)
+        if text is None or text.strip():  # an empty one may have its HTML twin filled
+            return text
     html = message.get_body(preferencelist=("html",))
     if html is None:
         return ""

@@ -82,7 +82,7 @@ def test_the_end_of_a_page_is_read_as_browsers_read_it():
      "Only the HTML twin has words."),
 ], ids=["wrong-charset", "base64-without-padding", "charset-not-fitting", "nul-byte",
         "from-in-my-words", "forwarded-headers", "empty-plain-part"])
-def test_mail_the_parser_can_still_read_is_kept(mail_writing, tmp_path, headers, body, stored):
+def test_mail_bodies_are_read_as_a_mail_client_shows_them(mail_writing, tmp_path, headers, body, stored):
     path = write(tmp_path / "odd.eml", mail_from_me(headers, body))
     document = mail_writing.get(mail_writing.add_file(path).document_ids[0])
     assert document.text == stored

@@ -139,7 +139,10 @@ class Writing:
         def store_waiting() -> None:
             read = [w for w in waiting if isinstance(w, _ReadFile)]
             vectors = self._embed(self._unstored([d for r in read for d in r.drafts]),
-                                  embedding)
+                                  embedding, should_stop)
+            if vectors is None:  # stopped: minutes of embedding a large file may be left
+                waiting.clear()
+                return
             for item in waiting:
                 results.append(item if isinstance(item, IngestResult) else self._store_file(
                     item.path, item.contents, item.drafts, vectors))
@@ -210,15 +213,18 @@ class Writing:
         unique = {d.digest: d for d in reversed(drafts) if d.digest not in stored}
         return [d for d in drafts if unique.get(d.digest) is d]
 
-    def _embed(self, drafts: list[Draft], progress: Callable[[int, int], None] | None = None
-               ) -> dict[str, np.ndarray]:
+    def _embed(self, drafts: list[Draft], progress: Callable[[int, int], None] | None = None,
+               should_stop: Callable[[], bool] = lambda: False) -> dict[str, np.ndarray] | None:
         """Vectors of each draft's passages, by content hash; `progress(done, total)` after
-        each slice of passages, where there are several."""
+        each slice of passages, where there are several. None if `should_stop()` turned
+        true before the last slice."""
         passages = [p for d in drafts for p in d.passages]
         if not passages:
             return {}
         slices = []
         for first in range(0, len(passages), EMBED_SLICE):
+            if should_stop():
+                return None
             slices.append(self.index.embedder.embed(passages[first:first + EMBED_SLICE]))
             if progress and len(passages) > EMBED_SLICE:
                 progress(first + len(slices[-1]), len(passages))

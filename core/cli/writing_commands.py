@@ -123,16 +123,19 @@ def run_add(args) -> int:
         files[0] = total
         bar(Progress("import", done, total, printable(Path(result.path).name, name=True)))
 
-    stop = CtrlCStops()  # Ctrl-C ends the import between files and still lists what it did
+    # Ctrl-C ends the import between files, or between slices of a large file's passages
+    # (which is then not stored), and still lists what it did.
+    stop = CtrlCStops()
     with profile_to_store_in(args) as profile, stop.armed():
         results = profile.writing.add_paths(args.paths, report, stop, _index_bar(bar))
     for result in results:
         print(result.line())
     counts = {s: sum(r.status == s for r in results) for s in ("added", "duplicate", "skipped")}
     print(", ".join(f"{n} {s}" for s, n in counts.items()))
-    if stop.requested:
-        print(f"interrupted: stopped after {len(results)} of {files[0] or '?'} files; "
-              "the rest were not imported", file=sys.stderr)
+    if stop.requested and (not files[0] or len(results) < files[0]):
+        print(f"interrupted: stopped after {len(results)} of {files[0]} files; the rest were "
+              "not imported" if results else "interrupted: nothing was imported",
+              file=sys.stderr)
         return 130
     return 1 if results and counts["skipped"] == len(results) else 0
 

@@ -237,6 +237,21 @@ def test_add_paths_stops_between_files_when_asked(writing, tmp_path, monkeypatch
     assert_consistent(writing)
 
 
+def test_add_paths_stops_inside_a_large_file_which_is_then_not_stored(writing, tmp_path,
+                                                                      monkeypatch):
+    """Its embedding takes minutes: Ctrl-C was heard only after all of it, and the file was
+    stored anyway."""
+    monkeypatch.setattr("oppu.storage.writing.EMBED_SLICE", 2)
+    small = write(tmp_path / "a.txt", "A short note first.")
+    large = write(tmp_path / "b.txt", " ".join(f"Line {i} of the long one." for i in range(1500)))
+    embedded = []
+    results = writing.add_paths([small, large], embedding=lambda done, total: embedded.append(done),
+                                should_stop=lambda: len(embedded) >= 2)
+    assert results == [] and len(embedded) == 2  # both were embedding together: neither stored
+    assert writing.stats().documents == 0 and writing.index.count() == 0
+    assert_consistent(writing)
+
+
 def test_add_paths_embeds_across_files_yet_stores_each_file_alone(writing, tmp_path, monkeypatch):
     monkeypatch.setattr("oppu.storage.writing.EMBED_GROUP", 3)
     files = [write(tmp_path / f"{i:02}.txt", f"Entry {i}: the weather was odd today, {i} times.")

@@ -237,8 +237,8 @@ class WritingPage(QWidget):
 
     def add_report_line(self, result) -> None:
         name = Path(result.path).name if result.path else "text"
-        detail = (f"{result.words:,} words" if result.status == "added" and result.words
-                  else result.reason)
+        words = f"{result.words:,} words" if result.status == "added" and result.words else ""
+        detail = "; ".join(part for part in (words, result.reason) if part)  # as the CLI says
         item = QListWidgetItem(f"{result.status}: {name}" + (f" — {detail}" if detail else ""))
         item.setToolTip(result.path or "")
         item.setData(ItemRole, result)

@@ -53,18 +53,21 @@ def test_importing_a_folder_reports_each_file_and_keeps_the_good_ones(qtbot, app
     (folder / "walk.txt").write_text("A long walk by the canal, counting herons.")
     (folder / "recipe.md").write_text("# Plum cake\n\nHalve the plums and press them in.")
     (folder / "photo.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00" * 40)
+    (folder / "old.txt").write_bytes("Caf\xe9 cr\xe8me at the market.".encode("cp1252"))
     page = app.writing_page
     page.importRequested.emit([str(folder)])
     wait_jobs(qtbot, app)
 
     lines = page.report_lines()
-    assert len(lines) == 3
+    assert len(lines) == 4
     skipped = [line for line in lines if line.startswith("skipped")]
     assert len(skipped) == 1 and "photo.txt" in skipped[0] and "—" in skipped[0]
-    assert sum(line.startswith("added") for line in lines) == 2
+    assert sum(line.startswith("added") for line in lines) == 3
+    # what an added file's reading had to say is kept, as the command line shows it
+    assert "added: old.txt — 5 words; not UTF-8: read as Windows-1252" in lines
     assert sorted(titles(page)) == sorted(d.title for d in app.profile.writing.documents())
-    assert len(titles(page)) == 2
-    assert "2 added, 1 skipped" in page.banner.label.text()
+    assert len(titles(page)) == 3
+    assert "3 added, 1 skipped" in page.banner.label.text()
     assert page.banner.kind == "info", "not all went well: not shown as a plain success"
     assert page.import_files.isEnabled() and not page.import_progress.isVisible()
 

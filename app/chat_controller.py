@@ -104,7 +104,7 @@ class ChatController(QObject):
 
     def _generate(self, work) -> None:
         self.bubble = self.page.transcript.add("assistant")
-        self.bubble.set_waiting("Thinking…" if self.model_loaded else "Loading your model…")
+        self.bubble.set_waiting("Thinking…" if self.model_loaded else "Loading the model…")
         self.bubble.regenerateRequested.connect(self.regenerate)
         self.page.set_generating(True)
         self.page.set_status("")

@@ -22,6 +22,9 @@ from oppu.app.widgets import HINT_COLOR, VerticalScroll
 # decoded 54.5 tokens/s and 100 ms 57.6 (63 without a window).
 RENDER_EVERY_MS = 100
 ROLE_NAMES = {"user": "You", "assistant": "Your model"}
+# Until a reply is finished, which model writes it is not known (the personal model may be
+# off, not trained yet, or refused for another base).
+WRITING_NAME = "OPPU"
 # A word-wrapping QLabel never breaks inside a word: one long URL or path would widen the
 # whole transcript. Runs of this many characters get a zero-width space after them.
 LONG_RUN = 30
@@ -102,7 +105,7 @@ class Bubble(QFrame):
         box = QVBoxLayout(self)
         box.setContentsMargins(14, 8, 14, 8)
         box.setSpacing(4)
-        self.header = QLabel(ROLE_NAMES.get(role, role))
+        self.header = QLabel(WRITING_NAME if role == "assistant" else ROLE_NAMES.get(role, role))
         self.header.setObjectName("BubbleRole")
         box.addWidget(self.header)
         self.body = QLabel()

@@ -94,8 +94,9 @@ class EvaluationView(QWidget):
 
     def report(self, progress) -> None:
         what = dict(ROWS).get(progress.message, progress.message)
-        show_progress(self.progress, progress,
-                      f"{PHASES.get(progress.phase, progress.phase.capitalize())}: {what}")
+        caption = PHASES.get(progress.phase, progress.phase.capitalize())
+        show_progress(self.progress, progress, caption if what.lower() in caption.lower()
+                      else f"{caption}: {what}")  # not "Preparing the base model: base model"
 
     def finished(self) -> None:
         self.stop.hide()

@@ -167,6 +167,7 @@ def test_a_reply_stopped_before_its_first_word_says_so(qtbot):
 
     bubble = Bubble("assistant")
     qtbot.addWidget(bubble)
+    assert bubble.header.text() == "OPPU"  # not "Your model" before it is known which answers
     bubble.finish("", stopped=True)
     assert "Stopped before it began to reply." in bubble.body.text()
     assert bubble.copy.isHidden()  # nothing to copy

@@ -390,6 +390,8 @@ def test_measuring_says_what_it_does_in_words(qtbot):
     assert view.progress.format() == "Writing sample continuations: Your model + your writing  %p%"
     view.report(Progress("perplexity", 1, 4, "base"))
     assert view.progress.format() == "Scoring your held-out writing: Base model  %p%"
+    view.report(Progress("prepare", 0, 1, "base model"))  # said once, not twice
+    assert view.progress.format() == "Preparing the base model  %p%"
 
 
 def test_every_export_quantization_says_what_it_trades(qtbot):

@@ -75,8 +75,9 @@ class EvaluationView(QWidget):
         self.measure.setToolTip(MEASURE_TIP if unavailable is None else unavailable)
         self.measure.setText("Measure again" if evaluation else "Measure on my writing")
         text = evaluation_table(evaluation) if evaluation is not None else \
-            ("Measure compares the four ways to answer below on the writing this version "
-             "held out, and writes sample continuations with each.")
+            ("Measure compares four ways of answering (the base model, the base model with "
+             "your writing as context, your model, and your model with your writing) on the "
+             "writing this version held out, and writes sample continuations with each.")
         if unavailable is not None:
             text += f"<br>Cannot measure now: {html.escape(unavailable)}."
         self.summary.setText(text)

@@ -24,8 +24,12 @@ def first_line(text: str, limit: int = 300) -> str:
 
 
 def full_stop(text: str) -> str:
-    """`text` ending as a sentence does: core's one-line messages end bare."""
-    return text if not text or text[-1] in ".!?…)" else text + "."
+    """`text` ending as a sentence does: core's one-line messages end bare. Not after a
+    file's path, where a dot would read as part of its name."""
+    last = text.rsplit(None, 1)[-1] if text.strip() else ""
+    if not last or text[-1] in ".!?…)" or "/" in last or "\\" in last:
+        return text
+    return text + "."
 
 
 def sentence(text: str) -> str:

@@ -50,7 +50,7 @@ def check_header(path: Path) -> None:
     except OSError as error:
         raise ModelFileError(path, f"cannot read: {error.strerror or error}") from None
     if len(head) < 8 or head[:4] != GGUF_MAGIC:
-        raise ModelFileError(path, "not a GGUF file (wrong or missing header)")
+        raise ModelFileError(path, "not a GGUF model file (it does not begin as one)")
     version = struct.unpack("<I", head[4:8])[0]
     if version not in SUPPORTED_VERSIONS:
         raise ModelFileError(path, f"unsupported GGUF version {version}")

@@ -18,6 +18,7 @@ from typing import BinaryIO
 import numpy as np
 
 MAGIC = b"GGUF"
+NOT_GGUF = "is not a GGUF model file (it does not begin as one)"
 DEFAULT_ALIGNMENT = 32
 # GGUFValueType -> struct format of a scalar; 8 is STRING, 9 is ARRAY.
 _SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q",
@@ -121,7 +122,7 @@ def read_header(path: Path) -> GGUFHeader:
 
 def _parse(path: Path, buffer) -> GGUFHeader:
     if buffer[:4] != MAGIC:
-        raise GGUFFormatError(f"{path.name} is not a GGUF file (wrong magic bytes)")
+        raise GGUFFormatError(f"{path.name} {NOT_GGUF}")
     cursor = _Cursor(buffer, path.name, 4)
     version, n_tensors, n_kv = cursor.take("IQQ")
     if version not in (2, 3):

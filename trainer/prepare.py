@@ -20,6 +20,7 @@ from oppu.storage.index import no_loading_bars
 from oppu.storage.paths import data_root, private_dir
 from oppu.storage.privacy import go_offline
 from oppu.trainer.disk_needs import prepared_base_bytes
+from oppu.trainer.gguf_file import MAGIC, NOT_GGUF
 
 # Decoder-only families whose GGUF transformers can load and whose projections are named
 # q_proj/k_proj/v_proj/o_proj/gate_proj/up_proj/down_proj, as the LoRA targets expect.
@@ -28,7 +29,6 @@ CACHE_FORMAT = 2  # 2: the meta file lists every file with its size
 META_FILE = "oppu-base.json"
 SHAPE_KEYS = ("architecture", "n_head", "n_head_kv", "n_layer")
 REBUILDING = "the cached copy of this base was incomplete or outdated: preparing it again"
-GGUF_MAGIC = b"GGUF"
 
 ReportStep = Callable[[str, float], None]
 
@@ -133,8 +133,8 @@ def _check_file(gguf_path: Path) -> None:
         raise _unreadable(gguf_path, error) from None
     if not magic:
         raise BaseModelError(f"{gguf_path.name} is empty")
-    if magic != GGUF_MAGIC:
-        raise BaseModelError(f"{gguf_path.name} is not a GGUF file (wrong magic bytes)")
+    if magic != MAGIC:
+        raise BaseModelError(f"{gguf_path.name} {NOT_GGUF}")
 
 
 def _sweep_stale_temps(cache: Path) -> None:

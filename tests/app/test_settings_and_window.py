@@ -251,3 +251,12 @@ def test_every_control_the_keyboard_reaches_has_a_name_a_screen_reader_can_say(a
             if not name.strip():
                 nameless.add(f"{type(widget).__name__} {widget.objectName()}".strip())
     assert nameless == set()
+
+
+def test_messages_end_as_sentences_but_not_after_a_path():
+    from oppu.app.messages import full_stop
+
+    assert full_stop("Import finished: 2 added") == "Import finished: 2 added."
+    assert full_stop("Exported v2 to /home/ana/mine.gguf") == "Exported v2 to /home/ana/mine.gguf"
+    assert full_stop(r"Exported v2 to C:\Users\ana\mine.zip") == r"Exported v2 to C:\Users\ana\mine.zip"
+    assert full_stop("Done!") == "Done!" and full_stop("") == ""

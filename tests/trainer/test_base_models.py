@@ -45,7 +45,7 @@ def test_the_setting_resolves_to_a_file(tiny_gguf):
 def test_a_file_that_is_not_gguf_is_refused(tmp_path):
     fake = tmp_path / "notes.gguf"
     fake.write_text("just some text, not a model")
-    with pytest.raises(BaseModelError, match="wrong magic bytes"):
+    with pytest.raises(BaseModelError, match="is not a GGUF model file"):
         validate_gguf(fake)
 
 

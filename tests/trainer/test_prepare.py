@@ -113,7 +113,7 @@ def _unsupported(tiny_gguf, path):
 @pytest.mark.parametrize("make, expected", [
     (lambda gguf, path: path, "not found"),
     (lambda gguf, path: path.write_bytes(b"PK\x03\x04 a zip file, not a model") and path,
-     "not a GGUF file"),
+     "not a GGUF model file"),
     (_truncated, "base.gguf is truncated"),
     (_unsupported, "architecture 'bert' is not supported"),
 ])

@@ -13,9 +13,11 @@ def device_summary(training_setting: str) -> str:
     try:
         device = pick_device(training_setting)
         where = {"cuda": "the GPU (CUDA)", "cpu": "the CPU"}[device]
-        training = f"{where} with {ARITHMETIC[resolve_precision('auto', device)]}"
+        training = (f"Training will use {where} with "
+                    f"{ARITHMETIC[resolve_precision('auto', device)]}.")
     except ValueError as error:
-        training = f"nothing: {error}"
+        training = (f"Training cannot run: {error}. Choose auto (the GPU when there is one) "
+                    "or cpu.")
     serving = ("the GPU (llama.cpp offload)" if gpu_layers() else
                f"the CPU ({cpu_threads()} threads)")
-    return f"Training will use {training}. Chat will use {serving}."
+    return f"{training} Chat will use {serving}."

@@ -250,6 +250,6 @@ def test_choosing_the_training_device_says_what_training_will_use(oppu):
     status, out, _ = oppu("config", "training_device", "cuda")
     assert status == 0
     expected = ("Training will use the GPU" if torch.cuda.is_available() else
-                "Training will use nothing: training device 'cuda' was asked for but no CUDA "
-                "GPU is available")
+                "Training cannot run: training device 'cuda' was asked for but no CUDA GPU is "
+                "available. Choose auto (the GPU when there is one) or cpu.")
     assert out.startswith(expected)

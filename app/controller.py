@@ -216,7 +216,7 @@ class AppController(QObject):
             self.profile.set(key, value)
         except Exception as error:  # noqa: BLE001 - a value core refuses
             self.report_error(self.current_banner(), error)
-            self.settings_page.show_settings(self.profile.settings)
+            self.settings_page.show_settings(self.profile.settings, refused=key)
             return False
         if key == "training_device":
             self.show_devices()

@@ -131,9 +131,12 @@ class SettingsPage(QWidget):
             text = help_texts.get(key, "")
             editor.setToolTip(text[:1].upper() + text[1:])
 
-    def show_settings(self, settings) -> None:
-        """Show `settings` in the editors without echoing changes back."""
+    def show_settings(self, settings, refused: str | None = None) -> None:
+        """Show `settings` in the editors without echoing changes back; typed text the store
+        `refused` (an address mistyped) stays to be corrected."""
         for key, editor in self.editors.items():
+            if key == refused and isinstance(editor, QLineEdit):
+                continue
             value = getattr(settings, key)
             editor.blockSignals(True)
             if isinstance(editor, QComboBox):

@@ -27,6 +27,13 @@ def test_a_refused_value_is_a_message_and_the_editors_show_the_truth(qtbot, app)
     banner = app.settings_page.banner
     assert banner.kind == "error" and "retrieval_k" in banner.label.text()
     assert app.settings_page.editors["retrieval_k"].value() == app.profile.settings.retrieval_k
+    # Typed text that was refused stays, to be corrected rather than typed again.
+    addresses = app.settings_page.editors["mail_addresses"]
+    addresses.setText("me@example.com, not an email")
+    addresses.editingFinished.emit()
+    assert banner.kind == "error" and "not an email" in banner.label.text()
+    assert addresses.text() == "me@example.com, not an email"
+    assert not app.profile.settings.mail_addresses
 
 
 def test_settings_show_the_devices_and_the_data_folder(qtbot, app):

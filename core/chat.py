@@ -49,6 +49,9 @@ class Reply:
 
 _sha_cache: dict[tuple, str] = {}
 NO_REPLY = {"role": "assistant", "content": ""}  # a turn for a reply that never came
+# A chat message this like the question is the question asked again, in other words (0.93
+# for "What do I usually pack for sailing?" after "… for sailing weekends?").
+NEAR_REPEAT = 0.9
 
 
 def base_sha256(path: Path) -> str:
@@ -332,8 +335,9 @@ class ChatSession:
 
     def _retrieve(self, text: str, settings) -> list[Passage]:
         """The top k passages of the user's writing for `text`, leaving out chat messages
-        that it or this conversation's earlier questions hold whole: those are already in
-        the prompt (a question asked twice would otherwise be its own best source)."""
+        that it or this conversation's earlier questions hold whole (they are already in
+        the prompt), and earlier questions that all but repeat it: a question asked twice
+        would otherwise be its own best source, telling the model nothing."""
         k = settings.retrieval_k
         if not self.options.use_retrieval or k <= 0:
             return []
@@ -343,7 +347,8 @@ class ChatSession:
         while True:
             found = self.profile.writing.search(text, fetch, settings.retrieval_min_score)
             kept = [p for p in found
-                    if not any(f" {_normalized(p.text)} " in f" {question} " for question in asked)]
+                    if not (p.source == "chat" and (p.score or 0) >= NEAR_REPEAT)
+                    and not any(f" {_normalized(p.text)} " in f" {question} " for question in asked)]
             if len(kept) >= k or len(found) < fetch:
                 return kept[:k]
             fetch += len(found) - len(kept)

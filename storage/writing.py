@@ -68,6 +68,7 @@ class Passage:
     title: str
     text: str
     score: float | None  # cosine similarity to the query; None where it was not kept
+    source: str = ""  # its document's: chat, note, file or mail
 
 
 @dataclass(frozen=True)
@@ -328,15 +329,17 @@ class Writing:
         if not hits:
             return []
         with self.store.read() as session:  # only stored passages: an orphan never shows
-            stored = {chunk_id: (title, text) for chunk_id, title, text in session.execute(
-                select(Chunk.id, Document.title, Chunk.text).join(Document).where(
-                    Chunk.id.in_({h.chunk_id for h in hits}), Document.deleted.is_(False)))}
+            stored = {chunk_id: (title, text, source) for chunk_id, title, text, source
+                      in session.execute(select(Chunk.id, Document.title, Chunk.text,
+                                                Document.source).join(Document).where(
+                          Chunk.id.in_({h.chunk_id for h in hits}), Document.deleted.is_(False)))}
         unique = {}
         for h in hits:  # best first
             if h.chunk_id in stored:
                 unique.setdefault(content_hash(stored[h.chunk_id][1]), h)
-        return [Passage(h.chunk_id, h.document_id, *stored[h.chunk_id], h.score)
-                for h in list(unique.values())[:k]]
+        return [Passage(h.chunk_id, h.document_id, title, text, h.score, source)
+                for h in list(unique.values())[:k]
+                for title, text, source in [stored[h.chunk_id]]]
 
     def stats(self) -> WritingStats:
         live = Document.deleted.is_(False)

@@ -83,6 +83,18 @@ def test_asking_again_does_not_cite_the_earlier_question(chat_profile, models):
     assert not {QUESTION, QUESTION.upper()} & set(cited)  # neither earlier copy is cited
 
 
+def test_a_question_asked_again_in_other_words_is_not_its_own_source(chat_profile, models):
+    """In another conversation, so not in the prompt: the earlier question (similarity 0.93)
+    took a source's place and told the model nothing."""
+    session(chat_profile, models).send("What do I usually pack for sailing weekends?")
+    chat_profile.set("retrieval_k", 2)
+    chat_profile.set("retrieval_min_score", 0.0)
+    again = session(chat_profile, models).send("What do I usually pack for sailing?")
+    assert [p.source for p in again.sources] == ["note", "note"]
+    earlier = chat_profile.writing.search("What do I usually pack for sailing?", 1)[0]
+    assert earlier.source == "chat" and earlier.score >= 0.9  # what was left out
+
+
 def test_the_conversation_s_own_questions_are_not_its_sources(chat_profile, models):
     """Asked three ways in one conversation, the earlier questions (already in the prompt)
     used to push the notes out of the passages."""

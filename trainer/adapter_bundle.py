@@ -24,6 +24,7 @@ from oppu.trainer.peft_files import (
     AdapterError,
     PeftLora,
     parse_lora,
+    parsed_json,
     without_local_paths,
 )
 from oppu.trainer.versions import GGUF_FILE, META_FILE, PEFT_DIR
@@ -213,8 +214,8 @@ def _parse_meta(raw: bytes | None, label: str) -> dict:
     if raw is None:
         return {}
     try:
-        meta = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        meta = parsed_json(raw)
+    except ValueError:
         raise BundleError(f"{label}: {META_FILE} is not valid JSON") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("base", {}), dict):
         raise BundleError(f"{label}: {META_FILE} is not an adapter description")

@@ -93,8 +93,8 @@ def parse_safetensors(data: bytes, label: str = WEIGHTS_NAME) -> dict[str, np.nd
         raise CorruptAdapter(f"{label} is not a safetensors file or is truncated "
                              f"(header of {header_len} bytes in a {len(data)}-byte file)")
     try:
-        header = json.loads(data[8:8 + header_len])
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        header = parsed_json(data[8:8 + header_len])
+    except ValueError:
         raise CorruptAdapter(f"{label} has a damaged safetensors header") from None
     if not isinstance(header, dict):
         raise CorruptAdapter(f"{label} has a damaged safetensors header")
@@ -132,11 +132,20 @@ def _offsets(item, label: str) -> tuple[int, int]:
     return offsets[0], offsets[1]
 
 
+def parsed_json(raw: str | bytes):
+    """JSON from a file made elsewhere: bad bytes, bad syntax, or nesting deep enough to
+    exhaust Python's parser (a 200 KB "[[[…") are all ValueError."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
 def parse_config(text: str | bytes) -> dict:
     """The adapter config, refused if it is not a LoRA that llama.cpp can represent."""
     try:
-        config = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        config = parsed_json(text)
+    except ValueError:
         raise CorruptAdapter(f"{CONFIG_NAME} is not valid JSON") from None
     if not isinstance(config, dict):
         raise CorruptAdapter(f"{CONFIG_NAME} is not a JSON object")

@@ -88,7 +88,7 @@ def read_meta(folder: Path) -> dict:
     """The version's meta.json, or {} when it is missing or unreadable."""
     try:
         return json.loads((Path(folder) / META_FILE).read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
 
 

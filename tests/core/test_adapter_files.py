@@ -238,6 +238,11 @@ BAD_FILES = {
         lambda name, v: v * 1e18 if ".lora_B." in name else v)), "could change a weight by up"),
     "huge-alpha": (lambda good, path: rezip(good, path, _config_with({"lora_alpha": 1e30})),
                    "could change a weight by up"),
+    "deeply-nested-meta": (lambda good, path: rezip(good, path, lambda c: c | {
+        "meta.json": b"[" * 100_000 + b"]" * 100_000}), "meta.json is not valid JSON"),
+    "deeply-nested-config": (lambda good, path: rezip(good, path, lambda c: c | {
+        "peft/adapter_config.json": b"[" * 100_000 + b"]" * 100_000}),
+        "adapter_config.json is not valid JSON"),
     "not-an-adapter": (lambda good, path: _write(path, b"just some text"),
                        "not an adapter export"),
     "broken-gguf": (lambda good, path: _write(path, b"GGUF" + bytes(60)), "damaged or truncated"),

@@ -298,12 +298,10 @@ class Writing:
         statement = select(Document).where(Document.deleted.is_(False))
         if query:
             statement = statement.where(
-                Document.title.icontains(query, autoescape=True)
-                | Document.text.icontains(query, autoescape=True)
-                | ((Document.source == "file")
-                   & _file_name(Document.origin).icontains(query, autoescape=True))
+                _holds(Document.title, query) | _holds(Document.text, query)
+                | ((Document.source == "file") & _holds(_file_name(Document.origin), query))
                 | ((Document.source == "mail")
-                   & _file_name(_mail_file(Document.origin)).icontains(query, autoescape=True)))
+                   & _holds(_file_name(_mail_file(Document.origin)), query)))
         if source:
             statement = statement.where(Document.source == source)
         with self.store.read() as session:
@@ -433,6 +431,12 @@ def mark_forgotten(session, document_ids: Sequence[int]) -> None:
         AdapterDocument.document_id.in_(document_ids), AdapterDocument.held_out.is_(False))
     session.execute(update(Adapter).where(Adapter.id.in_(trained_on_them))
                     .values(trained_on_deleted=True, deleted_writing_at=utcnow()))
+
+
+def _holds(column, text: str):
+    """SQL: `column` holds `text`, in any (ASCII) case. Not LIKE, which has wildcards to
+    escape and refuses a pattern over 50,000 bytes ("pattern too complex")."""
+    return func.instr(func.lower(column), func.lower(text)) > 0
 
 
 def _file_name(origin):

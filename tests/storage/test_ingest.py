@@ -310,6 +310,9 @@ def test_listing_filters_by_text_and_source(writing):
     garden = writing.add_note(GARDEN)
     writing.add_chat_message(BIKE)
     assert [d.id for d in writing.documents("tomatoes")] == [garden]
+    assert [d.id for d in writing.documents("TOMATOES split")] == [garden]
+    assert writing.documents("100%") == writing.documents("my_") == []  # no wildcards
+    assert writing.documents("a" * 50_001) == []  # LIKE refused it: "pattern too complex"
     assert [d.source for d in writing.documents()] == ["chat", "note"]
     assert writing.stats().words == len(GARDEN.split()) + len(BIKE.split())
 

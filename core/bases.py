@@ -53,9 +53,9 @@ def use_base(profile, setting: str) -> str:
     if setting in {BUNDLED, *(m.key for m in CURATED)}:
         validate_gguf(resolve_base(setting))
     else:
-        path = Path(setting).expanduser().resolve()
+        path = Path(setting).expanduser()
         validate_gguf(path)  # a one-line BaseModelError for anything we cannot train
-        setting = str(path)
+        setting = str(path.resolve())  # after: a loop of links makes resolve() raise
     profile.set("base_model", setting)
     return setting
 

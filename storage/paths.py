@@ -2,6 +2,7 @@
 
 import os
 import re
+import stat
 from pathlib import Path
 
 import platformdirs
@@ -17,6 +18,26 @@ WINDOWS_DEVICES = re.compile(r"(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³]) *
 
 class InvalidProfileName(ValueError):
     pass
+
+
+NO_SUCH_FILE = "no such file"
+A_FOLDER = "a folder, not a file"
+
+
+def file_problem(path: Path) -> tuple[str | None, os.stat_result | None]:
+    """(why `path` cannot be read as a file, None if it can; its stat when there is one):
+    missing, a folder, a device or pipe, a loop of links, ..."""
+    try:
+        info = Path(path).stat()
+    except FileNotFoundError:
+        return NO_SUCH_FILE, None
+    except OSError as error:  # a loop of symbolic links, a name too long, ...
+        return f"cannot read: {(error.strerror or str(error)).lower()}", None
+    if stat.S_ISDIR(info.st_mode):
+        return A_FOLDER, info
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file (a device, a pipe or a socket)", info
+    return None, info
 
 
 def data_root() -> Path:

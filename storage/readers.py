@@ -28,7 +28,7 @@ from oppu.storage.file_types import (
 )
 from oppu.storage.headings import heading_title
 from oppu.storage.html_text import declared_charset, html_document
-from oppu.storage.paths import data_root_path
+from oppu.storage.paths import data_root_path, file_problem
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 
@@ -47,16 +47,9 @@ class FileContents:
 
 
 def _check_file(path: Path, max_bytes: int) -> int:
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        raise UnreadablePath(path, "no such file") from None
-    except OSError as error:
-        raise UnreadablePath(path, f"cannot read: {error.strerror or error}") from error
-    if stat.S_ISDIR(info.st_mode):
-        raise UnreadablePath(path, "a folder, not a file")
-    if not stat.S_ISREG(info.st_mode):
-        raise UnreadablePath(path, "not a regular file")
+    problem, info = file_problem(path)
+    if problem:
+        raise UnreadablePath(path, problem)
     if path.suffix.lower() not in SUPPORTED_SUFFIXES:
         raise UnsupportedType(
             path, f"unsupported file type {path.suffix or '(none)'!r}: use "

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from oppu.storage.atomic import atomic_path
+from oppu.storage.paths import A_FOLDER, file_problem
 from oppu.trainer.peft_files import (
     CONFIG_NAME,
     MODEL_CARD_NAME,
@@ -121,11 +122,12 @@ def read_bundle(path: Path, base=None) -> Bundle:
     """A zip export, a PEFT folder or (given the profile's `base`, a BaseInfo) a bare LoRA
     GGUF, validated; BundleError (a one-line reason) otherwise."""
     path = Path(path).expanduser()
-    if path.is_dir():
+    problem, info = file_problem(path)
+    if problem == A_FOLDER:
         return _read_folder(path)
-    if not path.is_file():
-        raise BundleError(f"{path}: no such file")
-    size = path.stat().st_size
+    if problem:
+        raise BundleError(f"{path}: {problem}")
+    size = info.st_size
     if size == 0:
         raise BundleError(f"{path.name} is empty")
     with open(path, "rb") as handle:

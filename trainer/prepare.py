@@ -17,7 +17,7 @@ from pathlib import Path
 
 from oppu.storage.disk_space import require_free_space
 from oppu.storage.index import no_loading_bars
-from oppu.storage.paths import data_root, private_dir
+from oppu.storage.paths import A_FOLDER, NO_SUCH_FILE, data_root, file_problem, private_dir
 from oppu.storage.privacy import go_offline
 from oppu.trainer.disk_needs import prepared_base_bytes
 from oppu.trainer.gguf_file import MAGIC, NOT_GGUF
@@ -122,10 +122,13 @@ def _unreadable(gguf_path: Path, error: OSError) -> BaseModelError:
 
 
 def _check_file(gguf_path: Path) -> None:
-    if gguf_path.is_dir():
+    problem, _info = file_problem(gguf_path)
+    if problem == A_FOLDER:
         raise BaseModelError(f"{gguf_path} is a folder, not a GGUF file")
-    if not gguf_path.is_file():
+    if problem == NO_SUCH_FILE:
         raise BaseModelError(f"base model file not found: {gguf_path}")
+    if problem:
+        raise BaseModelError(f"{gguf_path} cannot be a base model: {problem}")
     try:
         with open(gguf_path, "rb") as handle:
             magic = handle.read(4)

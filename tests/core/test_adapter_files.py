@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -243,6 +244,9 @@ BAD_FILES = {
     "deeply-nested-config": (lambda good, path: rezip(good, path, lambda c: c | {
         "peft/adapter_config.json": b"[" * 100_000 + b"]" * 100_000}),
         "adapter_config.json is not valid JSON"),
+    "a-pipe": (lambda good, path: os.mkfifo(path) or path, "not a regular file"),
+    "a-loop-of-links": (lambda good, path: path.symlink_to(path) or path,
+                        "too many levels of symbolic links"),
     "not-an-adapter": (lambda good, path: _write(path, b"just some text"),
                        "not an adapter export"),
     "broken-gguf": (lambda good, path: _write(path, b"GGUF" + bytes(60)), "damaged or truncated"),

@@ -295,7 +295,7 @@ def test_files_and_folders_without_read_permission_are_reported():
 
         assert as_nobody(outcomes) == (
             [("UnreadablePath", "permission denied"),
-             ("UnreadablePath", "cannot read: Permission denied")],
+             ("UnreadablePath", "cannot read: permission denied")],
             [listed / "open.txt", closed_below, closed],
             ("UnreadablePath", "cannot open this folder: permission denied"),
         )

@@ -61,6 +61,7 @@ def test_a_truncated_gguf_is_refused_as_truncated(tiny_gguf, tmp_path, keep):
 @pytest.mark.parametrize("make, expected", [
     (lambda path: path.write_bytes(b"") or path, "empty.gguf is empty"),
     (lambda path: path.mkdir() or path, "is a folder, not a GGUF file"),
+    (lambda path: os.mkfifo(path) or path, "cannot be a base model: not a regular file"),
 ])
 def test_an_empty_file_or_a_folder_is_named_as_such(tmp_path, make, expected):
     with pytest.raises(BaseModelError, match=expected):
@@ -124,6 +125,10 @@ def test_choosing_a_base_validates_it_first(profile, tiny_gguf, tmp_path):
     assert profile.settings.base_model == str(tiny_gguf.resolve())
     use_base(profile, BUNDLED)
     assert profile.settings.base_model == BUNDLED
+    loop = tmp_path / "loop.gguf"
+    loop.symlink_to(loop)  # resolve() raised RuntimeError: a traceback
+    with pytest.raises(BaseModelError, match="too many levels of symbolic links"):
+        use_base(profile, str(loop))
 
 
 def test_the_curated_list_is_trainable_and_downloads_show_up(tiny_gguf):

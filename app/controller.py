@@ -8,11 +8,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from oppu.app.chat_controller import ChatController
 from oppu.app.jobs import Jobs
-from oppu.app.messages import describe
+from oppu.app.messages import describe, full_stop, sentence
 from oppu.app.model_controller import ModelController
 from oppu.app.scheduler import RetrainScheduler
 from oppu.app.shell import Shell
@@ -21,7 +21,7 @@ from oppu.app.writing_controller import WritingController
 from oppu.core import DEFAULT_PROFILE, list_profiles
 from oppu.core.bases import bases
 from oppu.core.devices import device_summary
-from oppu.core.profile import Profile, delete_profile_data, rename_profile
+from oppu.core.profile import Profile, delete_profile_data, profile_name_problem, rename_profile
 from oppu.core.progress import ignore
 from oppu.core.settings import Settings
 
@@ -61,6 +61,7 @@ class AppController(QObject):
             self.busy,
             self.model.start_training, self)
         self.window.profileRequested.connect(self.switch_profile)
+        self.window.newProfileRequested.connect(self._new_profile)
         self.window.exposed.connect(self._open_writing)
         self.window.closing.connect(self.shutdown)
         self.jobs.failed.connect(lambda _name, message: self.current_banner().show_message(
@@ -75,6 +76,16 @@ class AppController(QObject):
             self.switch_profile(DEFAULT_PROFILE)
 
     # -- profiles -----------------------------------------------------------------------
+
+    def _new_profile(self, name: str) -> None:
+        """A name typed for a new profile; one that cannot be is asked for again, with why
+        (after this returns: the dialog is not opened from within its own signal)."""
+        problem = profile_name_problem(name, self.data_root)
+        if problem is None:
+            self.switch_profile(name)
+        else:
+            QTimer.singleShot(0, lambda: self.window.ask_new_profile(
+                name, full_stop(sentence(problem))))
 
     def switch_profile(self, name: str) -> bool:
         """Open profile `name` (creating it if new); on failure keep the current one."""

@@ -31,6 +31,7 @@ def desktop_settings(data_root: Path) -> QSettings:
 
 class MainWindow(QMainWindow):
     profileRequested = Signal(str)
+    newProfileRequested = Signal(str)  # a name typed for a new profile
     pageShown = Signal(str)
     closing = Signal()
     exposed = Signal()  # once, when the window first reaches the screen
@@ -190,13 +191,21 @@ class MainWindow(QMainWindow):
     def _profile_chosen(self, index: int) -> None:
         name = self.profiles.itemData(index)
         if name == NEW_PROFILE:
-            name, ok = QInputDialog.getText(self, "New profile",
-                                            "Name of the new profile (one per person):")
-            if not ok or not name.strip():
-                self.profiles.setCurrentIndex(self.profiles.findData(self._profile))
-                return
-            name = name.strip()
-        self.profileRequested.emit(name)
+            self.ask_new_profile()
+        else:
+            self.profileRequested.emit(name)
+
+    def ask_new_profile(self, typed: str = "", problem: str = "") -> None:
+        """The name of a new profile; asked again, with what was typed and why it cannot be,
+        when the controller finds it unfit."""
+        question = "Name of the new profile (one per person):"
+        name, ok = QInputDialog.getText(self, "New profile",
+                                        f"{problem}\n\n{question}" if problem else question,
+                                        text=typed)
+        if not ok or not name.strip():
+            self.profiles.setCurrentIndex(self.profiles.findData(self._profile))
+            return
+        self.newProfileRequested.emit(name.strip())
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.save_state()

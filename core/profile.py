@@ -13,6 +13,7 @@ from oppu.storage.db import Store
 from oppu.storage.index import Embedder, Index
 from oppu.storage.paths import (
     DEFAULT_PROFILE,
+    InvalidProfileName,
     check_new_profile_name,
     private_dir,
     profile_dir,
@@ -193,3 +194,13 @@ def _remove_whole(folder: Path) -> None:
                            "window, chat or training): close it, then delete; nothing was "
                            "deleted") from None
     shutil.rmtree(doomed)
+
+
+def profile_name_problem(name: str, root: Path | None = None) -> str | None:
+    """Why `name` cannot be a profile's (a new one must also suit every OS); None if it can."""
+    try:
+        if not profile_path(name, root).is_dir():
+            check_new_profile_name(name, root)
+    except InvalidProfileName as error:
+        return str(error)
+    return None

@@ -125,6 +125,23 @@ def test_profiles_can_be_created_and_switched(qtbot, app):
     assert [d.title for d in app.profile.writing.documents()] == ["First"]
 
 
+def test_a_new_profile_name_that_cannot_be_is_asked_again_with_why(qtbot, app, monkeypatch):
+    """The dialog closed, the name was lost and the rule showed in a banner behind it."""
+    asked = []
+    answers = iter([("Ana María", True), ("Ana Maria", True)])
+
+    def get_text(_parent, _title, label, text=""):
+        asked.append((label, text))
+        return next(answers)
+
+    monkeypatch.setattr("oppu.app.window.QInputDialog.getText", get_text)
+    app.window.ask_new_profile()
+    qtbot.waitUntil(lambda: app.profile.name == "Ana Maria", timeout=60_000)
+    (first, _), (why, typed) = asked
+    assert typed == "Ana María" and why.endswith(first)
+    assert why.startswith("Invalid profile name 'Ana María': up to 64 plain letters")
+
+
 def test_the_window_remembers_its_place_in_the_data_folder(qtbot, app, oppu_home, open_profile):
     app.window.setGeometry(QRect(0, 40, 780, 520))  # inside the offscreen 800x600 screen
     app.window.show_page("model")

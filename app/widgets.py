@@ -188,6 +188,11 @@ class ListWithPlaceholder(QListView):
                          | Qt.TextFlag.TextWordWrap, self.placeholder)
 
 
+def lines_high(widget: QWidget, lines: int) -> int:
+    """The height that shows `lines` lines of text in a framed text field."""
+    return widget.fontMetrics().lineSpacing() * lines + 2 * widget.frameWidth() + 8
+
+
 class VerticalScroll(QScrollArea):
     """A frameless area whose `body`, as wide as the area, scrolls vertically only."""
 

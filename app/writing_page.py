@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QSplitter,
     QTextBrowser,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -28,6 +29,8 @@ from oppu.core import SUPPORTED_NAMES, SUPPORTED_SUFFIXES
 SOURCES = [("All sources", ""), ("Notes", "note"), ("Chat", "chat"), ("Files", "file"),
            ("Mail", "mail")]
 REPORT_MAX_HEIGHT = 160
+MIN_NOTE_LINES = 5  # the note and the document being read show at least this many lines
+MIN_LIST_LINES = 7  # and the list of documents (its header included)
 STATUS_COLORS = {"added": "#1a7f37", "duplicate": widgets.HINT_COLOR, "skipped": "#b42318"}
 
 
@@ -42,15 +45,23 @@ class WritingPage(QWidget):
         super().__init__(parent)
         self.setAcceptDrops(True)
         layout, self.banner = page_layout(self, "My writing")
-        layout.addWidget(hint("Everything here is your own writing. It stays on this computer; "
-                              "your model learns your voice from it and chat can quote it."))
-        layout.addLayout(self._counters())
+        # In a small window the page scrolls, as the others do, rather than squeezing the
+        # note to a line and cutting the import hint.
+        scroll = widgets.VerticalScroll("Page")
+        scroll.setAccessibleName("My writing")
+        content = QVBoxLayout(scroll.body)
+        content.setContentsMargins(0, 0, 0, 0)
+        content.addWidget(hint("Everything here is your own writing. It stays on this "
+                               "computer; your model learns your voice from it and chat can "
+                               "quote it."))
+        content.addLayout(self._counters())
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self._left_column())
         splitter.addWidget(self._right_column())
         splitter.setStretchFactor(0, 2)
         splitter.setStretchFactor(1, 3)
-        layout.addWidget(splitter, 1)
+        content.addWidget(splitter, 1)
+        layout.addWidget(scroll, 1)
         self._filter_timer = QTimer(self, singleShot=True, interval=250)
         self._filter_timer.timeout.connect(self._emit_filter)
 
@@ -83,6 +94,7 @@ class WritingPage(QWidget):
         self.note_text.textChanged.connect(self._enable_saving)
         self._enable_saving()
         note_box.addWidget(self.note_title)
+        self.note_text.setMinimumHeight(widgets.lines_high(self.note_text, MIN_NOTE_LINES))
         note_box.addWidget(self.note_text, 1)
         note_box.addWidget(self.save_note, 0, Qt.AlignmentFlag.AlignRight)
         box.addWidget(note, 3)
@@ -136,11 +148,14 @@ class WritingPage(QWidget):
         self.table.horizontalHeader().setDefaultAlignment(
             Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
         self.table.selectionModel().selectionChanged.connect(self._selection_changed)
+        self.table.setMinimumHeight(MIN_LIST_LINES
+                                    * self.table.verticalHeader().defaultSectionSize())
         box.addWidget(self.table, 3)
 
         self.preview = QTextBrowser(accessibleName="Document text")
         self.preview.setPlaceholderText("Select a document to read it here.")
         self.preview.setOpenLinks(False)  # a link in the writing is text to read, not to follow
+        self.preview.setMinimumHeight(widgets.lines_high(self.preview, MIN_NOTE_LINES))
         box.addWidget(self.preview, 2)
         actions = QHBoxLayout()
         self.empty_hint = hint("")

@@ -241,3 +241,14 @@ def test_a_large_import_shows_its_passages_being_indexed(qtbot, app, tmp_path, m
     page.import_indexing(3, 10)
     assert page.import_progress.format() == "Indexing 3 of 10 passages"
     assert (page.import_progress.value(), page.import_progress.maximum()) == (3, 10)
+
+
+def test_a_small_window_scrolls_the_page_instead_of_squeezing_the_note(qtbot, app):
+    """At the smallest window the note was one clipped line and the import hint cut off."""
+    from oppu.app.widgets import lines_high
+
+    app.window.show_page("writing")
+    app.window.resize(640, 480)
+    page = app.writing_page
+    qtbot.waitUntil(lambda: page.note_text.height() >= lines_high(page.note_text, 5))
+    assert page.preview.height() >= lines_high(page.preview, 5)

@@ -30,7 +30,8 @@ def evaluation_table(evaluation) -> str:
              "chance. Measuring again after a retrain on more writing tells more."
              if evaluation.heldout_tokens < SMALL_SAMPLE_TOKENS else "")
     note = f" {sentence(evaluation.retrieval_note)}." if evaluation.retrieval_note else ""
-    return (f"<b>{evaluation.reduction_vs_base * 100:.0f}%</b> lower perplexity than the base "
+    return (f"Your model with your writing, as chat uses them: "
+            f"<b>{evaluation.reduction_vs_base * 100:.0f}%</b> lower perplexity than the base "
             f"model on {evaluation.heldout_tokens:,} tokens of your writing it never trained on "
             f"(lower is better):<table>{rows}</table>{note}{small}")
 

@@ -99,7 +99,7 @@ def versions_model(parent=None) -> SnapshotModel:
                lambda _v: "held-out perplexity of this version, given passages of your "
                           "writing as in training: lower is better",
                align_right=True),
-        Column("Base", lambda v: number(v.perplexity("base")),
+        Column("Base perplexity", lambda v: number(v.perplexity("base")),
                lambda _v: "the base model's perplexity on the same held-out writing, given "
                           "the same passages (Measure on my writing shows it without them too)",
                align_right=True),

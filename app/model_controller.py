@@ -221,7 +221,7 @@ class ModelController(QObject):
         self.page.training_finished()
         self._show_last_run(outcome.run_id)
         self.app.window.set_training(None)
-        # The decision reads "promoted: held-out loss … beats …" or "not promoted: …".
+        # The decision reads "promoted: held-out perplexity … beats …" or "not promoted: …".
         why = outcome.decision.partition(": ")[2] if outcome.status == "succeeded" else ""
         if outcome.status == "succeeded" and outcome.promoted:
             text, kind = f"Your new model {outcome.version} is active: {why}.", "success"
@@ -265,8 +265,9 @@ class ModelController(QObject):
             view.finished()
             self.refresh()
             self.page.banner.show_message(
-                f"Measured {result.version}: {result.reduction_vs_base * 100:.0f}% lower "
-                "perplexity than the base model on your held-out writing.", "success", 15)
+                f"Measured {result.version}: with your writing, "
+                f"{result.reduction_vs_base * 100:.0f}% lower perplexity than the base model on "
+                "your held-out writing.", "success", 15)
 
         def failed(message: str) -> None:
             stopped = self.evaluation_job.stopping

@@ -186,15 +186,20 @@ class ModelPage(QWidget):
         mine, base = active.perplexity("new"), active.perplexity("base")
         if mine is not None and base is not None:
             change = (base - mine) / base * 100
-            verdict = f"<b>{abs(change):.0f}% {'better' if change > 0 else 'worse'}</b>"
+            better = f"{abs(change):.0f}% {'better' if change > 0 else 'worse'}"
             compared = f"perplexity {number(mine)} against {number(base)} (lower is better)"
-            self.quality.setText(
-                f"Its file says it was {verdict} than the base model at predicting held-out "
-                f"writing when it was trained ({compared}). That was measured where it was "
-                "made; measure it below to see how it does on your writing." if imported else
-                f"{verdict} than the base model at predicting writing of yours it never "
-                f"trained on: {compared}, both given passages of your writing, measured when "
-                "it was trained.")
+            if evaluation is not None:  # measured here since: the headline is that, below
+                said = "Its file says" if imported else "When it was trained"
+                text = f"{said}: held-out {compared}, {better}."
+            elif imported:
+                text = (f"Its file says it was <b>{better}</b> than the base model at predicting "
+                        f"held-out writing when it was trained ({compared}). That was measured "
+                        "where it was made; measure it below to see how it does on your writing.")
+            else:
+                text = (f"<b>{better}</b> than the base model at predicting writing of yours it "
+                        f"never trained on: {compared}, both given passages of your writing, "
+                        "measured when it was trained.")
+            self.quality.setText(text)
         else:
             self.quality.setText("No held-out measurement for this version.")
         self._show_warnings({"deleted": "⚠ Trained on writing you have since deleted: retrain "

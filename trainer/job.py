@@ -63,7 +63,8 @@ def is_out_of_memory(error: BaseException) -> bool:
 
 def decide(new: dict, base: dict, active: dict | None, active_version: str | None,
            active_forgotten: bool = False) -> tuple[bool, str]:
-    """Promote only an adapter whose held-out loss beats the base's and the active one's.
+    """Promote only an adapter whose held-out loss beats the base's and the active one's
+    (said in perplexity, lower is better, as the user sees it everywhere else).
     An active adapter trained on writing the user has since deleted (`active_forgotten`) is
     no bar: the retrain is what forgets that writing, so beating the base is enough. With
     nothing held out (too few documents) there is nothing to compare: the new adapter,
@@ -74,18 +75,23 @@ def decide(new: dict, base: dict, active: dict | None, active_version: str | Non
                       "to hold one out and measure on (more documents let each retrain prove "
                       "itself before it replaces the last)")
     if not new["loss"] < base["loss"]:
-        return False, (f"not promoted: held-out loss {new['loss']:.4f} does not beat the base "
-                       f"model's {base['loss']:.4f}")
+        return False, (f"not promoted: held-out perplexity {_ppl(new)} does not beat the base "
+                       f"model's {_ppl(base)}")
     if active is not None and active_forgotten:
-        return True, (f"promoted: held-out loss {new['loss']:.4f} beats the base model's "
-                      f"{base['loss']:.4f}; it replaces {active_version}, which was trained on "
+        return True, (f"promoted: held-out perplexity {_ppl(new)} beats the base model's "
+                      f"{_ppl(base)}; it replaces {active_version}, which was trained on "
                       f"writing you have since deleted")
     if active is not None and not new["loss"] < active["loss"]:
-        return False, (f"not promoted: held-out loss {new['loss']:.4f} does not beat the active "
-                       f"{active_version}'s {active['loss']:.4f}; {active_version} stays active")
-    against = f" and {active_version}'s {active['loss']:.4f}" if active is not None else ""
-    return True, (f"promoted: held-out loss {new['loss']:.4f} beats the base model's "
-                  f"{base['loss']:.4f}{against}")
+        return False, (f"not promoted: held-out perplexity {_ppl(new)} does not beat the active "
+                       f"{active_version}'s {_ppl(active)}; {active_version} stays active")
+    against = f" and {active_version}'s {_ppl(active)}" if active is not None else ""
+    return True, (f"promoted: held-out perplexity {_ppl(new)} beats the base model's "
+                  f"{_ppl(base)}{against}")
+
+
+def _ppl(measured: dict) -> str:
+    """Perplexity, as My model and `oppu adapters` show it (the gate compares losses)."""
+    return f"{math.exp(measured['loss']):.2f}"
 
 
 class TrainingJob:

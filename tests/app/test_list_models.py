@@ -63,4 +63,4 @@ def test_versions_show_perplexity_and_the_active_marker():
     assert shown[0][0] == "v2  ● active" and shown[1][0] == "v1"
     headers = [model.headerData(c, Qt.Orientation.Horizontal) for c in range(model.columnCount())]
     assert shown[0][headers.index("Perplexity")] == f"{model.item(0).perplexity():,.2f}"
-    assert shown[0][headers.index("Base")] == "20.09"  # exp(3.0)
+    assert shown[0][headers.index("Base perplexity")] == "20.09"  # exp(3.0)

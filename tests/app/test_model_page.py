@@ -55,7 +55,7 @@ def test_retrain_toggle_and_export_the_whole_way(qtbot, trainee_app, tmp_path):
                                                                  "(saving your model)"}
     assert len(page.plot.points) == STRONG["max_steps"]
     assert page.plot.caption.startswith("Run 1 · trained v1 · 20")  # and when, in local time
-    assert page.banner.kind == "success" and "v1 is active: held-out loss" in \
+    assert page.banner.kind == "success" and "v1 is active: held-out perplexity" in \
         page.banner.label.text()
     assert page.version_label.text() == "v1" and "perplexity" in page.quality.text()
     assert [v.version for v in page.versions.items] == ["v1"] and page.versions.items[0].is_active
@@ -74,6 +74,10 @@ def test_retrain_toggle_and_export_the_whole_way(qtbot, trainee_app, tmp_path):
     wait_jobs(qtbot, app, TRAINING_TIMEOUT_MS)
     assert page.banner.kind == "success" and "Measured v1" in page.banner.label.text()
     assert "Your model + your writing" in view.summary.text()
+    # One headline: the measurement made here; the one from training becomes a footnote.
+    assert view.summary.text().startswith("Your model with your writing, as chat uses them: <b>")
+    assert re.fullmatch(r"When it was trained: held-out perplexity [\d.,]+ against [\d.,]+ "
+                        r"\(lower is better\), \d+% (better|worse)\.", page.quality.text())
     assert view.measure.text() == "Measure again" and view.stop.isHidden()
 
     # Another base model: v1 stays active, and the page says chat replies without it.

@@ -118,7 +118,7 @@ def test_the_gate_keeps_a_better_adapter_and_rollback_restores_it(trainee, capsy
 
     frozen = run_training(trainee, overrides={**FAST, "max_steps": 1, "learning_rate": 1e-9})
     assert frozen.status == "succeeded" and not frozen.promoted
-    assert frozen.decision.startswith("not promoted: held-out loss")
+    assert frozen.decision.startswith("not promoted: held-out perplexity")
     assert frozen.metrics["active_version"] == "v1"
     assert active(trainee).version == "v1"
 

@@ -244,16 +244,16 @@ def test_writing_too_few_documents_to_hold_one_out_still_gets_a_model(trainee):
 def test_the_gate_promotes_only_what_beats_both():
     base, good, better = {"loss": 3.0, "tokens": 9}, {"loss": 2.5}, {"loss": 2.0}
     assert decide(good, base, None, None) == (
-        True, "promoted: held-out loss 2.5000 beats the base model's 3.0000")
+        True, "promoted: held-out perplexity 12.18 beats the base model's 20.09")
     assert decide(better, base, good, "v1")[0]
     promoted, why = decide(good, base, better, "v1")
-    assert not promoted and why == ("not promoted: held-out loss 2.5000 does not beat the active "
-                                    "v1's 2.0000; v1 stays active")
+    assert not promoted and why == ("not promoted: held-out perplexity 12.18 does not beat the "
+                                    "active v1's 7.39; v1 stays active")
     promoted, why = decide(base, base, None, None)
-    assert not promoted and "does not beat the base model's 3.0000" in why
+    assert not promoted and "does not beat the base model's 20.09" in why
     # Trained on writing since deleted: the retrain that forgets it needs only beat the base.
     assert decide(good, base, better, "v1", active_forgotten=True) == (
-        True, ("promoted: held-out loss 2.5000 beats the base model's 3.0000; it replaces v1, "
+        True, ("promoted: held-out perplexity 12.18 beats the base model's 20.09; it replaces v1, "
                "which was trained on writing you have since deleted"))
     assert not decide(base, base, better, "v1", active_forgotten=True)[0]
 

@@ -139,11 +139,11 @@ def _repair_adapter_gguf(profile, chosen: AdapterVersion) -> None:
         raise AdapterError(f"adapter {chosen.version}'s {chosen.gguf_path.name} is damaged "
                            f"({damage}), and it can be written again only with the base it "
                            f"was trained on, {chosen.base_name}")
-    from oppu.trainer.peft_files import AdapterError as UnreadableAdapter
+    from oppu.trainer.peft_files import AdapterFileError
 
     try:
         rewrite_adapter_gguf(chosen, base_path)
-    except UnreadableAdapter as error:  # its trained weights are damaged as well
+    except AdapterFileError as error:  # its trained weights are damaged as well
         raise AdapterError(f"adapter {chosen.version} is damaged: {chosen.gguf_path.name} "
                            f"({damage}) and its trained weights ({error})") from None
 
@@ -223,7 +223,7 @@ def import_adapter(profile, path: Path, activate: bool = False, force: bool = Fa
     origin 'imported'."""
     from oppu.trainer.adapter_bundle import BundleError, read_bundle
     from oppu.trainer.gguf_adapter import lora_tensors, read_base_info
-    from oppu.trainer.peft_files import AdapterError as FileError
+    from oppu.trainer.peft_files import AdapterFileError
 
     path = Path(path).expanduser()
     base_path, sha = profile_base(profile)
@@ -242,7 +242,7 @@ def import_adapter(profile, path: Path, activate: bool = False, force: bool = Fa
                               f"profile's base is {base.architecture}: it cannot fit")
     try:
         lora_tensors(bundle.lora, base)
-    except FileError as error:
+    except AdapterFileError as error:
         raise BundleError(f"{path.name} does not fit {base_path.name}: {error}") from None
     try:
         _refuse_stored(profile, bundle, sha)  # early, before the merged copy is written
@@ -288,15 +288,14 @@ def _refuse_stored(profile, bundle, sha: str) -> None:
     the same scale, modules and weights, whichever file it came in (a zip holds the PEFT
     files, an adapter .gguf the tensors llama.cpp reads; both decode to the same numbers).
     One kept for another base does not count: imported again, it serves this base."""
-    from oppu.trainer.peft_files import AdapterError as UnreadableAdapter
-    from oppu.trainer.peft_files import read_peft_dir
+    from oppu.trainer.peft_files import AdapterFileError, read_peft_dir
 
     for stored in list_adapters(profile):
         if stored.base_sha256 != sha:
             continue
         try:
             kept = read_peft_dir(stored.peft_dir)
-        except (OSError, UnreadableAdapter):  # gone or unreadable: nothing to compare
+        except (OSError, AdapterFileError):  # gone or unreadable: nothing to compare
             continue
         if kept.same_adapter(bundle.lora):
             raise AlreadyStored(f"{bundle.source.name} is already stored as version "

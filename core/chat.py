@@ -380,13 +380,13 @@ def _rebuilt(adapter, base_path: Path) -> bool:
     """Write a damaged or missing adapter.gguf again from the version's trained weights
     (this is the base they were trained on); False where that is not possible."""
     from oppu.core.adapters import adapter_gguf_damage, rewrite_adapter_gguf
-    from oppu.trainer.peft_files import AdapterError
+    from oppu.trainer.peft_files import AdapterFileError
 
     if adapter_gguf_damage(adapter) is None:
         return False  # whole, and refused for another reason
     try:
         rewrite_adapter_gguf(adapter, base_path)
-    except (AdapterError, OSError):
+    except (AdapterFileError, OSError):
         return False
     return True
 

@@ -22,7 +22,7 @@ from oppu.trainer.peft_files import (
     CONFIG_NAME,
     MODEL_CARD_NAME,
     WEIGHTS_NAME,
-    AdapterError,
+    AdapterFileError,
     PeftLora,
     parse_lora,
     parsed_json,
@@ -72,7 +72,7 @@ OPPU desktop on another machine
 """
 
 
-class BundleError(AdapterError):
+class BundleError(AdapterFileError):
     """A file that cannot be imported; the message says why."""
 
 
@@ -207,7 +207,7 @@ def _read_gguf(path: Path, base) -> Bundle:
 
     try:
         config, weights, meta = read_adapter_gguf(path, base)
-    except AdapterError as error:
+    except AdapterFileError as error:
         raise BundleError(f"{path.name}: {error}") from None
     return _bundle(path, "gguf", config, weights, meta)
 
@@ -249,6 +249,6 @@ def _finite_numbers(entry) -> dict:
 def _bundle(source: Path, kind: str, config: bytes, weights: bytes, meta: dict) -> Bundle:
     try:
         lora = parse_lora(config, weights)
-    except AdapterError as error:
+    except AdapterFileError as error:
         raise BundleError(f"{source.name}: {error}") from None
     return Bundle(source, kind, config, weights, lora, meta)

@@ -42,19 +42,19 @@ _UNSUPPORTED_SWITCHES = {
 }
 
 
-class AdapterError(ValueError):
+class AdapterFileError(ValueError):
     """An adapter that cannot be used; the message is one line a person can act on."""
 
 
-class CorruptAdapter(AdapterError):
+class CorruptAdapter(AdapterFileError):
     """The files are damaged, truncated or not what they claim to be."""
 
 
-class UnsupportedAdapter(AdapterError):
+class UnsupportedAdapter(AdapterFileError):
     """A valid PEFT adapter that llama.cpp cannot load."""
 
 
-class AdapterMismatch(AdapterError):
+class AdapterMismatch(AdapterFileError):
     """An adapter whose tensors do not fit the base model."""
 
 

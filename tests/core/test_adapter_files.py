@@ -14,7 +14,7 @@ from oppu.core.adapter_files import AlreadyStored, ForeignBase, export, import_a
 from oppu.core.adapters import AdapterError, list_adapters
 from oppu.core.cli import main
 from oppu.trainer.adapter_bundle import BundleError
-from oppu.trainer.peft_files import AdapterError as FileError
+from oppu.trainer.peft_files import AdapterFileError
 from oppu.trainer.prepare import sha256_file
 from oppu.trainer.versions import read_meta
 from tests.support.adapter_profiles import open_profile, snapshot
@@ -262,7 +262,7 @@ def test_bad_imports_are_refused_with_a_reason_and_nothing_written(alice, export
     make, reason = BAD_FILES[kind]
     bad = make(exported, tmp_path / f"bad-{kind}.zip")
     before = snapshot(alice)
-    with pytest.raises(FileError, match=reason):
+    with pytest.raises(AdapterFileError, match=reason):
         import_adapter(alice, bad, activate=True, force=True)
     assert snapshot(alice) == before
 

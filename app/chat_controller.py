@@ -31,7 +31,8 @@ class ChatController(QObject):
         self.unsent: tuple[str, list] | None = None
         self.replaced = None  # the reply a regenerate replaces, hidden meanwhile
         self.model_loaded = False
-        self.shown = SHOWN_MESSAGES
+        self.shown = SHOWN_MESSAGES  # stored messages put on screen, newest first
+        self.first_shown = 0  # the index among them of the first one on screen
         page.sendRequested.connect(self.send)
         page.transcript.earlierRequested.connect(self.show_earlier)
         page.stopRequested.connect(self.stop)
@@ -196,7 +197,7 @@ class ChatController(QObject):
         self._show_options()  # resuming a stored conversation ends incognito
         self._clear_transcript()
         self.shown = SHOWN_MESSAGES
-        self._show_stored(messages, SHOWN_MESSAGES)
+        self._show_stored(messages, max(len(messages) - SHOWN_MESSAGES, 0), len(messages))
         transcript = self.page.transcript
         if transcript.bubbles and transcript.bubbles[-1].role == "assistant":
             transcript.bubbles[-1].regenerate.show()
@@ -210,16 +211,16 @@ class ChatController(QObject):
         except Exception as error:  # noqa: BLE001
             self.app.report_error(self.page.banner, error)
             return
+        more = 3 * self.shown
         self.shown *= 4
-        added = self._show_stored(messages, self.shown)
+        added = self._show_stored(messages, max(self.first_shown - more, 0), self.first_shown)
         self.page.transcript.scroll_to(added)
 
-    def _show_stored(self, messages: list, shown: int) -> int:
-        """Show the stored `messages` of the last `shown` that are not shown yet, above
-        those that are; the number put in."""
-        on_screen = len(self.page.transcript.bubbles)
-        first = max(len(messages) - shown, 0)
-        earlier = messages[first: max(len(messages) - on_screen, first)]
+    def _show_stored(self, messages: list, first: int, end: int) -> int:
+        """Put stored `messages[first:end]` above those on screen; the number put in. (Not
+        counted from the bubbles: a reply that failed midway shows but was not stored.)"""
+        earlier = messages[first:end]
+        self.first_shown = first
         self.page.transcript.show_earlier_button(first)
         replies = [m for m in earlier if m.role == "assistant"]
         used = iter(self.session.conversations.passages_of(

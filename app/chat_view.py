@@ -231,6 +231,7 @@ class Transcript(VerticalScroll):
         for row in self.rows:
             row.deleteLater()
         self.rows, self.bubbles = [], []
+        self._at_bottom, self._anchor = True, None  # the next conversation opens at its end
         self.empty.show()
         self.earlier.hide()
 

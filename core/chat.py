@@ -222,6 +222,16 @@ class ChatSession:
 
     def _answer(self, text: str, on_text: OnText | None, should_stop: ShouldStop,
                 again: bool, pasted: Sequence[tuple[int, int]] = ()) -> Reply:
+        self.stored_unanswered = False
+        try:
+            return self._reply(text, on_text, should_stop, again, pasted)
+        except BaseException:
+            if self.stored_unanswered:  # stored, its reply never came: as reopening reads it
+                self.history += [{"role": "user", "content": text}, dict(NO_REPLY)]
+            raise
+
+    def _reply(self, text: str, on_text: OnText | None, should_stop: ShouldStop,
+               again: bool, pasted: Sequence[tuple[int, int]] = ()) -> Reply:
         from oppu.engine.budget import fit_prompt, reply_room
         from oppu.engine.chat import ReplyStream
 
@@ -245,7 +255,6 @@ class ChatSession:
             sources = tuple(passages[: fitted.passages_used])
             stored = not self.options.incognito and (self.conversation_id is not None
                                                      or not again)
-            self.stored_unanswered = False
             if stored and not again:
                 self._store_user_message(text, pasted)
                 self.stored_unanswered = True
@@ -260,10 +269,6 @@ class ChatSession:
                     pieces.append(piece)
                     if on_text:
                         on_text(piece)
-            except BaseException:
-                if self.stored_unanswered:  # as reopening the conversation will read it
-                    self.history += [{"role": "user", "content": text}, dict(NO_REPLY)]
-                raise
             finally:
                 streaming.close()  # ends its hold on the engine even if `on_text` failed
         reply_text = "".join(pieces).strip()

@@ -5,6 +5,7 @@ import unicodedata
 
 UTF16_BOMS = {b"\xff\xfe": "utf-16-le", b"\xfe\xff": "utf-16-be"}
 CONTROL_BYTES = bytes(b for b in range(32) if not 9 <= b <= 13)
+ASCII_BYTES = bytes(range(128))
 VALID_NON_ASCII = re.compile("[^\x00-\x7f\ufffd]")
 LEGACY_ENCODING = "cp1252"  # Windows' Western encoding: what most non-UTF-8 text files are
 # Western European writing has few accented letters (French, among the most, about 4%);
@@ -84,8 +85,8 @@ def decode(data: bytes, declared: str | None = None) -> tuple[str, str | None]:
     """Text from bytes, and a warning when they were not plain UTF-8.
 
     `declared` is the encoding the text names for itself (an HTML page's charset), used
-    when the bytes are not UTF-8. Bytes that are mostly not UTF-8 (more invalid bytes
-    than valid multi-byte characters) are an older encoding (see `_legacy_text`). UTF-8
+    when the bytes are not UTF-8. Bytes with no valid multi-byte sequence, or mostly
+    non-ASCII with more invalid bytes than valid characters, are an older encoding (see `_legacy_text`). UTF-8
     with a few damaged bytes keeps its good characters and has the damaged ones replaced
     by U+FFFD.
     """
@@ -102,13 +103,17 @@ def decode(data: bytes, declared: str | None = None) -> tuple[str, str | None]:
     if declared:
         try:
             return data.decode(declared), None
-        except (LookupError, UnicodeDecodeError):
+        except (LookupError, UnicodeError):  # unknown, or "undefined" (a codec that refuses)
             pass
     text = data.decode("utf-8", errors="replace")
     replaced = text.count("\ufffd") - data.count("\ufffd".encode())
-    if replaced > len(VALID_NON_ASCII.findall(text)):
-        # More bad bytes than good multi-byte characters: not UTF-8 at all, whose byte
-        # pairs only happen to be valid UTF-8 here and there (as Chinese GBK's often are).
+    valid = len(VALID_NON_ASCII.findall(text))
+    mostly_high = 2 * len(data.translate(None, ASCII_BYTES)) >= len(data)
+    if not valid or (replaced > valid and mostly_high):
+        # No character decoded from a multi-byte sequence; or mostly non-ASCII bytes, more
+        # of them bad than good: a non-Latin script in an older encoding whose byte pairs
+        # happen to be valid UTF-8 here and there (as Chinese GBK's often are), not UTF-8
+        # with a damaged stretch or a pasted quote.
         return _legacy_text(data)
     return text, (f"{replaced} undecodable byte{'s' * (replaced != 1)} replaced (not valid "
                   "UTF-8)")

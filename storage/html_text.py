@@ -57,26 +57,25 @@ class _VisibleText(HTMLParser):
 def html_document(html: str) -> tuple[str, str]:
     """The page's <title> ("" if none) and its visible text, one line per block."""
     parser = _VisibleText()
-    parser.feed(_ends_closed(html))
+    parser.feed(_lone_brackets_as_text(html))
+    if parser.rawdata.startswith("<!--"):  # a comment left open hides the rest, as in browsers
+        parser.rawdata = ""
     parser.close()
     lines = (" ".join(line.split()) for line in "".join(parser.pieces).splitlines())
     return " ".join("".join(parser.title).split()), "\n".join(line for line in lines if line)
 
 
-def _ends_closed(html: str) -> str:
-    """`html` as browsers read its end. A comment left open hides the rest of the page.
-    After the last ">", a "<" opens no tag: it is text ("if x<y", a page cut short), and
-    Python's parser, which looks for that tag's end from each one to the end of the page,
-    took hours over a few hundred kilobytes of them."""
-    at = 0
-    while (start := html.find("<!--", at)) != -1:
-        end = html.find("-->", start + 4)
-        if end == -1:
-            html = html[:start]
-            break
-        at = end + 3
+def _lone_brackets_as_text(html: str) -> str:
+    """After the last ">", a "<" opens no tag: it is text ("if x<y", a page cut short), as
+    browsers read it. Python's parser looked for each one's tag end to the end of the page,
+    which took hours over a few hundred kilobytes of them."""
+    html = html.replace("<!--->", "").replace("<!-->", "")  # empty comments, which Python's
+    # parser takes for ones left open
     last = html.rfind(">") + 1
-    return html[:last] + html[last:].replace("<", "&lt;")
+    tail = html[last:]
+    comment = tail.find("<!--")  # left open: kept for the parser, which hides the rest
+    text = tail if comment == -1 else tail[:comment]
+    return html[:last] + text.replace("<", "&lt;") + tail[len(text):]
 
 
 def declared_charset(data: bytes) -> str | None:

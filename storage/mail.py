@@ -57,8 +57,11 @@ def _part_text(part) -> str | None:
         text = part.get_content()
     except (LookupError, UnicodeError):  # an unknown charset
         text = None
-    if text is None or "\ufffd" in text:  # or one its bytes do not fit (Windows-1252 as UTF-8)
-        text = decode(part.get_payload(decode=True) or b"", part.get_content_charset())[0]
+    declared = part.get_content_charset()
+    if text is None or ("\ufffd" in text and declared in (None, "utf-8", "us-ascii")):
+        # or one its bytes do not fit (Windows-1252 sent as UTF-8); a legacy charset that
+        # lacks one character keeps the rest
+        text = decode(part.get_payload(decode=True) or b"", declared)[0]
     if any(isinstance(d, BASE64_DEFECTS) for d in part.defects):  # found while decoding
         return None
     return text.replace("\x00", "")

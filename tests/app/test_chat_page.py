@@ -429,3 +429,9 @@ def test_a_long_conversation_opens_with_its_latest_messages_and_more_on_demand(q
     scroll = transcript.verticalScrollBar()
     qtbot.waitUntil(lambda: scroll.value() > 0 and scroll.value() == transcript.rows[140].y())
     assert transcript.bubbles[140].text == "Question 70" and scroll.value() < scroll.maximum()
+    # Another conversation opens at its end, whatever this one's reader did.
+    other = conversations.create("Other")
+    for i in range(40):
+        conversations.add_message(other, "user", f"Other question {i}")
+    app.chat.open_conversation(other)
+    qtbot.waitUntil(lambda: scroll.maximum() > 0 and scroll.value() == scroll.maximum())

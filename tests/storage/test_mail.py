@@ -60,6 +60,10 @@ def test_the_end_of_a_page_is_read_as_browsers_read_it():
         "Inequalities: " + " ".join(["if x<y then z."] * 3000))
     assert html_text("<p>My page.</p><!-- old menu " + "<a href=x>link</a> " * 3000) == "My page."
     assert html_text("<p>a</p><!-- note --><p>b <!-- c --> d</p><!-- open") == "a\nb d"
+    # not a comment left open: in a script, in an attribute; an empty one
+    assert html_text('<script>var re = "<!--";</script><p>Seen.</p>') == "Seen."
+    assert html_text('<img alt="<!--"><p>Seen.</p>') == "Seen."
+    assert html_text("<p>Before</p><!--><p>After.</p><!---><p>End.</p>") == "Before\nAfter.\nEnd."
 
 
 @pytest.mark.parametrize(("headers", "body", "stored"), [
@@ -80,8 +84,13 @@ def test_the_end_of_a_page_is_read_as_browsers_read_it():
         b"--b\nContent-Type: text/plain\n\n\n--b\nContent-Type: text/html\n\n"
         b"<p>Only the HTML twin has words.</p>\n--b--\n"),
      "Only the HTML twin has words."),
+    ("Content-Type: text/plain; charset=gb2312",  # lacking one character keeps the rest
+     "明天开会，请准时参加。镕".encode("gbk"), "明天开会，请准时参加。\ufffdF"),
+    ("Content-Type: text/plain; charset=undefined",  # a codec that refuses everything
+     "Caf\xe9 cr\xe8me by the lake.".encode("cp1252"), "Caf\xe9 cr\xe8me by the lake."),
 ], ids=["wrong-charset", "base64-without-padding", "charset-not-fitting", "nul-byte",
-        "from-in-my-words", "forwarded-headers", "empty-plain-part"])
+        "from-in-my-words", "forwarded-headers", "empty-plain-part", "legacy-charset-lacking-one",
+        "undefined-charset"])
 def test_mail_bodies_are_read_as_a_mail_client_shows_them(mail_writing, tmp_path, headers, body, stored):
     path = write(tmp_path / "odd.eml", mail_from_me(headers, body))
     document = mail_writing.get(mail_writing.add_file(path).document_ids[0])

@@ -435,3 +435,31 @@ def test_a_long_conversation_opens_with_its_latest_messages_and_more_on_demand(q
         conversations.add_message(other, "user", f"Other question {i}")
     app.chat.open_conversation(other)
     qtbot.waitUntil(lambda: scroll.maximum() > 0 and scroll.value() == scroll.maximum())
+
+
+def test_show_earlier_skips_no_stored_message_after_a_reply_failed_midway(qtbot, app,
+                                                                          monkeypatch):
+    """The failed reply's partial bubble stays on screen but was never stored: counting
+    bubbles, 'Show earlier' left one stored message out."""
+    from oppu.core.conversations import Conversations
+    from oppu.engine.chat import ReplyStream
+
+    conversations = Conversations(app.profile.store)
+    chat = conversations.create("Long")
+    for i in range(50):
+        conversations.add_message(chat, "user", f"Question {i}")
+        conversations.add_message(chat, "assistant", f"Answer {i}")
+    app.chat.open_conversation(chat)
+
+    def partly_then_fail(self):
+        yield "Partly written"
+        raise RuntimeError("the model stopped answering")
+
+    monkeypatch.setattr(ReplyStream, "__iter__", partly_then_fail)
+    send(qtbot, app, "One more question.")
+    transcript = app.chat_page.transcript
+    assert transcript.bubbles[-1].text == "Partly written"
+    transcript.earlier.click()
+    texts = [b.text for b in transcript.bubbles]
+    assert texts[:4] == ["Question 0", "Answer 0", "Question 1", "Answer 1"]
+    assert texts[:100] == [t for i in range(50) for t in (f"Question {i}", f"Answer {i}")]

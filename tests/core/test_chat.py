@@ -109,6 +109,28 @@ def test_a_reply_that_fails_leaves_the_session_as_reopening_it_would(chat_profil
     assert [m.role for m in stored] == ["user", "assistant"] * 2 + ["user", "user", "assistant"]
 
 
+def test_a_reply_that_cannot_be_stored_leaves_the_session_as_reopening_it_would(
+        chat_profile, models, monkeypatch):
+    chat = session(chat_profile, models)
+    chat.send("First question about the bees.")
+    store_message = Conversations.add_message
+
+    def no_room_for_replies(self, conversation_id, role, *args, **kwargs):
+        if role == "assistant":
+            raise OSError("disk full")
+        return store_message(self, conversation_id, role, *args, **kwargs)
+
+    monkeypatch.setattr(Conversations, "add_message", no_room_for_replies)
+    with pytest.raises(OSError, match="disk full"):
+        chat.send("Second question, whose reply is lost.")
+    monkeypatch.undo()
+    reopened = session(chat_profile, models)
+    reopened.resume(chat.conversation_id)
+    assert chat.history == reopened.history
+    assert chat.history[-2:] == [{"role": "user", "content": "Second question, whose reply is lost."},
+                                 {"role": "assistant", "content": ""}]
+
+
 def test_regenerate_in_incognito_stores_nothing(chat_profile, models):
     before = counts(chat_profile)
     chat = session(chat_profile, models, incognito=True)
